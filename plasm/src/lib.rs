@@ -1,1 +1,15 @@
+//! plasm: the node of Phase Open.
+//!
+//! The library holds everything: manifests and their schema ([`manifest`]), the
+//! canonical JSON that hashes and signatures cover ([`jcs`]), the node identity
+//! ([`identity`]), signed receipts ([`receipt`]), the metered WebAssembly sandbox
+//! and its worker pool ([`runtime`]), and the local job path that ties them
+//! together ([`job`]). The `plasm` binary only parses arguments and calls in.
 
+pub mod identity;
+pub mod jcs;
+pub mod job;
+pub mod manifest;
+pub mod receipt;
+pub mod runtime;
+pub mod time;

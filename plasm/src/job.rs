@@ -1,0 +1,157 @@
+//! The job path shared by every front end: check the bytes against the manifest,
+//! run the job on the pool, and sign the receipt.
+
+use crate::identity::Identity;
+use crate::jcs;
+use crate::manifest::Manifest;
+use crate::receipt::{Receipt, ReceiptBody};
+use crate::runtime::pool::{PoolError, WorkerPool};
+use crate::runtime::{ExecRequest, ExecResult};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Why a job could not be started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// The module bytes do not match `manifest.module`.
+    #[error("module bytes do not match the manifest: expected sha256 {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)")]
+    ModuleMismatch {
+        /// Hash in the manifest.
+        expected: String,
+        /// Size in the manifest.
+        expected_size: u64,
+        /// Hash of the bytes given.
+        actual: String,
+        /// Size of the bytes given.
+        actual_size: u64,
+    },
+    /// The input bytes do not match `manifest.input`.
+    #[error("input bytes do not match the manifest: expected sha256 {expected}, got {actual}")]
+    InputMismatch {
+        /// Hash in the manifest (of empty input when absent).
+        expected: String,
+        /// Hash of the bytes given.
+        actual: String,
+    },
+    /// The worker pool refused the job.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+/// A finished job: what it printed and the signed receipt.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    /// The runtime's report (stdout, stderr, outcome...).
+    pub result: ExecResult,
+    /// The signed receipt.
+    pub receipt: Receipt,
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Seed of the job's `random_get` stream: a hash of the execution inputs only
+/// (module, input, args, env), so that every executor derives the same bytes and
+/// no executor or client can steer them through the nonce or the clock.
+pub fn random_seed(manifest: &Manifest) -> [u8; 32] {
+    let inputs = json!({
+        "module": manifest.module.sha256,
+        "input": manifest.input_sha256(),
+        "args": manifest.args,
+        "env": manifest.env,
+    });
+    let mut h = Sha256::new();
+    h.update(b"plasm-random-v1\n");
+    h.update(jcs::canonicalize(&inputs).unwrap_or_default());
+    h.finalize().into()
+}
+
+/// Checks the bytes against the manifest and builds the runtime request.
+pub fn exec_request(manifest: &Manifest, module: Arc<[u8]>, input: Vec<u8>) -> Result<ExecRequest, JobError> {
+    let module_hash = sha256_hex(&module);
+    if module_hash != manifest.module.sha256 || module.len() as u64 != manifest.module.size {
+        return Err(JobError::ModuleMismatch {
+            expected: manifest.module.sha256.clone(),
+            expected_size: manifest.module.size,
+            actual: module_hash,
+            actual_size: module.len() as u64,
+        });
+    }
+    let input_hash = sha256_hex(&input);
+    let size_ok = manifest.input.as_ref().map_or(input.is_empty(), |i| i.size == input.len() as u64);
+    if input_hash != manifest.input_sha256() || !size_ok {
+        return Err(JobError::InputMismatch { expected: manifest.input_sha256(), actual: input_hash });
+    }
+    Ok(ExecRequest {
+        module,
+        entry: manifest.entry.clone(),
+        args: manifest.args.clone(),
+        env: manifest.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        stdin: input,
+        limits: manifest.limits,
+        random_seed: random_seed(manifest),
+    })
+}
+
+/// Signs the receipt of a finished job.
+pub fn sign_receipt(
+    manifest: &Manifest,
+    result: &ExecResult,
+    pool: &WorkerPool,
+    identity: &Identity,
+    started_at: String,
+    finished_at: String,
+) -> Receipt {
+    Receipt::sign(
+        &ReceiptBody {
+            job_id: manifest.job_id().to_owned(),
+            module_sha256: manifest.module.sha256.clone(),
+            input_sha256: manifest.input_sha256(),
+            output_sha256: sha256_hex(&result.stdout),
+            outcome: result.outcome,
+            exit_code: result.exit_code,
+            detail: result.detail.clone(),
+            fuel_used: result.fuel_used,
+            fuel_limit: manifest.limits.fuel,
+            runtime: pool.runtime().info(),
+            started_at,
+            finished_at,
+        },
+        identity,
+    )
+}
+
+/// Runs a job on `pool` from a non-async thread and signs its receipt.
+pub fn run_blocking(
+    pool: &WorkerPool,
+    identity: &Identity,
+    manifest: &Manifest,
+    module: Arc<[u8]>,
+    input: Vec<u8>,
+) -> Result<JobOutput, JobError> {
+    let request = exec_request(manifest, module, input)?;
+    let started_at = crate::time::now_rfc3339();
+    let result = pool.run_blocking(request)?;
+    let finished_at = crate::time::now_rfc3339();
+    let receipt = sign_receipt(manifest, &result, pool, identity, started_at, finished_at);
+    Ok(JobOutput { result, receipt })
+}
+
+/// Runs a job on `pool` from async code and signs its receipt.
+pub async fn run(
+    pool: &WorkerPool,
+    identity: &Identity,
+    manifest: &Manifest,
+    module: Arc<[u8]>,
+    input: Vec<u8>,
+) -> Result<JobOutput, JobError> {
+    let request = exec_request(manifest, module, input)?;
+    let started_at = crate::time::now_rfc3339();
+    let result = pool.run(request).await?;
+    let finished_at = crate::time::now_rfc3339();
+    let receipt = sign_receipt(manifest, &result, pool, identity, started_at, finished_at);
+    Ok(JobOutput { result, receipt })
+}

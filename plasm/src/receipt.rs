@@ -1,0 +1,357 @@
+//! Signed execution receipts: building, signing, and verification.
+//!
+//! A receipt is a JSON object. Its signature covers `plasm-receipt-v1\n` followed
+//! by the RFC 8785 form of every other member, unknown ones included, so a
+//! verifier needs only the JSON text: no schema registry, no node. Verification
+//! runs its checks in a fixed, documented order and names the first that fails,
+//! so the Rust and PHP verifiers agree on the verdict for every test vector.
+
+use crate::identity::{Identity, peer_id_of};
+use crate::jcs;
+use crate::manifest::first_violation;
+use crate::runtime::Outcome;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde_json::{Map, Value, json};
+use std::sync::OnceLock;
+
+/// The receipt schema, as published in `schemas/`.
+pub const RECEIPT_SCHEMA: &str = include_str!("../../schemas/receipt.schema.json");
+/// The `version` every v1 receipt carries.
+pub const RECEIPT_VERSION: &str = "plasm.receipt/v1";
+/// Domain separation prefix of the signed bytes.
+pub const SIGNING_PREFIX: &[u8] = b"plasm-receipt-v1\n";
+
+/// Why a receipt failed verification; the variants are listed in the order the checks run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a JSON object, or its `signature` or `executor.public_key` is not decodable.
+    #[error("malformed receipt: {0}")]
+    Malformed(String),
+    /// The receipt breaks the receipt schema.
+    #[error("receipt violates the schema at {path} ({rule}): {message}")]
+    Schema {
+        /// JSON pointer into the receipt.
+        path: String,
+        /// The schema keyword that failed.
+        rule: String,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// A value has no RFC 8785 form in plasm's subset (a float, a huge integer).
+    #[error("receipt is not canonicalisable: {0}")]
+    Canonical(#[from] jcs::CanonError),
+    /// `executor.public_key` is not a valid Ed25519 point.
+    #[error("executor.public_key is not a valid Ed25519 public key")]
+    PublicKey,
+    /// `executor.peer_id` is not the peer id of `executor.public_key`.
+    #[error("executor.peer_id does not belong to executor.public_key")]
+    PeerId,
+    /// The Ed25519 signature does not verify over the canonical bytes.
+    #[error("signature does not verify")]
+    Signature,
+}
+
+impl VerifyError {
+    /// The short name of the failed check, as used in the test vectors and the HTTP API.
+    pub fn check(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::Schema { .. } => "schema",
+            Self::Canonical(_) => "canonical",
+            Self::PublicKey => "public_key",
+            Self::PeerId => "peer_id",
+            Self::Signature => "signature",
+        }
+    }
+}
+
+/// Runtime that produced a receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    /// e.g. `wasm3`.
+    pub name: String,
+    /// e.g. `0.9.0`.
+    pub version: String,
+    /// Metering scheme whose fuel counts the receipt reports, e.g. `plasm-fuel/1`.
+    pub metering: String,
+}
+
+/// The facts a receipt attests, before signing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptBody {
+    /// Job id (hex SHA-256 of the canonical manifest).
+    pub job_id: String,
+    /// Hex SHA-256 of the module bytes.
+    pub module_sha256: String,
+    /// Hex SHA-256 of the stdin bytes.
+    pub input_sha256: String,
+    /// Hex SHA-256 of stdout.
+    pub output_sha256: String,
+    /// How the job ended.
+    pub outcome: Outcome,
+    /// Exit code when the job exited (or returned an i32).
+    pub exit_code: Option<i64>,
+    /// Trap reason or limit detail.
+    pub detail: Option<String>,
+    /// Fuel consumed.
+    pub fuel_used: u64,
+    /// Fuel budget.
+    pub fuel_limit: u64,
+    /// Runtime identification.
+    pub runtime: RuntimeInfo,
+    /// RFC 3339 start time.
+    pub started_at: String,
+    /// RFC 3339 end time.
+    pub finished_at: String,
+}
+
+/// A receipt: the JSON object, signed or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt(Map<String, Value>);
+
+/// What a successful verification established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The executor's peer id.
+    pub peer_id: String,
+    /// The executor's public key (base64).
+    pub public_key: String,
+    /// The job id the receipt is for.
+    pub job_id: String,
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    V.get_or_init(|| {
+        let schema: Value = serde_json::from_str(RECEIPT_SCHEMA).expect("embedded receipt schema is JSON");
+        jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .expect("embedded receipt schema compiles")
+    })
+}
+
+fn digest(hex: &str) -> Value {
+    Value::String(format!("sha256:{hex}"))
+}
+
+impl Receipt {
+    /// Signs `body` as `identity`.
+    pub fn sign(body: &ReceiptBody, identity: &Identity) -> Self {
+        let mut m = Map::new();
+        m.insert("version".into(), RECEIPT_VERSION.into());
+        m.insert("job_id".into(), body.job_id.clone().into());
+        m.insert("module".into(), digest(&body.module_sha256));
+        m.insert("input".into(), digest(&body.input_sha256));
+        m.insert("output".into(), digest(&body.output_sha256));
+        m.insert("outcome".into(), body.outcome.as_str().into());
+        m.insert("exit_code".into(), body.exit_code.map_or(Value::Null, Value::from));
+        m.insert("detail".into(), body.detail.clone().map_or(Value::Null, Value::from));
+        m.insert("fuel_used".into(), body.fuel_used.min(jcs::MAX_SAFE_INTEGER).into());
+        m.insert("fuel_limit".into(), body.fuel_limit.min(jcs::MAX_SAFE_INTEGER).into());
+        m.insert(
+            "runtime".into(),
+            json!({"name": body.runtime.name, "version": body.runtime.version, "metering": body.runtime.metering}),
+        );
+        m.insert(
+            "executor".into(),
+            json!({"peer_id": identity.peer_id().to_string(), "public_key": identity.public_key_b64()}),
+        );
+        m.insert("started_at".into(), body.started_at.clone().into());
+        m.insert("finished_at".into(), body.finished_at.clone().into());
+        let mut r = Self(m);
+        r.resign(identity);
+        r
+    }
+
+    /// Recomputes the signature over the current members (used to build test vectors).
+    pub fn resign(&mut self, identity: &Identity) {
+        self.0.remove("signature");
+        // Every value inserted by plasm is canonicalisable; a caller-added float is the caller's bug.
+        let bytes = self.signing_bytes().unwrap_or_default();
+        let sig = identity.sign(&bytes);
+        self.0.insert("signature".into(), B64.encode(sig).into());
+    }
+
+    /// Parses receipt JSON text (no verification).
+    pub fn from_json(text: &str) -> Result<Self, VerifyError> {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => Ok(Self(m)),
+            Ok(_) => Err(VerifyError::Malformed("a receipt is a JSON object".into())),
+            Err(e) => Err(VerifyError::Malformed(format!("not JSON: {e}"))),
+        }
+    }
+
+    /// Wraps an already-parsed JSON object.
+    pub fn from_map(map: Map<String, Value>) -> Self {
+        Self(map)
+    }
+
+    /// The JSON object.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// Mutable access to the JSON object (tests, tampering vectors).
+    pub fn as_map_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.0
+    }
+
+    /// Pretty JSON text.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(&self.0).unwrap_or_default()
+    }
+
+    /// A string member.
+    pub fn str_field(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+
+    /// An integer member.
+    pub fn u64_field(&self, key: &str) -> Option<u64> {
+        self.0.get(key).and_then(Value::as_u64)
+    }
+
+    /// The bytes the signature covers: the prefix and the canonical receipt without `signature`.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, jcs::CanonError> {
+        let mut m = self.0.clone();
+        m.remove("signature");
+        let mut out = SIGNING_PREFIX.to_vec();
+        out.extend(jcs::canonicalize(&Value::Object(m))?);
+        Ok(out)
+    }
+
+    /// Runs every check: schema, canonical form, public key, peer id, signature.
+    pub fn verify(&self) -> Result<Verified, VerifyError> {
+        let value = Value::Object(self.0.clone());
+        if let Some((path, rule, message)) = first_violation(validator(), &value) {
+            return Err(VerifyError::Schema { path, rule, message });
+        }
+        let bytes = self.signing_bytes()?;
+        let executor = self.0.get("executor").and_then(Value::as_object);
+        let field = |k: &str| executor.and_then(|e| e.get(k)).and_then(Value::as_str).unwrap_or("");
+        let (peer_id, public_key) = (field("peer_id"), field("public_key"));
+        let pk: [u8; 32] = B64
+            .decode(public_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| VerifyError::Malformed("executor.public_key is not base64 of 32 bytes".into()))?;
+        let sig: [u8; 64] = B64
+            .decode(self.str_field("signature").unwrap_or(""))
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| VerifyError::Malformed("signature is not base64 of 64 bytes".into()))?;
+        let vk = VerifyingKey::from_bytes(&pk).map_err(|_| VerifyError::PublicKey)?;
+        match peer_id_of(&pk) {
+            Some(p) if p.to_string() == peer_id => {}
+            Some(_) => return Err(VerifyError::PeerId),
+            None => return Err(VerifyError::PublicKey),
+        }
+        vk.verify_strict(&bytes, &Signature::from_bytes(&sig))
+            .map_err(|_| VerifyError::Signature)?;
+        Ok(Verified {
+            peer_id: peer_id.to_owned(),
+            public_key: public_key.to_owned(),
+            job_id: self.str_field("job_id").unwrap_or("").to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample(identity: &Identity) -> Receipt {
+        Receipt::sign(
+            &ReceiptBody {
+                job_id: "1".repeat(64),
+                module_sha256: "2".repeat(64),
+                input_sha256: "3".repeat(64),
+                output_sha256: "4".repeat(64),
+                outcome: Outcome::Exited,
+                exit_code: Some(0),
+                detail: None,
+                fuel_used: 1234,
+                fuel_limit: 1_000_000,
+                runtime: RuntimeInfo { name: "wasm3".into(), version: "0.9.0".into(), metering: "plasm-fuel/1".into() },
+                started_at: "2026-11-20T12:00:00.000Z".into(),
+                finished_at: "2026-11-20T12:00:00.010Z".into(),
+            },
+            identity,
+        )
+    }
+
+    #[test]
+    fn signed_receipt_verifies() {
+        let id = Identity::from_seed([9u8; 32]);
+        let v = sample(&id).verify().expect("valid");
+        assert_eq!(v.peer_id, id.peer_id().to_string());
+    }
+
+    #[test]
+    fn every_field_tampered_fails() {
+        let id = Identity::from_seed([9u8; 32]);
+        let r = sample(&id);
+        for key in r.as_map().keys().cloned().collect::<Vec<_>>() {
+            let mut t = r.clone();
+            let v = t.as_map_mut().get_mut(&key).expect("present");
+            *v = match v.clone() {
+                Value::String(s) if key == "outcome" => Value::String(if s == "exited" { "trapped".into() } else { "exited".into() }),
+                Value::String(s) if s.starts_with("sha256:") => Value::String(format!("sha256:{}", "f".repeat(64))),
+                Value::String(s) if key == "signature" => {
+                    let mut b = B64.decode(&s).expect("b64");
+                    b[0] ^= 1;
+                    Value::String(B64.encode(b))
+                }
+                Value::String(s) if key == "job_id" => Value::String("0".repeat(s.len())),
+                Value::String(s) if key.ends_with("_at") => Value::String(s.replace("12:00", "12:01")),
+                Value::String(s) => Value::String(format!("{s}x")),
+                Value::Number(n) => Value::from(n.as_u64().unwrap_or(0) + 1),
+                Value::Null => Value::from("x"),
+                Value::Object(mut o) => {
+                    let k = o.keys().next().cloned().expect("non-empty");
+                    let old = o.get(&k).and_then(Value::as_str).unwrap_or("").to_owned();
+                    let new = if k == "public_key" { Identity::from_seed([8u8; 32]).public_key_b64() } else if k == "peer_id" { Identity::from_seed([8u8; 32]).peer_id().to_string() } else { format!("{old}x") };
+                    o.insert(k, new.into());
+                    Value::Object(o)
+                }
+                other => other,
+            };
+            assert!(t.verify().is_err(), "tampering {key} went unnoticed");
+            let mut removed = r.clone();
+            removed.as_map_mut().remove(&key);
+            assert!(removed.verify().is_err(), "removing {key} went unnoticed");
+        }
+        let mut added = r.clone();
+        added.as_map_mut().insert("note".into(), "hi".into());
+        assert_eq!(added.verify(), Err(VerifyError::Signature));
+    }
+
+    #[test]
+    fn another_nodes_key_fails() {
+        let a = Identity::from_seed([1u8; 32]);
+        let b = Identity::from_seed([2u8; 32]);
+        let mut r = sample(&a);
+        r.as_map_mut().insert(
+            "executor".into(),
+            json!({"peer_id": b.peer_id().to_string(), "public_key": b.public_key_b64()}),
+        );
+        assert_eq!(r.verify(), Err(VerifyError::Signature));
+        let mut r2 = sample(&a);
+        r2.as_map_mut()["executor"]["peer_id"] = b.peer_id().to_string().into();
+        assert_eq!(r2.verify(), Err(VerifyError::PeerId));
+    }
+
+    #[test]
+    fn unknown_fields_are_covered() {
+        let id = Identity::from_seed([3u8; 32]);
+        let mut r = sample(&id);
+        r.as_map_mut().insert("extension".into(), json!({"b": 1, "a": "é"}));
+        r.resign(&id);
+        assert!(r.verify().is_ok());
+        r.as_map_mut()["extension"]["b"] = 2.into();
+        assert_eq!(r.verify(), Err(VerifyError::Signature));
+    }
+}

@@ -1,0 +1,438 @@
+//! Module validation and fuel metering by bytecode instrumentation (`plasm-fuel/1`).
+//!
+//! Every runtime executes the bytes this module produces, so fuel counts are a
+//! property of the module and its input, not of the interpreter. The scheme:
+//!
+//! * an exported mutable i64 global `__plasm_fuel` holds the remaining fuel; the
+//!   host sets it before any guest code (the start function included) runs;
+//! * every function charges, on entry, the number of its instructions that lie
+//!   outside any loop; every loop charges, at the top of each iteration, the
+//!   number of instructions in its body outside nested loops. Charges are static
+//!   upper bounds (a branch that skips code was still paid for), and a charge that
+//!   drives the counter below zero executes `unreachable`. Every backward branch
+//!   targets a loop header and every call enters a function, so no execution can
+//!   run unpaid for long: `(loop (br 0))` costs one unit per iteration;
+//! * `memory.grow` becomes a call to an injected function that refuses (returns
+//!   -1, as Wasm specifies for a failed grow) beyond the page cap in the exported
+//!   global `__plasm_mem_max`, recording the refusal in `__plasm_mem_refused`;
+//! * the start section is removed and its function exported as `__plasm_start`,
+//!   so the host runs it after setting fuel, and a trap there is an ordinary trap.
+//!
+//! Appending the injected function and globals after the module's own keeps every
+//! existing index unchanged. Custom sections (names, debug info) are dropped.
+
+use std::collections::HashMap;
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+use wasm_encoder::{
+    BlockType, CodeSection, ConstExpr, ExportKind, ExportSection, Function, FunctionSection, GlobalSection,
+    GlobalType, ImportSection, Instruction, Module, TypeSection, ValType,
+};
+use wasmparser::{ExternalKind, FuncType, Operator, Parser, Payload, TypeRef, Validator, WasmFeatures};
+
+/// Name and version of the metering scheme, recorded in receipts.
+pub const METERING: &str = "plasm-fuel/1";
+/// Export holding remaining fuel (i64).
+pub const FUEL_EXPORT: &str = "__plasm_fuel";
+/// Export holding the memory cap in pages (i32).
+pub const MEM_MAX_EXPORT: &str = "__plasm_mem_max";
+/// Export set to 1 when a grow was refused (i32).
+pub const MEM_REFUSED_EXPORT: &str = "__plasm_mem_refused";
+/// Export of the former start function.
+pub const START_EXPORT: &str = "__plasm_start";
+/// Largest module accepted, in bytes.
+pub const MAX_MODULE_BYTES: usize = 64 * 1024 * 1024;
+/// The only import module a job may use.
+pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
+/// Why a module cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModuleError {
+    /// The bytes are not a valid WebAssembly module (garbage, truncated, ill-typed).
+    #[error("invalid module: {0}")]
+    Invalid(String),
+    /// The module uses a feature plasm does not run (SIMD, threads, memory64, several memories...).
+    #[error("unsupported module feature: {0}")]
+    Unsupported(String),
+    /// The module imports something plasm does not provide.
+    #[error("unknown import \"{module}\".\"{name}\": jobs may import only {WASI_MODULE} functions")]
+    UnknownImport {
+        /// Import module name.
+        module: String,
+        /// Import field name.
+        name: String,
+    },
+    /// A WASI import with the wrong signature.
+    #[error("import \"{WASI_MODULE}\".\"{name}\" has the wrong signature")]
+    ImportSignature {
+        /// The WASI function name.
+        name: String,
+    },
+    /// The module exports a name reserved for plasm's instrumentation.
+    #[error("export \"{0}\" uses the reserved prefix __plasm_")]
+    ReservedExport(String),
+    /// The module exceeds the size cap.
+    #[error("module is {0} bytes; the maximum is {MAX_MODULE_BYTES}")]
+    TooLarge(usize),
+}
+
+/// A validated, instrumented module.
+#[derive(Debug, Clone)]
+pub struct Instrumented {
+    /// The bytes every runtime executes.
+    pub bytes: Vec<u8>,
+    /// Whether the original module had a start function (now exported as `__plasm_start`).
+    pub has_start: bool,
+    /// Initial pages of the module's memory, if it has one.
+    pub initial_pages: Option<u64>,
+    /// Exported functions: name → (parameter count, result types).
+    pub exports: HashMap<String, (usize, Vec<wasmparser::ValType>)>,
+}
+
+fn features() -> WasmFeatures {
+    // Wasm 2.0 without SIMD, which wasm3 does not run.
+    WasmFeatures::WASM2.difference(WasmFeatures::SIMD)
+}
+
+fn invalid(e: impl std::fmt::Display) -> ModuleError {
+    ModuleError::Invalid(e.to_string())
+}
+
+/// Validates `wasm` and returns its metered form.
+pub fn instrument(wasm: &[u8], wasi_signature: impl Fn(&str) -> Option<FuncType>) -> Result<Instrumented, ModuleError> {
+    if wasm.len() > MAX_MODULE_BYTES {
+        return Err(ModuleError::TooLarge(wasm.len()));
+    }
+    Validator::new_with_features(features()).validate_all(wasm).map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("proposal not enabled") || msg.contains("support is not enabled") {
+            ModuleError::Unsupported(msg)
+        } else {
+            ModuleError::Invalid(msg)
+        }
+    })?;
+
+    let mut types: Vec<FuncType> = Vec::new();
+    let mut type_section = None;
+    let mut import_section = None;
+    let mut func_section = None;
+    let mut table_section = None;
+    let mut memory_section = None;
+    let mut global_section = None;
+    let mut export_section = None;
+    let mut element_section = None;
+    let mut data_count = None;
+    let mut code_bodies = Vec::new();
+    let mut data_section = None;
+    let mut start = None;
+    let mut func_types: Vec<u32> = Vec::new();
+    let mut defined_globals = 0u32;
+    let mut initial_pages = None;
+    let mut exports = HashMap::new();
+
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(invalid)? {
+            Payload::TypeSection(r) => {
+                for ft in r.clone().into_iter_err_on_gc_types() {
+                    types.push(ft.map_err(invalid)?);
+                }
+                type_section = Some(r);
+            }
+            Payload::ImportSection(r) => {
+                for imp in r.clone().into_imports() {
+                    let imp = imp.map_err(invalid)?;
+                    let unknown = || ModuleError::UnknownImport { module: imp.module.into(), name: imp.name.into() };
+                    match imp.ty {
+                        TypeRef::Func(ty) if imp.module == WASI_MODULE => {
+                            let expected = wasi_signature(imp.name).ok_or_else(unknown)?;
+                            if types.get(ty as usize) != Some(&expected) {
+                                return Err(ModuleError::ImportSignature { name: imp.name.into() });
+                            }
+                            func_types.push(ty);
+                        }
+                        _ => return Err(unknown()),
+                    }
+                }
+                import_section = Some(r);
+            }
+            Payload::FunctionSection(r) => {
+                for t in r.clone() {
+                    func_types.push(t.map_err(invalid)?);
+                }
+                func_section = Some(r);
+            }
+            Payload::TableSection(r) => table_section = Some(r),
+            Payload::MemorySection(r) => {
+                let mems: Vec<_> = r.clone().into_iter().collect::<Result<_, _>>().map_err(invalid)?;
+                if mems.len() > 1 {
+                    return Err(ModuleError::Unsupported("more than one memory".into()));
+                }
+                if let Some(m) = mems.first() {
+                    if m.memory64 || m.shared {
+                        return Err(ModuleError::Unsupported("64-bit or shared memory".into()));
+                    }
+                    initial_pages = Some(m.initial);
+                }
+                memory_section = Some(r);
+            }
+            Payload::GlobalSection(r) => {
+                defined_globals = r.count();
+                global_section = Some(r);
+            }
+            Payload::ExportSection(r) => {
+                for e in r.clone() {
+                    let e = e.map_err(invalid)?;
+                    if e.name.starts_with("__plasm_") {
+                        return Err(ModuleError::ReservedExport(e.name.into()));
+                    }
+                    if e.kind == ExternalKind::Func {
+                        let ty = func_types
+                            .get(e.index as usize)
+                            .and_then(|t| types.get(*t as usize))
+                            .ok_or_else(|| invalid("export of an unknown function"))?;
+                        exports.insert(e.name.to_owned(), (ty.params().len(), ty.results().to_vec()));
+                    }
+                }
+                export_section = Some(r);
+            }
+            Payload::StartSection { func, .. } => start = Some(func),
+            Payload::ElementSection(r) => element_section = Some(r),
+            Payload::DataCountSection { count, .. } => data_count = Some(count),
+            Payload::CodeSectionEntry(body) => code_bodies.push(body),
+            Payload::DataSection(r) => data_section = Some(r),
+            Payload::TagSection(_) => return Err(ModuleError::Unsupported("exception tags".into())),
+            _ => {}
+        }
+    }
+
+    let mut rc = RoundtripReencoder;
+    let mut module = Module::new();
+    let grow_type = types.len() as u32;
+    let mut ts = TypeSection::new();
+    if let Some(r) = type_section {
+        rc.parse_type_section(&mut ts, r).map_err(invalid)?;
+    }
+    ts.ty().function([ValType::I32], [ValType::I32]);
+    module.section(&ts);
+    if let Some(r) = import_section {
+        let mut s = ImportSection::new();
+        rc.parse_import_section(&mut s, r).map_err(invalid)?;
+        module.section(&s);
+    }
+    let has_memory = initial_pages.is_some();
+    let grow_func = func_types.len() as u32;
+    let mut fs = FunctionSection::new();
+    if let Some(r) = func_section {
+        rc.parse_function_section(&mut fs, r).map_err(invalid)?;
+    }
+    if has_memory {
+        fs.function(grow_type);
+    }
+    module.section(&fs);
+    if let Some(r) = table_section {
+        let mut s = wasm_encoder::TableSection::new();
+        rc.parse_table_section(&mut s, r).map_err(invalid)?;
+        module.section(&s);
+    }
+    if let Some(r) = memory_section {
+        let mut s = wasm_encoder::MemorySection::new();
+        rc.parse_memory_section(&mut s, r).map_err(invalid)?;
+        module.section(&s);
+    }
+    // Only functions may be imported, so defined globals start at index 0.
+    let fuel_global = defined_globals;
+    let (max_global, refused_global) = (fuel_global + 1, fuel_global + 2);
+    let mut gs = GlobalSection::new();
+    if let Some(r) = global_section {
+        rc.parse_global_section(&mut gs, r).map_err(invalid)?;
+    }
+    let mutable = |val_type| GlobalType { val_type, mutable: true, shared: false };
+    gs.global(mutable(ValType::I64), &ConstExpr::i64_const(0));
+    gs.global(mutable(ValType::I32), &ConstExpr::i32_const(0));
+    gs.global(mutable(ValType::I32), &ConstExpr::i32_const(0));
+    module.section(&gs);
+    let mut es = ExportSection::new();
+    if let Some(r) = export_section {
+        rc.parse_export_section(&mut es, r).map_err(invalid)?;
+    }
+    es.export(FUEL_EXPORT, ExportKind::Global, fuel_global);
+    es.export(MEM_MAX_EXPORT, ExportKind::Global, max_global);
+    es.export(MEM_REFUSED_EXPORT, ExportKind::Global, refused_global);
+    if let Some(f) = start {
+        es.export(START_EXPORT, ExportKind::Func, f);
+    }
+    module.section(&es);
+    if let Some(r) = element_section {
+        let mut s = wasm_encoder::ElementSection::new();
+        rc.parse_element_section(&mut s, r).map_err(invalid)?;
+        module.section(&s);
+    }
+    if let Some(count) = data_count {
+        module.section(&wasm_encoder::DataCountSection { count });
+    }
+    let mut cs = CodeSection::new();
+    for body in code_bodies {
+        cs.function(&meter_function(&mut rc, &body, fuel_global, grow_func)?);
+    }
+    if has_memory {
+        cs.function(&grow_function(max_global, refused_global));
+    }
+    module.section(&cs);
+    if let Some(r) = data_section {
+        let mut s = wasm_encoder::DataSection::new();
+        rc.parse_data_section(&mut s, r).map_err(invalid)?;
+        module.section(&s);
+    }
+    Ok(Instrumented { bytes: module.finish(), has_start: start.is_some(), initial_pages, exports })
+}
+
+fn charge(f: &mut Function, fuel_global: u32, cost: u64) {
+    let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+    f.instruction(&Instruction::GlobalGet(fuel_global));
+    f.instruction(&Instruction::I64Const(cost));
+    f.instruction(&Instruction::I64Sub);
+    f.instruction(&Instruction::GlobalSet(fuel_global));
+    f.instruction(&Instruction::GlobalGet(fuel_global));
+    f.instruction(&Instruction::I64Const(0));
+    f.instruction(&Instruction::I64LtS);
+    f.instruction(&Instruction::If(BlockType::Empty));
+    f.instruction(&Instruction::Unreachable);
+    f.instruction(&Instruction::End);
+}
+
+fn meter_function(
+    rc: &mut RoundtripReencoder,
+    body: &wasmparser::FunctionBody<'_>,
+    fuel_global: u32,
+    grow_func: u32,
+) -> Result<Function, ModuleError> {
+    let mut ops = Vec::new();
+    let mut reader = body.get_operators_reader().map_err(invalid)?;
+    while !reader.eof() {
+        ops.push(reader.read().map_err(invalid)?);
+    }
+    // Pass 1: static cost of the function outside loops, and of each loop outside nested loops.
+    enum Frame {
+        Loop(usize),
+        Other,
+    }
+    let mut frames = vec![Frame::Other];
+    let mut accs: Vec<u64> = vec![0];
+    let mut loop_costs: Vec<u64> = Vec::new();
+    for op in &ops {
+        if let Some(top) = accs.last_mut() {
+            *top += 1;
+        }
+        match op {
+            Operator::Loop { .. } => {
+                frames.push(Frame::Loop(loop_costs.len()));
+                loop_costs.push(0);
+                accs.push(0);
+            }
+            Operator::Block { .. } | Operator::If { .. } => frames.push(Frame::Other),
+            Operator::TableGrow { .. } => return Err(ModuleError::Unsupported("table.grow".into())),
+            Operator::End => {
+                if let Some(Frame::Loop(i)) = frames.pop() {
+                    loop_costs[i] = accs.pop().unwrap_or(1);
+                }
+            }
+            _ => {}
+        }
+    }
+    let entry_cost = accs.first().copied().unwrap_or(1);
+
+    // Pass 2: emit the body with charges.
+    let mut f = rc.new_function_with_parsed_locals(body).map_err(invalid)?;
+    charge(&mut f, fuel_global, entry_cost);
+    let mut next_loop = 0usize;
+    for op in ops {
+        match op {
+            Operator::MemoryGrow { .. } => {
+                f.instruction(&Instruction::Call(grow_func));
+            }
+            Operator::Loop { .. } => {
+                let ins = rc.instruction(op).map_err(invalid)?;
+                f.instruction(&ins);
+                charge(&mut f, fuel_global, loop_costs.get(next_loop).copied().unwrap_or(1));
+                next_loop += 1;
+            }
+            op => {
+                let ins = rc.instruction(op).map_err(invalid)?;
+                f.instruction(&ins);
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// `(func (param $delta i32) (result i32))`: grows memory unless the cap would be exceeded.
+fn grow_function(max_global: u32, refused_global: u32) -> Function {
+    let mut f = Function::new([]);
+    for ins in [
+        Instruction::MemorySize(0),
+        Instruction::I64ExtendI32U,
+        Instruction::LocalGet(0),
+        Instruction::I64ExtendI32U,
+        Instruction::I64Add,
+        Instruction::GlobalGet(max_global),
+        Instruction::I64ExtendI32U,
+        Instruction::I64GtU,
+        Instruction::If(BlockType::Empty),
+        Instruction::I32Const(1),
+        Instruction::GlobalSet(refused_global),
+        Instruction::I32Const(-1),
+        Instruction::Return,
+        Instruction::End,
+        Instruction::LocalGet(0),
+        Instruction::MemoryGrow(0),
+        Instruction::End,
+    ] {
+        f.instruction(&ins);
+    }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_wasi(_: &str) -> Option<FuncType> {
+        None
+    }
+
+    fn wat(src: &str) -> Vec<u8> {
+        wat::parse_str(src).expect("wat")
+    }
+
+    #[test]
+    fn instrumented_module_validates_and_keeps_exports() {
+        let m = wat(r#"(module (memory 1) (global $g (mut i32) (i32.const 0))
+            (func $f (export "run") (result i32) (local i32)
+              (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+                (br_if $l (i32.lt_u (local.get 0) (i32.const 10))))
+              (drop (memory.grow (i32.const 1)))
+              (local.get 0))
+            (start $f2) (func $f2))"#);
+        let out = instrument(&m, no_wasi).expect("instrument");
+        Validator::new_with_features(features()).validate_all(&out.bytes).expect("valid output");
+        assert!(out.has_start);
+        assert_eq!(out.initial_pages, Some(1));
+        assert_eq!(out.exports.get("run").map(|e| e.0), Some(0));
+    }
+
+    #[test]
+    fn rejections_are_specific() {
+        assert!(matches!(instrument(b"\0asm\x01\0\0\0\x01", no_wasi), Err(ModuleError::Invalid(_))));
+        assert!(matches!(instrument(b"garbage", no_wasi), Err(ModuleError::Invalid(_))));
+        let imp = wat(r#"(module (import "env" "now" (func)))"#);
+        assert_eq!(
+            instrument(&imp, no_wasi),
+            Err(ModuleError::UnknownImport { module: "env".into(), name: "now".into() })
+        );
+        let reserved = wat(r#"(module (func (export "__plasm_fuel")))"#);
+        assert!(matches!(instrument(&reserved, no_wasi), Err(ModuleError::ReservedExport(_))));
+        let simd = wat(r#"(module (func (drop (v128.const i64x2 0 0))))"#);
+        assert!(matches!(instrument(&simd, no_wasi), Err(ModuleError::Unsupported(_))));
+        let two = wat(r#"(module (memory 1) (memory 1))"#);
+        assert!(instrument(&two, no_wasi).is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! The sandbox: a [`Runtime`] trait, the wasm3 implementation, and the worker pool.
+//!
+//! Every job goes through the same steps whatever the runtime: validate and
+//! instrument the module ([`instrument`]), check it against the job's limits,
+//! then execute the instrumented bytes with plasm's deterministic WASI ([`wasi`]).
+//! The trait is the seam where a second runtime (wasmtime) plugs in; because the
+//! metering lives in the bytes, both report the same fuel for the same job.
+
+pub mod instrument;
+pub mod pool;
+pub mod wasi;
+pub mod wasm3;
+
+use crate::manifest::Limits;
+use crate::receipt::RuntimeInfo;
+pub use instrument::{Instrumented, ModuleError};
+use std::sync::Arc;
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The job returned from its entry point or called `proc_exit`.
+    Exited,
+    /// The job trapped (unreachable, out-of-bounds access, stack overflow...).
+    Trapped,
+    /// The job used up its fuel.
+    OutOfFuel,
+    /// The job needed more memory than `limits.memory_bytes`.
+    MemoryLimit,
+    /// The job wrote more than `limits.output_bytes` to stdout or stderr.
+    OutputLimit,
+    /// The module was refused before running.
+    InvalidModule,
+}
+
+impl Outcome {
+    /// The receipt spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exited => "exited",
+            Self::Trapped => "trapped",
+            Self::OutOfFuel => "out_of_fuel",
+            Self::MemoryLimit => "memory_limit",
+            Self::OutputLimit => "output_limit",
+            Self::InvalidModule => "invalid_module",
+        }
+    }
+
+    /// Parses the receipt spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Exited, Self::Trapped, Self::OutOfFuel, Self::MemoryLimit, Self::OutputLimit, Self::InvalidModule]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+/// Everything a runtime needs to execute one job.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    /// The original module bytes.
+    pub module: Arc<[u8]>,
+    /// Exported function to call.
+    pub entry: String,
+    /// argv[1..].
+    pub args: Vec<String>,
+    /// Environment, sorted by name.
+    pub env: Vec<(String, String)>,
+    /// Bytes on stdin.
+    pub stdin: Vec<u8>,
+    /// Limits.
+    pub limits: Limits,
+    /// Seed of `random_get`, derived from the execution inputs.
+    pub random_seed: [u8; 32],
+}
+
+/// What a runtime reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecResult {
+    /// How the job ended.
+    pub outcome: Outcome,
+    /// Exit code, when there is one.
+    pub exit_code: Option<i64>,
+    /// Trap reason, refusal or limit detail.
+    pub detail: Option<String>,
+    /// stdout (capped).
+    pub stdout: Vec<u8>,
+    /// stderr (capped).
+    pub stderr: Vec<u8>,
+    /// Fuel consumed (the limit when it ran out).
+    pub fuel_used: u64,
+}
+
+impl ExecResult {
+    /// A result for a job that never ran.
+    pub fn refused(outcome: Outcome, detail: String) -> Self {
+        Self { outcome, exit_code: None, detail: Some(detail), stdout: vec![], stderr: vec![], fuel_used: 0 }
+    }
+}
+
+/// A WebAssembly engine that runs instrumented modules.
+///
+/// Implementations are called on a worker thread and may block it; they must
+/// never be called from an async task.
+pub trait Runtime: Send + Sync + 'static {
+    /// Name, version and metering scheme, as recorded in receipts.
+    fn info(&self) -> RuntimeInfo;
+    /// Runs an already-instrumented module.
+    fn execute(&self, module: &Instrumented, request: &ExecRequest) -> ExecResult;
+}
+
+/// Validates, instruments and checks a module against the request, then runs it.
+pub fn run(runtime: &dyn Runtime, request: &ExecRequest) -> ExecResult {
+    let module = match instrument::instrument(&request.module, wasi::signature) {
+        Ok(m) => m,
+        Err(e) => return ExecResult::refused(Outcome::InvalidModule, e.to_string()),
+    };
+    let cap_pages = request.limits.memory_bytes / 65536;
+    if let Some(initial) = module.initial_pages
+        && initial > cap_pages
+    {
+        return ExecResult::refused(
+            Outcome::MemoryLimit,
+            format!("initial memory of {initial} pages exceeds the cap of {cap_pages} pages"),
+        );
+    }
+    match module.exports.get(&request.entry) {
+        Some((0, results)) if results.is_empty() || results == &[wasmparser::ValType::I32] => {}
+        Some(_) => {
+            return ExecResult::refused(
+                Outcome::InvalidModule,
+                format!("entry \"{}\" must take no parameters and return nothing or one i32", request.entry),
+            );
+        }
+        None => {
+            return ExecResult::refused(
+                Outcome::InvalidModule,
+                format!("module exports no function \"{}\"", request.entry),
+            );
+        }
+    }
+    runtime.execute(&module, request)
+}

@@ -1,0 +1,128 @@
+//! The wasm3 runtime (through the `wasm3x` binding of Wasm3 0.9.0).
+//!
+//! Wasm3 is an interpreter: no JIT, so the node can run with W^X memory. Its
+//! store is not `Send`, so a fresh engine, store and instance live and die inside
+//! one call on one worker thread. Limits are enforced by the instrumented bytes,
+//! not by wasm3: it has no memory-limit setter and no interrupt.
+
+use super::instrument::{FUEL_EXPORT, Instrumented, MEM_MAX_EXPORT, MEM_REFUSED_EXPORT, METERING, START_EXPORT};
+use super::wasi::{self, HostStop, WasiCtx};
+use super::{ExecRequest, ExecResult, Outcome, Runtime};
+use crate::receipt::RuntimeInfo;
+use wasm3x::{Config, Engine, Linker, Module, Store, Val};
+
+/// Version of the bundled Wasm3 interpreter.
+pub const WASM3_VERSION: &str = "0.9.0";
+/// Interpreter value-stack size per job; deep recursion beyond it traps.
+const STACK_BYTES: usize = 1024 * 1024;
+
+/// The wasm3 [`Runtime`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Wasm3Runtime;
+
+impl Runtime for Wasm3Runtime {
+    fn info(&self) -> RuntimeInfo {
+        RuntimeInfo { name: "wasm3".into(), version: WASM3_VERSION.into(), metering: METERING.into() }
+    }
+
+    fn execute(&self, module: &Instrumented, req: &ExecRequest) -> ExecResult {
+        let limit = req.limits.fuel;
+        let mut config = Config::new();
+        config.stack_size(STACK_BYTES);
+        let engine = Engine::new(&config);
+        let ctx = WasiCtx::new(
+            &req.args,
+            &req.env,
+            req.stdin.clone(),
+            usize::try_from(req.limits.output_bytes).unwrap_or(usize::MAX),
+            req.random_seed,
+        );
+        let mut store = Store::new(&engine, ctx);
+        let compiled = match Module::new(&engine, &module.bytes) {
+            Ok(m) => m,
+            Err(e) => return ExecResult::refused(Outcome::InvalidModule, format!("wasm3 refused the module: {e}")),
+        };
+        let mut linker = Linker::new(&engine);
+        if let Err(e) = wasi::link(&mut linker) {
+            return ExecResult::refused(Outcome::InvalidModule, format!("linking WASI failed: {e}"));
+        }
+        let instance = match linker.instantiate(&mut store, &compiled) {
+            Ok(i) => i,
+            Err(e) => return ExecResult::refused(Outcome::Trapped, format!("instantiation failed: {e}")),
+        };
+        let global = |name: &str| instance.get_global(&store, name);
+        let (Some(fuel), Some(mem_max), Some(refused)) =
+            (global(FUEL_EXPORT), global(MEM_MAX_EXPORT), global(MEM_REFUSED_EXPORT))
+        else {
+            return ExecResult::refused(Outcome::InvalidModule, "instrumentation globals missing".into());
+        };
+        let cap_pages = i32::try_from(req.limits.memory_bytes / 65536).unwrap_or(i32::MAX);
+        let set = fuel
+            .set(&mut store, Val::I64(i64::try_from(limit).unwrap_or(i64::MAX)))
+            .and_then(|()| mem_max.set(&mut store, Val::I32(cap_pages)));
+        if let Err(e) = set {
+            return ExecResult::refused(Outcome::InvalidModule, format!("cannot set fuel: {e}"));
+        }
+
+        let mut call = |name: &str| -> Result<Option<i64>, wasm3x::Error> {
+            let f = instance
+                .get_func(&store, name)
+                .ok_or_else(|| wasm3x::Error::new(format!("no exported function {name}")))?;
+            let n = f.ty(&store)?.results().len();
+            let mut out = vec![Val::I32(0); n];
+            f.call(&mut store, &[], &mut out)?;
+            Ok(match out.first() {
+                Some(Val::I32(v)) => Some(i64::from(*v)),
+                _ => None,
+            })
+        };
+        let result = if module.has_start { call(START_EXPORT).and_then(|_| call(&req.entry)) } else { call(&req.entry) };
+
+        let remaining = match fuel.get(&store) {
+            Ok(Val::I64(v)) => v,
+            _ => 0,
+        };
+        let grow_refused = matches!(refused.get(&store), Ok(Val::I32(1)));
+        let ctx = store.data_mut();
+        let (stdout, stderr) = (std::mem::take(&mut ctx.stdout), std::mem::take(&mut ctx.stderr));
+        let out_of_fuel = remaining < 0;
+        let fuel_used = if out_of_fuel { limit } else { limit.saturating_sub(remaining.max(0) as u64) };
+        let (outcome, exit_code, detail) = match result {
+            Ok(code) => (Outcome::Exited, Some(code.unwrap_or(0)), None),
+            Err(e) => match host_stop(&e) {
+                Some(HostStop::Exit(code)) => (Outcome::Exited, Some(i64::from(code)), None),
+                Some(HostStop::OutputLimit) => (
+                    Outcome::OutputLimit,
+                    None,
+                    Some(format!("output exceeded {} bytes", req.limits.output_bytes)),
+                ),
+                None if out_of_fuel => (Outcome::OutOfFuel, None, Some(format!("fuel limit {limit} exhausted"))),
+                None => (Outcome::Trapped, None, Some(trap_reason(&e))),
+            },
+        };
+        // A job that could not grow its memory and then failed is reported as hitting the cap.
+        let (outcome, detail) = match outcome {
+            Outcome::Trapped | Outcome::Exited if grow_refused && exit_code != Some(0) => (
+                Outcome::MemoryLimit,
+                Some(format!(
+                    "memory.grow beyond {} bytes refused{}",
+                    req.limits.memory_bytes,
+                    detail.map(|d| format!("; then {d}")).unwrap_or_default()
+                )),
+            ),
+            o => (o, detail),
+        };
+        ExecResult { outcome, exit_code, detail, stdout, stderr, fuel_used }
+    }
+}
+
+fn host_stop(e: &wasm3x::Error) -> Option<HostStop> {
+    let source = std::error::Error::source(e)?;
+    source.downcast_ref::<HostStop>().copied()
+}
+
+fn trap_reason(e: &wasm3x::Error) -> String {
+    let s = e.to_string();
+    let s = s.strip_prefix("wasm trap: ").unwrap_or(&s);
+    s.chars().take(512).collect()
+}
