@@ -155,3 +155,36 @@ pub async fn run(
     let receipt = sign_receipt(manifest, &result, pool, identity, started_at, finished_at);
     Ok(JobOutput { result, receipt })
 }
+
+/// Process exit status of `plasm run` for a finished job.
+///
+/// | status | meaning |
+/// |---|---|
+/// | 0–119 | the job exited with this code |
+/// | 120 | the job exited with a code outside 0–119 (the receipt has it) |
+/// | 121 | invalid input: unreadable file, bad manifest, bytes that do not match it |
+/// | 122 | internal error (pool, identity, I/O) |
+/// | 123 | `invalid_module` |
+/// | 124 | `out_of_fuel` |
+/// | 125 | `memory_limit` |
+/// | 126 | `output_limit` |
+/// | 127 | `trapped` |
+pub fn exit_status(result: &ExecResult) -> u8 {
+    use crate::runtime::Outcome;
+    match result.outcome {
+        Outcome::Exited => match result.exit_code {
+            Some(c @ 0..=119) => c as u8,
+            _ => 120,
+        },
+        Outcome::InvalidModule => 123,
+        Outcome::OutOfFuel => 124,
+        Outcome::MemoryLimit => 125,
+        Outcome::OutputLimit => 126,
+        Outcome::Trapped => 127,
+    }
+}
+
+/// Exit status of `plasm run` for invalid input.
+pub const EXIT_INVALID_INPUT: u8 = 121;
+/// Exit status of `plasm run` for an internal error.
+pub const EXIT_INTERNAL: u8 = 122;

@@ -6,6 +6,7 @@
 //! and its worker pool ([`runtime`]), and the local job path that ties them
 //! together ([`job`]). The `plasm` binary only parses arguments and calls in.
 
+pub mod bench;
 pub mod identity;
 pub mod jcs;
 pub mod job;

@@ -1,1 +1,322 @@
-fn main(){}
+//! The `plasm` command: parses arguments and calls into the library.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use plasm::identity::Identity;
+use plasm::job::{self, EXIT_INTERNAL, EXIT_INVALID_INPUT};
+use plasm::manifest::{Manifest, ManifestBuilder};
+use plasm::receipt::Receipt;
+use plasm::runtime::pool::WorkerPool;
+use plasm::runtime::wasm3::Wasm3Runtime;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "plasm", version, about = "Node of Phase Open: run WebAssembly jobs and sign verifiable receipts")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DataDir {
+    /// Data directory (identity key, modules). Default: $XDG_DATA_HOME/plasm or ~/.local/share/plasm.
+    #[arg(long, env = "PLASM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job locally and write its signed receipt.
+    ///
+    /// Exit status: the job's exit code (0-119); 120 exit code out of range; 121 invalid input;
+    /// 122 internal error; 123 invalid_module; 124 out_of_fuel; 125 memory_limit;
+    /// 126 output_limit; 127 trapped.
+    Run(RunArgs),
+    /// Work with receipts.
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
+    /// Print the peer id and public key of the data dir's identity (creating it if missing).
+    Id {
+        #[command(flatten)]
+        data_dir: DataDir,
+    },
+    /// Print performance figures: process start-to-receipt, metering overhead, verifications/s.
+    Bench {
+        /// Repetitions of each measurement.
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptCommand {
+    /// Verify a receipt: exit 0 valid, 1 invalid (the failed check on stderr), 2 unreadable or malformed.
+    Verify {
+        /// Receipt file, or - for stdin.
+        file: String,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// A module (.wasm binary or .wat text) or a manifest (.json).
+    job: PathBuf,
+    /// Module bytes for a manifest (default: the data dir's module store).
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// File whose bytes the job reads on stdin, or - for this process's stdin.
+    #[arg(long)]
+    input: Option<String>,
+    /// Argument passed to the job (repeatable).
+    #[arg(long = "arg", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// Environment variable K=V passed to the job (repeatable).
+    #[arg(long = "env")]
+    env: Vec<String>,
+    /// Entry function (default _start).
+    #[arg(long)]
+    entry: Option<String>,
+    /// Fuel budget.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Memory cap in bytes.
+    #[arg(long)]
+    memory: Option<u64>,
+    /// Cap on each of stdout and stderr, in bytes.
+    #[arg(long)]
+    output_limit: Option<u64>,
+    /// Where to write the signed receipt (default: not written).
+    #[arg(long)]
+    receipt: Option<PathBuf>,
+    /// Where to write the manifest this run used.
+    #[arg(long)]
+    manifest_out: Option<PathBuf>,
+    #[command(flatten)]
+    data_dir: DataDir,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match cli.command {
+        Command::Run(args) => match run(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(RunFailure::Input(e)) => {
+                eprintln!("plasm: {e:#}");
+                ExitCode::from(EXIT_INVALID_INPUT)
+            }
+            Err(RunFailure::Internal(e)) => {
+                eprintln!("plasm: internal error: {e:#}");
+                ExitCode::from(EXIT_INTERNAL)
+            }
+        },
+        Command::Receipt { command: ReceiptCommand::Verify { file } } => verify(&file),
+        Command::Id { data_dir } => match identity(&data_dir) {
+            Ok(id) => {
+                println!("peer_id    {}", id.peer_id());
+                println!("public_key {}", id.public_key_b64());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("plasm: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Bench { iterations } => match plasm::bench::run(iterations) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("plasm: bench failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLASM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn data_dir(d: &DataDir) -> Result<PathBuf> {
+    if let Some(p) = &d.data_dir {
+        return Ok(p.clone());
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("plasm"));
+    }
+    let home = std::env::var_os("HOME").context("neither --data-dir, PLASM_DATA_DIR, XDG_DATA_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".local/share/plasm"))
+}
+
+fn identity(d: &DataDir) -> Result<Identity> {
+    let dir = data_dir(d)?;
+    Ok(Identity::load_or_create(&dir)?)
+}
+
+enum RunFailure {
+    Input(anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+fn input_err(e: impl Into<anyhow::Error>) -> RunFailure {
+    RunFailure::Input(e.into())
+}
+
+fn read_module(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "wat") {
+        return wat::parse_bytes(&bytes)
+            .map(|b| b.into_owned())
+            .with_context(|| format!("{} is not valid WAT", path.display()));
+    }
+    Ok(bytes)
+}
+
+fn run(a: RunArgs) -> Result<u8, RunFailure> {
+    let dir = data_dir(&a.data_dir).map_err(input_err)?;
+    let input = match a.input.as_deref() {
+        None => Vec::new(),
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("cannot read stdin").map_err(input_err)?;
+            buf
+        }
+        Some(p) => std::fs::read(p).with_context(|| format!("cannot read input {p}")).map_err(input_err)?,
+    };
+    let is_manifest = a.job.extension().is_some_and(|e| e == "json");
+    let (manifest, module) = if is_manifest {
+        if !a.args.is_empty() || !a.env.is_empty() || a.fuel.is_some() || a.memory.is_some() || a.entry.is_some() || a.output_limit.is_some() {
+            return Err(input_err(anyhow::anyhow!(
+                "--arg, --env, --entry, --fuel, --memory and --output-limit cannot change a manifest; edit the manifest instead"
+            )));
+        }
+        let text = std::fs::read_to_string(&a.job)
+            .with_context(|| format!("cannot read {}", a.job.display()))
+            .map_err(input_err)?;
+        let manifest = Manifest::from_json(&text).map_err(input_err)?;
+        let module_path = a.module.clone().unwrap_or_else(|| module_store(&dir, &manifest.module.sha256));
+        let module = std::fs::read(&module_path)
+            .with_context(|| format!("module {} not found at {} (give it with --module)", manifest.module.sha256, module_path.display()))
+            .map_err(input_err)?;
+        (manifest, module)
+    } else {
+        let module = read_module(&a.job).map_err(input_err)?;
+        let mut b = ManifestBuilder::new();
+        for arg in &a.args {
+            b = b.arg(arg);
+        }
+        for kv in &a.env {
+            let (k, v) = kv.split_once('=').ok_or_else(|| input_err(anyhow::anyhow!("--env {kv}: expected K=V")))?;
+            b = b.env(k, v);
+        }
+        if let Some(e) = &a.entry {
+            b = b.entry(e);
+        }
+        if let Some(f) = a.fuel {
+            b = b.fuel(f);
+        }
+        if let Some(m) = a.memory {
+            b = b.memory_bytes(m);
+        }
+        if let Some(o) = a.output_limit {
+            b = b.output_bytes(o);
+        }
+        (b.build(&module, &input).map_err(input_err)?, module)
+    };
+    if let Some(p) = &a.manifest_out {
+        let text = serde_json::to_string_pretty(manifest.as_value()).unwrap_or_default();
+        std::fs::write(p, text + "\n").with_context(|| format!("cannot write {}", p.display())).map_err(input_err)?;
+    }
+    let id = Identity::load_or_create(&dir).map_err(|e| RunFailure::Internal(e.into()))?;
+    if !is_manifest {
+        // Keep the module by hash so the manifest can be run again later.
+        let _ = store_module(&dir, &manifest.module.sha256, &module);
+    }
+    let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1).map_err(|e| RunFailure::Internal(e.into()))?;
+    let out = job::run_blocking(&pool, &id, &manifest, module.into(), input).map_err(|e| match e {
+        job::JobError::Pool(_) => RunFailure::Internal(e.into()),
+        other => input_err(other),
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(&out.result.stdout);
+    let _ = stdout.flush();
+    let _ = std::io::stderr().write_all(&out.result.stderr);
+    if let Some(detail) = &out.result.detail {
+        eprintln!("plasm: job {} {}: {detail}", manifest.job_id(), out.result.outcome.as_str());
+    }
+    if let Some(p) = &a.receipt {
+        std::fs::write(p, out.receipt.to_json_pretty() + "\n")
+            .with_context(|| format!("cannot write receipt {}", p.display()))
+            .map_err(|e| RunFailure::Internal(e))?;
+    }
+    Ok(job::exit_status(&out.result))
+}
+
+fn module_store(dir: &Path, sha256: &str) -> PathBuf {
+    dir.join("modules").join(format!("{sha256}.wasm"))
+}
+
+fn store_module(dir: &Path, sha256: &str, bytes: &[u8]) -> Result<()> {
+    let path = module_store(dir, sha256);
+    if path.exists() {
+        return Ok(());
+    }
+    let parent = path.parent().context("module path has no parent")?;
+    std::fs::create_dir_all(parent)?;
+    let tmp = parent.join(format!(".{sha256}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+fn verify(file: &str) -> ExitCode {
+    let text = if file == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map(|_| s)
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("plasm: cannot read receipt {file}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let receipt = match Receipt::from_json(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("plasm: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match receipt.verify() {
+        Ok(v) => {
+            println!("valid: job {} executed by {}", v.job_id, v.peer_id);
+            ExitCode::SUCCESS
+        }
+        Err(e @ plasm::receipt::VerifyError::Malformed(_)) => {
+            eprintln!("plasm: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("invalid: check {} failed: {e}", e.check());
+            ExitCode::from(1)
+        }
+    }
+}
+

@@ -1,0 +1,185 @@
+//! `plasm bench`: prints the figures the core is held to.
+//!
+//! * whole-process `plasm run` of a trivial job, start to signed receipt;
+//! * metering overhead: the same function run from the original and from the
+//!   instrumented module on wasm3;
+//! * receipt verifications per second on one core.
+//!
+//! These are measurements, not pass/fail tests: the machine they run on decides
+//! the numbers, so they are printed for people to compare with the goals.
+
+use crate::identity::Identity;
+use crate::receipt::{Receipt, ReceiptBody, RuntimeInfo};
+use crate::runtime::Outcome;
+use crate::runtime::instrument::{FUEL_EXPORT, MEM_MAX_EXPORT, instrument};
+use crate::runtime::wasi;
+use std::time::{Duration, Instant};
+use wasm3x::{Engine, Linker, Module, Store, Val};
+
+const HELLO: &str = include_str!("../../examples/wat/hello.wat");
+const FIB: &str = include_str!("../../examples/wat/fib.wat");
+const LOOP: &str = include_str!("../../examples/wat/sum_loop.wat");
+
+/// Errors of the benchmark harness.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A module, a process or a file failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn fail(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Failed(e.to_string())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs every measurement and prints the figures.
+pub fn run(iterations: usize) -> Result<(), BenchError> {
+    let iterations = iterations.max(3);
+    println!("plasm bench ({iterations} iterations each, wasm3 {})", crate::runtime::wasm3::WASM3_VERSION);
+    process_run(iterations)?;
+    for (name, src, func) in [("recursive fib(30)", FIB, "fib30"), ("tight loop 5e7", LOOP, "sum")] {
+        let (plain, metered, fuel) = overhead(src, func, iterations.min(5))?;
+        println!(
+            "metering  {name:<18} plain {:>8.2} ms  metered {:>8.2} ms  overhead {:.2}x (goal <= 1.30x)  fuel {fuel}",
+            ms(plain),
+            ms(metered),
+            metered.as_secs_f64() / plain.as_secs_f64()
+        );
+    }
+    verifications();
+    Ok(())
+}
+
+fn process_run(iterations: usize) -> Result<(), BenchError> {
+    let exe = std::env::current_exe().map_err(fail)?;
+    let dir = tempfile_dir()?;
+    let module = dir.join("hello.wasm");
+    std::fs::write(&module, wat::parse_str(HELLO).map_err(fail)?).map_err(fail)?;
+    let receipt = dir.join("receipt.json");
+    let mut times = Vec::with_capacity(iterations);
+    for i in 0..=iterations {
+        let t = Instant::now();
+        let out = std::process::Command::new(&exe)
+            .arg("run")
+            .arg(&module)
+            .arg("--receipt")
+            .arg(&receipt)
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .map_err(fail)?;
+        let elapsed = t.elapsed();
+        if !out.status.success() {
+            return Err(fail(format!("plasm run failed: {}", String::from_utf8_lossy(&out.stderr))));
+        }
+        if i > 0 {
+            // The first run creates the identity key and the module store.
+            times.push(elapsed);
+        }
+    }
+    times.sort();
+    println!(
+        "process   plasm run hello.wasm + signed receipt: p50 {:.2} ms  p90 {:.2} ms  (goal p50 <= 10 ms)",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.9))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf, BenchError> {
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(fail)?;
+    let dir = std::env::temp_dir().join(format!("plasm-bench-{}", hex::encode(nonce)));
+    std::fs::create_dir_all(&dir).map_err(fail)?;
+    Ok(dir)
+}
+
+/// Best-of-n time of `func` from the plain and the instrumented module, and the fuel it used.
+fn overhead(src: &str, func: &str, n: usize) -> Result<(Duration, Duration, i64), BenchError> {
+    let plain = wat::parse_str(src).map_err(fail)?;
+    let metered = instrument(&plain, wasi::signature).map_err(fail)?;
+    let mut best = (Duration::MAX, Duration::MAX);
+    let mut fuel_used = 0;
+    for _ in 0..n {
+        best.0 = best.0.min(time_call(&plain, func, false)?.0);
+        let (t, used) = time_call(&metered.bytes, func, true)?;
+        best.1 = best.1.min(t);
+        fuel_used = used;
+    }
+    Ok((best.0, best.1, fuel_used))
+}
+
+fn time_call(bytes: &[u8], func: &str, metered: bool) -> Result<(Duration, i64), BenchError> {
+    const FUEL: i64 = 1 << 50;
+    let engine = Engine::default();
+    let mut store = Store::new(&engine, ());
+    let module = Module::new(&engine, bytes).map_err(fail)?;
+    let linker = Linker::<()>::new(&engine);
+    let instance = linker.instantiate(&mut store, &module).map_err(fail)?;
+    if metered {
+        let fuel = instance.get_global(&store, FUEL_EXPORT).ok_or_else(|| fail("no fuel global"))?;
+        fuel.set(&mut store, Val::I64(FUEL)).map_err(fail)?;
+        if let Some(g) = instance.get_global(&store, MEM_MAX_EXPORT) {
+            g.set(&mut store, Val::I32(1024)).map_err(fail)?;
+        }
+    }
+    let f = instance.get_typed_func::<(), i32>(&store, func).map_err(fail)?;
+    let t = Instant::now();
+    f.call(&mut store, ()).map_err(fail)?;
+    let elapsed = t.elapsed();
+    let used = if metered {
+        match instance.get_global(&store, FUEL_EXPORT).map(|g| g.get(&store)) {
+            Some(Ok(Val::I64(left))) => FUEL - left,
+            _ => 0,
+        }
+    } else {
+        0
+    };
+    Ok((elapsed, used))
+}
+
+fn verifications() {
+    let id = Identity::from_seed([42u8; 32]);
+    let receipt = Receipt::sign(
+        &ReceiptBody {
+            job_id: "a".repeat(64),
+            module_sha256: "b".repeat(64),
+            input_sha256: "c".repeat(64),
+            output_sha256: "d".repeat(64),
+            outcome: Outcome::Exited,
+            exit_code: Some(0),
+            detail: None,
+            fuel_used: 123_456,
+            fuel_limit: 1_000_000_000,
+            runtime: RuntimeInfo { name: "wasm3".into(), version: "0.9.0".into(), metering: "plasm-fuel/1".into() },
+            started_at: "2026-11-20T12:00:00.000Z".into(),
+            finished_at: "2026-11-20T12:00:00.002Z".into(),
+        },
+        &id,
+    );
+    let text = receipt.to_json_pretty();
+    // Parse + full verification (schema, canonical bytes, peer id, signature), as `plasm receipt verify` does.
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < Duration::from_secs(2) {
+        for _ in 0..100 {
+            let ok = Receipt::from_json(&text).map(|r| r.verify().is_ok()).unwrap_or(false);
+            n += u64::from(ok);
+        }
+    }
+    let per_sec = n as f64 / t.elapsed().as_secs_f64();
+    println!("verify    receipt parse + full verification: {per_sec:.0}/s on one core (goal >= 20000/s)");
+}
