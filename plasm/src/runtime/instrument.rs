@@ -269,9 +269,15 @@ pub fn instrument(wasm: &[u8], wasi_signature: impl Fn(&str) -> Option<FuncType>
     if let Some(count) = data_count {
         module.section(&wasm_encoder::DataCountSection { count });
     }
+    let imported_funcs = u32::try_from(func_types.len() - code_bodies.len()).map_err(invalid)?;
     let mut cs = CodeSection::new();
-    for body in code_bodies {
-        cs.function(&meter_function(&mut rc, &body, fuel_global, grow_func)?);
+    for (i, body) in code_bodies.iter().enumerate() {
+        let params = func_types
+            .get(imported_funcs as usize + i)
+            .and_then(|t| types.get(*t as usize))
+            .map_or(0, |t| t.params().len() as u32);
+        let cx = MeterCtx { fuel_global, grow_func, imported_funcs, params };
+        cs.function(&meter_function(&mut rc, body, &cx)?);
     }
     if has_memory {
         cs.function(&grow_function(max_global, refused_global));
@@ -285,25 +291,74 @@ pub fn instrument(wasm: &[u8], wasi_signature: impl Fn(&str) -> Option<FuncType>
     Ok(Instrumented { bytes: module.finish(), has_start: start.is_some(), initial_pages, exports })
 }
 
-fn charge(f: &mut Function, fuel_global: u32, cost: u64) {
+/// Where a function keeps its remaining fuel between synchronisation points.
+#[derive(Clone, Copy)]
+enum Counter {
+    /// The exported global itself.
+    Global(u32),
+    /// A local copy (index) of the global, written back before calls and exits.
+    Local { local: u32, global: u32 },
+}
+
+fn charge(f: &mut Function, counter: Counter, cost: u64) {
     let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-    f.instruction(&Instruction::GlobalGet(fuel_global));
-    f.instruction(&Instruction::I64Const(cost));
-    f.instruction(&Instruction::I64Sub);
-    f.instruction(&Instruction::GlobalSet(fuel_global));
-    f.instruction(&Instruction::GlobalGet(fuel_global));
-    f.instruction(&Instruction::I64Const(0));
-    f.instruction(&Instruction::I64LtS);
-    f.instruction(&Instruction::If(BlockType::Empty));
-    f.instruction(&Instruction::Unreachable);
-    f.instruction(&Instruction::End);
+    match counter {
+        Counter::Global(g) => {
+            f.instruction(&Instruction::GlobalGet(g));
+            f.instruction(&Instruction::I64Const(cost));
+            f.instruction(&Instruction::I64Sub);
+            f.instruction(&Instruction::GlobalSet(g));
+            f.instruction(&Instruction::GlobalGet(g));
+            f.instruction(&Instruction::I64Const(0));
+            f.instruction(&Instruction::I64LtS);
+            f.instruction(&Instruction::If(BlockType::Empty));
+            f.instruction(&Instruction::Unreachable);
+            f.instruction(&Instruction::End);
+        }
+        Counter::Local { local, .. } => {
+            f.instruction(&Instruction::LocalGet(local));
+            f.instruction(&Instruction::I64Const(cost));
+            f.instruction(&Instruction::I64Sub);
+            f.instruction(&Instruction::LocalTee(local));
+            f.instruction(&Instruction::I64Const(0));
+            f.instruction(&Instruction::I64LtS);
+            f.instruction(&Instruction::If(BlockType::Empty));
+            // Publish the negative count so the host can tell exhaustion from a guest trap.
+            write_back(f, counter);
+            f.instruction(&Instruction::Unreachable);
+            f.instruction(&Instruction::End);
+        }
+    }
+}
+
+/// Stack-neutral copy of a local counter to the global (no-op for the global counter).
+fn write_back(f: &mut Function, counter: Counter) {
+    if let Counter::Local { local, global } = counter {
+        f.instruction(&Instruction::LocalGet(local));
+        f.instruction(&Instruction::GlobalSet(global));
+    }
+}
+
+fn reload(f: &mut Function, counter: Counter) {
+    if let Counter::Local { local, global } = counter {
+        f.instruction(&Instruction::GlobalGet(global));
+        f.instruction(&Instruction::LocalSet(local));
+    }
+}
+
+/// Indices a function body needs to be metered.
+struct MeterCtx {
+    fuel_global: u32,
+    grow_func: u32,
+    imported_funcs: u32,
+    /// Parameters of the function being metered (its first locals).
+    params: u32,
 }
 
 fn meter_function(
     rc: &mut RoundtripReencoder,
     body: &wasmparser::FunctionBody<'_>,
-    fuel_global: u32,
-    grow_func: u32,
+    cx: &MeterCtx,
 ) -> Result<Function, ModuleError> {
     let mut ops = Vec::new();
     let mut reader = body.get_operators_reader().map_err(invalid)?;
@@ -340,24 +395,79 @@ fn meter_function(
     }
     let entry_cost = accs.first().copied().unwrap_or(1);
 
-    // Pass 2: emit the body with charges.
-    let mut f = rc.new_function_with_parsed_locals(body).map_err(invalid)?;
-    charge(&mut f, fuel_global, entry_cost);
+    // Pass 2: emit the body with charges. A function with loops charges its loops
+    // against a local copy of the counter (cheaper in an interpreter than a global),
+    // written back before every call to guest code and every way out of the function.
+    let mut locals = Vec::new();
+    let mut declared = 0u32;
+    for pair in body.get_locals_reader().map_err(invalid)? {
+        let (count, ty) = pair.map_err(invalid)?;
+        declared = declared.saturating_add(count);
+        locals.push((count, rc.val_type(ty).map_err(invalid)?));
+    }
+    let global = Counter::Global(cx.fuel_global);
+    let counter = if loop_costs.is_empty() {
+        global
+    } else {
+        locals.push((1, ValType::I64));
+        Counter::Local { local: cx.params + declared, global: cx.fuel_global }
+    };
+    let mut f = Function::new(locals);
+    charge(&mut f, global, entry_cost);
+    reload(&mut f, counter);
     let mut next_loop = 0usize;
+    // Open blocks inside the function body; a branch of this depth leaves the function.
+    let mut depth = 0u32;
     for op in ops {
         match op {
             Operator::MemoryGrow { .. } => {
-                f.instruction(&Instruction::Call(grow_func));
+                f.instruction(&Instruction::Call(cx.grow_func));
             }
             Operator::Loop { .. } => {
-                let ins = rc.instruction(op).map_err(invalid)?;
-                f.instruction(&ins);
-                charge(&mut f, fuel_global, loop_costs.get(next_loop).copied().unwrap_or(1));
+                depth += 1;
+                f.instruction(&rc.instruction(op).map_err(invalid)?);
+                charge(&mut f, counter, loop_costs.get(next_loop).copied().unwrap_or(1));
                 next_loop += 1;
             }
+            Operator::Block { .. } | Operator::If { .. } => {
+                depth += 1;
+                f.instruction(&rc.instruction(op).map_err(invalid)?);
+            }
+            Operator::End => {
+                if depth == 0 {
+                    write_back(&mut f, counter);
+                }
+                depth = depth.saturating_sub(1);
+                f.instruction(&Instruction::End);
+            }
+            Operator::Return => {
+                write_back(&mut f, counter);
+                f.instruction(&Instruction::Return);
+            }
+            Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
+                if relative_depth == depth {
+                    write_back(&mut f, counter);
+                }
+                f.instruction(&rc.instruction(op).map_err(invalid)?);
+            }
+            Operator::BrTable { ref targets } => {
+                let leaves = targets.default() == depth || targets.targets().any(|t| t.is_ok_and(|t| t == depth));
+                if leaves {
+                    write_back(&mut f, counter);
+                }
+                f.instruction(&rc.instruction(op).map_err(invalid)?);
+            }
+            Operator::Call { function_index } if function_index < cx.imported_funcs => {
+                // Host functions neither read nor charge fuel.
+                f.instruction(&rc.instruction(op).map_err(invalid)?);
+            }
+            Operator::Call { .. } | Operator::CallIndirect { .. } => {
+                write_back(&mut f, counter);
+                f.instruction(&rc.instruction(op).map_err(invalid)?);
+                reload(&mut f, counter);
+            }
             op => {
-                let ins = rc.instruction(op).map_err(invalid)?;
-                f.instruction(&ins);
+                f.instruction(&rc.instruction(op).map_err(invalid)?);
             }
         }
     }

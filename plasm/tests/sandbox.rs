@@ -1,0 +1,192 @@
+//! Hostile and ordinary modules through the real pool: each ends with the right
+//! outcome, and the process keeps serving jobs afterwards.
+
+use plasm::identity::Identity;
+use plasm::job;
+use plasm::manifest::ManifestBuilder;
+use plasm::runtime::pool::{PoolError, WorkerPool};
+use plasm::runtime::wasm3::Wasm3Runtime;
+use plasm::runtime::{ExecResult, Outcome};
+use std::sync::Arc;
+
+const FD_WRITE: &str = r#"(import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))"#;
+const PROC_EXIT: &str = r#"(import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))"#;
+
+fn pool() -> WorkerPool {
+    WorkerPool::new(Arc::new(Wasm3Runtime), 2, 8).expect("pool")
+}
+
+fn run_bytes(pool: &WorkerPool, module: &[u8], input: &[u8], b: ManifestBuilder) -> ExecResult {
+    let id = Identity::from_seed([5u8; 32]);
+    let manifest = b.build(module, input).expect("manifest");
+    let out = job::run_blocking(pool, &id, &manifest, module.to_vec().into(), input.to_vec()).expect("job");
+    let v = out.receipt.verify().expect("every receipt verifies, whatever the outcome");
+    assert_eq!(v.job_id, manifest.job_id());
+    assert_eq!(out.receipt.str_field("outcome"), Some(out.result.outcome.as_str()));
+    out.result
+}
+
+fn run_wat(pool: &WorkerPool, wat: &str, b: ManifestBuilder) -> ExecResult {
+    run_bytes(pool, &wat::parse_str(wat).expect("wat"), b"", b)
+}
+
+fn hello_ok(pool: &WorkerPool) {
+    let r = run_wat(pool, include_str!("../../examples/wat/hello.wat"), ManifestBuilder::new());
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Exited, Some(0)));
+    assert_eq!(r.stdout, b"hello from plasm\n");
+}
+
+#[test]
+fn hostile_modules_get_the_right_outcome_and_the_pool_survives() {
+    let pool = pool();
+    let small_fuel = || ManifestBuilder::new().fuel(5_000_000);
+    let cases: Vec<(&str, String, ManifestBuilder, Outcome)> = vec![
+        ("tight loop", "(module (func (export \"_start\") (loop (br 0))))".into(), small_fuel(), Outcome::OutOfFuel),
+        (
+            "loop in start function",
+            "(module (func $s (loop (br 0))) (start $s) (func (export \"_start\")))".into(),
+            small_fuel(),
+            Outcome::OutOfFuel,
+        ),
+        (
+            "memory bomb",
+            "(module (memory 1) (func (export \"_start\") (loop (br_if 0 (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable))".into(),
+            ManifestBuilder::new().memory_bytes(16 * 1024 * 1024),
+            Outcome::MemoryLimit,
+        ),
+        (
+            "deep recursion",
+            "(module (func $f (call $f)) (func (export \"_start\") (call $f)))".into(),
+            ManifestBuilder::new(),
+            Outcome::Trapped,
+        ),
+        (
+            "output flood",
+            format!(
+                "(module {FD_WRITE} (memory 1) (func (export \"_start\")
+                   (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 4096))
+                   (loop (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (br 0))))"
+            ),
+            ManifestBuilder::new().output_bytes(100_000),
+            Outcome::OutputLimit,
+        ),
+        ("trap", "(module (func (export \"_start\") unreachable))".into(), ManifestBuilder::new(), Outcome::Trapped),
+        (
+            "out-of-bounds store",
+            "(module (memory 1) (func (export \"_start\") (i32.store (i32.const 70000) (i32.const 1))))".into(),
+            ManifestBuilder::new(),
+            Outcome::Trapped,
+        ),
+        (
+            "unknown import",
+            "(module (import \"env\" \"open_socket\" (func)) (func (export \"_start\")))".into(),
+            ManifestBuilder::new(),
+            Outcome::InvalidModule,
+        ),
+        (
+            "huge initial memory",
+            "(module (memory 2000) (func (export \"_start\")))".into(),
+            ManifestBuilder::new(),
+            Outcome::MemoryLimit,
+        ),
+        (
+            "missing entry",
+            "(module (func (export \"main\")))".into(),
+            ManifestBuilder::new(),
+            Outcome::InvalidModule,
+        ),
+    ];
+    for (name, wat, b, expected) in cases {
+        let r = run_wat(&pool, &wat, b);
+        assert_eq!(r.outcome, expected, "{name}: {r:?}");
+        if expected == Outcome::OutOfFuel {
+            assert_eq!(r.fuel_used, 5_000_000, "{name}");
+        }
+        hello_ok(&pool);
+    }
+    // The flood kept exactly the cap.
+    let flood = format!(
+        "(module {FD_WRITE} (memory 1) (func (export \"_start\")
+           (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 4096))
+           (loop (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (br 0))))"
+    );
+    assert_eq!(run_wat(&pool, &flood, ManifestBuilder::new().output_bytes(10_000)).stdout.len(), 10_000);
+
+    for (name, bytes) in [
+        ("garbage bytes", b"this is not wasm at all".to_vec()),
+        ("truncated module", {
+            let full = wat::parse_str(include_str!("../../examples/wat/hello.wat")).expect("wat");
+            full[..full.len() / 2].to_vec()
+        }),
+        ("empty module bytes", Vec::new()),
+    ] {
+        let r = run_bytes(&pool, &bytes, b"", ManifestBuilder::new());
+        assert_eq!(r.outcome, Outcome::InvalidModule, "{name}: {r:?}");
+        assert!(r.detail.is_some(), "{name} explains itself");
+        hello_ok(&pool);
+    }
+}
+
+#[test]
+fn proc_exit_and_returned_codes_are_exit_codes() {
+    let pool = pool();
+    let exit3 = format!("(module {PROC_EXIT} (func (export \"_start\") (call $proc_exit (i32.const 3)) unreachable))");
+    let r = run_wat(&pool, &exit3, ManifestBuilder::new());
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Exited, Some(3)));
+    assert_eq!(job::exit_status(&r), 3);
+    let ret = "(module (func (export \"_start\") (result i32) (i32.const 7)))";
+    let r = run_wat(&pool, ret, ManifestBuilder::new());
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Exited, Some(7)));
+    let big = format!("(module {PROC_EXIT} (func (export \"_start\") (call $proc_exit (i32.const 300))))");
+    assert_eq!(job::exit_status(&run_wat(&pool, &big, ManifestBuilder::new())), 120);
+}
+
+#[test]
+fn unknown_import_is_named() {
+    let pool = pool();
+    let r = run_wat(&pool, "(module (import \"env\" \"open_socket\" (func)) (func (export \"_start\")))", ManifestBuilder::new());
+    let detail = r.detail.unwrap_or_default();
+    assert!(detail.contains("\"env\".\"open_socket\""), "{detail}");
+    let r = run_wat(
+        &pool,
+        "(module (import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32))) (func (export \"_start\")))",
+        ManifestBuilder::new(),
+    );
+    assert!(r.detail.unwrap_or_default().contains("fd_write"));
+}
+
+#[test]
+fn fuel_is_exact_for_straight_line_code() {
+    // Entry charge counts every instruction of the body: i32.const, drop, end = 3.
+    let pool = pool();
+    let r = run_wat(&pool, "(module (func (export \"_start\") (drop (i32.const 1))))", ManifestBuilder::new());
+    assert_eq!(r.fuel_used, 3);
+    // A loop of 10 iterations whose body (outside the loop op) has 9 instructions.
+    let counted = "(module (func (export \"_start\") (local i32)
+        (loop (local.set 0 (i32.add (local.get 0) (i32.const 1))) (br_if 0 (i32.lt_u (local.get 0) (i32.const 10))))))";
+    let r = run_wat(&pool, counted, ManifestBuilder::new());
+    // Outside the loop: `loop` and the function's `end` = 2; each iteration: 8 instructions + the loop's `end` = 9.
+    assert_eq!(r.fuel_used, 2 + 9 * 10);
+}
+
+#[test]
+fn full_pool_refuses_at_once() {
+    let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1).expect("pool");
+    let spin = wat::parse_str("(module (func (export \"_start\") (loop (br 0))))").expect("wat");
+    let manifest = ManifestBuilder::new().fuel(300_000_000).build(&spin, b"").expect("manifest");
+    let req = || job::exec_request(&manifest, spin.clone().into(), vec![]).expect("request");
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..5 {
+        match pool.submit(req()) {
+            Ok(rx) => held.push(rx),
+            Err(PoolError::Busy { .. }) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(held.len() <= 2 && refused >= 3, "held {} refused {refused}", held.len());
+    for rx in held {
+        let r = rx.blocking_recv().expect("result");
+        assert_eq!(r.outcome, Outcome::OutOfFuel);
+    }
+}
