@@ -47,9 +47,15 @@ fn ms(d: Duration) -> f64 {
 /// Runs every measurement and prints the figures.
 pub fn run(iterations: usize) -> Result<(), BenchError> {
     let iterations = iterations.max(3);
-    println!("plasm bench ({iterations} iterations each, wasm3 {})", crate::runtime::wasm3::WASM3_VERSION);
+    println!(
+        "plasm bench ({iterations} iterations each, wasm3 {})",
+        crate::runtime::wasm3::WASM3_VERSION
+    );
     process_run(iterations)?;
-    for (name, src, func) in [("recursive fib(30)", FIB, "fib30"), ("tight loop 5e7", LOOP, "sum")] {
+    for (name, src, func) in [
+        ("recursive fib(30)", FIB, "fib30"),
+        ("tight loop 5e7", LOOP, "sum"),
+    ] {
         let (plain, metered, fuel) = overhead(src, func, iterations.min(5))?;
         println!(
             "metering  {name:<18} plain {:>8.2} ms  metered {:>8.2} ms  overhead {:.2}x (goal <= 1.30x)  fuel {fuel}",
@@ -82,7 +88,10 @@ fn process_run(iterations: usize) -> Result<(), BenchError> {
             .map_err(fail)?;
         let elapsed = t.elapsed();
         if !out.status.success() {
-            return Err(fail(format!("plasm run failed: {}", String::from_utf8_lossy(&out.stderr))));
+            return Err(fail(format!(
+                "plasm run failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
         }
         if i > 0 {
             // The first run creates the identity key and the module store.
@@ -130,18 +139,25 @@ fn time_call(bytes: &[u8], func: &str, metered: bool) -> Result<(Duration, i64),
     let linker = Linker::<()>::new(&engine);
     let instance = linker.instantiate(&mut store, &module).map_err(fail)?;
     if metered {
-        let fuel = instance.get_global(&store, FUEL_EXPORT).ok_or_else(|| fail("no fuel global"))?;
+        let fuel = instance
+            .get_global(&store, FUEL_EXPORT)
+            .ok_or_else(|| fail("no fuel global"))?;
         fuel.set(&mut store, Val::I64(FUEL)).map_err(fail)?;
         if let Some(g) = instance.get_global(&store, MEM_MAX_EXPORT) {
             g.set(&mut store, Val::I32(1024)).map_err(fail)?;
         }
     }
-    let f = instance.get_typed_func::<(), i32>(&store, func).map_err(fail)?;
+    let f = instance
+        .get_typed_func::<(), i32>(&store, func)
+        .map_err(fail)?;
     let t = Instant::now();
     f.call(&mut store, ()).map_err(fail)?;
     let elapsed = t.elapsed();
     let used = if metered {
-        match instance.get_global(&store, FUEL_EXPORT).map(|g| g.get(&store)) {
+        match instance
+            .get_global(&store, FUEL_EXPORT)
+            .map(|g| g.get(&store))
+        {
             Some(Ok(Val::I64(left))) => FUEL - left,
             _ => 0,
         }
@@ -164,7 +180,11 @@ fn verifications() {
             detail: None,
             fuel_used: 123_456,
             fuel_limit: 1_000_000_000,
-            runtime: RuntimeInfo { name: "wasm3".into(), version: "0.9.0".into(), metering: "plasm-fuel/1".into() },
+            runtime: RuntimeInfo {
+                name: "wasm3".into(),
+                version: "0.9.0".into(),
+                metering: "plasm-fuel/1".into(),
+            },
             started_at: "2026-11-20T12:00:00.000Z".into(),
             finished_at: "2026-11-20T12:00:00.002Z".into(),
         },
@@ -176,10 +196,14 @@ fn verifications() {
     let mut n = 0u64;
     while t.elapsed() < Duration::from_secs(2) {
         for _ in 0..100 {
-            let ok = Receipt::from_json(&text).map(|r| r.verify().is_ok()).unwrap_or(false);
+            let ok = Receipt::from_json(&text)
+                .map(|r| r.verify().is_ok())
+                .unwrap_or(false);
             n += u64::from(ok);
         }
     }
     let per_sec = n as f64 / t.elapsed().as_secs_f64();
-    println!("verify    receipt parse + full verification: {per_sec:.0}/s on one core (goal >= 20000/s)");
+    println!(
+        "verify    receipt parse + full verification: {per_sec:.0}/s on one core (goal >= 20000/s)"
+    );
 }

@@ -31,7 +31,9 @@ pub enum IdentityError {
         source: std::io::Error,
     },
     /// The key file is readable or writable by group or others.
-    #[error("identity key file {path} has mode {mode:o}; it must not be accessible to group or others (chmod 600)")]
+    #[error(
+        "identity key file {path} has mode {mode:o}; it must not be accessible to group or others (chmod 600)"
+    )]
     Permissions {
         /// The key file.
         path: PathBuf,
@@ -59,7 +61,9 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("peer_id", &self.peer_id).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("peer_id", &self.peer_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,12 +73,18 @@ impl Identity {
         let mut seed = Zeroizing::new(seed);
         let signing = SigningKey::from_bytes(&seed);
         // `try_from_bytes` zeroizes its argument; it only fails on a wrong length.
-        let secret = ed25519::SecretKey::try_from_bytes(&mut seed[..]).expect("32-byte ed25519 seed");
+        let secret =
+            ed25519::SecretKey::try_from_bytes(&mut seed[..]).expect("32-byte ed25519 seed");
         let ed = ed25519::Keypair::from(secret);
         let public_key = ed.public().to_bytes();
         let keypair = Keypair::from(ed);
         let peer_id = keypair.public().to_peer_id();
-        Self { keypair, signing, peer_id, public_key }
+        Self {
+            keypair,
+            signing,
+            peer_id,
+            public_key,
+        }
     }
 
     /// Generates a fresh random identity.
@@ -92,7 +102,8 @@ impl Identity {
         };
         if !data_dir.exists() {
             fs::create_dir_all(data_dir).map_err(io(data_dir))?;
-            fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700)).map_err(io(data_dir))?;
+            fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))
+                .map_err(io(data_dir))?;
         }
         let path = data_dir.join(KEY_FILE);
         match fs::metadata(&path) {
@@ -107,7 +118,9 @@ impl Identity {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let id = Self::generate()?;
                 let encoded = Zeroizing::new(
-                    id.keypair.to_protobuf_encoding().map_err(|_| IdentityError::Malformed { path: path.clone() })?,
+                    id.keypair
+                        .to_protobuf_encoding()
+                        .map_err(|_| IdentityError::Malformed { path: path.clone() })?,
                 );
                 // Written to a temporary name and renamed so a crash never leaves a torn key behind.
                 let tmp = data_dir.join(format!(".{KEY_FILE}.tmp"));
@@ -176,7 +189,11 @@ mod tests {
     fn key_file_is_private_and_stable() {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = Identity::load_or_create(dir.path()).expect("create");
-        let mode = fs::metadata(dir.path().join(KEY_FILE)).expect("meta").permissions().mode() & 0o777;
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         let b = Identity::load_or_create(dir.path()).expect("load");
         assert_eq!(a.peer_id(), b.peer_id());
@@ -189,7 +206,10 @@ mod tests {
         Identity::load_or_create(dir.path()).expect("create");
         let path = dir.path().join(KEY_FILE);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
-        assert!(matches!(Identity::load_or_create(dir.path()), Err(IdentityError::Permissions { .. })));
+        assert!(matches!(
+            Identity::load_or_create(dir.path()),
+            Err(IdentityError::Permissions { .. })
+        ));
     }
 
     #[test]
@@ -198,7 +218,10 @@ mod tests {
         let path = dir.path().join(KEY_FILE);
         fs::write(&path, b"not a key").expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
-        assert!(matches!(Identity::load_or_create(dir.path()), Err(IdentityError::Malformed { .. })));
+        assert!(matches!(
+            Identity::load_or_create(dir.path()),
+            Err(IdentityError::Malformed { .. })
+        ));
     }
 
     #[test]

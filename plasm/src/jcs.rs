@@ -44,16 +44,22 @@ fn write_value(value: &Value, out: &mut String, path: &mut String) -> Result<(),
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
                 if u > MAX_SAFE_INTEGER {
-                    return Err(CanonError::UnsafeInteger { path: pointer(path) });
+                    return Err(CanonError::UnsafeInteger {
+                        path: pointer(path),
+                    });
                 }
                 let _ = write!(out, "{u}");
             } else if let Some(i) = n.as_i64() {
                 if i.unsigned_abs() > MAX_SAFE_INTEGER {
-                    return Err(CanonError::UnsafeInteger { path: pointer(path) });
+                    return Err(CanonError::UnsafeInteger {
+                        path: pointer(path),
+                    });
                 }
                 let _ = write!(out, "{i}");
             } else {
-                return Err(CanonError::Float { path: pointer(path) });
+                return Err(CanonError::Float {
+                    path: pointer(path),
+                });
             }
         }
         Value::String(s) => write_string(s, out),
@@ -96,7 +102,11 @@ fn write_value(value: &Value, out: &mut String, path: &mut String) -> Result<(),
 }
 
 fn pointer(path: &str) -> String {
-    if path.is_empty() { "/".to_owned() } else { path.to_owned() }
+    if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path.to_owned()
+    }
 }
 
 /// ECMAScript `JSON.stringify` string escaping, which RFC 8785 adopts: only the
@@ -135,13 +145,19 @@ mod tests {
     fn sorts_keys_by_utf16_code_units() {
         // U+10000 (surrogate pair D800 DC00) sorts before U+FB33 in UTF-16 but after it in UTF-8.
         let v = json!({"\u{fb33}": 1, "\u{10000}": 2, "b": 3, "a": {"z": 1, "y": [3, 2]}});
-        assert_eq!(canon(&v), "{\"a\":{\"y\":[3,2],\"z\":1},\"b\":3,\"\u{10000}\":2,\"\u{fb33}\":1}");
+        assert_eq!(
+            canon(&v),
+            "{\"a\":{\"y\":[3,2],\"z\":1},\"b\":3,\"\u{10000}\":2,\"\u{fb33}\":1}"
+        );
     }
 
     #[test]
     fn escapes_like_ecmascript() {
         let v = json!("q\"b\\\u{08}\u{0c}\n\r\t\u{01}\u{1f}\u{7f}\u{2028}é");
-        assert_eq!(canon(&v), "\"q\\\"b\\\\\\b\\f\\n\\r\\t\\u0001\\u001f\u{7f}\u{2028}é\"");
+        assert_eq!(
+            canon(&v),
+            "\"q\\\"b\\\\\\b\\f\\n\\r\\t\\u0001\\u001f\u{7f}\u{2028}é\""
+        );
     }
 
     #[test]
@@ -149,7 +165,9 @@ mod tests {
         let one_point_zero: Value = serde_json::from_str("{\"a\":[1.0]}").expect("json");
         assert_eq!(
             canonicalize(&one_point_zero),
-            Err(CanonError::Float { path: "/a/0".into() })
+            Err(CanonError::Float {
+                path: "/a/0".into()
+            })
         );
         assert!(matches!(
             canonicalize(&json!(MAX_SAFE_INTEGER + 1)),

@@ -15,7 +15,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
     /// The module bytes do not match `manifest.module`.
-    #[error("module bytes do not match the manifest: expected sha256 {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)")]
+    #[error(
+        "module bytes do not match the manifest: expected sha256 {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)"
+    )]
     ModuleMismatch {
         /// Hash in the manifest.
         expected: String,
@@ -70,7 +72,11 @@ pub fn random_seed(manifest: &Manifest) -> [u8; 32] {
 }
 
 /// Checks the bytes against the manifest and builds the runtime request.
-pub fn exec_request(manifest: &Manifest, module: Arc<[u8]>, input: Vec<u8>) -> Result<ExecRequest, JobError> {
+pub fn exec_request(
+    manifest: &Manifest,
+    module: Arc<[u8]>,
+    input: Vec<u8>,
+) -> Result<ExecRequest, JobError> {
     let module_hash = sha256_hex(&module);
     if module_hash != manifest.module.sha256 || module.len() as u64 != manifest.module.size {
         return Err(JobError::ModuleMismatch {
@@ -81,15 +87,25 @@ pub fn exec_request(manifest: &Manifest, module: Arc<[u8]>, input: Vec<u8>) -> R
         });
     }
     let input_hash = sha256_hex(&input);
-    let size_ok = manifest.input.as_ref().map_or(input.is_empty(), |i| i.size == input.len() as u64);
+    let size_ok = manifest
+        .input
+        .as_ref()
+        .map_or(input.is_empty(), |i| i.size == input.len() as u64);
     if input_hash != manifest.input_sha256() || !size_ok {
-        return Err(JobError::InputMismatch { expected: manifest.input_sha256(), actual: input_hash });
+        return Err(JobError::InputMismatch {
+            expected: manifest.input_sha256(),
+            actual: input_hash,
+        });
     }
     Ok(ExecRequest {
         module,
         entry: manifest.entry.clone(),
         args: manifest.args.clone(),
-        env: manifest.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: manifest
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         stdin: input,
         limits: manifest.limits,
         random_seed: random_seed(manifest),

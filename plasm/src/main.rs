@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "plasm", version, about = "Node of Phase Open: run WebAssembly jobs and sign verifiable receipts")]
+#[command(
+    name = "plasm",
+    version,
+    about = "Node of Phase Open: run WebAssembly jobs and sign verifiable receipts"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
@@ -37,7 +41,7 @@ enum Command {
     /// Exit status: the job's exit code (0-119); 120 exit code out of range; 121 invalid input;
     /// 122 internal error; 123 invalid_module; 124 out_of_fuel; 125 memory_limit;
     /// 126 output_limit; 127 trapped.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Work with receipts.
     Receipt {
         #[command(subcommand)]
@@ -107,7 +111,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     match cli.command {
-        Command::Run(args) => match run(args) {
+        Command::Run(args) => match run(*args) {
             Ok(code) => ExitCode::from(code),
             Err(RunFailure::Input(e)) => {
                 eprintln!("plasm: {e:#}");
@@ -118,7 +122,9 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_INTERNAL)
             }
         },
-        Command::Receipt { command: ReceiptCommand::Verify { file } } => verify(&file),
+        Command::Receipt {
+            command: ReceiptCommand::Verify { file },
+        } => verify(&file),
         Command::Id { data_dir } => match identity(&data_dir) {
             Ok(id) => {
                 println!("peer_id    {}", id.peer_id());
@@ -143,7 +149,9 @@ fn main() -> ExitCode {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLASM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -158,7 +166,8 @@ fn data_dir(d: &DataDir) -> Result<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
         return Ok(PathBuf::from(x).join("plasm"));
     }
-    let home = std::env::var_os("HOME").context("neither --data-dir, PLASM_DATA_DIR, XDG_DATA_HOME nor HOME is set")?;
+    let home = std::env::var_os("HOME")
+        .context("neither --data-dir, PLASM_DATA_DIR, XDG_DATA_HOME nor HOME is set")?;
     Ok(PathBuf::from(home).join(".local/share/plasm"))
 }
 
@@ -192,14 +201,25 @@ fn run(a: RunArgs) -> Result<u8, RunFailure> {
         None => Vec::new(),
         Some("-") => {
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("cannot read stdin").map_err(input_err)?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read stdin")
+                .map_err(input_err)?;
             buf
         }
-        Some(p) => std::fs::read(p).with_context(|| format!("cannot read input {p}")).map_err(input_err)?,
+        Some(p) => std::fs::read(p)
+            .with_context(|| format!("cannot read input {p}"))
+            .map_err(input_err)?,
     };
     let is_manifest = a.job.extension().is_some_and(|e| e == "json");
     let (manifest, module) = if is_manifest {
-        if !a.args.is_empty() || !a.env.is_empty() || a.fuel.is_some() || a.memory.is_some() || a.entry.is_some() || a.output_limit.is_some() {
+        if !a.args.is_empty()
+            || !a.env.is_empty()
+            || a.fuel.is_some()
+            || a.memory.is_some()
+            || a.entry.is_some()
+            || a.output_limit.is_some()
+        {
             return Err(input_err(anyhow::anyhow!(
                 "--arg, --env, --entry, --fuel, --memory and --output-limit cannot change a manifest; edit the manifest instead"
             )));
@@ -208,9 +228,18 @@ fn run(a: RunArgs) -> Result<u8, RunFailure> {
             .with_context(|| format!("cannot read {}", a.job.display()))
             .map_err(input_err)?;
         let manifest = Manifest::from_json(&text).map_err(input_err)?;
-        let module_path = a.module.clone().unwrap_or_else(|| module_store(&dir, &manifest.module.sha256));
+        let module_path = a
+            .module
+            .clone()
+            .unwrap_or_else(|| module_store(&dir, &manifest.module.sha256));
         let module = std::fs::read(&module_path)
-            .with_context(|| format!("module {} not found at {} (give it with --module)", manifest.module.sha256, module_path.display()))
+            .with_context(|| {
+                format!(
+                    "module {} not found at {} (give it with --module)",
+                    manifest.module.sha256,
+                    module_path.display()
+                )
+            })
             .map_err(input_err)?;
         (manifest, module)
     } else {
@@ -220,7 +249,9 @@ fn run(a: RunArgs) -> Result<u8, RunFailure> {
             b = b.arg(arg);
         }
         for kv in &a.env {
-            let (k, v) = kv.split_once('=').ok_or_else(|| input_err(anyhow::anyhow!("--env {kv}: expected K=V")))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| input_err(anyhow::anyhow!("--env {kv}: expected K=V")))?;
             b = b.env(k, v);
         }
         if let Some(e) = &a.entry {
@@ -239,29 +270,37 @@ fn run(a: RunArgs) -> Result<u8, RunFailure> {
     };
     if let Some(p) = &a.manifest_out {
         let text = serde_json::to_string_pretty(manifest.as_value()).unwrap_or_default();
-        std::fs::write(p, text + "\n").with_context(|| format!("cannot write {}", p.display())).map_err(input_err)?;
+        std::fs::write(p, text + "\n")
+            .with_context(|| format!("cannot write {}", p.display()))
+            .map_err(input_err)?;
     }
     let id = Identity::load_or_create(&dir).map_err(|e| RunFailure::Internal(e.into()))?;
     if !is_manifest {
         // Keep the module by hash so the manifest can be run again later.
         let _ = store_module(&dir, &manifest.module.sha256, &module);
     }
-    let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1).map_err(|e| RunFailure::Internal(e.into()))?;
-    let out = job::run_blocking(&pool, &id, &manifest, module.into(), input).map_err(|e| match e {
-        job::JobError::Pool(_) => RunFailure::Internal(e.into()),
-        other => input_err(other),
-    })?;
+    let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1)
+        .map_err(|e| RunFailure::Internal(e.into()))?;
+    let out =
+        job::run_blocking(&pool, &id, &manifest, module.into(), input).map_err(|e| match e {
+            job::JobError::Pool(_) => RunFailure::Internal(e.into()),
+            other => input_err(other),
+        })?;
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(&out.result.stdout);
     let _ = stdout.flush();
     let _ = std::io::stderr().write_all(&out.result.stderr);
     if let Some(detail) = &out.result.detail {
-        eprintln!("plasm: job {} {}: {detail}", manifest.job_id(), out.result.outcome.as_str());
+        eprintln!(
+            "plasm: job {} {}: {detail}",
+            manifest.job_id(),
+            out.result.outcome.as_str()
+        );
     }
     if let Some(p) = &a.receipt {
         std::fs::write(p, out.receipt.to_json_pretty() + "\n")
             .with_context(|| format!("cannot write receipt {}", p.display()))
-            .map_err(|e| RunFailure::Internal(e))?;
+            .map_err(RunFailure::Internal)?;
     }
     Ok(job::exit_status(&out.result))
 }
@@ -319,4 +358,3 @@ fn verify(file: &str) -> ExitCode {
         }
     }
 }
-

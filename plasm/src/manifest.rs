@@ -141,7 +141,8 @@ pub struct Manifest {
 fn validator() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
     V.get_or_init(|| {
-        let schema: Value = serde_json::from_str(MANIFEST_SCHEMA).expect("embedded manifest schema is JSON");
+        let schema: Value =
+            serde_json::from_str(MANIFEST_SCHEMA).expect("embedded manifest schema is JSON");
         jsonschema::draft202012::options()
             .should_validate_formats(true)
             .build(&schema)
@@ -156,7 +157,11 @@ pub(crate) fn first_violation(
 ) -> Option<(String, String, String)> {
     let err = validator.iter_errors(value).next()?;
     let path = err.instance_path().to_string();
-    let path = if path.is_empty() { "/".to_owned() } else { path };
+    let path = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path
+    };
     let schema_path = err.schema_path().to_string();
     let rule = schema_path.rsplit('/').next().unwrap_or("").to_owned();
     Some((path, rule, err.to_string()))
@@ -165,22 +170,28 @@ pub(crate) fn first_violation(
 impl Manifest {
     /// Parses and validates manifest text.
     pub fn from_json(text: &str) -> Result<Self, ManifestError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ManifestError::Json(e.to_string()))?;
         Self::from_value(value)
     }
 
     /// Validates a manifest value against the schema and computes its job id.
     pub fn from_value(value: Value) -> Result<Self, ManifestError> {
         if let Some((path, rule, message)) = first_violation(validator(), &value) {
-            return Err(ManifestError::Schema { path, rule, message });
+            return Err(ManifestError::Schema {
+                path,
+                rule,
+                message,
+            });
         }
         let canonical = jcs::canonicalize(&value)?;
         let job_id = hex::encode(Sha256::digest(&canonical));
-        let raw: RawManifest = serde_json::from_value(value.clone()).map_err(|e| ManifestError::Schema {
-            path: "/".into(),
-            rule: "type".into(),
-            message: e.to_string(),
-        })?;
+        let raw: RawManifest =
+            serde_json::from_value(value.clone()).map_err(|e| ManifestError::Schema {
+                path: "/".into(),
+                rule: "type".into(),
+                message: e.to_string(),
+            })?;
         let limits = raw.limits.map_or_else(Limits::default, |l| Limits {
             fuel: l.fuel.unwrap_or(DEFAULT_FUEL),
             memory_bytes: l.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES),
@@ -281,8 +292,14 @@ impl ManifestBuilder {
     /// Builds and validates a manifest for `module` and `input`, with a fresh random nonce and the current time.
     pub fn build(self, module: &[u8], input: &[u8]) -> Result<Manifest, ManifestError> {
         let mut nonce = [0u8; 16];
-        getrandom::fill(&mut nonce).map_err(|e| ManifestError::Json(format!("no randomness for the nonce: {e}")))?;
-        self.build_with(module, input, &hex::encode(nonce), &crate::time::now_rfc3339())
+        getrandom::fill(&mut nonce)
+            .map_err(|e| ManifestError::Json(format!("no randomness for the nonce: {e}")))?;
+        self.build_with(
+            module,
+            input,
+            &hex::encode(nonce),
+            &crate::time::now_rfc3339(),
+        )
     }
 
     /// Builds with an explicit nonce and creation time (tests and vectors).
@@ -303,13 +320,20 @@ impl ManifestBuilder {
             m.insert("args".into(), self.args.into());
         }
         if !self.env.is_empty() {
-            m.insert("env".into(), serde_json::to_value(self.env).unwrap_or_default());
+            m.insert(
+                "env".into(),
+                serde_json::to_value(self.env).unwrap_or_default(),
+            );
         }
         if !input.is_empty() {
             m.insert("input".into(), blob(input));
         }
         let mut limits = serde_json::Map::new();
-        for (k, v) in [("fuel", self.fuel), ("memory_bytes", self.memory_bytes), ("output_bytes", self.output_bytes)] {
+        for (k, v) in [
+            ("fuel", self.fuel),
+            ("memory_bytes", self.memory_bytes),
+            ("output_bytes", self.output_bytes),
+        ] {
             if let Some(v) = v {
                 limits.insert(k.into(), v.into());
             }
@@ -370,21 +394,54 @@ mod tests {
 
     #[test]
     fn violations_name_path_and_rule() {
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
-            (Box::new(|v| v["extra"] = json!(1)), "/", "additionalProperties"),
-            (Box::new(|v| v["nonce"] = json!("short")), "/nonce", "minLength"),
-            (Box::new(|v| v["module"]["sha256"] = json!("ABC")), "/module/sha256", "pattern"),
-            (Box::new(|v| v["limits"] = json!({"fuel": 0})), "/limits/fuel", "minimum"),
-            (Box::new(|v| v["created_at"] = json!("yesterday")), "/created_at", "format"),
-            (Box::new(|v| v["version"] = json!("plasm.job/v2")), "/version", "const"),
-            (Box::new(|v| { v.as_object_mut().map(|o| o.remove("nonce")); }), "/", "required"),
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Mutation, &str, &str)> = vec![
+            (
+                Box::new(|v| v["extra"] = json!(1)),
+                "/",
+                "additionalProperties",
+            ),
+            (
+                Box::new(|v| v["nonce"] = json!("short")),
+                "/nonce",
+                "minLength",
+            ),
+            (
+                Box::new(|v| v["module"]["sha256"] = json!("ABC")),
+                "/module/sha256",
+                "pattern",
+            ),
+            (
+                Box::new(|v| v["limits"] = json!({"fuel": 0})),
+                "/limits/fuel",
+                "minimum",
+            ),
+            (
+                Box::new(|v| v["created_at"] = json!("yesterday")),
+                "/created_at",
+                "format",
+            ),
+            (
+                Box::new(|v| v["version"] = json!("plasm.job/v2")),
+                "/version",
+                "const",
+            ),
+            (
+                Box::new(|v| {
+                    v.as_object_mut().map(|o| o.remove("nonce"));
+                }),
+                "/",
+                "required",
+            ),
             (Box::new(|v| v["args"] = json!([1])), "/args/0", "type"),
         ];
         for (mutate, path, rule) in cases {
             let mut v = base();
             mutate(&mut v);
             match Manifest::from_value(v) {
-                Err(ManifestError::Schema { path: p, rule: r, .. }) => {
+                Err(ManifestError::Schema {
+                    path: p, rule: r, ..
+                }) => {
                     assert_eq!((p.as_str(), r.as_str()), (path, rule));
                 }
                 other => panic!("expected schema error at {path}, got {other:?}"),

@@ -125,7 +125,8 @@ pub struct Verified {
 fn validator() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
     V.get_or_init(|| {
-        let schema: Value = serde_json::from_str(RECEIPT_SCHEMA).expect("embedded receipt schema is JSON");
+        let schema: Value =
+            serde_json::from_str(RECEIPT_SCHEMA).expect("embedded receipt schema is JSON");
         jsonschema::draft202012::options()
             .should_validate_formats(true)
             .build(&schema)
@@ -147,10 +148,22 @@ impl Receipt {
         m.insert("input".into(), digest(&body.input_sha256));
         m.insert("output".into(), digest(&body.output_sha256));
         m.insert("outcome".into(), body.outcome.as_str().into());
-        m.insert("exit_code".into(), body.exit_code.map_or(Value::Null, Value::from));
-        m.insert("detail".into(), body.detail.clone().map_or(Value::Null, Value::from));
-        m.insert("fuel_used".into(), body.fuel_used.min(jcs::MAX_SAFE_INTEGER).into());
-        m.insert("fuel_limit".into(), body.fuel_limit.min(jcs::MAX_SAFE_INTEGER).into());
+        m.insert(
+            "exit_code".into(),
+            body.exit_code.map_or(Value::Null, Value::from),
+        );
+        m.insert(
+            "detail".into(),
+            body.detail.clone().map_or(Value::Null, Value::from),
+        );
+        m.insert(
+            "fuel_used".into(),
+            body.fuel_used.min(jcs::MAX_SAFE_INTEGER).into(),
+        );
+        m.insert(
+            "fuel_limit".into(),
+            body.fuel_limit.min(jcs::MAX_SAFE_INTEGER).into(),
+        );
         m.insert(
             "runtime".into(),
             json!({"name": body.runtime.name, "version": body.runtime.version, "metering": body.runtime.metering}),
@@ -227,17 +240,28 @@ impl Receipt {
     pub fn verify(&self) -> Result<Verified, VerifyError> {
         let value = Value::Object(self.0.clone());
         if let Some((path, rule, message)) = first_violation(validator(), &value) {
-            return Err(VerifyError::Schema { path, rule, message });
+            return Err(VerifyError::Schema {
+                path,
+                rule,
+                message,
+            });
         }
         let bytes = self.signing_bytes()?;
         let executor = self.0.get("executor").and_then(Value::as_object);
-        let field = |k: &str| executor.and_then(|e| e.get(k)).and_then(Value::as_str).unwrap_or("");
+        let field = |k: &str| {
+            executor
+                .and_then(|e| e.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        };
         let (peer_id, public_key) = (field("peer_id"), field("public_key"));
         let pk: [u8; 32] = B64
             .decode(public_key)
             .ok()
             .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| VerifyError::Malformed("executor.public_key is not base64 of 32 bytes".into()))?;
+            .ok_or_else(|| {
+                VerifyError::Malformed("executor.public_key is not base64 of 32 bytes".into())
+            })?;
         let sig: [u8; 64] = B64
             .decode(self.str_field("signature").unwrap_or(""))
             .ok()
@@ -275,7 +299,11 @@ mod tests {
                 detail: None,
                 fuel_used: 1234,
                 fuel_limit: 1_000_000,
-                runtime: RuntimeInfo { name: "wasm3".into(), version: "0.9.0".into(), metering: "plasm-fuel/1".into() },
+                runtime: RuntimeInfo {
+                    name: "wasm3".into(),
+                    version: "0.9.0".into(),
+                    metering: "plasm-fuel/1".into(),
+                },
                 started_at: "2026-11-20T12:00:00.000Z".into(),
                 finished_at: "2026-11-20T12:00:00.010Z".into(),
             },
@@ -298,22 +326,36 @@ mod tests {
             let mut t = r.clone();
             let v = t.as_map_mut().get_mut(&key).expect("present");
             *v = match v.clone() {
-                Value::String(s) if key == "outcome" => Value::String(if s == "exited" { "trapped".into() } else { "exited".into() }),
-                Value::String(s) if s.starts_with("sha256:") => Value::String(format!("sha256:{}", "f".repeat(64))),
+                Value::String(s) if key == "outcome" => Value::String(if s == "exited" {
+                    "trapped".into()
+                } else {
+                    "exited".into()
+                }),
+                Value::String(s) if s.starts_with("sha256:") => {
+                    Value::String(format!("sha256:{}", "f".repeat(64)))
+                }
                 Value::String(s) if key == "signature" => {
                     let mut b = B64.decode(&s).expect("b64");
                     b[0] ^= 1;
                     Value::String(B64.encode(b))
                 }
                 Value::String(s) if key == "job_id" => Value::String("0".repeat(s.len())),
-                Value::String(s) if key.ends_with("_at") => Value::String(s.replace("12:00", "12:01")),
+                Value::String(s) if key.ends_with("_at") => {
+                    Value::String(s.replace("12:00", "12:01"))
+                }
                 Value::String(s) => Value::String(format!("{s}x")),
                 Value::Number(n) => Value::from(n.as_u64().unwrap_or(0) + 1),
                 Value::Null => Value::from("x"),
                 Value::Object(mut o) => {
                     let k = o.keys().next().cloned().expect("non-empty");
                     let old = o.get(&k).and_then(Value::as_str).unwrap_or("").to_owned();
-                    let new = if k == "public_key" { Identity::from_seed([8u8; 32]).public_key_b64() } else if k == "peer_id" { Identity::from_seed([8u8; 32]).peer_id().to_string() } else { format!("{old}x") };
+                    let new = if k == "public_key" {
+                        Identity::from_seed([8u8; 32]).public_key_b64()
+                    } else if k == "peer_id" {
+                        Identity::from_seed([8u8; 32]).peer_id().to_string()
+                    } else {
+                        format!("{old}x")
+                    };
                     o.insert(k, new.into());
                     Value::Object(o)
                 }
@@ -348,7 +390,8 @@ mod tests {
     fn unknown_fields_are_covered() {
         let id = Identity::from_seed([3u8; 32]);
         let mut r = sample(&id);
-        r.as_map_mut().insert("extension".into(), json!({"b": 1, "a": "é"}));
+        r.as_map_mut()
+            .insert("extension".into(), json!({"b": 1, "a": "é"}));
         r.resign(&id);
         assert!(r.verify().is_ok());
         r.as_map_mut()["extension"]["b"] = 2.into();

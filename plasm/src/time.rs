@@ -12,5 +12,6 @@ pub fn now_rfc3339() -> String {
 pub fn format_rfc3339(t: OffsetDateTime) -> String {
     let ms = t.millisecond();
     let t = t.replace_nanosecond(u32::from(ms) * 1_000_000).unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }

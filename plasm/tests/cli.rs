@@ -18,7 +18,10 @@ fn root() -> PathBuf {
 fn c_example(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let out = Command::new("bash").arg(root().join("examples/build.sh")).output().expect("run examples/build.sh");
+        let out = Command::new("bash")
+            .arg(root().join("examples/build.sh"))
+            .output()
+            .expect("run examples/build.sh");
         assert!(
             out.status.success(),
             "examples/build.sh failed (run scripts/setup.sh to install clang for wasm32-wasi): {}",
@@ -48,7 +51,8 @@ fn s(p: &Path) -> &str {
 }
 
 fn receipt(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("receipt file")).expect("receipt json")
+    serde_json::from_str(&std::fs::read_to_string(path).expect("receipt file"))
+        .expect("receipt json")
 }
 
 #[test]
@@ -56,8 +60,23 @@ fn run_writes_a_receipt_that_verifies_and_tampering_is_caught() {
     let d = tempfile::tempdir().expect("tmp");
     let r = d.path().join("r.json");
     let hello = root().join("examples/wat/hello.wat");
-    let out = plasm(&["run", s(&hello), "--data-dir", s(d.path()), "--receipt", s(&r)], b"");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = plasm(
+        &[
+            "run",
+            s(&hello),
+            "--data-dir",
+            s(d.path()),
+            "--receipt",
+            s(&r),
+        ],
+        b"",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, b"hello from plasm\n");
     let v = plasm(&["receipt", "verify", s(&r)], b"");
     assert_eq!(v.status.code(), Some(0));
@@ -65,7 +84,13 @@ fn run_writes_a_receipt_that_verifies_and_tampering_is_caught() {
     let rec = receipt(&r);
     let peer = rec["executor"]["peer_id"].as_str().expect("peer id");
     assert!(String::from_utf8_lossy(&id.stdout).contains(peer));
-    assert_eq!(rec["output"], Value::from(format!("sha256:{}", hex::encode(Sha256::digest(b"hello from plasm\n")))));
+    assert_eq!(
+        rec["output"],
+        Value::from(format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(b"hello from plasm\n"))
+        ))
+    );
 
     let mut tampered = rec.clone();
     tampered["fuel_used"] = Value::from(1);
@@ -76,7 +101,10 @@ fn run_writes_a_receipt_that_verifies_and_tampering_is_caught() {
     assert!(String::from_utf8_lossy(&v.stderr).contains("signature"));
     let v = plasm(&["receipt", "verify", "-"], b"{not json");
     assert_eq!(v.status.code(), Some(2));
-    let v = plasm(&["receipt", "verify", s(&d.path().join("missing.json"))], b"");
+    let v = plasm(
+        &["receipt", "verify", s(&d.path().join("missing.json"))],
+        b"",
+    );
     assert_eq!(v.status.code(), Some(2));
     let v = plasm(&["receipt", "verify", "-"], rec.to_string().as_bytes());
     assert_eq!(v.status.code(), Some(0));
@@ -84,40 +112,113 @@ fn run_writes_a_receipt_that_verifies_and_tampering_is_caught() {
 
 #[test]
 fn same_job_from_two_data_dirs_is_deterministic() {
-    let (a, b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let (a, b) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
     let module = c_example("reverse");
     let input = a.path().join("in.txt");
     std::fs::write(&input, "Grüße aus plasm, 2026 ✓\n".repeat(200)).expect("write");
     let m = a.path().join("m.json");
-    let (ra, rb, rc) = (a.path().join("a.json"), b.path().join("b.json"), b.path().join("c.json"));
+    let (ra, rb, rc) = (
+        a.path().join("a.json"),
+        b.path().join("b.json"),
+        b.path().join("c.json"),
+    );
     let first = plasm(
-        &["run", s(&module), "--input", s(&input), "--data-dir", s(a.path()), "--receipt", s(&ra), "--manifest-out", s(&m)],
+        &[
+            "run",
+            s(&module),
+            "--input",
+            s(&input),
+            "--data-dir",
+            s(a.path()),
+            "--receipt",
+            s(&ra),
+            "--manifest-out",
+            s(&m),
+        ],
         b"",
     );
-    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     // The same manifest on another node (data dir, key), twice.
     for r in [&rb, &rc] {
         let again = plasm(
-            &["run", s(&m), "--module", s(&module), "--input", s(&input), "--data-dir", s(b.path()), "--receipt", s(r)],
+            &[
+                "run",
+                s(&m),
+                "--module",
+                s(&module),
+                "--input",
+                s(&input),
+                "--data-dir",
+                s(b.path()),
+                "--receipt",
+                s(r),
+            ],
             b"",
         );
-        assert_eq!(again.status.code(), Some(0), "{}", String::from_utf8_lossy(&again.stderr));
+        assert_eq!(
+            again.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
         assert_eq!(again.stdout, first.stdout);
     }
     let (x, y, z) = (receipt(&ra), receipt(&rb), receipt(&rc));
-    for key in ["job_id", "module", "input", "output", "fuel_used", "outcome", "exit_code"] {
+    for key in [
+        "job_id",
+        "module",
+        "input",
+        "output",
+        "fuel_used",
+        "outcome",
+        "exit_code",
+    ] {
         assert_eq!(x[key], y[key], "{key}");
         assert_eq!(y[key], z[key], "{key}");
     }
     assert_ne!(x["executor"], y["executor"]);
     assert!(x["fuel_used"].as_u64().expect("fuel") > 1000);
-    let expected: String = "Grüße aus plasm, 2026 ✓\n".repeat(200).chars().rev().collect();
+    let expected: String = "Grüße aus plasm, 2026 ✓\n"
+        .repeat(200)
+        .chars()
+        .rev()
+        .collect();
     assert_eq!(String::from_utf8(first.stdout).expect("utf8"), expected);
 
     // Flags cannot silently change a manifest, and bytes must match it.
-    let bad = plasm(&["run", s(&m), "--module", s(&module), "--fuel", "5", "--data-dir", s(b.path())], b"");
+    let bad = plasm(
+        &[
+            "run",
+            s(&m),
+            "--module",
+            s(&module),
+            "--fuel",
+            "5",
+            "--data-dir",
+            s(b.path()),
+        ],
+        b"",
+    );
     assert_eq!(bad.status.code(), Some(121));
-    let wrong_input = plasm(&["run", s(&m), "--module", s(&module), "--data-dir", s(b.path())], b"");
+    let wrong_input = plasm(
+        &[
+            "run",
+            s(&m),
+            "--module",
+            s(&module),
+            "--data-dir",
+            s(b.path()),
+        ],
+        b"",
+    );
     assert_eq!(wrong_input.status.code(), Some(121));
     assert!(String::from_utf8_lossy(&wrong_input.stderr).contains("input bytes do not match"));
 }
@@ -126,10 +227,33 @@ fn same_job_from_two_data_dirs_is_deterministic() {
 fn c_examples_compute_the_right_answers() {
     let d = tempfile::tempdir().expect("tmp");
     let data = b"The quick brown fox jumps over the lazy dog";
-    let out = plasm(&["run", s(&c_example("sha256sum")), "--input", "-", "--data-dir", s(d.path())], data);
+    let out = plasm(
+        &[
+            "run",
+            s(&c_example("sha256sum")),
+            "--input",
+            "-",
+            "--data-dir",
+            s(d.path()),
+        ],
+        data,
+    );
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}  -\n", hex::encode(Sha256::digest(data))));
-    let out = plasm(&["run", s(&c_example("primes")), "--arg", "100000", "--data-dir", s(d.path())], b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}  -\n", hex::encode(Sha256::digest(data)))
+    );
+    let out = plasm(
+        &[
+            "run",
+            s(&c_example("primes")),
+            "--arg",
+            "100000",
+            "--data-dir",
+            s(d.path()),
+        ],
+        b"",
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "9592\n");
 }
 
@@ -137,11 +261,27 @@ fn c_examples_compute_the_right_answers() {
 fn exit_statuses_name_the_outcome() {
     let d = tempfile::tempdir().expect("tmp");
     let cases: [(&str, &[&str], i32); 5] = [
-        ("(module (func (export \"_start\") (loop (br 0))))", &["--fuel", "100000"], 124),
+        (
+            "(module (func (export \"_start\") (loop (br 0))))",
+            &["--fuel", "100000"],
+            124,
+        ),
         ("(module (func (export \"_start\") unreachable))", &[], 127),
-        ("(module (memory 100) (func (export \"_start\")))", &["--memory", "65536"], 125),
-        ("(module (import \"env\" \"f\" (func)) (func (export \"_start\")))", &[], 123),
-        ("(module (func (export \"_start\") (result i32) (i32.const 42)))", &[], 42),
+        (
+            "(module (memory 100) (func (export \"_start\")))",
+            &["--memory", "65536"],
+            125,
+        ),
+        (
+            "(module (import \"env\" \"f\" (func)) (func (export \"_start\")))",
+            &[],
+            123,
+        ),
+        (
+            "(module (func (export \"_start\") (result i32) (i32.const 42)))",
+            &[],
+            42,
+        ),
     ];
     for (i, (wat, extra, code)) in cases.iter().enumerate() {
         let path = d.path().join(format!("m{i}.wat"));
@@ -149,14 +289,22 @@ fn exit_statuses_name_the_outcome() {
         let mut args = vec!["run", s(&path), "--data-dir", s(d.path())];
         args.extend_from_slice(extra);
         let out = plasm(&args, b"");
-        assert_eq!(out.status.code(), Some(*code), "{wat}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(*code),
+            "{wat}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let manifest = d.path().join("bad.json");
     std::fs::write(&manifest, r#"{"version":"plasm.job/v1","module":{"sha256":"00","size":1},"nonce":"0123456789abcdef","created_at":"2026-11-20T00:00:00Z"}"#).expect("write");
     let out = plasm(&["run", s(&manifest), "--data-dir", s(d.path())], b"");
     assert_eq!(out.status.code(), Some(121));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/module/sha256") && err.contains("pattern"), "{err}");
+    assert!(
+        err.contains("/module/sha256") && err.contains("pattern"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -166,9 +314,17 @@ fn identity_key_is_created_private() {
     let dir = d.path().join("fresh");
     let out = plasm(&["id", "--data-dir", s(&dir)], b"");
     assert_eq!(out.status.code(), Some(0));
-    let mode = std::fs::metadata(dir.join("identity.key")).expect("key").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(dir.join("identity.key"))
+        .expect("key")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let again = plasm(&["id", "--data-dir", s(&dir)], b"");
     assert_eq!(again.stdout, out.stdout);
-    assert!(!String::from_utf8_lossy(&out.stdout).to_lowercase().contains("secret"));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout)
+            .to_lowercase()
+            .contains("secret")
+    );
 }

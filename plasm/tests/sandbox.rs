@@ -10,7 +10,8 @@ use plasm::runtime::{ExecResult, Outcome};
 use std::sync::Arc;
 
 const FD_WRITE: &str = r#"(import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))"#;
-const PROC_EXIT: &str = r#"(import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))"#;
+const PROC_EXIT: &str =
+    r#"(import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))"#;
 
 fn pool() -> WorkerPool {
     WorkerPool::new(Arc::new(Wasm3Runtime), 2, 8).expect("pool")
@@ -19,10 +20,17 @@ fn pool() -> WorkerPool {
 fn run_bytes(pool: &WorkerPool, module: &[u8], input: &[u8], b: ManifestBuilder) -> ExecResult {
     let id = Identity::from_seed([5u8; 32]);
     let manifest = b.build(module, input).expect("manifest");
-    let out = job::run_blocking(pool, &id, &manifest, module.to_vec().into(), input.to_vec()).expect("job");
-    let v = out.receipt.verify().expect("every receipt verifies, whatever the outcome");
+    let out = job::run_blocking(pool, &id, &manifest, module.to_vec().into(), input.to_vec())
+        .expect("job");
+    let v = out
+        .receipt
+        .verify()
+        .expect("every receipt verifies, whatever the outcome");
     assert_eq!(v.job_id, manifest.job_id());
-    assert_eq!(out.receipt.str_field("outcome"), Some(out.result.outcome.as_str()));
+    assert_eq!(
+        out.receipt.str_field("outcome"),
+        Some(out.result.outcome.as_str())
+    );
     out.result
 }
 
@@ -31,7 +39,11 @@ fn run_wat(pool: &WorkerPool, wat: &str, b: ManifestBuilder) -> ExecResult {
 }
 
 fn hello_ok(pool: &WorkerPool) {
-    let r = run_wat(pool, include_str!("../../examples/wat/hello.wat"), ManifestBuilder::new());
+    let r = run_wat(
+        pool,
+        include_str!("../../examples/wat/hello.wat"),
+        ManifestBuilder::new(),
+    );
     assert_eq!((r.outcome, r.exit_code), (Outcome::Exited, Some(0)));
     assert_eq!(r.stdout, b"hello from plasm\n");
 }
@@ -110,7 +122,12 @@ fn hostile_modules_get_the_right_outcome_and_the_pool_survives() {
            (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 4096))
            (loop (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (br 0))))"
     );
-    assert_eq!(run_wat(&pool, &flood, ManifestBuilder::new().output_bytes(10_000)).stdout.len(), 10_000);
+    assert_eq!(
+        run_wat(&pool, &flood, ManifestBuilder::new().output_bytes(10_000))
+            .stdout
+            .len(),
+        10_000
+    );
 
     for (name, bytes) in [
         ("garbage bytes", b"this is not wasm at all".to_vec()),
@@ -130,21 +147,32 @@ fn hostile_modules_get_the_right_outcome_and_the_pool_survives() {
 #[test]
 fn proc_exit_and_returned_codes_are_exit_codes() {
     let pool = pool();
-    let exit3 = format!("(module {PROC_EXIT} (func (export \"_start\") (call $proc_exit (i32.const 3)) unreachable))");
+    let exit3 = format!(
+        "(module {PROC_EXIT} (func (export \"_start\") (call $proc_exit (i32.const 3)) unreachable))"
+    );
     let r = run_wat(&pool, &exit3, ManifestBuilder::new());
     assert_eq!((r.outcome, r.exit_code), (Outcome::Exited, Some(3)));
     assert_eq!(job::exit_status(&r), 3);
     let ret = "(module (func (export \"_start\") (result i32) (i32.const 7)))";
     let r = run_wat(&pool, ret, ManifestBuilder::new());
     assert_eq!((r.outcome, r.exit_code), (Outcome::Exited, Some(7)));
-    let big = format!("(module {PROC_EXIT} (func (export \"_start\") (call $proc_exit (i32.const 300))))");
-    assert_eq!(job::exit_status(&run_wat(&pool, &big, ManifestBuilder::new())), 120);
+    let big = format!(
+        "(module {PROC_EXIT} (func (export \"_start\") (call $proc_exit (i32.const 300))))"
+    );
+    assert_eq!(
+        job::exit_status(&run_wat(&pool, &big, ManifestBuilder::new())),
+        120
+    );
 }
 
 #[test]
 fn unknown_import_is_named() {
     let pool = pool();
-    let r = run_wat(&pool, "(module (import \"env\" \"open_socket\" (func)) (func (export \"_start\")))", ManifestBuilder::new());
+    let r = run_wat(
+        &pool,
+        "(module (import \"env\" \"open_socket\" (func)) (func (export \"_start\")))",
+        ManifestBuilder::new(),
+    );
     let detail = r.detail.unwrap_or_default();
     assert!(detail.contains("\"env\".\"open_socket\""), "{detail}");
     let r = run_wat(
@@ -159,7 +187,11 @@ fn unknown_import_is_named() {
 fn fuel_is_exact_for_straight_line_code() {
     // Entry charge counts every instruction of the body: i32.const, drop, end = 3.
     let pool = pool();
-    let r = run_wat(&pool, "(module (func (export \"_start\") (drop (i32.const 1))))", ManifestBuilder::new());
+    let r = run_wat(
+        &pool,
+        "(module (func (export \"_start\") (drop (i32.const 1))))",
+        ManifestBuilder::new(),
+    );
     assert_eq!(r.fuel_used, 3);
     // A loop of 10 iterations whose body (outside the loop op) has 9 instructions.
     let counted = "(module (func (export \"_start\") (local i32)
@@ -173,7 +205,10 @@ fn fuel_is_exact_for_straight_line_code() {
 fn full_pool_refuses_at_once() {
     let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1).expect("pool");
     let spin = wat::parse_str("(module (func (export \"_start\") (loop (br 0))))").expect("wat");
-    let manifest = ManifestBuilder::new().fuel(300_000_000).build(&spin, b"").expect("manifest");
+    let manifest = ManifestBuilder::new()
+        .fuel(300_000_000)
+        .build(&spin, b"")
+        .expect("manifest");
     let req = || job::exec_request(&manifest, spin.clone().into(), vec![]).expect("request");
     let mut held = Vec::new();
     let mut refused = 0;
@@ -184,7 +219,11 @@ fn full_pool_refuses_at_once() {
             Err(e) => panic!("unexpected {e}"),
         }
     }
-    assert!(held.len() <= 2 && refused >= 3, "held {} refused {refused}", held.len());
+    assert!(
+        held.len() <= 2 && refused >= 3,
+        "held {} refused {refused}",
+        held.len()
+    );
     for rx in held {
         let r = rx.blocking_recv().expect("result");
         assert_eq!(r.outcome, Outcome::OutOfFuel);

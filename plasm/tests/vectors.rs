@@ -15,10 +15,13 @@ use plasm::receipt::{Receipt, ReceiptBody, RuntimeInfo};
 use plasm::runtime::Outcome;
 use serde_json::{Value, json};
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/test-vectors/vectors.json");
+const PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../schemas/test-vectors/vectors.json"
+);
 const SEED: [u8; 32] = [
-    0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4, 0x44, 0x49, 0xc5,
-    0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60,
+    0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4,
+    0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60,
 ];
 const OTHER_SEED: [u8; 32] = [0x42; 32];
 
@@ -28,10 +31,22 @@ fn canon_str(v: &Value) -> String {
 
 fn canonical_cases() -> Vec<Value> {
     let ok = [
-        ("key order by UTF-16 code units", r#"{"€":1,"\r":2,"ö":3,"1":4,"😀":5,"\ufb33":6,"a":{"b":[],"a":{}}}"#),
-        ("string escapes", r#"["\"\\\/\b\f\n\r\t\u0000\u001f\u007f\u2028\u2029é😀"]"#),
-        ("integers and literals", r#"[0,1,-1,9007199254740991,-9007199254740991,true,false,null]"#),
-        ("whitespace and nesting", "{ \"z\" : [ 1 , { \"y\" : \"x\" } ] ,\n \"a\" : null }"),
+        (
+            "key order by UTF-16 code units",
+            r#"{"€":1,"\r":2,"ö":3,"1":4,"😀":5,"\ufb33":6,"a":{"b":[],"a":{}}}"#,
+        ),
+        (
+            "string escapes",
+            r#"["\"\\\/\b\f\n\r\t\u0000\u001f\u007f\u2028\u2029é😀"]"#,
+        ),
+        (
+            "integers and literals",
+            r#"[0,1,-1,9007199254740991,-9007199254740991,true,false,null]"#,
+        ),
+        (
+            "whitespace and nesting",
+            "{ \"z\" : [ 1 , { \"y\" : \"x\" } ] ,\n \"a\" : null }",
+        ),
     ];
     let bad = [
         ("float with zero fraction", r#"{"fuel":1.0}"#, "canonical"),
@@ -45,7 +60,10 @@ fn canonical_cases() -> Vec<Value> {
             json!({"name": name, "json": text, "canonical": canon_str(&v)})
         })
         .collect();
-    out.extend(bad.iter().map(|(name, text, err)| json!({"name": name, "json": text, "error": err})));
+    out.extend(
+        bad.iter()
+            .map(|(name, text, err)| json!({"name": name, "json": text, "error": err})),
+    );
     out
 }
 
@@ -70,22 +88,34 @@ fn manifest_cases() -> Vec<Value> {
         let m = Manifest::from_json(&text).expect("valid manifest");
         out.push(json!({"name": name, "json": text, "valid": true, "canonical": canon_str(v), "job_id": m.job_id()}));
     }
-    let invalid: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let invalid: Vec<(&str, Mutation)> = vec![
         ("unknown field", Box::new(|v| v["priority"] = json!(1))),
         ("short nonce", Box::new(|v| v["nonce"] = json!("abc"))),
-        ("uppercase module hash", Box::new(|v| v["module"]["sha256"] = json!("A".repeat(64)))),
-        ("wrong version", Box::new(|v| v["version"] = json!("plasm.job/v2"))),
+        (
+            "uppercase module hash",
+            Box::new(|v| v["module"]["sha256"] = json!("A".repeat(64))),
+        ),
+        (
+            "wrong version",
+            Box::new(|v| v["version"] = json!("plasm.job/v2")),
+        ),
         ("zero fuel", Box::new(|v| v["limits"] = json!({"fuel": 0}))),
-        ("missing created_at", Box::new(|v| { v.as_object_mut().map(|o| o.remove("created_at")); })),
+        (
+            "missing created_at",
+            Box::new(|v| {
+                v.as_object_mut().map(|o| o.remove("created_at"));
+            }),
+        ),
     ];
     for (name, mutate) in invalid {
         let mut v = base.clone();
         mutate(&mut v);
         let text = serde_json::to_string(&v).expect("json");
         match Manifest::from_json(&text) {
-            Err(ManifestError::Schema { path, rule, .. }) => {
-                out.push(json!({"name": name, "json": text, "valid": false, "path": path, "rule": rule}))
-            }
+            Err(ManifestError::Schema { path, rule, .. }) => out.push(
+                json!({"name": name, "json": text, "valid": false, "path": path, "rule": rule}),
+            ),
             other => panic!("{name}: expected a schema error, got {other:?}"),
         }
     }
@@ -105,7 +135,11 @@ fn receipt_cases() -> Vec<Value> {
         detail: None,
         fuel_used: 48213,
         fuel_limit: 1_000_000_000,
-        runtime: RuntimeInfo { name: "wasm3".into(), version: "0.9.0".into(), metering: "plasm-fuel/1".into() },
+        runtime: RuntimeInfo {
+            name: "wasm3".into(),
+            version: "0.9.0".into(),
+            metering: "plasm-fuel/1".into(),
+        },
         started_at: "2026-11-20T12:00:00.000Z".into(),
         finished_at: "2026-11-20T12:00:00.004Z".into(),
     };
@@ -120,34 +154,75 @@ fn receipt_cases() -> Vec<Value> {
         &id,
     );
     let mut extended = valid.clone();
-    extended.as_map_mut().insert("x-extension".into(), json!({"z": [1, "\u{2028}"], "a": true}));
+    extended.as_map_mut().insert(
+        "x-extension".into(),
+        json!({"z": [1, "\u{2028}"], "a": true}),
+    );
     extended.resign(&id);
 
     let text = |r: &Receipt| serde_json::to_string_pretty(r.as_map()).expect("json");
-    let mut cases: Vec<(&str, String)> =
-        vec![("valid", text(&valid)), ("valid trapped", text(&trapped)), ("valid with unknown field", text(&extended))];
+    let mut cases: Vec<(&str, String)> = vec![
+        ("valid", text(&valid)),
+        ("valid trapped", text(&trapped)),
+        ("valid with unknown field", text(&extended)),
+    ];
     let tamper = |f: &dyn Fn(&mut Receipt)| {
         let mut r = valid.clone();
         f(&mut r);
         text(&r)
     };
-    cases.push(("output changed", tamper(&|r| r.as_map_mut()["output"] = json!(format!("sha256:{}", "0".repeat(64))))));
-    cases.push(("fuel_used changed", tamper(&|r| r.as_map_mut()["fuel_used"] = json!(48212))));
-    cases.push(("outcome changed", tamper(&|r| r.as_map_mut()["outcome"] = json!("trapped"))));
-    cases.push(("signature bit flipped", tamper(&|r| {
-        let mut sig = B64.decode(r.str_field("signature").unwrap_or("")).expect("b64");
-        sig[10] ^= 0x01;
-        r.as_map_mut()["signature"] = json!(B64.encode(sig));
-    })));
+    cases.push((
+        "output changed",
+        tamper(&|r| r.as_map_mut()["output"] = json!(format!("sha256:{}", "0".repeat(64)))),
+    ));
+    cases.push((
+        "fuel_used changed",
+        tamper(&|r| r.as_map_mut()["fuel_used"] = json!(48212)),
+    ));
+    cases.push((
+        "outcome changed",
+        tamper(&|r| r.as_map_mut()["outcome"] = json!("trapped")),
+    ));
+    cases.push((
+        "signature bit flipped",
+        tamper(&|r| {
+            let mut sig = B64
+                .decode(r.str_field("signature").unwrap_or(""))
+                .expect("b64");
+            sig[10] ^= 0x01;
+            r.as_map_mut()["signature"] = json!(B64.encode(sig));
+        }),
+    ));
     cases.push(("another node's key", tamper(&|r| {
         r.as_map_mut()["executor"] = json!({"peer_id": other.peer_id().to_string(), "public_key": other.public_key_b64()});
     })));
-    cases.push(("peer id of another node", tamper(&|r| r.as_map_mut()["executor"]["peer_id"] = json!(other.peer_id().to_string()))));
-    cases.push(("field added", tamper(&|r| { r.as_map_mut().insert("note".into(), json!("hi")); })));
-    cases.push(("job_id removed", tamper(&|r| { r.as_map_mut().remove("job_id"); })));
-    cases.push(("signature removed", tamper(&|r| { r.as_map_mut().remove("signature"); })));
+    cases.push((
+        "peer id of another node",
+        tamper(&|r| r.as_map_mut()["executor"]["peer_id"] = json!(other.peer_id().to_string())),
+    ));
+    cases.push((
+        "field added",
+        tamper(&|r| {
+            r.as_map_mut().insert("note".into(), json!("hi"));
+        }),
+    ));
+    cases.push((
+        "job_id removed",
+        tamper(&|r| {
+            r.as_map_mut().remove("job_id");
+        }),
+    ));
+    cases.push((
+        "signature removed",
+        tamper(&|r| {
+            r.as_map_mut().remove("signature");
+        }),
+    ));
     // 48213.0 is an integer to JSON Schema but has no canonical form: re-encoders that turn ints into floats fail here.
-    cases.push(("fuel_used as float", text(&valid).replace("\"fuel_used\": 48213", "\"fuel_used\": 48213.0")));
+    cases.push((
+        "fuel_used as float",
+        text(&valid).replace("\"fuel_used\": 48213", "\"fuel_used\": 48213.0"),
+    ));
     cases.push(("unknown field not signed", {
         let mut r = valid.clone();
         r.as_map_mut().insert("x-extension".into(), json!({"a": 1}));
@@ -195,14 +270,22 @@ fn committed_vectors_match_the_generator() {
     if std::env::var_os("PLASM_WRITE_VECTORS").is_some() {
         std::fs::write(PATH, &generated).expect("write vectors");
     }
-    let committed = std::fs::read_to_string(PATH).expect("schemas/test-vectors/vectors.json exists");
-    assert!(committed == generated, "vectors.json is stale: rerun with PLASM_WRITE_VECTORS=1 and review the diff");
+    let committed =
+        std::fs::read_to_string(PATH).expect("schemas/test-vectors/vectors.json exists");
+    assert!(
+        committed == generated,
+        "vectors.json is stale: rerun with PLASM_WRITE_VECTORS=1 and review the diff"
+    );
 }
 
 #[test]
 fn every_vector_holds() {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(PATH).expect("vectors")).expect("json");
-    let seed: [u8; 32] = hex::decode(v["key"]["seed_hex"].as_str().expect("seed")).expect("hex").try_into().expect("32");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(PATH).expect("vectors")).expect("json");
+    let seed: [u8; 32] = hex::decode(v["key"]["seed_hex"].as_str().expect("seed"))
+        .expect("hex")
+        .try_into()
+        .expect("32");
     let id = Identity::from_seed(seed);
     assert_eq!(v["key"]["peer_id"], json!(id.peer_id().to_string()));
     assert_eq!(v["key"]["public_key"], json!(id.public_key_b64()));
@@ -210,7 +293,9 @@ fn every_vector_holds() {
     for c in v["canonical"].as_array().expect("canonical") {
         let input: Value = serde_json::from_str(c["json"].as_str().expect("json")).expect("parse");
         match (jcs::canonicalize(&input), c.get("canonical")) {
-            (Ok(bytes), Some(expected)) => assert_eq!(json!(String::from_utf8(bytes).expect("utf8")), *expected),
+            (Ok(bytes), Some(expected)) => {
+                assert_eq!(json!(String::from_utf8(bytes).expect("utf8")), *expected)
+            }
             (Err(_), None) => assert_eq!(c["error"], json!("canonical")),
             (got, _) => panic!("{}: unexpected {got:?}", c["name"]),
         }
@@ -225,7 +310,12 @@ fn every_vector_holds() {
         } else {
             match parsed {
                 Err(ManifestError::Schema { path, rule, .. }) => {
-                    assert_eq!((json!(path), json!(rule)), (m["path"].clone(), m["rule"].clone()), "{}", m["name"])
+                    assert_eq!(
+                        (json!(path), json!(rule)),
+                        (m["path"].clone(), m["rule"].clone()),
+                        "{}",
+                        m["name"]
+                    )
                 }
                 other => panic!("{}: expected refusal, got {other:?}", m["name"]),
             }
@@ -234,7 +324,8 @@ fn every_vector_holds() {
     }
     let mut invalid = 0;
     for r in v["receipts"].as_array().expect("receipts") {
-        let verdict = Receipt::from_json(r["json"].as_str().expect("json")).and_then(|x| x.verify());
+        let verdict =
+            Receipt::from_json(r["json"].as_str().expect("json")).and_then(|x| x.verify());
         match verdict {
             Ok(_) => assert_eq!(r["valid"], json!(true), "{}", r["name"]),
             Err(e) => {

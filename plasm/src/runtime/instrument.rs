@@ -24,10 +24,12 @@
 use std::collections::HashMap;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{
-    BlockType, CodeSection, ConstExpr, ExportKind, ExportSection, Function, FunctionSection, GlobalSection,
-    GlobalType, ImportSection, Instruction, Module, TypeSection, ValType,
+    BlockType, CodeSection, ConstExpr, ExportKind, ExportSection, Function, FunctionSection,
+    GlobalSection, GlobalType, ImportSection, Instruction, Module, TypeSection, ValType,
 };
-use wasmparser::{ExternalKind, FuncType, Operator, Parser, Payload, TypeRef, Validator, WasmFeatures};
+use wasmparser::{
+    ExternalKind, FuncType, Operator, Parser, Payload, TypeRef, Validator, WasmFeatures,
+};
 
 /// Name and version of the metering scheme, recorded in receipts.
 pub const METERING: &str = "plasm-fuel/1";
@@ -98,18 +100,23 @@ fn invalid(e: impl std::fmt::Display) -> ModuleError {
 }
 
 /// Validates `wasm` and returns its metered form.
-pub fn instrument(wasm: &[u8], wasi_signature: impl Fn(&str) -> Option<FuncType>) -> Result<Instrumented, ModuleError> {
+pub fn instrument(
+    wasm: &[u8],
+    wasi_signature: impl Fn(&str) -> Option<FuncType>,
+) -> Result<Instrumented, ModuleError> {
     if wasm.len() > MAX_MODULE_BYTES {
         return Err(ModuleError::TooLarge(wasm.len()));
     }
-    Validator::new_with_features(features()).validate_all(wasm).map_err(|e| {
-        let msg = e.to_string();
-        if msg.contains("proposal not enabled") || msg.contains("support is not enabled") {
-            ModuleError::Unsupported(msg)
-        } else {
-            ModuleError::Invalid(msg)
-        }
-    })?;
+    Validator::new_with_features(features())
+        .validate_all(wasm)
+        .map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("proposal not enabled") || msg.contains("support is not enabled") {
+                ModuleError::Unsupported(msg)
+            } else {
+                ModuleError::Invalid(msg)
+            }
+        })?;
 
     let mut types: Vec<FuncType> = Vec::new();
     let mut type_section = None;
@@ -140,12 +147,17 @@ pub fn instrument(wasm: &[u8], wasi_signature: impl Fn(&str) -> Option<FuncType>
             Payload::ImportSection(r) => {
                 for imp in r.clone().into_imports() {
                     let imp = imp.map_err(invalid)?;
-                    let unknown = || ModuleError::UnknownImport { module: imp.module.into(), name: imp.name.into() };
+                    let unknown = || ModuleError::UnknownImport {
+                        module: imp.module.into(),
+                        name: imp.name.into(),
+                    };
                     match imp.ty {
                         TypeRef::Func(ty) if imp.module == WASI_MODULE => {
                             let expected = wasi_signature(imp.name).ok_or_else(unknown)?;
                             if types.get(ty as usize) != Some(&expected) {
-                                return Err(ModuleError::ImportSignature { name: imp.name.into() });
+                                return Err(ModuleError::ImportSignature {
+                                    name: imp.name.into(),
+                                });
                             }
                             func_types.push(ty);
                         }
@@ -162,7 +174,11 @@ pub fn instrument(wasm: &[u8], wasi_signature: impl Fn(&str) -> Option<FuncType>
             }
             Payload::TableSection(r) => table_section = Some(r),
             Payload::MemorySection(r) => {
-                let mems: Vec<_> = r.clone().into_iter().collect::<Result<_, _>>().map_err(invalid)?;
+                let mems: Vec<_> = r
+                    .clone()
+                    .into_iter()
+                    .collect::<Result<_, _>>()
+                    .map_err(invalid)?;
                 if mems.len() > 1 {
                     return Err(ModuleError::Unsupported("more than one memory".into()));
                 }
@@ -189,7 +205,10 @@ pub fn instrument(wasm: &[u8], wasi_signature: impl Fn(&str) -> Option<FuncType>
                             .get(e.index as usize)
                             .and_then(|t| types.get(*t as usize))
                             .ok_or_else(|| invalid("export of an unknown function"))?;
-                        exports.insert(e.name.to_owned(), (ty.params().len(), ty.results().to_vec()));
+                        exports.insert(
+                            e.name.to_owned(),
+                            (ty.params().len(), ty.results().to_vec()),
+                        );
                     }
                 }
                 export_section = Some(r);
@@ -199,7 +218,9 @@ pub fn instrument(wasm: &[u8], wasi_signature: impl Fn(&str) -> Option<FuncType>
             Payload::DataCountSection { count, .. } => data_count = Some(count),
             Payload::CodeSectionEntry(body) => code_bodies.push(body),
             Payload::DataSection(r) => data_section = Some(r),
-            Payload::TagSection(_) => return Err(ModuleError::Unsupported("exception tags".into())),
+            Payload::TagSection(_) => {
+                return Err(ModuleError::Unsupported("exception tags".into()));
+            }
             _ => {}
         }
     }
@@ -245,7 +266,11 @@ pub fn instrument(wasm: &[u8], wasi_signature: impl Fn(&str) -> Option<FuncType>
     if let Some(r) = global_section {
         rc.parse_global_section(&mut gs, r).map_err(invalid)?;
     }
-    let mutable = |val_type| GlobalType { val_type, mutable: true, shared: false };
+    let mutable = |val_type| GlobalType {
+        val_type,
+        mutable: true,
+        shared: false,
+    };
     gs.global(mutable(ValType::I64), &ConstExpr::i64_const(0));
     gs.global(mutable(ValType::I32), &ConstExpr::i32_const(0));
     gs.global(mutable(ValType::I32), &ConstExpr::i32_const(0));
@@ -276,7 +301,12 @@ pub fn instrument(wasm: &[u8], wasi_signature: impl Fn(&str) -> Option<FuncType>
             .get(imported_funcs as usize + i)
             .and_then(|t| types.get(*t as usize))
             .map_or(0, |t| t.params().len() as u32);
-        let cx = MeterCtx { fuel_global, grow_func, imported_funcs, params };
+        let cx = MeterCtx {
+            fuel_global,
+            grow_func,
+            imported_funcs,
+            params,
+        };
         cs.function(&meter_function(&mut rc, body, &cx)?);
     }
     if has_memory {
@@ -288,7 +318,12 @@ pub fn instrument(wasm: &[u8], wasi_signature: impl Fn(&str) -> Option<FuncType>
         rc.parse_data_section(&mut s, r).map_err(invalid)?;
         module.section(&s);
     }
-    Ok(Instrumented { bytes: module.finish(), has_start: start.is_some(), initial_pages, exports })
+    Ok(Instrumented {
+        bytes: module.finish(),
+        has_start: start.is_some(),
+        initial_pages,
+        exports,
+    })
 }
 
 /// Where a function keeps its remaining fuel between synchronisation points.
@@ -384,7 +419,9 @@ fn meter_function(
                 accs.push(0);
             }
             Operator::Block { .. } | Operator::If { .. } => frames.push(Frame::Other),
-            Operator::TableGrow { .. } => return Err(ModuleError::Unsupported("table.grow".into())),
+            Operator::TableGrow { .. } => {
+                return Err(ModuleError::Unsupported("table.grow".into()));
+            }
             Operator::End => {
                 if let Some(Frame::Loop(i)) = frames.pop() {
                     loop_costs[i] = accs.pop().unwrap_or(1);
@@ -410,7 +447,10 @@ fn meter_function(
         global
     } else {
         locals.push((1, ValType::I64));
-        Counter::Local { local: cx.params + declared, global: cx.fuel_global }
+        Counter::Local {
+            local: cx.params + declared,
+            global: cx.fuel_global,
+        }
     };
     let mut f = Function::new(locals);
     charge(&mut f, global, entry_cost);
@@ -426,7 +466,11 @@ fn meter_function(
             Operator::Loop { .. } => {
                 depth += 1;
                 f.instruction(&rc.instruction(op).map_err(invalid)?);
-                charge(&mut f, counter, loop_costs.get(next_loop).copied().unwrap_or(1));
+                charge(
+                    &mut f,
+                    counter,
+                    loop_costs.get(next_loop).copied().unwrap_or(1),
+                );
                 next_loop += 1;
             }
             Operator::Block { .. } | Operator::If { .. } => {
@@ -451,7 +495,8 @@ fn meter_function(
                 f.instruction(&rc.instruction(op).map_err(invalid)?);
             }
             Operator::BrTable { ref targets } => {
-                let leaves = targets.default() == depth || targets.targets().any(|t| t.is_ok_and(|t| t == depth));
+                let leaves = targets.default() == depth
+                    || targets.targets().any(|t| t.is_ok_and(|t| t == depth));
                 if leaves {
                     write_back(&mut f, counter);
                 }
@@ -523,7 +568,9 @@ mod tests {
               (local.get 0))
             (start $f2) (func $f2))"#);
         let out = instrument(&m, no_wasi).expect("instrument");
-        Validator::new_with_features(features()).validate_all(&out.bytes).expect("valid output");
+        Validator::new_with_features(features())
+            .validate_all(&out.bytes)
+            .expect("valid output");
         assert!(out.has_start);
         assert_eq!(out.initial_pages, Some(1));
         assert_eq!(out.exports.get("run").map(|e| e.0), Some(0));
@@ -531,17 +578,32 @@ mod tests {
 
     #[test]
     fn rejections_are_specific() {
-        assert!(matches!(instrument(b"\0asm\x01\0\0\0\x01", no_wasi), Err(ModuleError::Invalid(_))));
-        assert!(matches!(instrument(b"garbage", no_wasi), Err(ModuleError::Invalid(_))));
+        assert!(matches!(
+            instrument(b"\0asm\x01\0\0\0\x01", no_wasi),
+            Err(ModuleError::Invalid(_))
+        ));
+        assert!(matches!(
+            instrument(b"garbage", no_wasi),
+            Err(ModuleError::Invalid(_))
+        ));
         let imp = wat(r#"(module (import "env" "now" (func)))"#);
         assert_eq!(
             instrument(&imp, no_wasi).err(),
-            Some(ModuleError::UnknownImport { module: "env".into(), name: "now".into() })
+            Some(ModuleError::UnknownImport {
+                module: "env".into(),
+                name: "now".into()
+            })
         );
         let reserved = wat(r#"(module (func (export "__plasm_fuel")))"#);
-        assert!(matches!(instrument(&reserved, no_wasi), Err(ModuleError::ReservedExport(_))));
+        assert!(matches!(
+            instrument(&reserved, no_wasi),
+            Err(ModuleError::ReservedExport(_))
+        ));
         let simd = wat(r#"(module (func (drop (v128.const i64x2 0 0))))"#);
-        assert!(matches!(instrument(&simd, no_wasi), Err(ModuleError::Unsupported(_))));
+        assert!(matches!(
+            instrument(&simd, no_wasi),
+            Err(ModuleError::Unsupported(_))
+        ));
         let two = wat(r#"(module (memory 1) (memory 1))"#);
         assert!(instrument(&two, no_wasi).is_err());
     }

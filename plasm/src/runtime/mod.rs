@@ -48,9 +48,16 @@ impl Outcome {
 
     /// Parses the receipt spelling.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Exited, Self::Trapped, Self::OutOfFuel, Self::MemoryLimit, Self::OutputLimit, Self::InvalidModule]
-            .into_iter()
-            .find(|o| o.as_str() == s)
+        [
+            Self::Exited,
+            Self::Trapped,
+            Self::OutOfFuel,
+            Self::MemoryLimit,
+            Self::OutputLimit,
+            Self::InvalidModule,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
     }
 }
 
@@ -93,7 +100,14 @@ pub struct ExecResult {
 impl ExecResult {
     /// A result for a job that never ran.
     pub fn refused(outcome: Outcome, detail: String) -> Self {
-        Self { outcome, exit_code: None, detail: Some(detail), stdout: vec![], stderr: vec![], fuel_used: 0 }
+        Self {
+            outcome,
+            exit_code: None,
+            detail: Some(detail),
+            stdout: vec![],
+            stderr: vec![],
+            fuel_used: 0,
+        }
     }
 }
 
@@ -128,7 +142,10 @@ pub fn run(runtime: &dyn Runtime, request: &ExecRequest) -> ExecResult {
         Some(_) => {
             return ExecResult::refused(
                 Outcome::InvalidModule,
-                format!("entry \"{}\" must take no parameters and return nothing or one i32", request.entry),
+                format!(
+                    "entry \"{}\" must take no parameters and return nothing or one i32",
+                    request.entry
+                ),
             );
         }
         None => {

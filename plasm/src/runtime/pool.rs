@@ -60,7 +60,10 @@ pub struct WorkerPool {
 
 impl std::fmt::Debug for WorkerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerPool").field("workers", &self.workers.len()).field("queue", &self.queue).finish()
+        f.debug_struct("WorkerPool")
+            .field("workers", &self.workers.len())
+            .field("queue", &self.queue)
+            .finish()
     }
 }
 
@@ -89,7 +92,13 @@ impl WorkerPool {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { tx: Some(tx), workers: handles, runtime, counters: Arc::default(), queue })
+        Ok(Self {
+            tx: Some(tx),
+            workers: handles,
+            runtime,
+            counters: Arc::default(),
+            queue,
+        })
     }
 
     /// The runtime jobs run on.
@@ -114,8 +123,12 @@ impl WorkerPool {
         let task: Task = Box::new(move || {
             counters.queued.fetch_sub(1, Ordering::Relaxed);
             counters.running.fetch_add(1, Ordering::Relaxed);
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| super::run(runtime.as_ref(), &request)))
-                .unwrap_or_else(|_| ExecResult::refused(Outcome::Trapped, "internal runtime error".into()));
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                super::run(runtime.as_ref(), &request)
+            }))
+            .unwrap_or_else(|_| {
+                ExecResult::refused(Outcome::Trapped, "internal runtime error".into())
+            });
             counters.running.fetch_sub(1, Ordering::Relaxed);
             let _ = done.send(result);
         });
@@ -123,7 +136,10 @@ impl WorkerPool {
         tx.try_send(task).map_err(|e| {
             self.counters.queued.fetch_sub(1, Ordering::Relaxed);
             match e {
-                TrySendError::Full(_) => PoolError::Busy { workers: self.workers.len(), queue: self.queue },
+                TrySendError::Full(_) => PoolError::Busy {
+                    workers: self.workers.len(),
+                    queue: self.queue,
+                },
                 TrySendError::Disconnected(_) => PoolError::Closed,
             }
         })?;
@@ -137,7 +153,9 @@ impl WorkerPool {
 
     /// Runs a job and blocks the calling (non-async) thread until it ends.
     pub fn run_blocking(&self, request: ExecRequest) -> Result<ExecResult, PoolError> {
-        self.submit(request)?.blocking_recv().map_err(|_| PoolError::Closed)
+        self.submit(request)?
+            .blocking_recv()
+            .map_err(|_| PoolError::Closed)
     }
 }
 

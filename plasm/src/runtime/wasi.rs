@@ -67,7 +67,10 @@ impl WasiCtx {
         argv.extend(args.iter().map(|a| nul_terminated(a)));
         Self {
             args: argv,
-            env: env.iter().map(|(k, v)| nul_terminated(&format!("{k}={v}"))).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| nul_terminated(&format!("{k}={v}")))
+                .collect(),
             stdin,
             output_cap,
             rng_seed,
@@ -132,9 +135,17 @@ const PREVIEW1: &[(&str, &[T], bool)] = {
         ("fd_write", &[I32, I32, I32, I32], true),
         ("path_create_directory", &[I32, I32, I32], true),
         ("path_filestat_get", &[I32, I32, I32, I32, I32], true),
-        ("path_filestat_set_times", &[I32, I32, I32, I32, I64, I64, I32], true),
+        (
+            "path_filestat_set_times",
+            &[I32, I32, I32, I32, I64, I64, I32],
+            true,
+        ),
         ("path_link", &[I32, I32, I32, I32, I32, I32, I32], true),
-        ("path_open", &[I32, I32, I32, I32, I32, I64, I64, I32, I32], true),
+        (
+            "path_open",
+            &[I32, I32, I32, I32, I32, I64, I64, I32, I32],
+            true,
+        ),
         ("path_readlink", &[I32, I32, I32, I32, I32, I32], true),
         ("path_remove_directory", &[I32, I32, I32], true),
         ("path_rename", &[I32, I32, I32, I32, I32, I32], true),
@@ -159,8 +170,15 @@ pub fn signature(name: &str) -> Option<wasmparser::FuncType> {
         T::I32 => wasmparser::ValType::I32,
         T::I64 => wasmparser::ValType::I64,
     };
-    let results: &[wasmparser::ValType] = if *errno { &[wasmparser::ValType::I32] } else { &[] };
-    Some(wasmparser::FuncType::new(params.iter().map(map), results.iter().copied()))
+    let results: &[wasmparser::ValType] = if *errno {
+        &[wasmparser::ValType::I32]
+    } else {
+        &[]
+    };
+    Some(wasmparser::FuncType::new(
+        params.iter().map(map),
+        results.iter().copied(),
+    ))
 }
 
 fn memory(caller: &Caller<'_, WasiCtx>) -> Result<Memory, i32> {
@@ -170,13 +188,15 @@ fn memory(caller: &Caller<'_, WasiCtx>) -> Result<Memory, i32> {
 fn read(caller: &Caller<'_, WasiCtx>, ptr: i32, len: u32) -> Result<Vec<u8>, i32> {
     let mem = memory(caller)?;
     let mut buf = vec![0u8; len as usize];
-    mem.read(caller, ptr as u32 as usize, &mut buf).map_err(|_| EFAULT)?;
+    mem.read(caller, ptr as u32 as usize, &mut buf)
+        .map_err(|_| EFAULT)?;
     Ok(buf)
 }
 
 fn write(caller: &mut Caller<'_, WasiCtx>, ptr: i32, bytes: &[u8]) -> Result<(), i32> {
     let mem = memory(caller)?;
-    mem.write(caller, ptr as u32 as usize, bytes).map_err(|_| EFAULT)
+    mem.write(caller, ptr as u32 as usize, bytes)
+        .map_err(|_| EFAULT)
 }
 
 fn read_iovs(caller: &Caller<'_, WasiCtx>, iovs: i32, count: i32) -> Result<Vec<(i32, u32)>, i32> {
@@ -200,7 +220,12 @@ fn errno(r: Result<(), i32>) -> i32 {
 }
 
 /// Writes a list of NUL-terminated strings as (pointer array, string buffer).
-fn write_list(caller: &mut Caller<'_, WasiCtx>, list: &[Vec<u8>], ptrs: i32, buf: i32) -> Result<(), i32> {
+fn write_list(
+    caller: &mut Caller<'_, WasiCtx>,
+    list: &[Vec<u8>],
+    ptrs: i32,
+    buf: i32,
+) -> Result<(), i32> {
     let mut offset = buf as u32;
     let mut table = Vec::with_capacity(list.len() * 4);
     let mut data = Vec::new();
@@ -213,127 +238,208 @@ fn write_list(caller: &mut Caller<'_, WasiCtx>, list: &[Vec<u8>], ptrs: i32, buf
     write(caller, buf, &data)
 }
 
-fn sizes(caller: &mut Caller<'_, WasiCtx>, list: fn(&WasiCtx) -> &Vec<Vec<u8>>, count_ptr: i32, size_ptr: i32) -> i32 {
+fn sizes(
+    caller: &mut Caller<'_, WasiCtx>,
+    list: fn(&WasiCtx) -> &Vec<Vec<u8>>,
+    count_ptr: i32,
+    size_ptr: i32,
+) -> i32 {
     let (n, total) = {
         let l = list(caller.data());
-        (l.len() as u32, l.iter().map(|s| s.len() as u32).sum::<u32>())
+        (
+            l.len() as u32,
+            l.iter().map(|s| s.len() as u32).sum::<u32>(),
+        )
     };
-    errno(write(caller, count_ptr, &n.to_le_bytes()).and_then(|()| write(caller, size_ptr, &total.to_le_bytes())))
+    errno(
+        write(caller, count_ptr, &n.to_le_bytes())
+            .and_then(|()| write(caller, size_ptr, &total.to_le_bytes())),
+    )
 }
 
 /// Links every preview1 function into `linker`.
 pub fn link(linker: &mut Linker<WasiCtx>) -> Result<(), Error> {
     let m = super::instrument::WASI_MODULE;
-    linker.func_wrap(m, "args_sizes_get", |mut c: Caller<'_, WasiCtx>, n: i32, s: i32| {
-        sizes(&mut c, |x| &x.args, n, s)
-    })?;
-    linker.func_wrap(m, "environ_sizes_get", |mut c: Caller<'_, WasiCtx>, n: i32, s: i32| {
-        sizes(&mut c, |x| &x.env, n, s)
-    })?;
-    linker.func_wrap(m, "args_get", |mut c: Caller<'_, WasiCtx>, p: i32, b: i32| {
-        let list = c.data().args.clone();
-        errno(write_list(&mut c, &list, p, b))
-    })?;
-    linker.func_wrap(m, "environ_get", |mut c: Caller<'_, WasiCtx>, p: i32, b: i32| {
-        let list = c.data().env.clone();
-        errno(write_list(&mut c, &list, p, b))
-    })?;
-    linker.func_wrap(m, "clock_time_get", |mut c: Caller<'_, WasiCtx>, _id: i32, _prec: i64, p: i32| {
-        errno(write(&mut c, p, &FIXED_TIME_NS.to_le_bytes()))
-    })?;
-    linker.func_wrap(m, "clock_res_get", |mut c: Caller<'_, WasiCtx>, _id: i32, p: i32| {
-        errno(write(&mut c, p, &1u64.to_le_bytes()))
-    })?;
-    linker.func_wrap(m, "random_get", |mut c: Caller<'_, WasiCtx>, p: i32, len: i32| {
-        let Ok(len) = usize::try_from(len) else { return EINVAL };
-        if len > 1024 * 1024 {
-            return EINVAL;
-        }
-        let bytes = c.data_mut().random_bytes(len);
-        errno(write(&mut c, p, &bytes))
-    })?;
-    linker.func_wrap(m, "fd_write", |mut c: Caller<'_, WasiCtx>, fd: i32, iovs: i32, n: i32, out: i32| {
-        if fd != 1 && fd != 2 {
-            return Ok(EBADF);
-        }
-        let iovs = match read_iovs(&c, iovs, n) {
-            Ok(v) => v,
-            Err(e) => return Ok(e),
-        };
-        let mut written = 0u32;
-        for (ptr, len) in iovs {
-            let cap = c.data().output_cap;
-            let used = if fd == 1 { c.data().stdout.len() } else { c.data().stderr.len() };
-            let room = cap.saturating_sub(used);
-            let take = (len as usize).min(room);
-            let bytes = match read(&c, ptr, take as u32) {
-                Ok(b) => b,
+    linker.func_wrap(
+        m,
+        "args_sizes_get",
+        |mut c: Caller<'_, WasiCtx>, n: i32, s: i32| sizes(&mut c, |x| &x.args, n, s),
+    )?;
+    linker.func_wrap(
+        m,
+        "environ_sizes_get",
+        |mut c: Caller<'_, WasiCtx>, n: i32, s: i32| sizes(&mut c, |x| &x.env, n, s),
+    )?;
+    linker.func_wrap(
+        m,
+        "args_get",
+        |mut c: Caller<'_, WasiCtx>, p: i32, b: i32| {
+            let list = c.data().args.clone();
+            errno(write_list(&mut c, &list, p, b))
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "environ_get",
+        |mut c: Caller<'_, WasiCtx>, p: i32, b: i32| {
+            let list = c.data().env.clone();
+            errno(write_list(&mut c, &list, p, b))
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "clock_time_get",
+        |mut c: Caller<'_, WasiCtx>, _id: i32, _prec: i64, p: i32| {
+            errno(write(&mut c, p, &FIXED_TIME_NS.to_le_bytes()))
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "clock_res_get",
+        |mut c: Caller<'_, WasiCtx>, _id: i32, p: i32| errno(write(&mut c, p, &1u64.to_le_bytes())),
+    )?;
+    linker.func_wrap(
+        m,
+        "random_get",
+        |mut c: Caller<'_, WasiCtx>, p: i32, len: i32| {
+            let Ok(len) = usize::try_from(len) else {
+                return EINVAL;
+            };
+            if len > 1024 * 1024 {
+                return EINVAL;
+            }
+            let bytes = c.data_mut().random_bytes(len);
+            errno(write(&mut c, p, &bytes))
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_write",
+        |mut c: Caller<'_, WasiCtx>, fd: i32, iovs: i32, n: i32, out: i32| {
+            if fd != 1 && fd != 2 {
+                return Ok(EBADF);
+            }
+            let iovs = match read_iovs(&c, iovs, n) {
+                Ok(v) => v,
                 Err(e) => return Ok(e),
             };
-            let ctx = c.data_mut();
-            if fd == 1 { ctx.stdout.extend_from_slice(&bytes) } else { ctx.stderr.extend_from_slice(&bytes) }
-            written += take as u32;
-            if take < len as usize {
-                return Err(Error::host(HostStop::OutputLimit));
+            let mut written = 0u32;
+            for (ptr, len) in iovs {
+                let cap = c.data().output_cap;
+                let used = if fd == 1 {
+                    c.data().stdout.len()
+                } else {
+                    c.data().stderr.len()
+                };
+                let room = cap.saturating_sub(used);
+                let take = (len as usize).min(room);
+                let bytes = match read(&c, ptr, take as u32) {
+                    Ok(b) => b,
+                    Err(e) => return Ok(e),
+                };
+                let ctx = c.data_mut();
+                if fd == 1 {
+                    ctx.stdout.extend_from_slice(&bytes)
+                } else {
+                    ctx.stderr.extend_from_slice(&bytes)
+                }
+                written += take as u32;
+                if take < len as usize {
+                    return Err(Error::host(HostStop::OutputLimit));
+                }
             }
-        }
-        Ok(errno(write(&mut c, out, &written.to_le_bytes())))
-    })?;
-    linker.func_wrap(m, "fd_read", |mut c: Caller<'_, WasiCtx>, fd: i32, iovs: i32, n: i32, out: i32| {
-        if fd != 0 {
-            return EBADF;
-        }
-        let iovs = match read_iovs(&c, iovs, n) {
-            Ok(v) => v,
-            Err(e) => return e,
-        };
-        let mut total = 0u32;
-        for (ptr, len) in iovs {
-            let (pos, avail) = (c.data().stdin_pos, c.data().stdin.len());
-            let take = (len as usize).min(avail - pos);
-            if take == 0 {
-                break;
+            Ok(errno(write(&mut c, out, &written.to_le_bytes())))
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_read",
+        |mut c: Caller<'_, WasiCtx>, fd: i32, iovs: i32, n: i32, out: i32| {
+            if fd != 0 {
+                return EBADF;
             }
-            let chunk = c.data().stdin[pos..pos + take].to_vec();
-            if let Err(e) = write(&mut c, ptr, &chunk) {
-                return e;
+            let iovs = match read_iovs(&c, iovs, n) {
+                Ok(v) => v,
+                Err(e) => return e,
+            };
+            let mut total = 0u32;
+            for (ptr, len) in iovs {
+                let (pos, avail) = (c.data().stdin_pos, c.data().stdin.len());
+                let take = (len as usize).min(avail - pos);
+                if take == 0 {
+                    break;
+                }
+                let chunk = c.data().stdin[pos..pos + take].to_vec();
+                if let Err(e) = write(&mut c, ptr, &chunk) {
+                    return e;
+                }
+                c.data_mut().stdin_pos += take;
+                total += take as u32;
             }
-            c.data_mut().stdin_pos += take;
-            total += take as u32;
+            errno(write(&mut c, out, &total.to_le_bytes()))
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_fdstat_get",
+        |mut c: Caller<'_, WasiCtx>, fd: i32, p: i32| {
+            if !(0..=2).contains(&fd) {
+                return EBADF;
+            }
+            // fdstat: filetype u8 (2 = character device), flags u16, rights u64 x2.
+            let mut st = [0u8; 24];
+            st[0] = 2;
+            st[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+            errno(write(&mut c, p, &st))
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_filestat_get",
+        |mut c: Caller<'_, WasiCtx>, fd: i32, p: i32| {
+            if !(0..=2).contains(&fd) {
+                return EBADF;
+            }
+            let mut st = [0u8; 64];
+            st[16] = 2;
+            errno(write(&mut c, p, &st))
+        },
+    )?;
+    linker.func_wrap(m, "fd_close", |fd: i32| {
+        if (0..=2).contains(&fd) {
+            ESUCCESS
+        } else {
+            EBADF
         }
-        errno(write(&mut c, out, &total.to_le_bytes()))
     })?;
-    linker.func_wrap(m, "fd_fdstat_get", |mut c: Caller<'_, WasiCtx>, fd: i32, p: i32| {
-        if !(0..=2).contains(&fd) {
-            return EBADF;
-        }
-        // fdstat: filetype u8 (2 = character device), flags u16, rights u64 x2.
-        let mut st = [0u8; 24];
-        st[0] = 2;
-        st[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-        errno(write(&mut c, p, &st))
-    })?;
-    linker.func_wrap(m, "fd_filestat_get", |mut c: Caller<'_, WasiCtx>, fd: i32, p: i32| {
-        if !(0..=2).contains(&fd) {
-            return EBADF;
-        }
-        let mut st = [0u8; 64];
-        st[16] = 2;
-        errno(write(&mut c, p, &st))
-    })?;
-    linker.func_wrap(m, "fd_close", |fd: i32| if (0..=2).contains(&fd) { ESUCCESS } else { EBADF })?;
     linker.func_wrap(m, "fd_seek", |fd: i32, _o: i64, _w: i32, _p: i32| {
         if (0..=2).contains(&fd) { ESPIPE } else { EBADF }
     })?;
     linker.func_wrap(m, "fd_prestat_get", |_fd: i32, _p: i32| EBADF)?;
     linker.func_wrap(m, "fd_prestat_dir_name", |_fd: i32, _p: i32, _l: i32| EBADF)?;
     linker.func_wrap(m, "sched_yield", || ESUCCESS)?;
-    linker.func_wrap(m, "proc_exit", |code: i32| -> Result<(), Error> { Err(Error::host(HostStop::Exit(code))) })?;
+    linker.func_wrap(m, "proc_exit", |code: i32| -> Result<(), Error> {
+        Err(Error::host(HostStop::Exit(code)))
+    })?;
 
     const IMPLEMENTED: &[&str] = &[
-        "args_sizes_get", "environ_sizes_get", "args_get", "environ_get", "clock_time_get", "clock_res_get",
-        "random_get", "fd_write", "fd_read", "fd_fdstat_get", "fd_filestat_get", "fd_close", "fd_seek",
-        "fd_prestat_get", "fd_prestat_dir_name", "sched_yield", "proc_exit",
+        "args_sizes_get",
+        "environ_sizes_get",
+        "args_get",
+        "environ_get",
+        "clock_time_get",
+        "clock_res_get",
+        "random_get",
+        "fd_write",
+        "fd_read",
+        "fd_fdstat_get",
+        "fd_filestat_get",
+        "fd_close",
+        "fd_seek",
+        "fd_prestat_get",
+        "fd_prestat_dir_name",
+        "sched_yield",
+        "proc_exit",
     ];
     for (name, params, _) in PREVIEW1.iter().filter(|(n, _, _)| !IMPLEMENTED.contains(n)) {
         let params = params.iter().map(|t| match t {

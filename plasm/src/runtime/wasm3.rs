@@ -5,7 +5,9 @@
 //! one call on one worker thread. Limits are enforced by the instrumented bytes,
 //! not by wasm3: it has no memory-limit setter and no interrupt.
 
-use super::instrument::{FUEL_EXPORT, Instrumented, MEM_MAX_EXPORT, MEM_REFUSED_EXPORT, METERING, START_EXPORT};
+use super::instrument::{
+    FUEL_EXPORT, Instrumented, MEM_MAX_EXPORT, MEM_REFUSED_EXPORT, METERING, START_EXPORT,
+};
 use super::wasi::{self, HostStop, WasiCtx};
 use super::{ExecRequest, ExecResult, Outcome, Runtime};
 use crate::receipt::RuntimeInfo;
@@ -22,7 +24,11 @@ pub struct Wasm3Runtime;
 
 impl Runtime for Wasm3Runtime {
     fn info(&self) -> RuntimeInfo {
-        RuntimeInfo { name: "wasm3".into(), version: WASM3_VERSION.into(), metering: METERING.into() }
+        RuntimeInfo {
+            name: "wasm3".into(),
+            version: WASM3_VERSION.into(),
+            metering: METERING.into(),
+        }
     }
 
     fn execute(&self, module: &Instrumented, req: &ExecRequest) -> ExecResult {
@@ -40,25 +46,43 @@ impl Runtime for Wasm3Runtime {
         let mut store = Store::new(&engine, ctx);
         let compiled = match Module::new(&engine, &module.bytes) {
             Ok(m) => m,
-            Err(e) => return ExecResult::refused(Outcome::InvalidModule, format!("wasm3 refused the module: {e}")),
+            Err(e) => {
+                return ExecResult::refused(
+                    Outcome::InvalidModule,
+                    format!("wasm3 refused the module: {e}"),
+                );
+            }
         };
         let mut linker = Linker::new(&engine);
         if let Err(e) = wasi::link(&mut linker) {
-            return ExecResult::refused(Outcome::InvalidModule, format!("linking WASI failed: {e}"));
+            return ExecResult::refused(
+                Outcome::InvalidModule,
+                format!("linking WASI failed: {e}"),
+            );
         }
         let instance = match linker.instantiate(&mut store, &compiled) {
             Ok(i) => i,
-            Err(e) => return ExecResult::refused(Outcome::Trapped, format!("instantiation failed: {e}")),
+            Err(e) => {
+                return ExecResult::refused(Outcome::Trapped, format!("instantiation failed: {e}"));
+            }
         };
         let global = |name: &str| instance.get_global(&store, name);
-        let (Some(fuel), Some(mem_max), Some(refused)) =
-            (global(FUEL_EXPORT), global(MEM_MAX_EXPORT), global(MEM_REFUSED_EXPORT))
-        else {
-            return ExecResult::refused(Outcome::InvalidModule, "instrumentation globals missing".into());
+        let (Some(fuel), Some(mem_max), Some(refused)) = (
+            global(FUEL_EXPORT),
+            global(MEM_MAX_EXPORT),
+            global(MEM_REFUSED_EXPORT),
+        ) else {
+            return ExecResult::refused(
+                Outcome::InvalidModule,
+                "instrumentation globals missing".into(),
+            );
         };
         let cap_pages = i32::try_from(req.limits.memory_bytes / 65536).unwrap_or(i32::MAX);
         let set = fuel
-            .set(&mut store, Val::I64(i64::try_from(limit).unwrap_or(i64::MAX)))
+            .set(
+                &mut store,
+                Val::I64(i64::try_from(limit).unwrap_or(i64::MAX)),
+            )
             .and_then(|()| mem_max.set(&mut store, Val::I32(cap_pages)));
         if let Err(e) = set {
             return ExecResult::refused(Outcome::InvalidModule, format!("cannot set fuel: {e}"));
@@ -76,7 +100,11 @@ impl Runtime for Wasm3Runtime {
                 _ => None,
             })
         };
-        let result = if module.has_start { call(START_EXPORT).and_then(|_| call(&req.entry)) } else { call(&req.entry) };
+        let result = if module.has_start {
+            call(START_EXPORT).and_then(|_| call(&req.entry))
+        } else {
+            call(&req.entry)
+        };
 
         let remaining = match fuel.get(&store) {
             Ok(Val::I64(v)) => v,
@@ -84,9 +112,16 @@ impl Runtime for Wasm3Runtime {
         };
         let grow_refused = matches!(refused.get(&store), Ok(Val::I32(1)));
         let ctx = store.data_mut();
-        let (stdout, stderr) = (std::mem::take(&mut ctx.stdout), std::mem::take(&mut ctx.stderr));
+        let (stdout, stderr) = (
+            std::mem::take(&mut ctx.stdout),
+            std::mem::take(&mut ctx.stderr),
+        );
         let out_of_fuel = remaining < 0;
-        let fuel_used = if out_of_fuel { limit } else { limit.saturating_sub(remaining.max(0) as u64) };
+        let fuel_used = if out_of_fuel {
+            limit
+        } else {
+            limit.saturating_sub(remaining.max(0) as u64)
+        };
         let (outcome, exit_code, detail) = match result {
             Ok(code) => (Outcome::Exited, Some(code.unwrap_or(0)), None),
             Err(e) => match host_stop(&e) {
@@ -96,7 +131,11 @@ impl Runtime for Wasm3Runtime {
                     None,
                     Some(format!("output exceeded {} bytes", req.limits.output_bytes)),
                 ),
-                None if out_of_fuel => (Outcome::OutOfFuel, None, Some(format!("fuel limit {limit} exhausted"))),
+                None if out_of_fuel => (
+                    Outcome::OutOfFuel,
+                    None,
+                    Some(format!("fuel limit {limit} exhausted")),
+                ),
                 None => (Outcome::Trapped, None, Some(trap_reason(&e))),
             },
         };
@@ -112,7 +151,14 @@ impl Runtime for Wasm3Runtime {
             ),
             o => (o, detail),
         };
-        ExecResult { outcome, exit_code, detail, stdout, stderr, fuel_used }
+        ExecResult {
+            outcome,
+            exit_code,
+            detail,
+            stdout,
+            stderr,
+            fuel_used,
+        }
     }
 }
 
