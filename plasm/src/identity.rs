@@ -181,6 +181,25 @@ pub fn peer_id_of(public_key: &[u8; 32]) -> Option<PeerId> {
     Some(libp2p_identity::PublicKey::from(pk).to_peer_id())
 }
 
+/// The binary peer id of an Ed25519 key, built without decoding the curve point:
+/// an identity multihash (`0x00`, length 36) of the protobuf `PublicKey`
+/// (`08 01` = type Ed25519, `12 20` = 32 data bytes) followed by the key. Its
+/// base58btc form is the familiar `12D3KooW...`; other verifiers (the PHP SDK)
+/// rebuild exactly these bytes.
+pub fn peer_id_bytes(public_key: &[u8; 32]) -> [u8; 38] {
+    let mut out = [0u8; 38];
+    out[..6].copy_from_slice(&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20]);
+    out[6..].copy_from_slice(public_key);
+    out
+}
+
+/// Whether the text `peer_id` names the holder of `public_key`.
+pub fn peer_id_matches(peer_id: &str, public_key: &[u8; 32]) -> bool {
+    peer_id
+        .parse::<PeerId>()
+        .is_ok_and(|p| p.to_bytes() == peer_id_bytes(public_key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +256,13 @@ mod tests {
     fn peer_id_derivation_matches() {
         let id = Identity::from_seed([1u8; 32]);
         assert_eq!(peer_id_of(&id.public_key()), Some(id.peer_id()));
+        assert_eq!(id.peer_id().to_bytes(), peer_id_bytes(&id.public_key()));
+        assert!(peer_id_matches(&id.peer_id().to_string(), &id.public_key()));
+        let other = Identity::from_seed([2u8; 32]);
+        assert!(!peer_id_matches(
+            &other.peer_id().to_string(),
+            &id.public_key()
+        ));
+        assert!(!peer_id_matches("not-a-peer-id", &id.public_key()));
     }
 }

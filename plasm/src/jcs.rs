@@ -33,33 +33,81 @@ pub enum CanonError {
 /// Returns the RFC 8785 canonical bytes of `value`.
 pub fn canonicalize(value: &Value) -> Result<Vec<u8>, CanonError> {
     let mut out = String::with_capacity(256);
-    write_value(value, &mut out, &mut String::new())?;
+    write_value(value, &mut out)?;
     Ok(out.into_bytes())
 }
 
-fn write_value(value: &Value, out: &mut String, path: &mut String) -> Result<(), CanonError> {
+/// Returns the RFC 8785 canonical bytes of `map` as an object, leaving out the member `skip`.
+pub fn canonicalize_without(
+    map: &serde_json::Map<String, Value>,
+    skip: &str,
+) -> Result<Vec<u8>, CanonError> {
+    let mut out = String::with_capacity(512);
+    write_object(map, Some(skip), &mut out)?;
+    Ok(out.into_bytes())
+}
+
+impl CanonError {
+    /// Adds a parent segment to the error's JSON pointer while the error unwinds,
+    /// so the happy path never builds paths.
+    fn within(self, segment: &str) -> Self {
+        let seg = segment.replace('~', "~0").replace('/', "~1");
+        let join = |path: String| {
+            if path == "/" {
+                format!("/{seg}")
+            } else {
+                format!("/{seg}{path}")
+            }
+        };
+        match self {
+            Self::Float { path } => Self::Float { path: join(path) },
+            Self::UnsafeInteger { path } => Self::UnsafeInteger { path: join(path) },
+        }
+    }
+}
+
+fn write_object(
+    map: &serde_json::Map<String, Value>,
+    skip: Option<&str>,
+    out: &mut String,
+) -> Result<(), CanonError> {
+    // RFC 8785 §3.2.3: members sorted by their names as UTF-16 code units.
+    let mut members: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(k, _)| Some(k.as_str()) != skip)
+        .collect();
+    members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    out.push('{');
+    for (i, (key, value)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(key, out);
+        out.push(':');
+        write_value(value, out).map_err(|e| e.within(key))?;
+    }
+    out.push('}');
+    Ok(())
+}
+
+fn write_value(value: &Value, out: &mut String) -> Result<(), CanonError> {
+    let here = || "/".to_owned();
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
                 if u > MAX_SAFE_INTEGER {
-                    return Err(CanonError::UnsafeInteger {
-                        path: pointer(path),
-                    });
+                    return Err(CanonError::UnsafeInteger { path: here() });
                 }
                 let _ = write!(out, "{u}");
             } else if let Some(i) = n.as_i64() {
                 if i.unsigned_abs() > MAX_SAFE_INTEGER {
-                    return Err(CanonError::UnsafeInteger {
-                        path: pointer(path),
-                    });
+                    return Err(CanonError::UnsafeInteger { path: here() });
                 }
                 let _ = write!(out, "{i}");
             } else {
-                return Err(CanonError::Float {
-                    path: pointer(path),
-                });
+                return Err(CanonError::Float { path: here() });
             }
         }
         Value::String(s) => write_string(s, out),
@@ -69,44 +117,13 @@ fn write_value(value: &Value, out: &mut String, path: &mut String) -> Result<(),
                 if i > 0 {
                     out.push(',');
                 }
-                let len = path.len();
-                let _ = write!(path, "/{i}");
-                write_value(item, out, path)?;
-                path.truncate(len);
+                write_value(item, out).map_err(|e| e.within(&i.to_string()))?;
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            // RFC 8785 §3.2.3: members sorted by their names as UTF-16 code units.
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(key, out);
-                out.push(':');
-                let len = path.len();
-                path.push('/');
-                path.push_str(&key.replace('~', "~0").replace('/', "~1"));
-                if let Some(v) = map.get(key) {
-                    write_value(v, out, path)?;
-                }
-                path.truncate(len);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, None, out)?,
     }
     Ok(())
-}
-
-fn pointer(path: &str) -> String {
-    if path.is_empty() {
-        "/".to_owned()
-    } else {
-        path.to_owned()
-    }
 }
 
 /// ECMAScript `JSON.stringify` string escaping, which RFC 8785 adopts: only the
@@ -114,21 +131,29 @@ fn pointer(path: &str) -> String {
 /// included) is written as UTF-8.
 fn write_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let mut run_start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        // Every byte that needs escaping is ASCII, so slicing at it stays on a char boundary.
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[run_start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
         }
+        run_start = i + 1;
     }
+    out.push_str(&s[run_start..]);
     out.push('"');
 }
 

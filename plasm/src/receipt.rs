@@ -6,7 +6,7 @@
 //! runs its checks in a fixed, documented order and names the first that fails,
 //! so the Rust and PHP verifiers agree on the verdict for every test vector.
 
-use crate::identity::{Identity, peer_id_of};
+use crate::identity::{Identity, peer_id_matches};
 use crate::jcs;
 use crate::manifest::first_violation;
 use crate::runtime::Outcome;
@@ -107,9 +107,10 @@ pub struct ReceiptBody {
     pub finished_at: String,
 }
 
-/// A receipt: the JSON object, signed or not.
+/// A receipt: the JSON object, signed or not. The value is always an object;
+/// it is kept as a `Value` so the schema check needs no copy.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Receipt(Map<String, Value>);
+pub struct Receipt(Value);
 
 /// What a successful verification established.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,24 +175,25 @@ impl Receipt {
         );
         m.insert("started_at".into(), body.started_at.clone().into());
         m.insert("finished_at".into(), body.finished_at.clone().into());
-        let mut r = Self(m);
+        let mut r = Self(Value::Object(m));
         r.resign(identity);
         r
     }
 
     /// Recomputes the signature over the current members (used to build test vectors).
     pub fn resign(&mut self, identity: &Identity) {
-        self.0.remove("signature");
+        self.as_map_mut().remove("signature");
         // Every value inserted by plasm is canonicalisable; a caller-added float is the caller's bug.
         let bytes = self.signing_bytes().unwrap_or_default();
         let sig = identity.sign(&bytes);
-        self.0.insert("signature".into(), B64.encode(sig).into());
+        self.as_map_mut()
+            .insert("signature".into(), B64.encode(sig).into());
     }
 
     /// Parses receipt JSON text (no verification).
     pub fn from_json(text: &str) -> Result<Self, VerifyError> {
         match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(m)) => Ok(Self(m)),
+            Ok(v @ Value::Object(_)) => Ok(Self(v)),
             Ok(_) => Err(VerifyError::Malformed("a receipt is a JSON object".into())),
             Err(e) => Err(VerifyError::Malformed(format!("not JSON: {e}"))),
         }
@@ -199,17 +201,26 @@ impl Receipt {
 
     /// Wraps an already-parsed JSON object.
     pub fn from_map(map: Map<String, Value>) -> Self {
-        Self(map)
+        Self(Value::Object(map))
     }
 
     /// The JSON object.
     pub fn as_map(&self) -> &Map<String, Value> {
-        &self.0
+        static EMPTY: OnceLock<Map<String, Value>> = OnceLock::new();
+        self.0
+            .as_object()
+            .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
     }
 
     /// Mutable access to the JSON object (tests, tampering vectors).
     pub fn as_map_mut(&mut self) -> &mut Map<String, Value> {
-        &mut self.0
+        if !self.0.is_object() {
+            self.0 = Value::Object(Map::new());
+        }
+        match &mut self.0 {
+            Value::Object(m) => m,
+            _ => unreachable!("replaced by an object above"),
+        }
     }
 
     /// Pretty JSON text.
@@ -219,27 +230,24 @@ impl Receipt {
 
     /// A string member.
     pub fn str_field(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
+        self.as_map().get(key).and_then(Value::as_str)
     }
 
     /// An integer member.
     pub fn u64_field(&self, key: &str) -> Option<u64> {
-        self.0.get(key).and_then(Value::as_u64)
+        self.as_map().get(key).and_then(Value::as_u64)
     }
 
     /// The bytes the signature covers: the prefix and the canonical receipt without `signature`.
     pub fn signing_bytes(&self) -> Result<Vec<u8>, jcs::CanonError> {
-        let mut m = self.0.clone();
-        m.remove("signature");
         let mut out = SIGNING_PREFIX.to_vec();
-        out.extend(jcs::canonicalize(&Value::Object(m))?);
+        out.extend(jcs::canonicalize_without(self.as_map(), "signature")?);
         Ok(out)
     }
 
     /// Runs every check: schema, canonical form, public key, peer id, signature.
     pub fn verify(&self) -> Result<Verified, VerifyError> {
-        let value = Value::Object(self.0.clone());
-        if let Some((path, rule, message)) = first_violation(validator(), &value) {
+        if let Some((path, rule, message)) = first_violation(validator(), &self.0) {
             return Err(VerifyError::Schema {
                 path,
                 rule,
@@ -247,7 +255,7 @@ impl Receipt {
             });
         }
         let bytes = self.signing_bytes()?;
-        let executor = self.0.get("executor").and_then(Value::as_object);
+        let executor = self.as_map().get("executor").and_then(Value::as_object);
         let field = |k: &str| {
             executor
                 .and_then(|e| e.get(k))
@@ -268,10 +276,8 @@ impl Receipt {
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| VerifyError::Malformed("signature is not base64 of 64 bytes".into()))?;
         let vk = VerifyingKey::from_bytes(&pk).map_err(|_| VerifyError::PublicKey)?;
-        match peer_id_of(&pk) {
-            Some(p) if p.to_string() == peer_id => {}
-            Some(_) => return Err(VerifyError::PeerId),
-            None => return Err(VerifyError::PublicKey),
+        if !peer_id_matches(peer_id, &pk) {
+            return Err(VerifyError::PeerId);
         }
         vk.verify_strict(&bytes, &Signature::from_bytes(&sig))
             .map_err(|_| VerifyError::Signature)?;
