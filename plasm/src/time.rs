@@ -1,17 +1,26 @@
-//! Wall-clock helpers: RFC 3339 timestamps in UTC with millisecond precision.
+//! Wall-clock helpers: RFC 3339 timestamps in UTC with exactly three fractional digits.
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
 
-/// The current time as RFC 3339 UTC, millisecond precision (`2026-11-20T12:00:00.123Z`).
+/// The current time as RFC 3339 UTC, millisecond precision (`2026-11-20T12:00:00.120Z`).
 pub fn now_rfc3339() -> String {
     format_rfc3339(OffsetDateTime::now_utc())
 }
 
-/// Formats a timestamp as RFC 3339 UTC with milliseconds.
+/// Formats a timestamp as RFC 3339 UTC with exactly three fractional digits.
 pub fn format_rfc3339(t: OffsetDateTime) -> String {
-    let ms = t.millisecond();
-    let t = t.replace_nanosecond(u32::from(ms) * 1_000_000).unwrap_or(t);
-    t.format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&fmt)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn always_three_fraction_digits() {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_763_640_000_280_000_000).expect("time");
+        assert_eq!(super::format_rfc3339(t), "2025-11-20T12:00:00.280Z");
+    }
 }

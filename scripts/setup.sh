@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building and testing plasm needs on Debian 12, only when missing.
+#   build:    a C compiler and libclang (the wasm3x binding compiles Wasm3 and runs bindgen)
+#   examples: clang, lld, wasi-libc and the wasm32 compiler runtime (C jobs for wasm32-wasi)
+# Usage: scripts/setup.sh            (needs root or sudo when something is missing)
+set -euo pipefail
+
+packages=(gcc libclang-dev clang lld wasi-libc libclang-rt-14-dev-wasm32)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found. Install Rust (rustup, stable >= 1.85) and run again." >&2
+  exit 1
+fi

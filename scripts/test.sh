@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, then formatting, lints and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+examples/build.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
