@@ -10,7 +10,8 @@ pub fn now_rfc3339() -> String {
 
 /// Formats a timestamp as RFC 3339 UTC with exactly three fractional digits.
 pub fn format_rfc3339(t: OffsetDateTime) -> String {
-    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let fmt =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     t.to_offset(time::UtcOffset::UTC)
         .format(&fmt)
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
@@ -20,7 +21,8 @@ pub fn format_rfc3339(t: OffsetDateTime) -> String {
 mod tests {
     #[test]
     fn always_three_fraction_digits() {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_763_640_000_280_000_000).expect("time");
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_763_640_000_280_000_000)
+            .expect("time");
         assert_eq!(super::format_rfc3339(t), "2025-11-20T12:00:00.280Z");
     }
 }
