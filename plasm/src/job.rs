@@ -140,6 +140,38 @@ pub fn sign_receipt(
     )
 }
 
+/// A job handed to the pool, waiting for its result.
+struct Submitted {
+    result: tokio::sync::oneshot::Receiver<ExecResult>,
+    started_at: String,
+}
+
+fn submit(
+    pool: &WorkerPool,
+    manifest: &Manifest,
+    module: Arc<[u8]>,
+    input: Vec<u8>,
+) -> Result<Submitted, JobError> {
+    let request = exec_request(manifest, module, input)?;
+    let started_at = crate::time::now_rfc3339();
+    Ok(Submitted {
+        result: pool.submit(request)?,
+        started_at,
+    })
+}
+
+fn finish(
+    pool: &WorkerPool,
+    identity: &Identity,
+    manifest: &Manifest,
+    result: ExecResult,
+    started_at: String,
+) -> JobOutput {
+    let finished_at = crate::time::now_rfc3339();
+    let receipt = sign_receipt(manifest, &result, pool, identity, started_at, finished_at);
+    JobOutput { result, receipt }
+}
+
 /// Runs a job on `pool` from a non-async thread and signs its receipt.
 pub fn run_blocking(
     pool: &WorkerPool,
@@ -148,12 +180,9 @@ pub fn run_blocking(
     module: Arc<[u8]>,
     input: Vec<u8>,
 ) -> Result<JobOutput, JobError> {
-    let request = exec_request(manifest, module, input)?;
-    let started_at = crate::time::now_rfc3339();
-    let result = pool.run_blocking(request)?;
-    let finished_at = crate::time::now_rfc3339();
-    let receipt = sign_receipt(manifest, &result, pool, identity, started_at, finished_at);
-    Ok(JobOutput { result, receipt })
+    let job = submit(pool, manifest, module, input)?;
+    let result = job.result.blocking_recv().map_err(|_| PoolError::Closed)?;
+    Ok(finish(pool, identity, manifest, result, job.started_at))
 }
 
 /// Runs a job on `pool` from async code and signs its receipt.
@@ -164,12 +193,9 @@ pub async fn run(
     module: Arc<[u8]>,
     input: Vec<u8>,
 ) -> Result<JobOutput, JobError> {
-    let request = exec_request(manifest, module, input)?;
-    let started_at = crate::time::now_rfc3339();
-    let result = pool.run(request).await?;
-    let finished_at = crate::time::now_rfc3339();
-    let receipt = sign_receipt(manifest, &result, pool, identity, started_at, finished_at);
-    Ok(JobOutput { result, receipt })
+    let job = submit(pool, manifest, module, input)?;
+    let result = job.result.await.map_err(|_| PoolError::Closed)?;
+    Ok(finish(pool, identity, manifest, result, job.started_at))
 }
 
 /// Process exit status of `plasm run` for a finished job.

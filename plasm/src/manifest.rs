@@ -138,16 +138,18 @@ pub struct Manifest {
     pub created_at: String,
 }
 
+/// Compiles one of plasm's embedded schemas (2020-12, formats checked).
+pub(crate) fn compile_schema(text: &str) -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(text).expect("embedded schema is JSON");
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("embedded schema compiles")
+}
+
 fn validator() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| {
-        let schema: Value =
-            serde_json::from_str(MANIFEST_SCHEMA).expect("embedded manifest schema is JSON");
-        jsonschema::draft202012::options()
-            .should_validate_formats(true)
-            .build(&schema)
-            .expect("embedded manifest schema compiles")
-    })
+    V.get_or_init(|| compile_schema(MANIFEST_SCHEMA))
 }
 
 /// Converts the first schema violation into a `(path, rule, message)` triple.

@@ -8,7 +8,7 @@
 
 use crate::identity::{Identity, peer_id_matches};
 use crate::jcs;
-use crate::manifest::first_violation;
+use crate::manifest::{compile_schema, first_violation};
 use crate::runtime::Outcome;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -125,14 +125,7 @@ pub struct Verified {
 
 fn validator() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| {
-        let schema: Value =
-            serde_json::from_str(RECEIPT_SCHEMA).expect("embedded receipt schema is JSON");
-        jsonschema::draft202012::options()
-            .should_validate_formats(true)
-            .build(&schema)
-            .expect("embedded receipt schema compiles")
-    })
+    V.get_or_init(|| compile_schema(RECEIPT_SCHEMA))
 }
 
 fn digest(hex: &str) -> Value {
