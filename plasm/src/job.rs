@@ -202,8 +202,9 @@ pub async fn run(
 ///
 /// | status | meaning |
 /// |---|---|
-/// | 0–119 | the job exited with this code |
-/// | 120 | the job exited with a code outside 0–119 (the receipt has it) |
+/// | 0–117 | the job exited with this code |
+/// | 120 | the job exited with a code outside 0–117 (the receipt has it) |
+/// | 118 | `--remote`: no executor found or none completed the job |
 /// | 121 | invalid input: unreadable file, bad manifest, bytes that do not match it |
 /// | 122 | internal error (pool, identity, I/O) |
 /// | 123 | `invalid_module` |
@@ -215,7 +216,7 @@ pub fn exit_status(result: &ExecResult) -> u8 {
     use crate::runtime::Outcome;
     match result.outcome {
         Outcome::Exited => match result.exit_code {
-            Some(c @ 0..=119) => c as u8,
+            Some(c @ 0..=117) => c as u8,
             _ => 120,
         },
         Outcome::InvalidModule => 123,
@@ -228,5 +229,7 @@ pub fn exit_status(result: &ExecResult) -> u8 {
 
 /// Exit status of `plasm run` for invalid input.
 pub const EXIT_INVALID_INPUT: u8 = 121;
+/// Exit status of `plasm run --remote` when no executor completed the job.
+pub const EXIT_REMOTE: u8 = 118;
 /// Exit status of `plasm run` for an internal error.
 pub const EXIT_INTERNAL: u8 = 122;

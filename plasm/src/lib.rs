@@ -11,6 +11,8 @@ pub mod identity;
 pub mod jcs;
 pub mod job;
 pub mod manifest;
+pub mod net;
+pub mod node;
 pub mod receipt;
 pub mod runtime;
 pub mod time;

@@ -2,9 +2,12 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use libp2p::{Multiaddr, PeerId};
 use plasm::identity::Identity;
-use plasm::job::{self, EXIT_INTERNAL, EXIT_INVALID_INPUT};
+use plasm::job::{self, EXIT_INTERNAL, EXIT_INVALID_INPUT, EXIT_REMOTE};
 use plasm::manifest::{Manifest, ManifestBuilder};
+use plasm::net::remote::{self, RemoteOptions};
+use plasm::node::{IdentitySource, Mode, Node, NodeConfig};
 use plasm::receipt::Receipt;
 use plasm::runtime::pool::WorkerPool;
 use plasm::runtime::wasm3::Wasm3Runtime;
@@ -38,7 +41,7 @@ struct DataDir {
 enum Command {
     /// Run a job locally and write its signed receipt.
     ///
-    /// Exit status: the job's exit code (0-119); 120 exit code out of range; 121 invalid input;
+    /// Exit status: the job's exit code (0-117); 118 remote run failed; 120 exit code out of range; 121 invalid input;
     /// 122 internal error; 123 invalid_module; 124 out_of_fuel; 125 memory_limit;
     /// 126 output_limit; 127 trapped.
     Run(Box<RunArgs>),
@@ -52,12 +55,38 @@ enum Command {
         #[command(flatten)]
         data_dir: DataDir,
     },
+    /// Run a node until SIGINT or SIGTERM.
+    Start(Box<StartArgs>),
     /// Print performance figures: process start-to-receipt, metering overhead, verifications/s.
     Bench {
         /// Repetitions of each measurement.
         #[arg(long, default_value_t = 30)]
         iterations: usize,
     },
+}
+
+#[derive(Args)]
+struct StartArgs {
+    /// Listen address (repeatable). Default: QUIC and TCP on port 4610 on all interfaces.
+    #[arg(long)]
+    listen: Vec<Multiaddr>,
+    /// Bootstrap peer, a multiaddr ending in /p2p/<peer id> (repeatable).
+    #[arg(long)]
+    bootstrap: Vec<Multiaddr>,
+    /// node: execute jobs; bootstrap: serve the DHT only, never execute.
+    #[arg(long, default_value = "node", value_parser = ["node", "bootstrap"])]
+    mode: String,
+    /// The node is publicly reachable: serve the DHT (Kademlia server mode).
+    #[arg(long)]
+    public: bool,
+    /// Label advertised to requesters (repeatable), e.g. gpu or region=eu.
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Worker threads (default: one per CPU).
+    #[arg(long)]
+    workers: Option<usize>,
+    #[command(flatten)]
+    data_dir: DataDir,
 }
 
 #[derive(Subcommand)]
@@ -103,6 +132,15 @@ struct RunArgs {
     /// Where to write the manifest this run used.
     #[arg(long)]
     manifest_out: Option<PathBuf>,
+    /// Run on another peer found through the DHT (or --peer), not here.
+    #[arg(long)]
+    remote: bool,
+    /// Bootstrap peer for --remote (repeatable).
+    #[arg(long, requires = "remote")]
+    bootstrap: Vec<Multiaddr>,
+    /// Executor to use for --remote instead of a DHT lookup (repeatable).
+    #[arg(long, requires = "remote")]
+    peer: Vec<PeerId>,
     #[command(flatten)]
     data_dir: DataDir,
 }
@@ -121,6 +159,10 @@ fn main() -> ExitCode {
                 eprintln!("plasm: internal error: {e:#}");
                 ExitCode::from(EXIT_INTERNAL)
             }
+            Err(RunFailure::Remote(e)) => {
+                eprintln!("plasm: remote run failed: {e:#}");
+                ExitCode::from(EXIT_REMOTE)
+            }
         },
         Command::Receipt {
             command: ReceiptCommand::Verify { file },
@@ -131,6 +173,13 @@ fn main() -> ExitCode {
                 println!("public_key {}", id.public_key_b64());
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("plasm: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Start(args) => match start(*args) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("plasm: {e:#}");
                 ExitCode::FAILURE
@@ -179,6 +228,7 @@ fn identity(d: &DataDir) -> Result<Identity> {
 enum RunFailure {
     Input(anyhow::Error),
     Internal(anyhow::Error),
+    Remote(anyhow::Error),
 }
 
 fn input_err(e: impl Into<anyhow::Error>) -> RunFailure {
@@ -279,13 +329,16 @@ fn run(a: RunArgs) -> Result<u8, RunFailure> {
         // Keep the module by hash so the manifest can be run again later.
         let _ = store_module(&dir, &manifest.module.sha256, &module);
     }
-    let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1)
-        .map_err(|e| RunFailure::Internal(e.into()))?;
-    let out =
+    let out = if a.remote {
+        run_remote(&a, &manifest, module, input)?
+    } else {
+        let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1)
+            .map_err(|e| RunFailure::Internal(e.into()))?;
         job::run_blocking(&pool, &id, &manifest, module.into(), input).map_err(|e| match e {
             job::JobError::Pool(_) => RunFailure::Internal(e.into()),
             other => input_err(other),
-        })?;
+        })?
+    };
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(&out.result.stdout);
     let _ = stdout.flush();
@@ -303,6 +356,120 @@ fn run(a: RunArgs) -> Result<u8, RunFailure> {
             .map_err(RunFailure::Internal)?;
     }
     Ok(job::exit_status(&out.result))
+}
+
+/// Runs the job on another peer through a short-lived client-only node.
+fn run_remote(
+    a: &RunArgs,
+    manifest: &Manifest,
+    module: Vec<u8>,
+    input: Vec<u8>,
+) -> Result<job::JobOutput, RunFailure> {
+    if a.bootstrap.is_empty() {
+        return Err(input_err(anyhow::anyhow!(
+            "--remote needs at least one --bootstrap address"
+        )));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunFailure::Internal(e.into()))?;
+    rt.block_on(async {
+        let identity = Identity::generate().map_err(|e| RunFailure::Internal(e.into()))?;
+        let mut config = NodeConfig::new(PathBuf::new());
+        config.identity = IdentitySource::Given(Arc::new(identity));
+        config.mode = Mode::Client;
+        config.listen = Vec::new();
+        config.net.transport = plasm::node::transport_for(&a.bootstrap);
+        config.bootstrap = a.bootstrap.clone();
+        let node = Node::start(config)
+            .await
+            .map_err(|e| RunFailure::Internal(e.into()))?;
+        let options = RemoteOptions {
+            peers: a.peer.clone(),
+            ..RemoteOptions::default()
+        };
+        let result =
+            remote::run_remote(node.client(), manifest, module.into(), input, &options).await;
+        node.shutdown().await;
+        let out = result.map_err(|e| RunFailure::Remote(e.into()))?;
+        eprintln!("plasm: ran on {}", out.executor);
+        let outcome = out
+            .receipt
+            .str_field("outcome")
+            .and_then(plasm::runtime::Outcome::parse);
+        let result = plasm::runtime::ExecResult {
+            outcome: outcome.unwrap_or(plasm::runtime::Outcome::Trapped),
+            exit_code: out
+                .receipt
+                .as_map()
+                .get("exit_code")
+                .and_then(serde_json::Value::as_i64),
+            detail: out.receipt.str_field("detail").map(str::to_owned),
+            stdout: out.stdout,
+            stderr: out.stderr,
+            fuel_used: out.receipt.u64_field("fuel_used").unwrap_or(0),
+        };
+        Ok(job::JobOutput {
+            result,
+            receipt: out.receipt,
+        })
+    })
+}
+
+fn start(a: StartArgs) -> Result<()> {
+    let dir = data_dir(&a.data_dir)?;
+    let mut config = NodeConfig::new(dir);
+    if !a.listen.is_empty() {
+        config.listen = a.listen;
+    }
+    config.bootstrap = a.bootstrap;
+    config.mode = if a.mode == "bootstrap" {
+        Mode::Bootstrap
+    } else {
+        Mode::Node
+    };
+    config.public = a.public;
+    config.policy.labels = a.labels;
+    if let Some(w) = a.workers {
+        config.workers = w.max(1);
+        config.queue = config.workers * 4;
+    }
+    config.net.transport = plasm::node::transport_for(&config.listen);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let node = Node::start(config).await?;
+        let mode = if matches!(a.mode.as_str(), "bootstrap") {
+            "bootstrap"
+        } else {
+            "node"
+        };
+        println!("plasm {mode} {} started", node.peer_id());
+        // Let wildcard listeners report their per-interface addresses.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        for addr in node.all_listen_addrs().await {
+            println!("listening {addr}");
+        }
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        wait_for_signal().await?;
+        eprintln!("plasm: shutting down");
+        node.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
 }
 
 fn module_store(dir: &Path, sha256: &str) -> PathBuf {

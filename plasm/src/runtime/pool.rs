@@ -106,6 +106,11 @@ impl WorkerPool {
         &self.runtime
     }
 
+    /// Worker count and queue capacity.
+    pub fn capacity(&self) -> (usize, usize) {
+        (self.workers.len(), self.queue)
+    }
+
     /// Queued and running job counts.
     pub fn stats(&self) -> PoolStats {
         PoolStats {

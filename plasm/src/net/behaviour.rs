@@ -1,0 +1,99 @@
+//! The composed libp2p behaviour: policy first, then discovery, liveness and jobs.
+#![allow(missing_docs)] // `#[derive(NetworkBehaviour)]` generates an undocumented event enum
+
+use super::protocol::{JOB_PROTOCOL, JobRequest, JobResponse, KAD_PROTOCOL};
+use libp2p::kad::store::MemoryStore;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{PeerId, connection_limits, identify, identity::Keypair, kad, ping, request_response};
+use std::time::Duration;
+
+/// Protocol version announced through identify.
+pub const IDENTIFY_PROTOCOL: &str = "/plasm/id/1.0.0";
+
+/// Size and time limits of the network layer.
+#[derive(Debug, Clone, Copy)]
+pub struct WireLimits {
+    /// Largest request read from a stream (the bundle: module + input).
+    pub max_request_bytes: u64,
+    /// Largest response read from a stream (receipt + stdout + stderr).
+    pub max_response_bytes: u64,
+    /// Time a request may take, execution included.
+    pub request_timeout: Duration,
+    /// Established connections in total.
+    pub max_connections: u32,
+    /// Established connections per peer.
+    pub max_connections_per_peer: u32,
+    /// Incoming connections being negotiated.
+    pub max_pending_incoming: u32,
+    /// Concurrent inbound+outbound job streams per connection.
+    pub max_concurrent_streams: usize,
+}
+
+impl Default for WireLimits {
+    fn default() -> Self {
+        // Sized so a home router survives: kubo's connection storms are the cautionary tale.
+        Self {
+            max_request_bytes: 33 * 1024 * 1024,
+            max_response_bytes: 10 * 1024 * 1024,
+            request_timeout: Duration::from_secs(120),
+            max_connections: 128,
+            max_connections_per_peer: 2,
+            max_pending_incoming: 16,
+            max_concurrent_streams: 16,
+        }
+    }
+}
+
+/// Every behaviour of a plasm node.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Connection caps: the policy behaviour, consulted before any other.
+    pub limits: connection_limits::Behaviour,
+    /// Liveness and round-trip times.
+    pub ping: ping::Behaviour,
+    /// Exchanges listen addresses and protocols.
+    pub identify: identify::Behaviour,
+    /// The DHT under `/plasm/kad/1.0.0`.
+    pub kad: kad::Behaviour<MemoryStore>,
+    /// The job protocol.
+    pub job: request_response::cbor::Behaviour<JobRequest, JobResponse>,
+}
+
+impl Behaviour {
+    /// Builds the behaviour for `key` with `limits`.
+    pub fn new(key: &Keypair, limits: WireLimits) -> Self {
+        let peer_id = PeerId::from(key.public());
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config.set_query_timeout(Duration::from_secs(20));
+        kad_config.set_provider_record_ttl(Some(Duration::from_secs(3600)));
+        kad_config.set_provider_publication_interval(Some(Duration::from_secs(1200)));
+        // The node runs its own bounded bootstrap and refresh (node.rs), also when it has no peers yet.
+        kad_config.set_periodic_bootstrap_interval(None);
+        let kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+        let codec = request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(limits.max_request_bytes)
+            .set_response_size_maximum(limits.max_response_bytes);
+        let job = request_response::Behaviour::with_codec(
+            codec,
+            [(JOB_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(limits.request_timeout)
+                .with_max_concurrent_streams(limits.max_concurrent_streams),
+        );
+        let connection_limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(limits.max_connections))
+            .with_max_established_per_peer(Some(limits.max_connections_per_peer))
+            .with_max_pending_incoming(Some(limits.max_pending_incoming))
+            .with_max_pending_outgoing(Some(limits.max_pending_incoming * 2));
+        Self {
+            limits: connection_limits::Behaviour::new(connection_limits),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                    .with_agent_version(format!("plasm/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            kad,
+            job,
+        }
+    }
+}

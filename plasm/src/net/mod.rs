@@ -1,0 +1,357 @@
+//! The peer-to-peer layer: one event loop owns the libp2p `Swarm`; everything else
+//! talks to it through a cloneable [`Client`] (commands with reply channels) and
+//! receives [`NetEvent`]s and inbound job requests on bounded channels.
+//!
+//! The loop never does CPU-heavy work: inbound job requests are handed to the
+//! executor task (or refused at once with `busy` when its queue is full), and
+//! WebAssembly runs on the worker pool.
+
+pub mod behaviour;
+pub mod event_loop;
+pub mod executor;
+pub mod protocol;
+pub mod remote;
+
+use behaviour::{Behaviour, WireLimits};
+use libp2p::request_response::ResponseChannel;
+use libp2p::{Multiaddr, PeerId, Swarm, identity::Keypair, kad};
+use protocol::{JobRequest, JobResponse};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Capacity of the command channel into the event loop.
+const COMMAND_QUEUE: usize = 256;
+/// Capacity of the inbound job-request channel to the executor.
+pub const INBOUND_QUEUE: usize = 64;
+/// Capacity of the domain-event broadcast.
+const EVENT_QUEUE: usize = 256;
+
+/// Errors of the network layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// Building the transport or behaviour failed.
+    #[error("cannot build the swarm: {0}")]
+    Build(String),
+    /// Listening on an address failed.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// Dialing a peer failed.
+    #[error("cannot dial {addr}: {reason}")]
+    Dial {
+        /// The address or peer.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// A DHT operation needs at least one known peer.
+    #[error("no known peers: give a bootstrap address")]
+    NoKnownPeers,
+    /// Storing a provider record failed.
+    #[error("cannot publish provider record: {0}")]
+    Store(String),
+    /// A job request failed on the wire (dial failure, timeout, connection closed, I/O, unsupported).
+    #[error("request to {peer} failed: {reason}")]
+    Request {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The event loop has stopped.
+    #[error("the network event loop has stopped")]
+    Closed,
+}
+
+/// How the node reaches others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// QUIC, TCP + Noise + Yamux, with DNS resolution.
+    Network,
+    /// libp2p's in-memory transport (tests: `/memory/<n>` addresses).
+    Memory,
+}
+
+/// Domain events of the network, broadcast to whoever subscribes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetEvent {
+    /// A new listen address.
+    Listening(Multiaddr),
+    /// First connection to a peer.
+    PeerConnected(PeerId),
+    /// Last connection to a peer closed.
+    PeerDisconnected(PeerId),
+}
+
+/// A job request from a peer, with the channel its answer goes back on.
+#[derive(Debug)]
+pub struct InboundJob {
+    /// The requester.
+    pub peer: PeerId,
+    /// The request.
+    pub request: JobRequest,
+    /// Where the response goes (hand it back with [`Client::respond`]).
+    pub channel: ResponseChannel<JobResponse>,
+}
+
+/// A snapshot of the node's network state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetInfo {
+    /// This node.
+    pub peer_id: PeerId,
+    /// Addresses the node listens on.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers with at least one connection.
+    pub connected: Vec<PeerId>,
+    /// Entries in the Kademlia routing table.
+    pub routing_table_size: usize,
+}
+
+/// Commands to the event loop. Every `reply` carries the answer back to the caller.
+#[derive(Debug)]
+#[allow(missing_docs)] // the fields are named for what they are
+pub enum Command {
+    /// Listen on an address; replies with the first address actually bound.
+    Listen {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<Multiaddr, NetError>>,
+    },
+    /// Dial an address (with `/p2p/<id>`), add it to Kademlia; replies when connected.
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, NetError>>,
+    },
+    /// Run a Kademlia bootstrap.
+    Bootstrap {
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    /// Publish a provider record.
+    StartProviding {
+        key: kad::RecordKey,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    /// Find providers of a key.
+    GetProviders {
+        key: kad::RecordKey,
+        reply: oneshot::Sender<HashSet<PeerId>>,
+    },
+    /// Send a job request and wait for its response.
+    Request {
+        peer: PeerId,
+        request: JobRequest,
+        reply: oneshot::Sender<Result<JobResponse, NetError>>,
+    },
+    /// Answer an inbound request.
+    Respond {
+        channel: ResponseChannel<JobResponse>,
+        response: JobResponse,
+    },
+    /// Last measured ping round trip to a peer.
+    Rtt {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<Duration>>,
+    },
+    /// A snapshot of the network state.
+    Info { reply: oneshot::Sender<NetInfo> },
+    /// Stop the event loop.
+    Shutdown,
+}
+
+/// Cloneable handle to the event loop.
+#[derive(Debug, Clone)]
+pub struct Client {
+    tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<NetEvent>,
+    peer_id: PeerId,
+}
+
+impl Client {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| NetError::Closed)?;
+        rx.await.map_err(|_| NetError::Closed)
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Subscribes to domain events.
+    pub fn events(&self) -> broadcast::Receiver<NetEvent> {
+        self.events.subscribe()
+    }
+
+    /// Starts listening; returns the bound address.
+    pub async fn listen(&self, addr: Multiaddr) -> Result<Multiaddr, NetError> {
+        self.ask(|reply| Command::Listen { addr, reply }).await?
+    }
+
+    /// Dials `addr` (which must end in `/p2p/<peer id>`) and waits for the connection.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Runs a Kademlia bootstrap.
+    pub async fn bootstrap(&self) -> Result<(), NetError> {
+        self.ask(|reply| Command::Bootstrap { reply }).await?
+    }
+
+    /// Publishes a provider record for `key`.
+    pub async fn start_providing(&self, key: kad::RecordKey) -> Result<(), NetError> {
+        self.ask(|reply| Command::StartProviding { key, reply })
+            .await?
+    }
+
+    /// Finds providers of `key`.
+    pub async fn get_providers(&self, key: kad::RecordKey) -> Result<HashSet<PeerId>, NetError> {
+        self.ask(|reply| Command::GetProviders { key, reply }).await
+    }
+
+    /// Sends a job request and waits for the response.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        request: JobRequest,
+    ) -> Result<JobResponse, NetError> {
+        self.ask(|reply| Command::Request {
+            peer,
+            request,
+            reply,
+        })
+        .await?
+    }
+
+    /// Answers an inbound request.
+    pub async fn respond(
+        &self,
+        channel: ResponseChannel<JobResponse>,
+        response: JobResponse,
+    ) -> Result<(), NetError> {
+        self.tx
+            .send(Command::Respond { channel, response })
+            .await
+            .map_err(|_| NetError::Closed)
+    }
+
+    /// Last ping round trip to `peer`.
+    pub async fn rtt(&self, peer: PeerId) -> Result<Option<Duration>, NetError> {
+        self.ask(|reply| Command::Rtt { peer, reply }).await
+    }
+
+    /// A snapshot of the network state.
+    pub async fn info(&self) -> Result<NetInfo, NetError> {
+        self.ask(|reply| Command::Info { reply }).await
+    }
+
+    /// Stops the event loop.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+}
+
+/// Network settings of a node.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Transport family.
+    pub transport: TransportKind,
+    /// Force Kademlia server mode (bootstrap nodes, nodes known to be public).
+    pub server_mode: bool,
+    /// Size, time and connection limits.
+    pub limits: WireLimits,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            transport: TransportKind::Network,
+            server_mode: false,
+            limits: WireLimits::default(),
+        }
+    }
+}
+
+fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+    use libp2p::{SwarmBuilder, noise, tcp, yamux};
+    let err = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
+    let limits = config.limits;
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
+    match config.transport {
+        TransportKind::Network => Ok(SwarmBuilder::with_existing_identity(key.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| err(&e))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| err(&e))?
+            .with_behaviour(|key| Behaviour::new(key, limits))
+            .map_err(|e| err(&e))?
+            .with_swarm_config(idle)
+            .build()),
+        TransportKind::Memory => Ok(SwarmBuilder::with_existing_identity(key.clone())
+            .with_tokio()
+            .with_other_transport(|key| {
+                use libp2p::Transport;
+                use libp2p::core::{transport::MemoryTransport, upgrade::Version};
+                Ok(MemoryTransport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .boxed())
+            })
+            .map_err(|e| err(&e))?
+            .with_behaviour(|key| Behaviour::new(key, limits))
+            .map_err(|e| err(&e))?
+            .with_swarm_config(idle)
+            .build()),
+    }
+}
+
+/// Builds the swarm and spawns its event loop. Inbound job requests arrive on the
+/// returned receiver; when nobody reads it (a client-only node) pass `accept_jobs = false`
+/// and every inbound request is declined by the loop itself.
+pub fn spawn(
+    key: &Keypair,
+    config: &NetConfig,
+    accept_jobs: bool,
+) -> Result<
+    (
+        Client,
+        mpsc::Receiver<InboundJob>,
+        tokio::task::JoinHandle<()>,
+    ),
+    NetError,
+> {
+    let mut swarm = build_swarm(key, config)?;
+    if config.server_mode {
+        swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Server));
+    }
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let (events, _) = broadcast::channel(EVENT_QUEUE);
+    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let peer_id = *swarm.local_peer_id();
+    let client = Client {
+        tx,
+        events: events.clone(),
+        peer_id,
+    };
+    let event_loop =
+        event_loop::EventLoop::new(swarm, rx, events, accept_jobs.then_some(inbound_tx));
+    let handle = tokio::spawn(event_loop.run());
+    Ok((client, inbound_rx, handle))
+}

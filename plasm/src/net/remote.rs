@@ -1,0 +1,245 @@
+//! The requester side: find executors, offer, pick the fastest that accepts,
+//! send the bytes, verify the receipt, and fall over to the next on failure.
+
+use super::protocol::{JobRequest, JobResponse};
+use super::{Client, NetError};
+use crate::job::sha256_hex;
+use crate::manifest::Manifest;
+use crate::receipt::Receipt;
+use libp2p::{PeerId, kad};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Prefix of capability provider keys: `/plasm/cap/1/<kind>=<value>`.
+pub const CAPABILITY_PREFIX: &str = "/plasm/cap/1/";
+
+/// The DHT key under which executors with a capability provide.
+pub fn capability_key(kind: &str, value: &str) -> kad::RecordKey {
+    kad::RecordKey::new(&format!("{CAPABILITY_PREFIX}{kind}={value}"))
+}
+
+/// How a remote run looks for and treats executors.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// Use these executors instead of a DHT lookup.
+    pub peers: Vec<PeerId>,
+    /// Time for one offer round trip.
+    pub offer_timeout: Duration,
+    /// Time for a bundle round trip (execution included).
+    pub job_timeout: Duration,
+    /// Executors offered the job at once.
+    pub max_candidates: usize,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        Self {
+            peers: Vec::new(),
+            offer_timeout: Duration::from_secs(10),
+            job_timeout: Duration::from_secs(120),
+            max_candidates: 8,
+        }
+    }
+}
+
+/// One executor tried, and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The executor.
+    pub peer: PeerId,
+    /// Offer round trip, when it answered.
+    pub rtt: Option<Duration>,
+    /// `accepted`, `succeeded`, or why it failed.
+    pub outcome: String,
+}
+
+/// A job run by another peer, its receipt verified.
+#[derive(Debug, Clone)]
+pub struct RemoteOutput {
+    /// The executor that ran it.
+    pub executor: PeerId,
+    /// The verified receipt.
+    pub receipt: Receipt,
+    /// stdout.
+    pub stdout: Vec<u8>,
+    /// stderr.
+    pub stderr: Vec<u8>,
+    /// Every executor tried, in order.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Why a remote run failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RemoteError {
+    /// No executor was found for the job's requirements.
+    #[error("no executors found for {0}")]
+    NoExecutors(String),
+    /// Every candidate declined, failed, or returned a receipt that did not verify.
+    #[error("no executor completed the job: {}", summary(.0))]
+    AllFailed(Vec<Attempt>),
+    /// The network layer failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+fn summary(attempts: &[Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.peer, a.outcome))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Finds executors for `manifest`: the first required label, else the runtime.
+pub async fn find_executors(
+    client: &Client,
+    manifest: &Manifest,
+) -> Result<Vec<PeerId>, RemoteError> {
+    let key = match manifest.requirements.labels.first() {
+        Some(label) => capability_key("label", label),
+        None => capability_key(
+            "runtime",
+            manifest.requirements.runtime.as_deref().unwrap_or("wasm3"),
+        ),
+    };
+    let me = client.peer_id();
+    let mut found: Vec<PeerId> = client
+        .get_providers(key.clone())
+        .await?
+        .into_iter()
+        .filter(|p| *p != me)
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        return Err(RemoteError::NoExecutors(
+            String::from_utf8_lossy(key.as_ref()).into_owned(),
+        ));
+    }
+    Ok(found)
+}
+
+/// Checks a receipt returned by `peer` for `manifest` and `stdout`.
+pub fn check_receipt(
+    receipt: &Receipt,
+    peer: PeerId,
+    manifest: &Manifest,
+    stdout: &[u8],
+) -> Result<(), String> {
+    let v = receipt
+        .verify()
+        .map_err(|e| format!("receipt invalid ({}): {e}", e.check()))?;
+    if v.peer_id != peer.to_string() {
+        return Err(format!(
+            "receipt signed by {} but the job ran on {peer}",
+            v.peer_id
+        ));
+    }
+    if v.job_id != manifest.job_id() {
+        return Err("receipt is for another job".into());
+    }
+    if receipt.str_field("output") != Some(&format!("sha256:{}", sha256_hex(stdout))) {
+        return Err("receipt output hash does not match the bytes received".into());
+    }
+    Ok(())
+}
+
+/// Runs `manifest` on another peer.
+pub async fn run_remote(
+    client: &Client,
+    manifest: &Manifest,
+    module: Arc<[u8]>,
+    input: Vec<u8>,
+    options: &RemoteOptions,
+) -> Result<RemoteOutput, RemoteError> {
+    let candidates = if options.peers.is_empty() {
+        find_executors(client, manifest).await?
+    } else {
+        options.peers.clone()
+    };
+    let text = serde_json::to_string(manifest.as_value()).unwrap_or_default();
+    let offers = candidates
+        .iter()
+        .take(options.max_candidates.max(1))
+        .map(|&peer| {
+            let (client, text) = (client.clone(), text.clone());
+            async move {
+                let t = Instant::now();
+                let r = tokio::time::timeout(
+                    options.offer_timeout,
+                    client.request(peer, JobRequest::Offer { manifest: text }),
+                )
+                .await;
+                (peer, t.elapsed(), r)
+            }
+        });
+    let mut attempts = Vec::new();
+    let mut accepted = Vec::new();
+    for (peer, rtt, r) in futures::future::join_all(offers).await {
+        let outcome = match r {
+            Ok(Ok(JobResponse::Accept { job_id, has_module })) if job_id == manifest.job_id() => {
+                accepted.push((rtt, peer, has_module));
+                continue;
+            }
+            Ok(Ok(JobResponse::Accept { .. })) => "accepted under another job id".to_owned(),
+            Ok(Ok(JobResponse::Decline { reason, message })) => {
+                format!("declined ({reason}): {message}")
+            }
+            Ok(Ok(other)) => format!("answered an offer with {other:?}"),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "offer timed out".to_owned(),
+        };
+        attempts.push(Attempt {
+            peer,
+            rtt: Some(rtt),
+            outcome,
+        });
+    }
+    accepted.sort_by_key(|(rtt, _, _)| *rtt);
+    for (rtt, peer, has_module) in accepted {
+        let bundle = JobRequest::Bundle {
+            job_id: manifest.job_id().to_owned(),
+            module: (!has_module).then(|| module.to_vec()),
+            input: input.clone(),
+        };
+        let outcome =
+            match tokio::time::timeout(options.job_timeout, client.request(peer, bundle)).await {
+                Ok(Ok(JobResponse::Result {
+                    receipt,
+                    stdout,
+                    stderr,
+                })) => match Receipt::from_json(&receipt) {
+                    Ok(receipt) => match check_receipt(&receipt, peer, manifest, &stdout) {
+                        Ok(()) => {
+                            attempts.push(Attempt {
+                                peer,
+                                rtt: Some(rtt),
+                                outcome: "succeeded".into(),
+                            });
+                            return Ok(RemoteOutput {
+                                executor: peer,
+                                receipt,
+                                stdout,
+                                stderr,
+                                attempts,
+                            });
+                        }
+                        Err(why) => why,
+                    },
+                    Err(e) => format!("unreadable receipt: {e}"),
+                },
+                Ok(Ok(JobResponse::Failure { reason, message })) => {
+                    format!("failed ({reason}): {message}")
+                }
+                Ok(Ok(other)) => format!("answered a bundle with {other:?}"),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "job timed out".to_owned(),
+            };
+        tracing::warn!(%peer, %outcome, "executor failed, trying the next");
+        attempts.push(Attempt {
+            peer,
+            rtt: Some(rtt),
+            outcome,
+        });
+    }
+    Err(RemoteError::AllFailed(attempts))
+}

@@ -1,0 +1,366 @@
+//! A running plasm node: identity, worker pool, swarm event loop, executor,
+//! capability advertisement and bootstrap maintenance, behind one handle that
+//! tests start on port 0 (or on the memory transport) and shut down cleanly.
+
+use crate::identity::{Identity, IdentityError};
+use crate::net::executor::{Executor, ExecutorPolicy};
+use crate::net::remote::capability_key;
+use crate::net::{self, Client, NetConfig, NetError, NetEvent, TransportKind};
+use crate::runtime::pool::WorkerPool;
+use crate::runtime::wasm3::Wasm3Runtime;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How often a connected node refreshes its routing table with a DHT bootstrap.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The default port for QUIC (UDP) and TCP.
+pub const DEFAULT_PORT: u16 = 4610;
+
+/// What a node does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Executes jobs and advertises its capabilities.
+    Node,
+    /// Serves the DHT as a stable entry point; never executes.
+    Bootstrap,
+    /// Short-lived requester: never executes, never advertises.
+    Client,
+}
+
+/// Where a node's identity comes from.
+#[derive(Debug, Clone)]
+pub enum IdentitySource {
+    /// `identity.key` in this data dir (created on first use).
+    DataDir(PathBuf),
+    /// An identity held in memory (tests, throwaway clients).
+    Given(Arc<Identity>),
+}
+
+/// Everything needed to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Identity.
+    pub identity: IdentitySource,
+    /// Listen addresses (port 0 allowed).
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers (`.../p2p/<id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Role.
+    pub mode: Mode,
+    /// Whether the node is known to be publicly reachable (Kademlia server mode).
+    pub public: bool,
+    /// Network settings.
+    pub net: NetConfig,
+    /// Worker threads.
+    pub workers: usize,
+    /// Jobs waiting for a worker.
+    pub queue: usize,
+    /// What the executor accepts.
+    pub policy: ExecutorPolicy,
+}
+
+impl NodeConfig {
+    /// Defaults for a data dir: QUIC and TCP on [`DEFAULT_PORT`] on all interfaces.
+    pub fn new(data_dir: PathBuf) -> Self {
+        let listen = [
+            format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"),
+            format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
+        ]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            identity: IdentitySource::DataDir(data_dir),
+            listen,
+            bootstrap: Vec::new(),
+            mode: Mode::Node,
+            public: false,
+            net: NetConfig::default(),
+            workers,
+            queue: workers * 4,
+            policy: ExecutorPolicy::default(),
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The identity key could not be loaded or created.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The network layer failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// Worker threads could not be started.
+    #[error("cannot start worker threads: {0}")]
+    Workers(#[from] std::io::Error),
+}
+
+/// A running node.
+pub struct Node {
+    client: Client,
+    identity: Arc<Identity>,
+    pool: Option<Arc<WorkerPool>>,
+    listen_addrs: Vec<Multiaddr>,
+    tasks: Vec<JoinHandle<()>>,
+    event_loop: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.identity.peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts a node: binds its listeners, dials its bootstrap peers, and spawns its tasks.
+    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let identity = match &config.identity {
+            IdentitySource::DataDir(dir) => Arc::new(Identity::load_or_create(dir)?),
+            IdentitySource::Given(id) => id.clone(),
+        };
+        let mut net_config = config.net.clone();
+        net_config.server_mode = config.mode == Mode::Bootstrap || config.public;
+        let executes = config.mode == Mode::Node;
+        let (client, inbound, event_loop) = net::spawn(identity.keypair(), &net_config, executes)?;
+        let mut listen_addrs = Vec::new();
+        for addr in &config.listen {
+            listen_addrs.push(client.listen(addr.clone()).await?);
+        }
+        let mut tasks = Vec::new();
+        let pool = if executes {
+            let pool = Arc::new(WorkerPool::new(
+                Arc::new(Wasm3Runtime),
+                config.workers,
+                config.queue,
+            )?);
+            let executor = Executor::new(
+                client.clone(),
+                pool.clone(),
+                identity.clone(),
+                config.policy.clone(),
+            );
+            tasks.push(tokio::spawn(executor.run(inbound)));
+            Some(pool)
+        } else {
+            None
+        };
+        let node = Self {
+            client: client.clone(),
+            identity,
+            pool,
+            listen_addrs,
+            tasks,
+            event_loop,
+        };
+        let mut node = node;
+        node.join(&config.bootstrap).await;
+        let maintenance = tokio::spawn(maintain(client.clone(), config.bootstrap.clone()));
+        node.tasks.push(maintenance);
+        if executes {
+            let keys = capabilities(&config.policy);
+            node.tasks.push(tokio::spawn(advertise(client, keys)));
+        }
+        Ok(node)
+    }
+
+    /// Dials every bootstrap peer (one reachable is enough) and starts a DHT bootstrap.
+    async fn join(&mut self, bootstrap: &[Multiaddr]) {
+        if bootstrap.is_empty() {
+            return;
+        }
+        let dials = bootstrap.iter().map(|addr| {
+            let client = self.client.clone();
+            let addr = addr.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(10), client.dial(addr.clone()))
+                    .await
+                    .map_err(|_| (addr, "timed out".to_owned()))
+            }
+        });
+        let mut reached = 0;
+        for r in futures::future::join_all(dials).await {
+            match r {
+                Ok(Ok(_)) => reached += 1,
+                Ok(Err(e)) => tracing::warn!(error = %e, "bootstrap peer unreachable"),
+                Err((addr, why)) => tracing::warn!(%addr, why, "bootstrap peer unreachable"),
+            }
+        }
+        if reached == 0 {
+            tracing::warn!("no bootstrap peer reachable; retrying in the background");
+            return;
+        }
+        let client = self.client.clone();
+        // The bootstrap query can hang on a bad peer (rust-libp2p #5432): bound it.
+        self.tasks.push(tokio::spawn(async move {
+            if let Ok(Err(e)) =
+                tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await
+            {
+                tracing::debug!(error = %e, "DHT bootstrap");
+            }
+        }));
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.identity.peer_id()
+    }
+
+    /// The node's identity.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// The network client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The worker pool (executing nodes only).
+    pub fn pool(&self) -> Option<&Arc<WorkerPool>> {
+        self.pool.as_ref()
+    }
+
+    /// The first address bound for each listen request, ending in `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let me = self.peer_id();
+        self.listen_addrs
+            .iter()
+            .map(|a| a.clone().with(Protocol::P2p(me)))
+            .collect()
+    }
+
+    /// Every address the node listens on (one per interface for wildcard listens),
+    /// ending in `/p2p/<peer id>`: what a bootstrap operator publishes.
+    pub async fn all_listen_addrs(&self) -> Vec<Multiaddr> {
+        let me = self.peer_id();
+        match self.client.info().await {
+            Ok(info) => info
+                .listen_addrs
+                .into_iter()
+                .map(|a| a.with(Protocol::P2p(me)))
+                .collect(),
+            Err(_) => self.listen_addrs(),
+        }
+    }
+
+    /// Stops every task and the event loop.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.client.shutdown().await;
+        let _ = self.event_loop.await;
+        // Dropping the pool lets running jobs finish and joins the workers, off the async threads.
+        if let Some(pool) = self.pool {
+            let _ = tokio::task::spawn_blocking(move || drop(pool)).await;
+        }
+    }
+}
+
+/// The provider keys an executor advertises. Nothing secret goes into them.
+pub fn capabilities(policy: &ExecutorPolicy) -> Vec<libp2p::kad::RecordKey> {
+    let mut keys = vec![
+        capability_key("runtime", &policy.runtime),
+        capability_key("arch", std::env::consts::ARCH),
+    ];
+    keys.extend(policy.labels.iter().map(|l| capability_key("label", l)));
+    keys
+}
+
+/// Publishes provider records once connected, and again before they expire.
+async fn advertise(client: Client, keys: Vec<libp2p::kad::RecordKey>) {
+    let mut events = client.events();
+    loop {
+        let connected = client
+            .info()
+            .await
+            .map(|i| !i.connected.is_empty())
+            .unwrap_or(false);
+        if connected {
+            for key in &keys {
+                if let Err(e) = client.start_providing(key.clone()).await {
+                    tracing::debug!(error = %e, "publishing a capability");
+                }
+            }
+            // Records live an hour (see behaviour.rs); republish well before.
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        } else {
+            // Wait for the first connection, or re-check now and then.
+            let _ = tokio::time::timeout(Duration::from_secs(30), async {
+                while let Ok(e) = events.recv().await {
+                    if matches!(e, NetEvent::PeerConnected(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+            // Give identify a moment so the peer is in the routing table.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Re-dials the bootstrap peers with backoff whenever the node has no connection left.
+async fn maintain(client: Client, bootstrap: Vec<Multiaddr>) {
+    if bootstrap.is_empty() {
+        return;
+    }
+    let mut events = client.events();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let connected = client.info().await.map(|i| i.connected.len()).unwrap_or(0);
+        if connected > 0 {
+            backoff = Duration::from_secs(1);
+            // Sleep until something disconnects, refreshing the routing table now and then.
+            let disconnected = tokio::time::timeout(REFRESH_INTERVAL, async {
+                loop {
+                    match events.recv().await {
+                        Ok(NetEvent::PeerDisconnected(_)) => return true,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
+                        Err(_) => return false,
+                    }
+                }
+            })
+            .await;
+            match disconnected {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(_) => {
+                    let _ = tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await;
+                }
+            }
+            continue;
+        }
+        tokio::time::sleep(backoff).await;
+        for addr in &bootstrap {
+            if client.dial(addr.clone()).await.is_ok() {
+                tracing::info!(%addr, "reconnected to a bootstrap peer");
+                let _ = tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await;
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// The transport a multiaddr needs (memory addresses for in-process tests).
+pub fn transport_for(addrs: &[Multiaddr]) -> TransportKind {
+    if addrs
+        .iter()
+        .any(|a| a.iter().any(|p| matches!(p, Protocol::Memory(_))))
+    {
+        TransportKind::Memory
+    } else {
+        TransportKind::Network
+    }
+}
