@@ -1,0 +1,126 @@
+//! In-process meshes on libp2p's memory transport: 20+ nodes find each other
+//! through one bootstrap node, find providers, and run jobs remotely.
+
+mod common;
+
+use common::*;
+use plasm::manifest::ManifestBuilder;
+use plasm::net::remote::{self, RemoteOptions, capability_key};
+use plasm::node::Mode;
+use std::collections::HashSet;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_nodes_join_through_one_bootstrap_and_run_jobs_remotely() {
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let boot_addr = boot.listen_addrs();
+    let mut executors = Vec::new();
+    for _ in 0..20 {
+        executors.push(start(memory_config(Mode::Node, &boot_addr)).await);
+    }
+    let ids: HashSet<_> = executors.iter().map(|n| n.peer_id()).collect();
+    let client = start(memory_config(Mode::Client, &boot_addr)).await;
+
+    // Every executor's capability record is found through the DHT.
+    let key = capability_key("runtime", "wasm3");
+    let found = eventually(Duration::from_secs(30), || {
+        let (c, key) = (client.client().clone(), key.clone());
+        async move {
+            let p = c.get_providers(key).await.ok()?;
+            (p.len() >= 20).then_some(p)
+        }
+    })
+    .await
+    .expect("all 20 executors found as providers");
+    assert!(found.is_subset(&ids) || found.len() >= 20);
+
+    // The nodes discovered each other, not only the bootstrap node.
+    let mut tables = Vec::new();
+    for n in &executors {
+        tables.push(n.client().info().await.expect("info").routing_table_size);
+    }
+    assert!(
+        tables.iter().filter(|&&s| s > 1).count() >= 15,
+        "routing tables: {tables:?}"
+    );
+
+    // Jobs run on other peers, and each receipt names the executor the client talked to.
+    let module = hello();
+    let mut ran_on = HashSet::new();
+    for _ in 0..5 {
+        let m = manifest(&module, ManifestBuilder::new());
+        let out = remote::run_remote(
+            client.client(),
+            &m,
+            module.clone().into(),
+            vec![],
+            &RemoteOptions::default(),
+        )
+        .await
+        .expect("remote run");
+        assert_eq!(out.stdout, b"hello from plasm\n");
+        let v = out.receipt.verify().expect("receipt verifies");
+        assert_eq!(v.peer_id, out.executor.to_string());
+        assert!(ids.contains(&out.executor));
+        assert_ne!(out.executor, client.peer_id());
+        ran_on.insert(out.executor);
+    }
+    assert!(!ran_on.is_empty());
+
+    client.shutdown().await;
+    for n in executors {
+        n.shutdown().await;
+    }
+    boot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_route_jobs_and_bootstrap_nodes_never_execute() {
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let boot_addr = boot.listen_addrs();
+    let plain = start(memory_config(Mode::Node, &boot_addr)).await;
+    let mut gpu_config = memory_config(Mode::Node, &boot_addr);
+    gpu_config.policy.labels = vec!["gpu".into()];
+    let gpu = start(gpu_config).await;
+    let client = start(memory_config(Mode::Client, &boot_addr)).await;
+
+    let key = capability_key("label", "gpu");
+    eventually(Duration::from_secs(20), || {
+        let (c, key) = (client.client().clone(), key.clone());
+        async move { c.get_providers(key).await.ok().filter(|p| !p.is_empty()) }
+    })
+    .await
+    .expect("gpu provider found");
+    let module = hello();
+    let m = manifest(&module, ManifestBuilder::new().label("gpu"));
+    let out = remote::run_remote(
+        client.client(),
+        &m,
+        module.clone().into(),
+        vec![],
+        &RemoteOptions::default(),
+    )
+    .await
+    .expect("remote run");
+    assert_eq!(out.executor, gpu.peer_id());
+
+    // Offering straight to the bootstrap node is refused: it never executes.
+    let m = manifest(&module, ManifestBuilder::new());
+    let options = RemoteOptions {
+        peers: vec![boot.peer_id()],
+        ..RemoteOptions::default()
+    };
+    client
+        .client()
+        .dial(boot_addr[0].clone())
+        .await
+        .expect("dial");
+    let err = remote::run_remote(client.client(), &m, module.into(), vec![], &options)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("does not execute"), "{err}");
+
+    for n in [client, gpu, plain, boot] {
+        n.shutdown().await;
+    }
+}

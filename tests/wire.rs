@@ -1,0 +1,366 @@
+//! Bad input on the wire: oversized messages, garbage bytes, invalid manifests,
+//! replayed nonces, bundles without an offer. Each is refused with a typed reason
+//! (or the stream is dropped when it cannot even be read) while the node keeps
+//! serving others.
+
+mod common;
+
+use common::*;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::request_response::{self, Codec, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, StreamProtocol, Swarm, SwarmBuilder, noise, yamux};
+use plasm::manifest::ManifestBuilder;
+use plasm::net::protocol::{DeclineReason, FailureReason, JOB_PROTOCOL, JobRequest, JobResponse};
+use plasm::net::remote::{self, RemoteOptions};
+use plasm::node::{Mode, Node};
+use std::time::Duration;
+
+async fn offer(client: &Node, exec: &Node, manifest: String) -> JobResponse {
+    client
+        .client()
+        .request(exec.peer_id(), JobRequest::Offer { manifest })
+        .await
+        .expect("answer")
+}
+
+async fn hello_runs(client: &Node, exec: &Node) {
+    let module = hello();
+    let m = manifest(&module, ManifestBuilder::new());
+    let options = RemoteOptions {
+        peers: vec![exec.peer_id()],
+        ..RemoteOptions::default()
+    };
+    let out = remote::run_remote(client.client(), &m, module.into(), vec![], &options)
+        .await
+        .expect("still serving");
+    assert_eq!(out.stdout, b"hello from plasm\n");
+}
+
+async fn pair(max_request_bytes: u64) -> (Node, Node) {
+    let mut c = memory_config(Mode::Node, &[]);
+    c.net.limits.max_request_bytes = max_request_bytes;
+    let exec = start(c).await;
+    let client = start(memory_config(Mode::Client, &[])).await;
+    client
+        .client()
+        .dial(exec.listen_addrs()[0].clone())
+        .await
+        .expect("dial");
+    (exec, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_are_refused_with_typed_reasons() {
+    let (exec, client) = pair(4 * 1024 * 1024).await;
+    let module = hello();
+
+    let r = offer(&client, &exec, "{not json".into()).await;
+    assert!(
+        matches!(
+            r,
+            JobResponse::Decline {
+                reason: DeclineReason::Policy,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    let r = offer(&client, &exec, r#"{"version":"plasm.job/v1"}"#.into()).await;
+    match r {
+        JobResponse::Decline {
+            reason: DeclineReason::Policy,
+            message,
+        } => assert!(message.contains("required"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+
+    let over = manifest(&module, ManifestBuilder::new().fuel(1_000_000_000_000));
+    let r = offer(&client, &exec, over.as_value().to_string()).await;
+    assert!(
+        matches!(
+            r,
+            JobResponse::Decline {
+                reason: DeclineReason::OverLimit,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    let labelled = manifest(&module, ManifestBuilder::new().label("gpu"));
+    let r = offer(&client, &exec, labelled.as_value().to_string()).await;
+    assert!(
+        matches!(
+            r,
+            JobResponse::Decline {
+                reason: DeclineReason::MissingLabel,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    let other_rt = manifest(&module, ManifestBuilder::new().runtime("wasmtime"));
+    let r = offer(&client, &exec, other_rt.as_value().to_string()).await;
+    assert!(
+        matches!(
+            r,
+            JobResponse::Decline {
+                reason: DeclineReason::UnsupportedRuntime,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    let stale = ManifestBuilder::new()
+        .build_with(&module, b"", "0123456789abcdef0123", "2020-01-01T00:00:00Z")
+        .expect("m");
+    let r = offer(&client, &exec, stale.as_value().to_string()).await;
+    assert!(
+        matches!(
+            r,
+            JobResponse::Decline {
+                reason: DeclineReason::Policy,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+
+    let good = manifest(&module, ManifestBuilder::new());
+    let r = offer(&client, &exec, good.as_value().to_string()).await;
+    assert!(
+        matches!(
+            r,
+            JobResponse::Accept {
+                has_module: false,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    let r = offer(&client, &exec, good.as_value().to_string()).await;
+    assert!(
+        matches!(
+            r,
+            JobResponse::Decline {
+                reason: DeclineReason::ReplayedNonce,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+
+    // A bundle must follow an accepted offer from the same peer, with matching bytes.
+    let r = client
+        .client()
+        .request(
+            exec.peer_id(),
+            JobRequest::Bundle {
+                job_id: "0".repeat(64),
+                module: Some(module.clone()),
+                input: vec![],
+            },
+        )
+        .await
+        .expect("answer");
+    assert!(
+        matches!(
+            r,
+            JobResponse::Failure {
+                reason: FailureReason::UnknownJob,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    let r = client
+        .client()
+        .request(
+            exec.peer_id(),
+            JobRequest::Bundle {
+                job_id: good.job_id().into(),
+                module: Some(b"\0asm\x01\0\0\0".to_vec()),
+                input: vec![],
+            },
+        )
+        .await
+        .expect("answer");
+    assert!(
+        matches!(
+            r,
+            JobResponse::Failure {
+                reason: FailureReason::ModuleMismatch,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+
+    hello_runs(&client, &exec).await;
+    // The executor now holds the module: the next accept says so and the bundle may omit it.
+    let again = manifest(&module, ManifestBuilder::new());
+    let r = offer(&client, &exec, again.as_value().to_string()).await;
+    assert!(
+        matches!(
+            r,
+            JobResponse::Accept {
+                has_module: true,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    let r = client
+        .client()
+        .request(
+            exec.peer_id(),
+            JobRequest::Bundle {
+                job_id: again.job_id().into(),
+                module: None,
+                input: vec![],
+            },
+        )
+        .await
+        .expect("answer");
+    assert!(matches!(r, JobResponse::Result { .. }), "{r:?}");
+    client.shutdown().await;
+    exec.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bundles_are_dropped_and_the_node_keeps_serving() {
+    let (exec, client) = pair(256 * 1024).await;
+    let big = vec![0u8; 1024 * 1024];
+    let m = ManifestBuilder::new().build(&big, b"").expect("m");
+    let r = offer(&client, &exec, m.as_value().to_string()).await;
+    assert!(matches!(r, JobResponse::Accept { .. }), "{r:?}");
+    let err = client
+        .client()
+        .request(
+            exec.peer_id(),
+            JobRequest::Bundle {
+                job_id: m.job_id().into(),
+                module: Some(big),
+                input: vec![],
+            },
+        )
+        .await
+        .expect_err("an oversized request is never read whole");
+    assert!(err.to_string().contains("request to"), "{err}");
+    hello_runs(&client, &exec).await;
+    client.shutdown().await;
+    exec.shutdown().await;
+}
+
+/// A codec that writes raw bytes on the job protocol, to play a broken or hostile peer.
+#[derive(Clone, Default)]
+struct Raw;
+
+impl Codec for Raw {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        io.take(1 << 20).read_to_end(&mut v).await?;
+        Ok(v)
+    }
+    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        p: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        self.read_request(p, io).await
+    }
+    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> std::io::Result<()> {
+        io.write_all(&req).await?;
+        io.close().await
+    }
+    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        p: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> std::io::Result<()> {
+        self.write_request(p, io, res).await
+    }
+}
+
+fn raw_swarm() -> Swarm<request_response::Behaviour<Raw>> {
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            use libp2p::Transport;
+            use libp2p::core::{transport::MemoryTransport, upgrade::Version};
+            Ok(MemoryTransport::default()
+                .upgrade(Version::V1)
+                .authenticate(noise::Config::new(key)?)
+                .multiplex(yamux::Config::default())
+                .boxed())
+        })
+        .expect("transport")
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                Raw,
+                [(JOB_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+            )
+        })
+        .expect("behaviour")
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_bytes_are_dropped_and_the_node_keeps_serving() {
+    let (exec, client) = pair(4 * 1024 * 1024).await;
+    let mut raw = raw_swarm();
+    let addr: Multiaddr = exec.listen_addrs()[0].clone();
+    raw.dial(addr).expect("dial");
+    let mut answered = 0;
+    for garbage in [
+        b"\xff\xfe\xfd garbage".to_vec(),
+        vec![0xa1; 1000],
+        Vec::new(),
+    ] {
+        raw.behaviour_mut().send_request(&exec.peer_id(), garbage);
+        let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match raw.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { response, .. },
+                        ..
+                    }) if !response.is_empty() => return "answered",
+                    SwarmEvent::Behaviour(request_response::Event::Message { .. }) => {
+                        return "dropped";
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => {
+                        return "dropped";
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("the executor reacts");
+        if outcome == "answered" {
+            answered += 1;
+        }
+    }
+    assert_eq!(
+        answered, 0,
+        "undecodable requests get no answer, only a dropped stream"
+    );
+    hello_runs(&client, &exec).await;
+    client.shutdown().await;
+    exec.shutdown().await;
+}
