@@ -6,4 +6,5 @@ scripts/setup.sh
 examples/build.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --bins
 cargo test --workspace

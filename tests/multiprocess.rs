@@ -1,1 +1,283 @@
-//! placeholder
+//! Real processes over loopback QUIC and TCP: a bootstrap node, two executors
+//! and `plasm run --remote`; killing the chosen executor mid-job makes the
+//! requester fall over to the other one.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn plasm_bin() -> PathBuf {
+    // target/<profile>/deps/multiprocess-<hash> → target/<profile>/plasm
+    let exe = std::env::current_exe().expect("test exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("plasm"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin plasm` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `plasm start`, killed on drop.
+struct Proc {
+    child: Child,
+    addrs: Vec<String>,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    fn addr(&self, transport: &str) -> String {
+        self.addrs
+            .iter()
+            .find(|a| a.contains(transport))
+            .cloned()
+            .expect("address of that transport")
+    }
+    fn peer_id(&self) -> String {
+        self.addrs[0]
+            .rsplit('/')
+            .next()
+            .expect("peer id")
+            .to_owned()
+    }
+}
+
+fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
+    let log = dir.join(format!("{name}.log"));
+    let mut child = Command::new(plasm_bin())
+        .args(["start", "--data-dir"])
+        .arg(dir.join(name))
+        .args(args)
+        .env("PLASM_LOG", "plasm=info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn plasm start");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening ") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let want = args.iter().filter(|a| **a == "--listen").count();
+    let mut addrs = Vec::new();
+    while addrs.len() < want {
+        addrs.push(
+            rx.recv_timeout(Duration::from_secs(20))
+                .expect("node prints its listen addresses"),
+        );
+    }
+    Proc { child, addrs, log }
+}
+
+fn run_remote(dir: &Path, module: &Path, bootstrap: &str, receipt: &Path) -> Output {
+    Command::new(plasm_bin())
+        .args(["run", "--remote", "--bootstrap", bootstrap, "--receipt"])
+        .arg(receipt)
+        .arg(module)
+        .arg("--data-dir")
+        .arg(dir.join("client"))
+        .output()
+        .expect("plasm run --remote")
+}
+
+fn receipt(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("receipt")).expect("json")
+}
+
+const QUIC: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
+const TCP: &str = "/ip4/127.0.0.1/tcp/0";
+
+fn wait_for_providers(dir: &Path, module: &Path, bootstrap: &str) {
+    // Executors publish their capability once connected; retry until a run finds one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = dir.join("probe.json");
+        let out = run_remote(dir, module, bootstrap, &r);
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no executor found: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn remote_runs_over_quic_and_tcp_name_the_executor() {
+    let d = tempfile::tempdir().expect("tmp");
+    let boot = start(
+        d.path(),
+        "boot",
+        &["--mode", "bootstrap", "--listen", QUIC, "--listen", TCP],
+    );
+    let e1 = start(
+        d.path(),
+        "e1",
+        &[
+            "--public",
+            "--listen",
+            QUIC,
+            "--bootstrap",
+            &boot.addr("quic"),
+        ],
+    );
+    let e2 = start(
+        d.path(),
+        "e2",
+        &[
+            "--public",
+            "--listen",
+            TCP,
+            "--bootstrap",
+            &boot.addr("tcp"),
+        ],
+    );
+    let module = d.path().join("hello.wat");
+    std::fs::write(&module, include_str!("../examples/wat/hello.wat")).expect("write");
+    wait_for_providers(d.path(), &module, &boot.addr("quic"));
+    for transport in ["quic", "tcp"] {
+        let r = d.path().join(format!("{transport}.json"));
+        let out = run_remote(d.path(), &module, &boot.addr(transport), &r);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"hello from plasm\n");
+        let rec = receipt(&r);
+        let executor = rec["executor"]["peer_id"]
+            .as_str()
+            .expect("peer")
+            .to_owned();
+        assert!(
+            executor == e1.peer_id() || executor == e2.peer_id(),
+            "{executor}"
+        );
+        assert_ne!(executor, boot.peer_id(), "bootstrap nodes never execute");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&executor));
+        let v = Command::new(plasm_bin())
+            .args(["receipt", "verify"])
+            .arg(&r)
+            .output()
+            .expect("verify");
+        assert_eq!(v.status.code(), Some(0));
+    }
+}
+
+#[test]
+fn killing_the_chosen_executor_mid_job_falls_over_to_the_other() {
+    let d = tempfile::tempdir().expect("tmp");
+    let boot = start(d.path(), "boot", &["--mode", "bootstrap", "--listen", QUIC]);
+    let mut e1 = start(
+        d.path(),
+        "e1",
+        &[
+            "--public",
+            "--listen",
+            QUIC,
+            "--bootstrap",
+            &boot.addr("quic"),
+        ],
+    );
+    let mut e2 = start(
+        d.path(),
+        "e2",
+        &[
+            "--public",
+            "--listen",
+            QUIC,
+            "--bootstrap",
+            &boot.addr("quic"),
+        ],
+    );
+    let hello = d.path().join("hello.wat");
+    std::fs::write(&hello, include_str!("../examples/wat/hello.wat")).expect("write");
+    wait_for_providers(d.path(), &hello, &boot.addr("quic"));
+    let before = (
+        e1.log().matches("running job").count(),
+        e2.log().matches("running job").count(),
+    );
+
+    // About a second of work on these machines, so there is time to kill the executor.
+    let slow = d.path().join("slow.wat");
+    std::fs::write(
+        &slow,
+        r#"(module (func (export "_start") (result i32) (local i32)
+             (loop (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+                   (br_if 0 (i32.lt_u (local.get 0) (i32.const 150000000))))
+             (i32.const 0)))"#,
+    )
+    .expect("write");
+    let r = d.path().join("slow.json");
+    let requester = Command::new(plasm_bin())
+        .args([
+            "run",
+            "--remote",
+            "--fuel",
+            "5000000000",
+            "--bootstrap",
+            &boot.addr("quic"),
+            "--receipt",
+        ])
+        .arg(&r)
+        .arg(&slow)
+        .arg("--data-dir")
+        .arg(d.path().join("client"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let killed = loop {
+        if e1.log().matches("running job").count() > before.0 {
+            let _ = e1.child.kill();
+            break e1.peer_id();
+        }
+        if e2.log().matches("running job").count() > before.1 {
+            let _ = e2.child.kill();
+            break e2.peer_id();
+        }
+        assert!(Instant::now() < deadline, "no executor started the job");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = requester.wait_with_output().expect("requester");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let executor = receipt(&r)["executor"]["peer_id"]
+        .as_str()
+        .expect("peer")
+        .to_owned();
+    assert_ne!(
+        executor, killed,
+        "the receipt must come from the executor that survived"
+    );
+    assert!(
+        stderr.contains("trying the next"),
+        "the first executor failed mid-job: {stderr}"
+    );
+    assert!(executor == e1.peer_id() || executor == e2.peer_id());
+}

@@ -204,26 +204,22 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    self.rtts.remove(&peer_id);
-                    let _ = self.events.send(NetEvent::PeerDisconnected(peer_id));
-                }
+                self.rtts.remove(&peer_id);
+                let _ = self.events.send(NetEvent::PeerDisconnected(peer_id));
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
                 error,
                 ..
-            } => {
-                if !self.swarm.is_connected(&peer) {
-                    for reply in self.pending_dial.remove(&peer).unwrap_or_default() {
-                        let _ = reply.send(Err(NetError::Dial {
-                            addr: peer.to_string(),
-                            reason: error.to_string(),
-                        }));
-                    }
+            } if !self.swarm.is_connected(&peer) => {
+                for reply in self.pending_dial.remove(&peer).unwrap_or_default() {
+                    let _ = reply.send(Err(NetError::Dial {
+                        addr: peer.to_string(),
+                        reason: error.to_string(),
+                    }));
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
@@ -233,12 +229,12 @@ impl EventLoop {
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                // Only peers that serve plasm's DHT belong in the routing table.
-                if info.protocols.iter().any(|p| *p == KAD_PROTOCOL) {
-                    for addr in info.listen_addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
+            // Only peers that serve plasm's DHT belong in the routing table.
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
+                if info.protocols.contains(&KAD_PROTOCOL) =>
+            {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
             BehaviourEvent::Ping(ping::Event {
@@ -260,11 +256,9 @@ impl EventLoop {
 
     fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool) {
         match result {
-            QueryResult::Bootstrap(r) => {
-                if last || r.is_err() {
-                    if let Some(reply) = self.pending_bootstrap.remove(&id) {
-                        let _ = reply.send(r.map(|_| ()).map_err(|_| NetError::NoKnownPeers));
-                    }
+            QueryResult::Bootstrap(r) if last || r.is_err() => {
+                if let Some(reply) = self.pending_bootstrap.remove(&id) {
+                    let _ = reply.send(r.map(|_| ()).map_err(|_| NetError::NoKnownPeers));
                 }
             }
             QueryResult::StartProviding(r) => {
