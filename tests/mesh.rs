@@ -26,7 +26,7 @@ async fn twenty_nodes_join_through_one_bootstrap_and_run_jobs_remotely() {
     let found = eventually(Duration::from_secs(30), || {
         let (c, key) = (client.client().clone(), key.clone());
         async move {
-            let p = c.get_providers(key).await.ok()?;
+            let p = c.get_providers(key, 20).await.ok()?;
             (p.len() >= 20).then_some(p)
         }
     })
@@ -87,7 +87,7 @@ async fn labels_route_jobs_and_bootstrap_nodes_never_execute() {
     let key = capability_key("label", "gpu");
     eventually(Duration::from_secs(20), || {
         let (c, key) = (client.client().clone(), key.clone());
-        async move { c.get_providers(key).await.ok().filter(|p| !p.is_empty()) }
+        async move { c.get_providers(key, 1).await.ok().filter(|p| !p.is_empty()) }
     })
     .await
     .expect("gpu provider found");

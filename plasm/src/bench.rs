@@ -9,6 +9,9 @@
 //! the numbers, so they are printed for people to compare with the goals.
 
 use crate::identity::Identity;
+use crate::manifest::ManifestBuilder;
+use crate::net::remote::{self, RemoteOptions, capability_key};
+use crate::node::{IdentitySource, Mode, Node, NodeConfig};
 use crate::receipt::{Receipt, ReceiptBody, RuntimeInfo};
 use crate::runtime::Outcome;
 use crate::runtime::instrument::{FUEL_EXPORT, MEM_MAX_EXPORT, instrument};
@@ -76,6 +79,137 @@ pub fn run(iterations: usize) -> Result<(), BenchError> {
         );
     }
     verifications();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(fail)?;
+    rt.block_on(network(iterations))?;
+    Ok(())
+}
+
+fn loopback_config(mode: Mode, bootstrap: &[libp2p::Multiaddr]) -> Result<NodeConfig, BenchError> {
+    let mut c = NodeConfig::new(std::path::PathBuf::new());
+    c.identity = IdentitySource::Given(std::sync::Arc::new(Identity::generate().map_err(fail)?));
+    c.mode = mode;
+    c.public = mode != Mode::Client;
+    c.listen = if mode == Mode::Client {
+        vec![]
+    } else {
+        vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().map_err(fail)?]
+    };
+    c.bootstrap = bootstrap.to_vec();
+    c.workers = 1;
+    c.queue = 4;
+    Ok(c)
+}
+
+/// Remote jobs in a 20-executor mesh on loopback QUIC, all in this process.
+async fn network(iterations: usize) -> Result<(), BenchError> {
+    let boot = Node::start(loopback_config(Mode::Bootstrap, &[])?)
+        .await
+        .map_err(fail)?;
+    let boot_addr = boot.listen_addrs();
+    let mut executors = Vec::new();
+    let mesh: usize = std::env::var("PLASM_BENCH_MESH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    for _ in 0..mesh {
+        executors.push(
+            Node::start(loopback_config(Mode::Node, &boot_addr)?)
+                .await
+                .map_err(fail)?,
+        );
+    }
+    let module: std::sync::Arc<[u8]> = wat::parse_str(HELLO).map_err(fail)?.into();
+    let client = Node::start(loopback_config(Mode::Client, &boot_addr)?)
+        .await
+        .map_err(fail)?;
+    let key = capability_key("runtime", "wasm3");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .client()
+        .get_providers(key.clone(), mesh)
+        .await
+        .map_or(0, |p| p.len())
+        < mesh
+    {
+        if Instant::now() > deadline {
+            return Err(fail("the 20 executors did not all advertise within 30 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the start-up burst (21 nodes bootstrapping and publishing at once) settle:
+    // "warm" means a steady mesh.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Warm: an open QUIC connection to one executor; offer + bundle + run + receipt verification.
+    let target = executors[0].peer_id();
+    client
+        .client()
+        .dial(executors[0].listen_addrs()[0].clone())
+        .await
+        .map_err(fail)?;
+    let options = RemoteOptions {
+        peers: vec![target],
+        ..RemoteOptions::default()
+    };
+    let mut warm = Vec::new();
+    for i in 0..=iterations {
+        let manifest = ManifestBuilder::new().build(&module, b"").map_err(fail)?;
+        let t = Instant::now();
+        remote::run_remote(client.client(), &manifest, module.clone(), vec![], &options)
+            .await
+            .map_err(fail)?;
+        if i > 0 {
+            warm.push(t.elapsed());
+        }
+    }
+    warm.sort();
+    println!(
+        "network   warm remote job over QUIC (offer, bundle, run, verify): p50 {:.2} ms  p90 {:.2} ms  (goal p50 <= 3 ms)",
+        ms(percentile(&warm, 0.5)),
+        ms(percentile(&warm, 0.9))
+    );
+    client.shutdown().await;
+    // Cold: a fresh requester joins, looks executors up in the DHT, dials and runs.
+    let mut cold = Vec::new();
+    let mut lookup = Vec::new();
+    for _ in 0..iterations.clamp(3, 10) {
+        let config = loopback_config(Mode::Client, &boot_addr)?;
+        let manifest = ManifestBuilder::new().build(&module, b"").map_err(fail)?;
+        let t = Instant::now();
+        let fresh = Node::start(config).await.map_err(fail)?;
+        let l = Instant::now();
+        let found = remote::find_executors(
+            fresh.client(),
+            &manifest,
+            RemoteOptions::default().max_candidates,
+        )
+        .await
+        .map_err(fail)?;
+        lookup.push(l.elapsed());
+        let options = RemoteOptions {
+            peers: found,
+            ..RemoteOptions::default()
+        };
+        remote::run_remote(fresh.client(), &manifest, module.clone(), vec![], &options)
+            .await
+            .map_err(fail)?;
+        cold.push(t.elapsed());
+        fresh.shutdown().await;
+    }
+    cold.sort();
+    lookup.sort();
+    println!(
+        "network   cold remote job, 20-node loopback mesh (join, DHT lookup, dial, run): p50 {:.2} ms  p90 {:.2} ms  (goal p50 <= 50 ms); lookup alone p50 {:.2} ms",
+        ms(percentile(&cold, 0.5)),
+        ms(percentile(&cold, 0.9)),
+        ms(percentile(&lookup, 0.5))
+    );
+    for n in executors {
+        n.shutdown().await;
+    }
+    boot.shutdown().await;
     Ok(())
 }
 

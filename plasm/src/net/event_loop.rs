@@ -13,12 +13,15 @@ use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, ping};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 type Reply<T> = oneshot::Sender<T>;
+/// Providers found so far, how many are wanted, and who waits for them.
+type ProviderQuery = (HashSet<PeerId>, usize, Reply<HashSet<PeerId>>);
 
 /// The loop's state.
 pub struct EventLoop {
@@ -31,7 +34,7 @@ pub struct EventLoop {
     pending_dial: HashMap<PeerId, Vec<Reply<Result<PeerId, NetError>>>>,
     pending_bootstrap: HashMap<QueryId, Reply<Result<(), NetError>>>,
     pending_provide: HashMap<QueryId, Reply<Result<(), NetError>>>,
-    pending_providers: HashMap<QueryId, (HashSet<PeerId>, Reply<HashSet<PeerId>>)>,
+    pending_providers: HashMap<QueryId, ProviderQuery>,
     pending_requests: HashMap<OutboundRequestId, (PeerId, Reply<Result<JobResponse, NetError>>)>,
     rtts: HashMap<PeerId, Duration>,
 }
@@ -110,6 +113,27 @@ impl EventLoop {
                     }
                 }
             }
+            Command::Connect { peer, reply } => {
+                if swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(peer));
+                    return;
+                }
+                // Already dialing is fine: the reply waits for that dial's outcome.
+                let opts = DialOpts::peer_id(peer)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                match swarm.dial(opts) {
+                    Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                        self.pending_dial.entry(peer).or_default().push(reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial {
+                            addr: peer.to_string(),
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
             Command::Bootstrap { reply } => match swarm.behaviour_mut().kad.bootstrap() {
                 Ok(id) => {
                     self.pending_bootstrap.insert(id, reply);
@@ -128,9 +152,10 @@ impl EventLoop {
                     }
                 }
             }
-            Command::GetProviders { key, reply } => {
+            Command::GetProviders { key, want, reply } => {
                 let id = swarm.behaviour_mut().kad.get_providers(key);
-                self.pending_providers.insert(id, (HashSet::new(), reply));
+                self.pending_providers
+                    .insert(id, (HashSet::new(), want.max(1), reply));
             }
             Command::Request {
                 peer,
@@ -267,13 +292,37 @@ impl EventLoop {
                 }
             }
             QueryResult::GetProviders(r) => {
-                if let Some((found, _)) = self.pending_providers.get_mut(&id)
+                if let Some((found, want, _)) = self.pending_providers.get_mut(&id)
                     && let Ok(GetProvidersOk::FoundProviders { providers, .. }) = r
                 {
-                    found.extend(providers);
+                    // Provider addresses live only as long as the query: dial now, while
+                    // the swarm can still resolve them, so the requester can reach them later.
+                    let me = *self.swarm.local_peer_id();
+                    for peer in providers {
+                        if found.len() >= *want || peer == me {
+                            continue;
+                        }
+                        found.insert(peer);
+                        if !self.swarm.is_connected(&peer) {
+                            let opts = DialOpts::peer_id(peer)
+                                .condition(PeerCondition::DisconnectedAndNotDialing)
+                                .build();
+                            let _ = self.swarm.dial(opts);
+                        }
+                    }
                 }
-                if last && let Some((found, reply)) = self.pending_providers.remove(&id) {
+                // Once enough providers are known, answering (and ending the query) saves the
+                // round trips to the rest of the closest peers.
+                let done = last
+                    || self
+                        .pending_providers
+                        .get(&id)
+                        .is_some_and(|(f, want, _)| f.len() >= *want);
+                if done && let Some((found, _, reply)) = self.pending_providers.remove(&id) {
                     let _ = reply.send(found);
+                    if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        query.finish();
+                    }
                 }
             }
             _ => {}

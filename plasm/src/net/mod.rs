@@ -126,6 +126,11 @@ pub enum Command {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId, NetError>>,
     },
+    /// Connect to a peer whose addresses the swarm knows (routing table, running query).
+    Connect {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<PeerId, NetError>>,
+    },
     /// Run a Kademlia bootstrap.
     Bootstrap {
         reply: oneshot::Sender<Result<(), NetError>>,
@@ -135,9 +140,10 @@ pub enum Command {
         key: kad::RecordKey,
         reply: oneshot::Sender<Result<(), NetError>>,
     },
-    /// Find providers of a key.
+    /// Find providers of a key; answer once `want` are known or the query ends.
     GetProviders {
         key: kad::RecordKey,
+        want: usize,
         reply: oneshot::Sender<HashSet<PeerId>>,
     },
     /// Send a job request and wait for its response.
@@ -203,6 +209,11 @@ impl Client {
         self.ask(|reply| Command::Dial { addr, reply }).await?
     }
 
+    /// Connects to a known peer (no-op when connected) and waits for the connection.
+    pub async fn connect(&self, peer: PeerId) -> Result<PeerId, NetError> {
+        self.ask(|reply| Command::Connect { peer, reply }).await?
+    }
+
     /// Runs a Kademlia bootstrap.
     pub async fn bootstrap(&self) -> Result<(), NetError> {
         self.ask(|reply| Command::Bootstrap { reply }).await?
@@ -214,9 +225,14 @@ impl Client {
             .await?
     }
 
-    /// Finds providers of `key`.
-    pub async fn get_providers(&self, key: kad::RecordKey) -> Result<HashSet<PeerId>, NetError> {
-        self.ask(|reply| Command::GetProviders { key, reply }).await
+    /// Finds providers of `key`, answering as soon as `want` are known (else when the query ends).
+    pub async fn get_providers(
+        &self,
+        key: kad::RecordKey,
+        want: usize,
+    ) -> Result<HashSet<PeerId>, NetError> {
+        self.ask(|reply| Command::GetProviders { key, want, reply })
+            .await
     }
 
     /// Sends a job request and waits for the response.

@@ -90,10 +90,12 @@ fn summary(attempts: &[Attempt]) -> String {
         .join("; ")
 }
 
-/// Finds executors for `manifest`: the first required label, else the runtime.
+/// Finds up to `want` executors for `manifest` (all the DHT knows when the query ends
+/// first), looking up the first required label, else the runtime.
 pub async fn find_executors(
     client: &Client,
     manifest: &Manifest,
+    want: usize,
 ) -> Result<Vec<PeerId>, RemoteError> {
     let key = match manifest.requirements.labels.first() {
         Some(label) => capability_key("label", label),
@@ -104,7 +106,7 @@ pub async fn find_executors(
     };
     let me = client.peer_id();
     let mut found: Vec<PeerId> = client
-        .get_providers(key.clone())
+        .get_providers(key.clone(), want)
         .await?
         .into_iter()
         .filter(|p| *p != me)
@@ -152,27 +154,53 @@ pub async fn run_remote(
     options: &RemoteOptions,
 ) -> Result<RemoteOutput, RemoteError> {
     let candidates = if options.peers.is_empty() {
-        find_executors(client, manifest).await?
+        find_executors(client, manifest, options.max_candidates).await?
     } else {
         options.peers.clone()
     };
-    let text = serde_json::to_string(manifest.as_value()).unwrap_or_default();
-    let offers = candidates
+    let mut attempts = Vec::new();
+    // Connect first: a request to an unreachable peer would otherwise wait for its own dial.
+    let connects = candidates
         .iter()
         .take(options.max_candidates.max(1))
         .map(|&peer| {
-            let (client, text) = (client.clone(), text.clone());
+            let client = client.clone();
             async move {
-                let t = Instant::now();
-                let r = tokio::time::timeout(
-                    options.offer_timeout,
-                    client.request(peer, JobRequest::Offer { manifest: text }),
+                (
+                    peer,
+                    tokio::time::timeout(options.offer_timeout, client.connect(peer)).await,
                 )
-                .await;
-                (peer, t.elapsed(), r)
             }
         });
-    let mut attempts = Vec::new();
+    let mut reachable = Vec::new();
+    for (peer, r) in futures::future::join_all(connects).await {
+        match r {
+            Ok(Ok(_)) => reachable.push(peer),
+            Ok(Err(e)) => attempts.push(Attempt {
+                peer,
+                rtt: None,
+                outcome: e.to_string(),
+            }),
+            Err(_) => attempts.push(Attempt {
+                peer,
+                rtt: None,
+                outcome: "connection timed out".into(),
+            }),
+        }
+    }
+    let text = serde_json::to_string(manifest.as_value()).unwrap_or_default();
+    let offers = reachable.iter().map(|&peer| {
+        let (client, text) = (client.clone(), text.clone());
+        async move {
+            let t = Instant::now();
+            let r = tokio::time::timeout(
+                options.offer_timeout,
+                client.request(peer, JobRequest::Offer { manifest: text }),
+            )
+            .await;
+            (peer, t.elapsed(), r)
+        }
+    });
     let mut accepted = Vec::new();
     for (peer, rtt, r) in futures::future::join_all(offers).await {
         let outcome = match r {
