@@ -124,3 +124,68 @@ async fn labels_route_jobs_and_bootstrap_nodes_never_execute() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_loses_every_connection_redials_its_bootstrap_peer() {
+    // Real TCP on loopback, so the bootstrap node can come back on the very same port.
+    let tcp = |mut c: plasm::node::NodeConfig, listen: &str| {
+        c.net.transport = plasm::net::TransportKind::Network;
+        c.listen = if listen.is_empty() {
+            vec![]
+        } else {
+            vec![listen.parse().expect("addr")]
+        };
+        c
+    };
+    let boot_config = tcp(memory_config(Mode::Bootstrap, &[]), "/ip4/127.0.0.1/tcp/0");
+    let boot = start(boot_config.clone()).await;
+    let boot_addr = boot.listen_addrs();
+    let boot_id = boot.peer_id();
+    let exec_config = tcp(
+        memory_config(Mode::Node, &boot_addr),
+        "/ip4/127.0.0.1/tcp/0",
+    );
+    let exec = start(exec_config).await;
+    let connected_to_boot = |exec: &plasm::node::Node| {
+        let c = exec.client().clone();
+        async move {
+            c.info()
+                .await
+                .ok()
+                .filter(|i| i.connected.contains(&boot_id))
+                .map(|_| ())
+        }
+    };
+    eventually(Duration::from_secs(5), || connected_to_boot(&exec))
+        .await
+        .expect("connected at start");
+
+    boot.shutdown().await;
+    eventually(Duration::from_secs(10), || {
+        let c = exec.client().clone();
+        async move {
+            c.info()
+                .await
+                .ok()
+                .filter(|i| i.connected.is_empty())
+                .map(|_| ())
+        }
+    })
+    .await
+    .expect("the connection is gone");
+
+    // The same bootstrap node comes back on the same address.
+    let port_addr = boot_addr[0].to_string();
+    let listen = port_addr.split("/p2p/").next().expect("addr").to_owned();
+    let boot = eventually(Duration::from_secs(10), || {
+        let c = tcp(boot_config.clone(), &listen);
+        async move { plasm::node::Node::start(c).await.ok() }
+    })
+    .await
+    .expect("bootstrap node restarts on its port");
+    eventually(Duration::from_secs(20), || connected_to_boot(&exec))
+        .await
+        .expect("redialed with backoff");
+    exec.shutdown().await;
+    boot.shutdown().await;
+}

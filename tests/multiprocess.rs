@@ -159,9 +159,17 @@ fn remote_runs_over_quic_and_tcp_name_the_executor() {
     let module = d.path().join("hello.wat");
     std::fs::write(&module, include_str!("../examples/wat/hello.wat")).expect("write");
     wait_for_providers(d.path(), &module, &boot.addr("quic"));
-    for transport in ["quic", "tcp"] {
+    // The same TCP bootstrap address, named through DNS.
+    let dns = boot
+        .addr("tcp")
+        .replace("/ip4/127.0.0.1/", "/dns4/localhost/");
+    for (transport, bootstrap) in [
+        ("quic", boot.addr("quic")),
+        ("tcp", boot.addr("tcp")),
+        ("dns", dns),
+    ] {
         let r = d.path().join(format!("{transport}.json"));
-        let out = run_remote(d.path(), &module, &boot.addr(transport), &r);
+        let out = run_remote(d.path(), &module, &bootstrap, &r);
         assert_eq!(
             out.status.code(),
             Some(0),
