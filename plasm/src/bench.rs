@@ -100,6 +100,8 @@ fn loopback_config(mode: Mode, bootstrap: &[libp2p::Multiaddr]) -> Result<NodeCo
     c.bootstrap = bootstrap.to_vec();
     c.workers = 1;
     c.queue = 4;
+    c.api = None;
+    c.data_dir = None;
     Ok(c)
 }
 

@@ -6,7 +6,10 @@
 //! and its worker pool ([`runtime`]), and the local job path that ties them
 //! together ([`job`]). The `plasm` binary only parses arguments and calls in.
 
+pub mod api;
 pub mod bench;
+pub mod demo;
+pub mod httpc;
 pub mod identity;
 pub mod jcs;
 pub mod job;
@@ -15,4 +18,6 @@ pub mod net;
 pub mod node;
 pub mod receipt;
 pub mod runtime;
+pub mod service;
+pub mod store;
 pub mod time;

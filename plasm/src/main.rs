@@ -55,6 +55,8 @@ enum Command {
         #[command(flatten)]
         data_dir: DataDir,
     },
+    /// Start a three-node mesh on loopback, run a job on another peer through the API, verify its receipt.
+    Demo,
     /// Run a node until SIGINT or SIGTERM.
     Start(Box<StartArgs>),
     /// Print performance figures: process start-to-receipt, metering overhead, verifications/s.
@@ -85,6 +87,15 @@ struct StartArgs {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     workers: Option<usize>,
+    /// HTTP API address (port 0 allowed).
+    #[arg(long, default_value = "127.0.0.1:4611")]
+    api: std::net::SocketAddr,
+    /// Run without the HTTP API.
+    #[arg(long, conflicts_with = "api")]
+    no_api: bool,
+    /// API token file (`<token> <scope>[,<scope>]` per line); required beyond loopback.
+    #[arg(long)]
+    api_token_file: Option<PathBuf>,
     #[command(flatten)]
     data_dir: DataDir,
 }
@@ -178,6 +189,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Demo => {
+            let outcome = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(plasm::demo::run()).map_err(anyhow::Error::from));
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("plasm: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Start(args) => match start(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -380,6 +405,8 @@ fn run_remote(
         config.identity = IdentitySource::Given(Arc::new(identity));
         config.mode = Mode::Client;
         config.listen = Vec::new();
+        config.api = None;
+        config.data_dir = None;
         config.net.transport = plasm::node::transport_for(&a.bootstrap);
         config.bootstrap = a.bootstrap.clone();
         let node = Node::start(config)
@@ -451,6 +478,9 @@ fn start(a: StartArgs) -> Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         for addr in node.all_listen_addrs().await {
             println!("listening {addr}");
+        }
+        if let Some(api) = node.api_addr() {
+            println!("api http://{api}");
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();

@@ -2,14 +2,18 @@
 //! capability advertisement and bootstrap maintenance, behind one handle that
 //! tests start on port 0 (or on the memory transport) and shut down cleanly.
 
+use crate::api::{ApiState, Tokens};
 use crate::identity::{Identity, IdentityError};
 use crate::net::executor::{Executor, ExecutorPolicy};
 use crate::net::remote::capability_key;
 use crate::net::{self, Client, NetConfig, NetError, NetEvent, TransportKind};
 use crate::runtime::pool::WorkerPool;
 use crate::runtime::wasm3::Wasm3Runtime;
+use crate::service::Service;
+use crate::store::Store;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,9 @@ use tokio::task::JoinHandle;
 
 /// How often a connected node refreshes its routing table with a DHT bootstrap.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The default port of the HTTP API (bound to 127.0.0.1).
+pub const DEFAULT_API_PORT: u16 = 4611;
 
 /// The default port for QUIC (UDP) and TCP.
 pub const DEFAULT_PORT: u16 = 4610;
@@ -62,6 +69,18 @@ pub struct NodeConfig {
     pub queue: usize,
     /// What the executor accepts.
     pub policy: ExecutorPolicy,
+    /// Where the store lives (`plasm.db`, `modules/`); required for the API.
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API address (port 0 allowed); `None`: no API.
+    pub api: Option<SocketAddr>,
+    /// Token file; required when the API binds anything but loopback.
+    pub api_tokens: Option<PathBuf>,
+    /// fsync every commit (survives power loss, slower).
+    pub fsync: bool,
+    /// Outputs kept (newest first); receipts are always kept.
+    pub max_outputs: u64,
+    /// How long running jobs may finish after SIGTERM.
+    pub grace: Duration,
 }
 
 impl NodeConfig {
@@ -76,7 +95,13 @@ impl NodeConfig {
         .collect();
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            identity: IdentitySource::DataDir(data_dir),
+            identity: IdentitySource::DataDir(data_dir.clone()),
+            data_dir: Some(data_dir),
+            api: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT))),
+            api_tokens: None,
+            fsync: false,
+            max_outputs: 10_000,
+            grace: Duration::from_secs(30),
             listen,
             bootstrap: Vec::new(),
             mode: Mode::Node,
@@ -98,13 +123,27 @@ pub enum NodeError {
     /// The network layer failed.
     #[error(transparent)]
     Net(#[from] NetError),
-    /// Worker threads could not be started.
-    #[error("cannot start worker threads: {0}")]
-    Workers(#[from] std::io::Error),
+    /// Worker threads could not be started, or the API address could not be bound.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The API token file is unusable.
+    #[error(transparent)]
+    Tokens(#[from] crate::api::TokenError),
+    /// The configuration is unsafe or incomplete.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A running node.
 pub struct Node {
+    service: Option<Arc<Service>>,
+    api_addr: Option<SocketAddr>,
+    api_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    api_task: Option<JoinHandle<()>>,
+    grace: Duration,
     client: Client,
     identity: Arc<Identity>,
     pool: Option<Arc<WorkerPool>>,
@@ -154,7 +193,12 @@ impl Node {
         } else {
             None
         };
-        let node = Self {
+        let mut node = Self {
+            service: None,
+            api_addr: None,
+            api_stop: None,
+            api_task: None,
+            grace: config.grace,
             client: client.clone(),
             identity,
             pool,
@@ -162,7 +206,9 @@ impl Node {
             tasks,
             event_loop,
         };
-        let mut node = node;
+        if let (Some(addr), true) = (config.api, config.mode != Mode::Client) {
+            node.start_api(&config, addr).await?;
+        }
         node.join(&config.bootstrap).await;
         let maintenance = tokio::spawn(maintain(client.clone(), config.bootstrap.clone()));
         node.tasks.push(maintenance);
@@ -171,6 +217,74 @@ impl Node {
             node.tasks.push(tokio::spawn(advertise(client, keys)));
         }
         Ok(node)
+    }
+
+    async fn start_api(&mut self, config: &NodeConfig, addr: SocketAddr) -> Result<(), NodeError> {
+        let tokens = match &config.api_tokens {
+            Some(path) => Some(Arc::new(Tokens::load(path)?)),
+            None if !addr.ip().is_loopback() => {
+                return Err(NodeError::Config(format!(
+                    "the API would listen on {addr}, beyond loopback, without tokens: give --api-token-file"
+                )));
+            }
+            None => None,
+        };
+        let dir = config
+            .data_dir
+            .clone()
+            .ok_or_else(|| NodeError::Config("the API needs a data dir for its store".into()))?;
+        let (fsync, max_outputs) = (config.fsync, config.max_outputs);
+        let store =
+            tokio::task::spawn_blocking(move || -> Result<Store, crate::store::StoreError> {
+                let store = Store::open(&dir, fsync, max_outputs)?;
+                let recovered = store.recover()?;
+                if recovered > 0 {
+                    tracing::warn!(
+                        recovered,
+                        "jobs interrupted by the last stop are marked failed"
+                    );
+                }
+                Ok(store)
+            })
+            .await
+            .map_err(|e| NodeError::Config(e.to_string()))??;
+        let service = Arc::new(Service::new(
+            Arc::new(store),
+            self.pool.clone(),
+            self.identity.clone(),
+            Some(self.client.clone()),
+        ));
+        let state = ApiState {
+            service: service.clone(),
+            tokens,
+            labels: config.policy.labels.clone(),
+            http: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        self.api_addr = Some(listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = crate::api::router(state);
+        self.api_task = Some(tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "API server");
+            }
+        }));
+        self.api_stop = Some(stop);
+        self.service = Some(service);
+        Ok(())
+    }
+
+    /// The bound API address, when the API runs.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
+    }
+
+    /// The service behind the API.
+    pub fn service(&self) -> Option<&Arc<Service>> {
+        self.service.as_ref()
     }
 
     /// Dials every bootstrap peer (one reachable is enough) and starts a DHT bootstrap.
@@ -253,8 +367,25 @@ impl Node {
         }
     }
 
-    /// Stops every task and the event loop.
-    pub async fn shutdown(self) {
+    /// Stops accepting jobs, lets running ones finish within the grace period,
+    /// then stops the API, every task and the event loop.
+    pub async fn shutdown(mut self) {
+        if let Some(service) = &self.service {
+            service.begin_shutdown();
+            let deadline = tokio::time::Instant::now() + self.grace;
+            while service.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            service
+                .fail_in_flight("the node shut down before the job finished")
+                .await;
+        }
+        if let Some(stop) = self.api_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.api_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
         for t in &self.tasks {
             t.abort();
         }

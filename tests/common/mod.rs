@@ -38,6 +38,8 @@ pub fn memory_config(mode: Mode, bootstrap: &[Multiaddr]) -> NodeConfig {
     c.net.transport = TransportKind::Memory;
     c.workers = 1;
     c.queue = 4;
+    c.api = None;
+    c.data_dir = None;
     c
 }
 

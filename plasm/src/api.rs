@@ -1,0 +1,597 @@
+//! The HTTP API (axum): a thin mapping of routes onto the [`Service`].
+//!
+//! Every error is JSON `{"error": {"code", "message"}}` with a status that says
+//! what went wrong; internals are logged, never returned. With a token file every
+//! route but `/healthz` and `POST /v1/receipts/verify` needs a bearer token whose
+//! scopes cover it (`read` for GET, `submit` for POST/PUT, `admin` for everything).
+
+use crate::receipt::Receipt;
+use crate::service::{Placement, Service, ServiceError, Submission};
+use crate::store::JobRow;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Largest request body (a base64 module and input of 16 MiB each, plus the manifest).
+pub const MAX_BODY_BYTES: usize = 48 * 1024 * 1024;
+/// Longest a `?wait=true` request is held.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Why the token file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Unreadable file.
+    #[error("token file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A line is not `<token> <scope>[,<scope>...]` with known scopes.
+    #[error(
+        "token file line {line}: expected `<token> <scope>[,<scope>]` with scopes submit, read, admin"
+    )]
+    Syntax {
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
+/// API tokens, kept as SHA-256 digests with their scopes.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens(HashMap<[u8; 32], Vec<String>>);
+
+impl Tokens {
+    /// Parses a token file: one `<token> <scope>[,<scope>...]` per line, `#` comments.
+    pub fn parse(text: &str) -> Result<Self, TokenError> {
+        let mut map = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (Some(token), Some(scopes), None) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(TokenError::Syntax { line: i + 1 });
+            };
+            let scopes: Vec<String> = scopes.split(',').map(str::to_owned).collect();
+            if token.len() < 16
+                || scopes
+                    .iter()
+                    .any(|s| !["submit", "read", "admin"].contains(&s.as_str()))
+            {
+                return Err(TokenError::Syntax { line: i + 1 });
+            }
+            map.insert(Sha256::digest(token.as_bytes()).into(), scopes);
+        }
+        Ok(Self(map))
+    }
+
+    /// Reads a token file.
+    pub fn load(path: &std::path::Path) -> Result<Self, TokenError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    fn scopes(&self, token: &str) -> Option<&Vec<String>> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.0.get(&digest)
+    }
+}
+
+/// Cumulative bucket counts, sum of seconds, and count of one route's requests.
+type Histogram = (Vec<u64>, f64, u64);
+
+/// Request-duration histogram per route.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    routes: Mutex<HashMap<String, Histogram>>,
+}
+
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+
+impl HttpMetrics {
+    fn observe(&self, route: &str, seconds: f64) {
+        if let Ok(mut m) = self.routes.lock() {
+            let e = m
+                .entry(route.to_owned())
+                .or_insert_with(|| (vec![0; BUCKETS.len()], 0.0, 0));
+            for (i, le) in BUCKETS.iter().enumerate() {
+                if seconds <= *le {
+                    e.0[i] += 1;
+                }
+            }
+            e.1 += seconds;
+            e.2 += 1;
+        }
+    }
+}
+
+/// Shared state of the API.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The service.
+    pub service: Arc<Service>,
+    /// Tokens, when required.
+    pub tokens: Option<Arc<Tokens>>,
+    /// Labels this node advertises.
+    pub labels: Vec<String>,
+    /// HTTP metrics.
+    pub http: Arc<HttpMetrics>,
+}
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut r = (self.status, body).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let (status, code) = match &e {
+            ServiceError::BadRequest(_) => (StatusCode::BAD_REQUEST, "malformed"),
+            ServiceError::InvalidManifest { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest")
+            }
+            ServiceError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            ServiceError::Duplicate(_) => (StatusCode::CONFLICT, "replayed_nonce"),
+            ServiceError::Busy => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            ServiceError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+fn body_error(r: BytesRejection) -> ApiError {
+    let status = r.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            status,
+            "too_large",
+            format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+        )
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed", r.body_text())
+    }
+}
+
+/// Builds the router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/jobs", post(submit))
+        .route("/v1/jobs/{job_id}", get(get_job))
+        .route("/v1/jobs/{job_id}/output", get(get_output))
+        .route("/v1/jobs/{job_id}/events", get(job_events))
+        .route("/v1/modules", put(put_module))
+        .route("/v1/modules/{sha256}", get(get_module))
+        .route("/v1/receipts/verify", post(verify))
+        .route("/v1/receipts/{job_id}", get(get_receipt))
+        .route("/v1/node", get(node))
+        .route("/v1/peers", get(peers))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Token check and request timing, around every route.
+async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let open =
+        route == "/healthz" || (route == "/v1/receipts/verify" && request.method() == Method::POST);
+    if let (Some(tokens), false) = (&state.tokens, open) {
+        let needed = match *request.method() {
+            Method::GET | Method::HEAD => "read",
+            _ => "submit",
+        };
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "));
+        match presented.and_then(|t| tokens.scopes(t)) {
+            None => {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "a valid bearer token is required",
+                )
+                .into_response();
+            }
+            Some(scopes) if !scopes.iter().any(|s| s == needed || s == "admin") => {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!("this token lacks the {needed} scope"),
+                )
+                .into_response();
+            }
+            Some(_) => {}
+        }
+    }
+    let response = next.run(request).await;
+    state.http.observe(&route, started.elapsed().as_secs_f64());
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    manifest: Value,
+    module: Option<String>,
+    input: Option<String>,
+    placement: Option<String>,
+}
+
+fn decode_b64(field: &str, s: Option<String>) -> Result<Option<Vec<u8>>, ApiError> {
+    s.map(|s| B64.decode(s.as_bytes()))
+        .transpose()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("`{field}` is not base64: {e}"),
+            )
+        })
+}
+
+fn job_json(row: &JobRow) -> Value {
+    let receipt = row
+        .receipt
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<Value>(r).ok());
+    json!({
+        "job_id": row.job_id,
+        "state": row.state.as_str(),
+        "placement": row.placement,
+        "executor": row.executor,
+        "submitted_at": row.submitted_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "error": row.error,
+        "receipt": receipt,
+    })
+}
+
+async fn submit(
+    State(state): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
+    let b: SubmitBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("request body: {e}"),
+        )
+    })?;
+    let placement = match b.placement.as_deref() {
+        None => Placement::Any,
+        Some(p) => Placement::parse(p).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                "placement must be local, remote or any",
+            )
+        })?,
+    };
+    let sub = Submission {
+        manifest: b.manifest,
+        module: decode_b64("module", b.module)?,
+        input: decode_b64("input", b.input)?.unwrap_or_default(),
+        placement,
+    };
+    let job_id = state.service.submit(sub).await?;
+    if q.get("wait").is_some_and(|w| w == "true" || w == "1") {
+        let row = state.service.wait(&job_id, MAX_WAIT).await?;
+        let done = matches!(
+            row.state,
+            crate::store::JobState::Succeeded | crate::store::JobState::Failed
+        );
+        let status = if done {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        return Ok((status, Json(job_json(&row))).into_response());
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": job_id, "state": "queued"})),
+    )
+        .into_response())
+}
+
+async fn get_job(
+    State(state): State<ApiState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(job_json(&state.service.job(&job_id).await?)))
+}
+
+async fn get_output(
+    State(state): State<ApiState>,
+    Path(job_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = state.service.job(&job_id).await?;
+    let store = state.service.store().clone();
+    let out = tokio::task::spawn_blocking(move || store.output(&row.job_id))
+        .await
+        .map_err(|_| ApiError::from(ServiceError::Internal))?
+        .map_err(ServiceError::from)?;
+    match out {
+        Some(bytes) => {
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no output: the job has not finished, failed, or its output expired",
+        )),
+    }
+}
+
+async fn job_events(
+    State(state): State<ApiState>,
+    Path(job_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let rx = state.service.subscribe(&job_id);
+    let current = state.service.job(&job_id).await?;
+    let first = Event::default()
+        .event("state")
+        .json_data(job_json(&current))
+        .map_err(|_| ServiceError::Internal)?;
+    let stream = futures::stream::unfold((Some(first), rx), |(first, mut rx)| async move {
+        if let Some(e) = first {
+            return Some((Ok::<_, std::convert::Infallible>(e), (None, rx)));
+        }
+        let r = rx.as_mut()?;
+        loop {
+            match r.recv().await {
+                Ok(ev) => {
+                    let terminal = ev.state == "succeeded" || ev.state == "failed";
+                    let event = Event::default().event("state").json_data(&ev).ok()?;
+                    return Some((Ok(event), (None, if terminal { None } else { rx })));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+async fn put_module(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(body_error)?;
+    if body.len() > crate::runtime::instrument::MAX_MODULE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "module too large",
+        ));
+    }
+    let store = state.service.store().clone();
+    let sha = tokio::task::spawn_blocking(move || store.put_module(&body))
+        .await
+        .map_err(|_| ApiError::from(ServiceError::Internal))?
+        .map_err(ServiceError::from)?;
+    Ok(Json(json!({"sha256": sha})))
+}
+
+async fn get_module(
+    State(state): State<ApiState>,
+    Path(sha): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = state.service.store().clone();
+    let s = sha.clone();
+    let bytes = tokio::task::spawn_blocking(move || store.module(&s))
+        .await
+        .map_err(|_| ApiError::from(ServiceError::Internal))?
+        .map_err(ServiceError::from)?;
+    match bytes {
+        Some(b) => Ok(([(header::CONTENT_TYPE, "application/wasm")], b).into_response()),
+        None => Err(ServiceError::NotFound(format!("module {sha}")).into()),
+    }
+}
+
+async fn get_receipt(
+    State(state): State<ApiState>,
+    Path(job_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = state.service.job(&job_id).await?;
+    match row.receipt {
+        Some(r) => Ok(([(header::CONTENT_TYPE, "application/json")], r).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("job {job_id} has no receipt (state {})", row.state.as_str()),
+        )),
+    }
+}
+
+async fn verify(body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(body_error)?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "the receipt is not UTF-8",
+        )
+    })?;
+    let verdict = Receipt::from_json(text).and_then(|r| r.verify());
+    Ok(Json(match verdict {
+        Ok(v) => {
+            json!({"valid": true, "executor": {"peer_id": v.peer_id, "public_key": v.public_key}, "job_id": v.job_id})
+        }
+        Err(e) => json!({"valid": false, "check": e.check(), "reason": e.to_string()}),
+    }))
+}
+
+async fn node(State(state): State<ApiState>) -> Json<Value> {
+    let s = &state.service;
+    let info = match s.client() {
+        Some(c) => c.info().await.ok(),
+        None => None,
+    };
+    let (workers, queue) = s.pool().map_or((0, 0), |p| p.capacity());
+    let stats = s.pool().map(|p| p.stats());
+    Json(json!({
+        "peer_id": s.identity().peer_id().to_string(),
+        "public_key": s.identity().public_key_b64(),
+        "listen_addrs": info.as_ref().map(|i| i.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
+        "capabilities": {"runtime": "wasm3", "arch": std::env::consts::ARCH, "labels": state.labels, "executes": s.pool().is_some()},
+        "capacity": {"workers": workers, "queue": queue, "queued": stats.map_or(0, |x| x.queued), "running": stats.map_or(0, |x| x.running)},
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn peers(State(state): State<ApiState>) -> Json<Value> {
+    let mut out = Vec::new();
+    if let Some(c) = state.service.client()
+        && let Ok(info) = c.info().await
+    {
+        for p in info.connected {
+            let rtt = c
+                .rtt(p)
+                .await
+                .ok()
+                .flatten()
+                .map(|d| d.as_secs_f64() * 1000.0);
+            out.push(json!({"peer_id": p.to_string(), "rtt_ms": rtt}));
+        }
+    }
+    Json(json!({"peers": out}))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<ApiState>, _h: HeaderMap) -> Response {
+    use std::fmt::Write as _;
+    let s = &state.service;
+    let mut out = String::new();
+    out.push_str("# HELP plasm_jobs_total Jobs finished on this node's API, by receipt outcome (or failed).\n# TYPE plasm_jobs_total counter\n");
+    if let Ok(m) = s.metrics.jobs.lock() {
+        let mut keys: Vec<_> = m.iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            let _ = writeln!(out, "plasm_jobs_total{{outcome=\"{k}\"}} {v}");
+        }
+    }
+    let stats = s.pool().map(|p| p.stats());
+    let _ = writeln!(
+        out,
+        "# HELP plasm_queue_depth Jobs waiting for a worker.\n# TYPE plasm_queue_depth gauge\nplasm_queue_depth {}",
+        stats.map_or(0, |x| x.queued)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP plasm_running_jobs Jobs executing.\n# TYPE plasm_running_jobs gauge\nplasm_running_jobs {}",
+        stats.map_or(0, |x| x.running)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP plasm_fuel_consumed_total Fuel used by jobs executed here.\n# TYPE plasm_fuel_consumed_total counter\nplasm_fuel_consumed_total {}",
+        s.metrics.fuel.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let info = match s.client() {
+        Some(c) => c.info().await.ok(),
+        None => None,
+    };
+    let _ = writeln!(
+        out,
+        "# HELP plasm_connected_peers Peers with a connection.\n# TYPE plasm_connected_peers gauge\nplasm_connected_peers {}",
+        info.as_ref().map_or(0, |i| i.connected.len())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP plasm_routing_table_size Kademlia routing table entries.\n# TYPE plasm_routing_table_size gauge\nplasm_routing_table_size {}",
+        info.as_ref().map_or(0, |i| i.routing_table_size)
+    );
+    out.push_str("# HELP plasm_http_request_duration_seconds HTTP request durations by route.\n# TYPE plasm_http_request_duration_seconds histogram\n");
+    if let Ok(m) = state.http.routes.lock() {
+        let mut routes: Vec<_> = m.iter().collect();
+        routes.sort_by(|a, b| a.0.cmp(b.0));
+        for (route, (buckets, sum, count)) in routes {
+            for (le, n) in BUCKETS.iter().zip(buckets) {
+                let _ = writeln!(
+                    out,
+                    "plasm_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "plasm_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "plasm_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "plasm_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
+            );
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

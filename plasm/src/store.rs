@@ -1,0 +1,361 @@
+//! The durable store: SQLite (WAL) for jobs and receipts, files for modules.
+//!
+//! A job's receipt and output are committed in one transaction before anyone is
+//! told the job finished, so `kill -9` at any moment loses nothing a client heard
+//! about. WAL with `synchronous=NORMAL` survives process crashes; `FULL` (config
+//! `store.fsync = true`) also survives power loss at a cost in throughput. All calls
+//! are blocking: async callers go through `spawn_blocking`.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A module file could not be read or written.
+    #[error("module file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The job id or nonce is already stored.
+    #[error("a job with this id or nonce already exists")]
+    Duplicate,
+}
+
+/// Job states as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Accepted, waiting for a worker or an executor.
+    Queued,
+    /// Running here or on a peer.
+    Running,
+    /// Finished with a verified receipt (whatever the job's outcome).
+    Succeeded,
+    /// No receipt: the node failed, restarted, or no executor completed it.
+    Failed,
+}
+
+impl JobState {
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    /// Job id.
+    pub job_id: String,
+    /// Manifest JSON text.
+    pub manifest: String,
+    /// State.
+    pub state: JobState,
+    /// `local`, `remote` or `any`.
+    pub placement: String,
+    /// Executor peer id, once known.
+    pub executor: Option<String>,
+    /// RFC 3339 times.
+    pub submitted_at: String,
+    /// When it started running.
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub finished_at: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Signed receipt JSON.
+    pub receipt: Option<String>,
+}
+
+/// The store.
+pub struct Store {
+    conn: Mutex<Connection>,
+    modules_dir: PathBuf,
+    /// Outputs kept (the newest); older outputs are dropped, receipts are kept.
+    max_outputs: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("modules_dir", &self.modules_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    nonce TEXT NOT NULL UNIQUE,
+    manifest TEXT NOT NULL,
+    state TEXT NOT NULL,
+    placement TEXT NOT NULL,
+    executor TEXT,
+    submitted_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    error TEXT,
+    receipt TEXT,
+    stdout BLOB,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);
+";
+
+impl Store {
+    /// Opens (creating) `<data_dir>/plasm.db` and `<data_dir>/modules/`.
+    pub fn open(data_dir: &Path, fsync: bool, max_outputs: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let modules_dir = data_dir.join("modules");
+        std::fs::create_dir_all(&modules_dir)?;
+        let conn = Connection::open(data_dir.join("plasm.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            modules_dir,
+            max_outputs,
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks jobs left queued or running by a previous process as failed; returns how many.
+    pub fn recover(&self) -> Result<usize, StoreError> {
+        let now = crate::time::now_rfc3339();
+        Ok(self.conn().execute(
+            "UPDATE jobs SET state = 'failed', finished_at = ?1,
+               error = 'the node stopped before the job finished; submit it again with a new nonce'
+             WHERE state IN ('queued', 'running')",
+            params![now],
+        )?)
+    }
+
+    /// Inserts a new queued job. Fails with `Duplicate` for a known job id or nonce.
+    pub fn insert_job(
+        &self,
+        job_id: &str,
+        nonce: &str,
+        manifest: &str,
+        placement: &str,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs", [], |r| {
+            r.get(0)
+        })?;
+        let r = conn.execute(
+            "INSERT INTO jobs (job_id, nonce, manifest, state, placement, submitted_at, seq)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6)",
+            params![
+                job_id,
+                nonce,
+                manifest,
+                placement,
+                crate::time::now_rfc3339(),
+                seq
+            ],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Duplicate)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records that a job started, and where.
+    pub fn mark_running(&self, job_id: &str, executor: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE jobs SET state = 'running', executor = ?2, started_at = ?3 WHERE job_id = ?1 AND state = 'queued'",
+            params![job_id, executor, crate::time::now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Commits a finished job's receipt and output in one transaction.
+    pub fn finish(
+        &self,
+        job_id: &str,
+        executor: &str,
+        receipt: &str,
+        stdout: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE jobs SET state = 'succeeded', executor = ?2, receipt = ?3, stdout = ?4, finished_at = ?5
+             WHERE job_id = ?1",
+            params![job_id, executor, receipt, stdout, crate::time::now_rfc3339()],
+        )?;
+        if self.max_outputs > 0 {
+            tx.execute(
+                "UPDATE jobs SET stdout = NULL WHERE stdout IS NOT NULL AND seq <= (SELECT MAX(seq) FROM jobs) - ?1",
+                params![self.max_outputs as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a failure (no receipt).
+    pub fn fail(&self, job_id: &str, error: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE jobs SET state = 'failed', error = ?2, finished_at = ?3 WHERE job_id = ?1",
+            params![job_id, error, crate::time::now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// A job by id.
+    pub fn job(&self, job_id: &str) -> Result<Option<JobRow>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT job_id, manifest, state, placement, executor, submitted_at, started_at, finished_at, error, receipt
+                 FROM jobs WHERE job_id = ?1",
+                params![job_id],
+                |r| {
+                    Ok(JobRow {
+                        job_id: r.get(0)?,
+                        manifest: r.get(1)?,
+                        state: JobState::parse(&r.get::<_, String>(2)?),
+                        placement: r.get(3)?,
+                        executor: r.get(4)?,
+                        submitted_at: r.get(5)?,
+                        started_at: r.get(6)?,
+                        finished_at: r.get(7)?,
+                        error: r.get(8)?,
+                        receipt: r.get(9)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// A job's stdout, when kept.
+    pub fn output(&self, job_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT stdout FROM jobs WHERE job_id = ?1",
+                params![job_id],
+                |r| r.get::<_, Option<Vec<u8>>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Every stored receipt (for audits and the durability test).
+    pub fn receipts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT job_id, receipt FROM jobs WHERE receipt IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn module_path(&self, sha256: &str) -> PathBuf {
+        self.modules_dir.join(format!("{sha256}.wasm"))
+    }
+
+    /// Stores module bytes under their hash (idempotent); returns the hash.
+    pub fn put_module(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let sha = crate::job::sha256_hex(bytes);
+        let path = self.module_path(&sha);
+        if !path.exists() {
+            let tmp = self.modules_dir.join(format!(".{sha}.tmp"));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        Ok(sha)
+    }
+
+    /// Module bytes by hash. `sha256` must be validated hex (it names a file).
+    pub fn module(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if sha256.len() != 64
+            || !sha256
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Ok(None);
+        }
+        match std::fs::read(self.module_path(sha256)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_duplicates_and_recovery() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path(), false, 1).expect("open");
+        s.insert_job("a", "n1", "{}", "local").expect("insert");
+        assert!(matches!(
+            s.insert_job("a", "n2", "{}", "local"),
+            Err(StoreError::Duplicate)
+        ));
+        assert!(matches!(
+            s.insert_job("b", "n1", "{}", "local"),
+            Err(StoreError::Duplicate)
+        ));
+        s.mark_running("a", "me").expect("running");
+        s.finish("a", "me", "{\"r\":1}", b"out").expect("finish");
+        assert_eq!(s.output("a").expect("out"), Some(b"out".to_vec()));
+        s.insert_job("b", "n2", "{}", "local").expect("insert");
+        s.finish("b", "me", "{}", b"two").expect("finish");
+        // Retention keeps one output: the newest.
+        assert_eq!(s.output("a").expect("out"), None);
+        assert_eq!(
+            s.job("a").expect("job").map(|j| j.state),
+            Some(JobState::Succeeded)
+        );
+        s.insert_job("c", "n3", "{}", "local").expect("insert");
+        drop(s);
+        let s = Store::open(dir.path(), false, 1).expect("reopen");
+        assert_eq!(s.recover().expect("recover"), 1);
+        let c = s.job("c").expect("job").expect("c");
+        assert_eq!(c.state, JobState::Failed);
+        assert!(c.error.is_some());
+        assert_eq!(s.receipts().expect("receipts").len(), 2);
+    }
+
+    #[test]
+    fn modules_by_hash() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path(), false, 10).expect("open");
+        let sha = s.put_module(b"bytes").expect("put");
+        assert_eq!(s.module(&sha).expect("get"), Some(b"bytes".to_vec()));
+        assert_eq!(s.module("../../etc/passwd").expect("get"), None);
+        assert_eq!(s.module(&"0".repeat(64)).expect("get"), None);
+    }
+}
