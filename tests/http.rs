@@ -1,0 +1,415 @@
+//! The HTTP API of a real node on port 0: every route, every error class, the
+//! token rules, and the router held to `schemas/openapi.yaml`.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::*;
+use plasm::httpc::{self, HttpResponse};
+use plasm::manifest::ManifestBuilder;
+use plasm::node::{Mode, Node, NodeConfig};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn api_config(dir: &std::path::Path, tokens: Option<std::path::PathBuf>) -> NodeConfig {
+    let mut c = memory_config(Mode::Node, &[]);
+    c.api = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    c.data_dir = Some(dir.to_path_buf());
+    c.api_tokens = tokens;
+    c.grace = Duration::from_secs(2);
+    c
+}
+
+async fn call(
+    node: &Node,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> HttpResponse {
+    let url = format!("http://{}{path}", node.api_addr().expect("api"));
+    httpc::request(
+        method,
+        &url,
+        token,
+        Some("application/json"),
+        body,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("http")
+}
+
+fn submission(
+    module: &[u8],
+    input: &[u8],
+    b: ManifestBuilder,
+    placement: &str,
+) -> (String, Vec<u8>) {
+    let m = b.build(module, input).expect("manifest");
+    let body = json!({"manifest": m.as_value(), "module": B64.encode(module), "input": B64.encode(input), "placement": placement});
+    (m.job_id().to_owned(), body.to_string().into_bytes())
+}
+
+fn error_code(r: &HttpResponse) -> String {
+    r.json()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let node = start(api_config(dir.path(), None)).await;
+    let module = hello();
+
+    let r = call(&node, "PUT", "/v1/modules", None, &module).await;
+    assert_eq!(r.status, 200);
+    let sha = r.json().expect("json")["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    let r = call(&node, "GET", &format!("/v1/modules/{sha}"), None, b"").await;
+    assert_eq!((r.status, r.body.clone()), (200, module.clone()));
+
+    // The module is held now: submit without it, and wait for the end.
+    let m = ManifestBuilder::new()
+        .build(&module, b"")
+        .expect("manifest");
+    let body = json!({"manifest": m.as_value(), "placement": "local"}).to_string();
+    let r = call(&node, "POST", "/v1/jobs?wait=true", None, body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let job = r.json().expect("json");
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["executor"], json!(node.peer_id().to_string()));
+    let id = m.job_id();
+
+    let r = call(&node, "GET", &format!("/v1/jobs/{id}"), None, b"").await;
+    assert_eq!(r.json().expect("json")["receipt"]["job_id"], json!(id));
+    let r = call(&node, "GET", &format!("/v1/jobs/{id}/output"), None, b"").await;
+    assert_eq!(r.body, b"hello from plasm\n");
+    let receipt = call(&node, "GET", &format!("/v1/receipts/{id}"), None, b"").await;
+    assert_eq!(receipt.status, 200);
+    let v = call(&node, "POST", "/v1/receipts/verify", None, &receipt.body)
+        .await
+        .json()
+        .expect("json");
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["executor"]["peer_id"], json!(node.peer_id().to_string()));
+    let mut forged: Value = serde_json::from_slice(&receipt.body).expect("json");
+    forged["output"] = json!(format!("sha256:{}", "0".repeat(64)));
+    let v = call(
+        &node,
+        "POST",
+        "/v1/receipts/verify",
+        None,
+        forged.to_string().as_bytes(),
+    )
+    .await
+    .json()
+    .expect("json");
+    assert_eq!(
+        (v["valid"].clone(), v["check"].clone()),
+        (json!(false), json!("signature"))
+    );
+
+    let mut events = Vec::new();
+    let url = format!(
+        "http://{}/v1/jobs/{id}/events",
+        node.api_addr().expect("api")
+    );
+    httpc::events(&url, None, |_, data| {
+        events.push(data.to_owned());
+        false
+    })
+    .await
+    .expect("sse");
+    assert!(events[0].contains("succeeded"), "{events:?}");
+
+    // Asynchronous submission, then the event stream until the end.
+    let (id2, body) = submission(&module, b"", ManifestBuilder::new(), "local");
+    let r = call(&node, "POST", "/v1/jobs", None, &body).await;
+    assert_eq!(r.status, 202);
+    assert_eq!(r.json().expect("json")["job_id"], json!(id2));
+    let mut last = String::new();
+    httpc::events(
+        &format!(
+            "http://{}/v1/jobs/{id2}/events",
+            node.api_addr().expect("api")
+        ),
+        None,
+        |_, d| {
+            last = d.to_owned();
+            !(d.contains("\"succeeded\"") || d.contains("\"failed\""))
+        },
+    )
+    .await
+    .expect("sse");
+    assert!(last.contains("succeeded"), "{last}");
+
+    let n = call(&node, "GET", "/v1/node", None, b"")
+        .await
+        .json()
+        .expect("json");
+    assert_eq!(n["peer_id"], json!(node.peer_id().to_string()));
+    assert_eq!(n["capabilities"]["runtime"], "wasm3");
+    assert!(n["capacity"]["workers"].as_u64().is_some());
+    assert!(
+        call(&node, "GET", "/v1/peers", None, b"")
+            .await
+            .json()
+            .expect("json")["peers"]
+            .is_array()
+    );
+    assert_eq!(call(&node, "GET", "/healthz", None, b"").await.status, 200);
+    let metrics =
+        String::from_utf8(call(&node, "GET", "/metrics", None, b"").await.body).expect("utf8");
+    for name in [
+        "plasm_jobs_total{outcome=\"exited\"} 2",
+        "plasm_queue_depth",
+        "plasm_running_jobs",
+        "plasm_fuel_consumed_total",
+        "plasm_connected_peers",
+        "plasm_routing_table_size",
+        "plasm_http_request_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_class_has_its_status() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = api_config(dir.path(), None);
+    c.queue = 1;
+    let node = start(c).await;
+    let module = hello();
+
+    let r = call(&node, "POST", "/v1/jobs", None, b"{\"manifest\": ").await;
+    assert_eq!((r.status, error_code(&r)), (400, "malformed".into()));
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("line 1"),
+        "the position is named"
+    );
+    let (_, body) = submission(&module, b"", ManifestBuilder::new(), "everywhere");
+    assert_eq!(
+        call(&node, "POST", "/v1/jobs", None, &body).await.status,
+        400
+    );
+    let r = call(
+        &node,
+        "POST",
+        "/v1/jobs",
+        None,
+        br#"{"manifest": {"version": "plasm.job/v1"}}"#,
+    )
+    .await;
+    assert_eq!((r.status, error_code(&r)), (422, "invalid_manifest".into()));
+    let m = ManifestBuilder::new()
+        .build(b"\0asm\x01\0\0\0", b"")
+        .expect("m");
+    let r = call(
+        &node,
+        "POST",
+        "/v1/jobs",
+        None,
+        json!({"manifest": m.as_value()}).to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!((r.status, error_code(&r)), (422, "unprocessable".into()));
+    assert!(String::from_utf8_lossy(&r.body).contains("not held"));
+
+    let (_, body) = submission(&module, b"", ManifestBuilder::new(), "local");
+    assert_eq!(
+        call(&node, "POST", "/v1/jobs?wait=true", None, &body)
+            .await
+            .status,
+        200
+    );
+    let r = call(&node, "POST", "/v1/jobs", None, &body).await;
+    assert_eq!((r.status, error_code(&r)), (409, "replayed_nonce".into()));
+
+    for path in [
+        "/v1/jobs/nope",
+        "/v1/jobs/nope/output",
+        "/v1/receipts/nope",
+        "/v1/modules/00",
+        "/v1/nothing",
+    ] {
+        let r = call(&node, "GET", path, None, b"").await;
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (404, "not_found".into()),
+            "{path}"
+        );
+    }
+    let big = vec![b'x'; plasm::api::MAX_BODY_BYTES + 1];
+    let r = call(&node, "PUT", "/v1/modules", None, &big).await;
+    assert_eq!((r.status, error_code(&r)), (413, "too_large".into()));
+
+    // One worker, one queue slot: a burst of slow jobs is partly refused with 429.
+    let spin = wat::parse_str("(module (func (export \"_start\") (loop (br 0))))").expect("wat");
+    let mut refused = 0;
+    for _ in 0..6 {
+        let (_, body) = submission(
+            &spin,
+            b"",
+            ManifestBuilder::new().fuel(100_000_000),
+            "local",
+        );
+        let r = call(&node, "POST", "/v1/jobs", None, &body).await;
+        if r.status == 429 {
+            assert_eq!(r.header("retry-after"), Some("1"));
+            assert_eq!(error_code(&r), "queue_full");
+            refused += 1;
+        } else {
+            assert_eq!(r.status, 202);
+        }
+    }
+    assert!(refused >= 3, "refused {refused}");
+
+    node.service().expect("service").begin_shutdown();
+    let (_, body) = submission(&module, b"", ManifestBuilder::new(), "local");
+    let r = call(&node, "POST", "/v1/jobs", None, &body).await;
+    assert_eq!((r.status, error_code(&r)), (503, "shutting_down".into()));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_carry_scopes_and_beyond_loopback_needs_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# token scopes\nreader-token-0123456789 read\nsubmitter-token-0123456789 submit\nadmin-token-0123456789 admin\n")
+        .expect("write");
+    let node = start(api_config(&dir.path().join("node"), Some(tokens.clone()))).await;
+    let module = hello();
+    let (_, body) = submission(&module, b"", ManifestBuilder::new(), "local");
+
+    assert_eq!(call(&node, "GET", "/v1/node", None, b"").await.status, 401);
+    assert_eq!(
+        call(
+            &node,
+            "GET",
+            "/v1/node",
+            Some("wrong-token-0123456789"),
+            b""
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        call(
+            &node,
+            "GET",
+            "/v1/node",
+            Some("reader-token-0123456789"),
+            b""
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        call(
+            &node,
+            "POST",
+            "/v1/jobs",
+            Some("reader-token-0123456789"),
+            &body
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        call(
+            &node,
+            "GET",
+            "/v1/node",
+            Some("submitter-token-0123456789"),
+            b""
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        call(
+            &node,
+            "POST",
+            "/v1/jobs",
+            Some("submitter-token-0123456789"),
+            &body
+        )
+        .await
+        .status,
+        202
+    );
+    assert_eq!(
+        call(
+            &node,
+            "GET",
+            "/metrics",
+            Some("admin-token-0123456789"),
+            b""
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(call(&node, "GET", "/healthz", None, b"").await.status, 200);
+    assert_eq!(
+        call(&node, "POST", "/v1/receipts/verify", None, b"{}")
+            .await
+            .status,
+        200
+    );
+    node.shutdown().await;
+
+    let mut open = api_config(&dir.path().join("open"), None);
+    open.api = Some(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let err = Node::start(open).await.expect_err("refuses to start");
+    assert!(err.to_string().contains("--api-token-file"), "{err}");
+    let mut bad = api_config(&dir.path().join("bad"), None);
+    std::fs::write(dir.path().join("bad-tokens"), "short read\n").expect("write");
+    bad.api_tokens = Some(dir.path().join("bad-tokens"));
+    assert!(Node::start(bad).await.is_err());
+}
+
+#[test]
+fn the_router_matches_the_openapi_document() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let source = std::fs::read_to_string(root.join("plasm/src/api.rs")).expect("api.rs");
+    let spec = std::fs::read_to_string(root.join("schemas/openapi.yaml")).expect("openapi.yaml");
+    let mut routed = std::collections::BTreeSet::new();
+    for line in source
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with(".route(\""))
+    {
+        let path = line.split('"').nth(1).expect("path");
+        let method = line
+            .split(", ")
+            .nth(1)
+            .and_then(|m| m.split('(').next())
+            .expect("method");
+        routed.insert((path.to_owned(), method.to_owned()));
+    }
+    let mut documented = std::collections::BTreeSet::new();
+    let mut current = String::new();
+    for line in spec.lines() {
+        if let Some(p) = line.strip_prefix("  /").and_then(|p| p.strip_suffix(':')) {
+            current = format!("/{p}");
+        } else if let Some(m) = line.strip_prefix("    ").and_then(|m| m.strip_suffix(':')) {
+            if ["get", "post", "put", "patch", "delete"].contains(&m) && !current.is_empty() {
+                documented.insert((current.clone(), m.to_owned()));
+            }
+        }
+    }
+    assert!(routed.len() >= 12, "{routed:?}");
+    assert_eq!(routed, documented);
+}
