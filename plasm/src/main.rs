@@ -463,6 +463,8 @@ fn start(a: StartArgs) -> Result<()> {
         config.queue = config.workers * 4;
     }
     config.net.transport = plasm::node::transport_for(&config.listen);
+    config.api = (!a.no_api).then_some(a.api);
+    config.api_tokens = a.api_token_file;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -323,9 +323,12 @@ impl Service {
                     None
                 }
                 Err(e) => {
+                    // Refused before it ran: forget it, so the same manifest can be retried.
                     let (store, id) = (self.store.clone(), job_id.clone());
-                    let _ = blocking(move || store.fail(&id, "refused: queue full")).await;
-                    self.emit(&job_id, "failed", None, Some(e.to_string()));
+                    let _ = blocking(move || store.delete_job(&id)).await;
+                    if let Ok(mut map) = self.events.lock() {
+                        map.remove(&job_id);
+                    }
                     return Err(if matches!(e, PoolError::Busy { .. }) {
                         ServiceError::Busy
                     } else {

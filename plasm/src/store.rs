@@ -221,6 +221,15 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets a job that was refused before it ran (so the client may retry it).
+    pub fn delete_job(&self, job_id: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "DELETE FROM jobs WHERE job_id = ?1 AND receipt IS NULL",
+            params![job_id],
+        )?;
+        Ok(())
+    }
+
     /// Records a failure (no receipt).
     pub fn fail(&self, job_id: &str, error: &str) -> Result<(), StoreError> {
         self.conn().execute(
@@ -287,7 +296,12 @@ impl Store {
         let sha = crate::job::sha256_hex(bytes);
         let path = self.module_path(&sha);
         if !path.exists() {
-            let tmp = self.modules_dir.join(format!(".{sha}.tmp"));
+            // A unique temporary name: concurrent uploads of one module must not collide.
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = self
+                .modules_dir
+                .join(format!(".{sha}.{}.{n}.tmp", std::process::id()));
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)?;
         }
