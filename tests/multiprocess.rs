@@ -62,7 +62,7 @@ impl Proc {
 fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
     let log = dir.join(format!("{name}.log"));
     let mut child = Command::new(plasm_bin())
-        .args(["start", "--data-dir"])
+        .args(["start", "--api", "127.0.0.1:0", "--data-dir"])
         .arg(dir.join(name))
         .args(args)
         .env("PLASM_LOG", "plasm=info")

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod config;
 pub mod demo;
 pub mod httpc;
 pub mod identity;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 )]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    #[arg(long, global = true, env = "PLASM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
     #[command(subcommand)]
     command: Command,
@@ -59,6 +59,8 @@ enum Command {
     Demo,
     /// Run a node until SIGINT or SIGTERM.
     Start(Box<StartArgs>),
+    /// Print the effective configuration (defaults < file < PLASM_* < flags) as TOML.
+    Config(Box<StartArgs>),
     /// Print performance figures: process start-to-receipt, metering overhead, verifications/s.
     Bench {
         /// Repetitions of each measurement.
@@ -69,6 +71,9 @@ enum Command {
 
 #[derive(Args)]
 struct StartArgs {
+    /// TOML config file (default: $PLASM_CONFIG, else embedded defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Listen address (repeatable). Default: QUIC and TCP on port 4610 on all interfaces.
     #[arg(long)]
     listen: Vec<Multiaddr>,
@@ -76,8 +81,8 @@ struct StartArgs {
     #[arg(long)]
     bootstrap: Vec<Multiaddr>,
     /// node: execute jobs; bootstrap: serve the DHT only, never execute.
-    #[arg(long, default_value = "node", value_parser = ["node", "bootstrap"])]
-    mode: String,
+    #[arg(long, value_parser = ["node", "bootstrap"])]
+    mode: Option<String>,
     /// The node is publicly reachable: serve the DHT (Kademlia server mode).
     #[arg(long)]
     public: bool,
@@ -87,9 +92,12 @@ struct StartArgs {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     workers: Option<usize>,
-    /// HTTP API address (port 0 allowed).
-    #[arg(long, default_value = "127.0.0.1:4611")]
-    api: std::net::SocketAddr,
+    /// Jobs waiting for a worker (default: four per worker).
+    #[arg(long)]
+    queue: Option<usize>,
+    /// HTTP API address, port 0 allowed (default 127.0.0.1:4611).
+    #[arg(long)]
+    api: Option<std::net::SocketAddr>,
     /// Run without the HTTP API.
     #[arg(long, conflicts_with = "api")]
     no_api: bool,
@@ -203,6 +211,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Config(args) => match effective_config(&args).and_then(|c| {
+            c.to_node_config()?;
+            Ok(c)
+        }) {
+            Ok(c) => {
+                print!("{}", c.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("plasm: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Start(args) => match start(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -444,37 +465,62 @@ fn run_remote(
     })
 }
 
-fn start(a: StartArgs) -> Result<()> {
-    let dir = data_dir(&a.data_dir)?;
-    let mut config = NodeConfig::new(dir);
-    if !a.listen.is_empty() {
-        config.listen = a.listen;
-    }
-    config.bootstrap = a.bootstrap;
-    config.mode = if a.mode == "bootstrap" {
-        Mode::Bootstrap
-    } else {
-        Mode::Node
+/// Defaults < config file < PLASM_* environment < flags.
+fn effective_config(a: &StartArgs) -> Result<plasm::config::Config> {
+    use plasm::config::Config;
+    let file = a
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("PLASM_CONFIG").map(PathBuf::from));
+    let mut c = match file {
+        Some(path) => Config::from_file(&path)?,
+        None => Config::default(),
     };
-    config.public = a.public;
-    config.policy.labels = a.labels;
-    if let Some(w) = a.workers {
-        config.workers = w.max(1);
-        config.queue = config.workers * 4;
+    c.apply_env(|k| std::env::var(k).ok())?;
+    if let Some(d) = &a.data_dir.data_dir {
+        c.data_dir = d.display().to_string();
     }
-    config.net.transport = plasm::node::transport_for(&config.listen);
-    config.api = (!a.no_api).then_some(a.api);
-    config.api_tokens = a.api_token_file;
+    if !a.listen.is_empty() {
+        c.listen = a.listen.iter().map(ToString::to_string).collect();
+    }
+    if !a.bootstrap.is_empty() {
+        c.bootstrap = a.bootstrap.iter().map(ToString::to_string).collect();
+    }
+    if let Some(m) = &a.mode {
+        c.mode = m.clone();
+    }
+    c.public |= a.public;
+    if !a.labels.is_empty() {
+        c.labels = a.labels.clone();
+    }
+    if let Some(w) = a.workers {
+        c.capacity.workers = w.max(1);
+    }
+    if let Some(q) = a.queue {
+        c.capacity.queue = q.max(1);
+    }
+    if let Some(api) = a.api {
+        c.api.address = api.to_string();
+    }
+    if a.no_api {
+        c.api.enabled = false;
+    }
+    if let Some(t) = &a.api_token_file {
+        c.api.token_file = t.display().to_string();
+    }
+    Ok(c)
+}
+
+fn start(a: StartArgs) -> Result<()> {
+    let effective = effective_config(&a)?;
+    let config = effective.to_node_config()?;
+    let mode_name = effective.mode.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let node = Node::start(config).await?;
-        let mode = if matches!(a.mode.as_str(), "bootstrap") {
-            "bootstrap"
-        } else {
-            "node"
-        };
+        let mode = mode_name.as_str();
         println!("plasm {mode} {} started", node.peer_id());
         // Let wildcard listeners report their per-interface addresses.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -1,0 +1,356 @@
+//! Node configuration: embedded defaults, overridden by a TOML file
+//! (`--config`, or `PLASM_CONFIG`), overridden by `PLASM_*` environment
+//! variables, overridden by command-line flags. `plasm config` prints the result.
+
+use crate::net::executor::ExecutorPolicy;
+use crate::node::{DEFAULT_API_PORT, DEFAULT_PORT, Mode, NodeConfig};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (the message names the key and position).
+    #[error("config file {path}: {message}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// toml's message.
+        message: String,
+    },
+    /// An environment variable or flag has an invalid value.
+    #[error("{name}: {message}")]
+    Value {
+        /// Variable or flag.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The HTTP API section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve the API.
+    pub enabled: bool,
+    /// Address (port 0 allowed). Anything but loopback needs `token_file`.
+    pub address: String,
+    /// Token file (`<token> <scope>[,<scope>]` per line); empty: none.
+    pub token_file: String,
+}
+
+/// Capacity: worker threads and queued jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapacityConfig {
+    /// Worker threads (0: one per CPU).
+    pub workers: usize,
+    /// Jobs waiting for a worker (0: four per worker).
+    pub queue: usize,
+}
+
+/// The store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// fsync every commit (survives power loss).
+    pub fsync: bool,
+    /// Job outputs kept (receipts are always kept).
+    pub max_outputs: u64,
+}
+
+/// What the executor accepts from others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest fuel budget.
+    pub max_fuel: u64,
+    /// Largest memory cap.
+    pub max_memory_bytes: u64,
+    /// Largest output cap.
+    pub max_output_bytes: u64,
+    /// Largest module.
+    pub max_module_bytes: u64,
+    /// Largest input.
+    pub max_input_bytes: u64,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory (identity key, store, modules).
+    pub data_dir: String,
+    /// `node` or `bootstrap`.
+    pub mode: String,
+    /// Publicly reachable: serve the DHT.
+    pub public: bool,
+    /// Listen multiaddrs.
+    pub listen: Vec<String>,
+    /// Bootstrap multiaddrs (ending in /p2p/<peer id>).
+    pub bootstrap: Vec<String>,
+    /// Labels advertised.
+    pub labels: Vec<String>,
+    /// Seconds running jobs may take to finish after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+    /// HTTP API.
+    pub api: ApiConfig,
+    /// Capacity.
+    pub capacity: CapacityConfig,
+    /// Store.
+    pub store: StoreConfig,
+    /// Limits for jobs from others.
+    pub limits: LimitsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            mode: "node".into(),
+            public: false,
+            listen: vec![
+                format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"),
+                format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
+            ],
+            bootstrap: Vec::new(),
+            labels: Vec::new(),
+            shutdown_grace_seconds: 30,
+            api: ApiConfig::default(),
+            capacity: CapacityConfig::default(),
+            store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address: format!("127.0.0.1:{DEFAULT_API_PORT}"),
+            token_file: String::new(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            fsync: false,
+            max_outputs: 10_000,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let p = ExecutorPolicy::default();
+        Self {
+            max_fuel: p.max_fuel,
+            max_memory_bytes: p.max_memory_bytes,
+            max_output_bytes: p.max_output_bytes,
+            max_module_bytes: p.max_module_bytes,
+            max_input_bytes: p.max_input_bytes,
+        }
+    }
+}
+
+fn default_data_dir() -> String {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("plasm").display().to_string();
+    }
+    std::env::var_os("HOME")
+        .map(|h| {
+            PathBuf::from(h)
+                .join(".local/share/plasm")
+                .display()
+                .to_string()
+        })
+        .unwrap_or_else(|| "/var/lib/plasm".into())
+}
+
+fn value_err(name: &str, message: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Value {
+        name: name.into(),
+        message: message.to_string(),
+    }
+}
+
+impl Config {
+    /// Defaults overridden by the TOML file at `path`.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Toml {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies `PLASM_*` variables from `env` (lists are comma-separated).
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let list = |v: String| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let boolean = |name: &str, v: String| match v.as_str() {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" => Ok(false),
+            _ => Err(value_err(name, "expected true or false")),
+        };
+        let number = |name: &str, v: String| v.parse::<u64>().map_err(|e| value_err(name, e));
+        if let Some(v) = env("PLASM_DATA_DIR") {
+            self.data_dir = v;
+        }
+        if let Some(v) = env("PLASM_MODE") {
+            self.mode = v;
+        }
+        if let Some(v) = env("PLASM_PUBLIC") {
+            self.public = boolean("PLASM_PUBLIC", v)?;
+        }
+        if let Some(v) = env("PLASM_LISTEN") {
+            self.listen = list(v);
+        }
+        if let Some(v) = env("PLASM_BOOTSTRAP") {
+            self.bootstrap = list(v);
+        }
+        if let Some(v) = env("PLASM_LABELS") {
+            self.labels = list(v);
+        }
+        if let Some(v) = env("PLASM_API") {
+            self.api.address = v;
+        }
+        if let Some(v) = env("PLASM_API_TOKEN_FILE") {
+            self.api.token_file = v;
+        }
+        if let Some(v) = env("PLASM_WORKERS") {
+            self.capacity.workers = number("PLASM_WORKERS", v)? as usize;
+        }
+        if let Some(v) = env("PLASM_QUEUE") {
+            self.capacity.queue = number("PLASM_QUEUE", v)? as usize;
+        }
+        Ok(())
+    }
+
+    /// Checks values and builds the node configuration.
+    pub fn to_node_config(&self) -> Result<NodeConfig, ConfigError> {
+        let dir = PathBuf::from(&self.data_dir);
+        let mut c = NodeConfig::new(dir);
+        c.mode = match self.mode.as_str() {
+            "node" => Mode::Node,
+            "bootstrap" => Mode::Bootstrap,
+            other => {
+                return Err(value_err(
+                    "mode",
+                    format!("{other}: expected node or bootstrap"),
+                ));
+            }
+        };
+        c.public = self.public;
+        let addrs = |name: &str, v: &[String]| {
+            v.iter()
+                .map(|a| a.parse().map_err(|e| value_err(name, format!("{a}: {e}"))))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        c.listen = addrs("listen", &self.listen)?;
+        c.bootstrap = addrs("bootstrap", &self.bootstrap)?;
+        c.net.transport = crate::node::transport_for(&c.listen);
+        c.policy.labels = self.labels.clone();
+        c.policy.max_fuel = self.limits.max_fuel;
+        c.policy.max_memory_bytes = self.limits.max_memory_bytes;
+        c.policy.max_output_bytes = self.limits.max_output_bytes;
+        c.policy.max_module_bytes = self.limits.max_module_bytes;
+        c.policy.max_input_bytes = self.limits.max_input_bytes;
+        c.api = if self.api.enabled {
+            Some(
+                self.api
+                    .address
+                    .parse()
+                    .map_err(|e| value_err("api.address", format!("{}: {e}", self.api.address)))?,
+            )
+        } else {
+            None
+        };
+        c.api_tokens =
+            (!self.api.token_file.is_empty()).then(|| PathBuf::from(&self.api.token_file));
+        if self.capacity.workers > 0 {
+            c.workers = self.capacity.workers;
+        }
+        c.queue = if self.capacity.queue > 0 {
+            self.capacity.queue
+        } else {
+            c.workers * 4
+        };
+        c.fsync = self.store.fsync;
+        c.max_outputs = self.store.max_outputs;
+        c.grace = Duration::from_secs(self.shutdown_grace_seconds);
+        Ok(c)
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("plasm.toml");
+        std::fs::write(
+            &path,
+            "mode = \"bootstrap\"\nlabels = [\"gpu\"]\n[capacity]\nworkers = 3\n",
+        )
+        .expect("write");
+        let mut c = Config::from_file(&path).expect("parse");
+        assert_eq!((c.mode.as_str(), c.capacity.workers), ("bootstrap", 3));
+        assert_eq!(c.api, Config::default().api);
+        c.apply_env(|k| (k == "PLASM_WORKERS").then(|| "5".to_owned()))
+            .expect("env");
+        let n = c.to_node_config().expect("node config");
+        assert_eq!((n.workers, n.queue, n.mode), (5, 20, Mode::Bootstrap));
+        // What `plasm config` prints parses back to the same configuration.
+        assert_eq!(
+            toml::from_str::<Config>(&c.to_toml()).expect("round trip"),
+            c
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("plasm.toml");
+        std::fs::write(&path, "workerz = 3\n").expect("write");
+        let e = Config::from_file(&path)
+            .expect_err("unknown key")
+            .to_string();
+        assert!(e.contains("workerz"), "{e}");
+        let mut c = Config::default();
+        assert!(
+            c.apply_env(|k| (k == "PLASM_PUBLIC").then(|| "maybe".to_owned()))
+                .is_err()
+        );
+        c.mode = "nodes".into();
+        assert!(c.to_node_config().is_err());
+    }
+}
