@@ -30,6 +30,7 @@ struct Proc {
     child: Child,
     addrs: Vec<String>,
     log: PathBuf,
+    api: String,
 }
 
 impl Drop for Proc {
@@ -76,18 +77,28 @@ fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(addr) = line.strip_prefix("listening ") {
                 let _ = tx.send(addr.to_owned());
+            } else if let Some(api) = line.strip_prefix("api ") {
+                let _ = tx.send(format!("api {api}"));
             }
         }
     });
     let want = args.iter().filter(|a| **a == "--listen").count();
-    let mut addrs = Vec::new();
-    while addrs.len() < want {
-        addrs.push(
-            rx.recv_timeout(Duration::from_secs(20))
-                .expect("node prints its listen addresses"),
-        );
+    let (mut addrs, mut api) = (Vec::new(), String::new());
+    while addrs.len() < want || api.is_empty() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("node prints its addresses");
+        match line.strip_prefix("api ") {
+            Some(a) => api = a.to_owned(),
+            None => addrs.push(line),
+        }
     }
-    Proc { child, addrs, log }
+    Proc {
+        child,
+        addrs,
+        log,
+        api,
+    }
 }
 
 fn run_remote(dir: &Path, module: &Path, bootstrap: &str, receipt: &Path) -> Output {
@@ -288,4 +299,72 @@ fn killing_the_chosen_executor_mid_job_falls_over_to_the_other() {
         "the first executor failed mid-job: {stderr}"
     );
     assert!(executor == e1.peer_id() || executor == e2.peer_id());
+}
+
+#[test]
+fn the_cli_submits_through_the_api_and_reads_the_receipt_back() {
+    let d = tempfile::tempdir().expect("tmp");
+    let node = start(d.path(), "n", &["--listen", QUIC]);
+    let module = d.path().join("reverse.wat");
+    std::fs::write(&module, include_str!("../examples/wat/reverse.wat")).expect("write");
+    let input = d.path().join("in.txt");
+    std::fs::write(&input, "plasm api").expect("write");
+    let out = Command::new(plasm_bin())
+        .args([
+            "submit",
+            "--wait",
+            "--placement",
+            "local",
+            "--api",
+            &node.api,
+            "--input",
+        ])
+        .arg(&input)
+        .arg(&module)
+        .output()
+        .expect("submit");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"ipa msalp");
+    let out = Command::new(plasm_bin())
+        .args(["submit", "--api", &node.api])
+        .arg(&module)
+        .output()
+        .expect("submit");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(id.len(), 64, "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = Command::new(plasm_bin())
+            .args(["status", &id, "--api", &node.api])
+            .output()
+            .expect("status");
+        if String::from_utf8_lossy(&s.stdout).contains("\"succeeded\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job never succeeded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = d.path().join("r.json");
+    let got = Command::new(plasm_bin())
+        .args(["receipt", "get", &id, "--api", &node.api])
+        .output()
+        .expect("get");
+    std::fs::write(&r, &got.stdout).expect("write");
+    let v = Command::new(plasm_bin())
+        .args(["receipt", "verify"])
+        .arg(&r)
+        .output()
+        .expect("verify");
+    assert_eq!(v.status.code(), Some(0));
+    let missing = Command::new(plasm_bin())
+        .args(["status", "nope", "--api", &node.api])
+        .output()
+        .expect("status");
+    assert_ne!(missing.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
 }

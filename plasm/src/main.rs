@@ -59,6 +59,20 @@ enum Command {
     Demo,
     /// Run a node until SIGINT or SIGTERM.
     Start(Box<StartArgs>),
+    /// Submit a job to a node's HTTP API.
+    Submit(Box<SubmitArgs>),
+    /// Print a job's state from a node's HTTP API.
+    Status {
+        /// Job id.
+        job_id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List the peers a node is connected to.
+    Peers {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Print the effective configuration (defaults < file < PLASM_* < flags) as TOML.
     Config(Box<StartArgs>),
     /// Print performance figures: process start-to-receipt, metering overhead, verifications/s.
@@ -115,6 +129,59 @@ enum ReceiptCommand {
         /// Receipt file, or - for stdin.
         file: String,
     },
+    /// Print a job's receipt from a node's API.
+    Get {
+        /// Job id.
+        job_id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ApiArgs {
+    /// Node API base URL.
+    #[arg(long, env = "PLASM_API_URL", default_value = "http://127.0.0.1:4611")]
+    api: String,
+    /// File holding a bearer token for the API.
+    #[arg(long, env = "PLASM_API_TOKEN_FILE_CLIENT")]
+    token_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    fn token(&self) -> Result<Option<String>> {
+        self.token_file
+            .as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .map(|t| t.split_whitespace().next().unwrap_or("").to_owned())
+                    .with_context(|| format!("cannot read {}", p.display()))
+            })
+            .transpose()
+    }
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    /// A module (.wasm or .wat) or a manifest (.json; its module must be held by the node or given with --module).
+    job: PathBuf,
+    /// Module bytes for a manifest.
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// File for stdin, or - for this process's stdin.
+    #[arg(long)]
+    input: Option<String>,
+    /// Argument passed to the job (repeatable).
+    #[arg(long = "arg", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// local, remote or any.
+    #[arg(long, default_value = "any", value_parser = ["local", "remote", "any"])]
+    placement: String,
+    /// Wait for the end, showing progress, then print the output.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 #[derive(Args)]
@@ -186,6 +253,37 @@ fn main() -> ExitCode {
         Command::Receipt {
             command: ReceiptCommand::Verify { file },
         } => verify(&file),
+        Command::Receipt {
+            command: ReceiptCommand::Get { job_id, api },
+        } => api_command(async move {
+            let r = api_call(&api, "GET", &format!("/v1/receipts/{job_id}"), b"").await?;
+            println!("{}", String::from_utf8_lossy(&r.body));
+            Ok(())
+        }),
+        Command::Status { job_id, api } => api_command(async move {
+            let r = api_call(&api, "GET", &format!("/v1/jobs/{job_id}"), b"").await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r.json().unwrap_or_default()).unwrap_or_default()
+            );
+            Ok(())
+        }),
+        Command::Peers { api } => api_command(async move {
+            let r = api_call(&api, "GET", "/v1/peers", b"").await?;
+            for p in r.json().unwrap_or_default()["peers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                let rtt = p["rtt_ms"]
+                    .as_f64()
+                    .map(|r| format!("{r:.2} ms"))
+                    .unwrap_or_else(|| "-".into());
+                println!("{}  {rtt}", p["peer_id"].as_str().unwrap_or("?"));
+            }
+            Ok(())
+        }),
+        Command::Submit(args) => api_command(submit(*args)),
         Command::Id { data_dir } => match identity(&data_dir) {
             Ok(id) => {
                 println!("peer_id    {}", id.peer_id());
@@ -463,6 +561,134 @@ fn run_remote(
             receipt: out.receipt,
         })
     })
+}
+
+fn api_command(f: impl std::future::Future<Output = Result<()>>) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(f));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plasm: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One API call; non-2xx answers become errors carrying the node's error message.
+async fn api_call(
+    api: &ApiArgs,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<plasm::httpc::HttpResponse> {
+    let url = format!("{}{path}", api.api.trim_end_matches('/'));
+    let token = api.token()?;
+    let r = plasm::httpc::request(
+        method,
+        &url,
+        token.as_deref(),
+        Some("application/json"),
+        body,
+        std::time::Duration::from_secs(90),
+    )
+    .await
+    .with_context(|| format!("{method} {url}"))?;
+    if !(200..300).contains(&r.status) {
+        let msg = r
+            .json()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned));
+        anyhow::bail!(
+            "{method} {path}: HTTP {} {}",
+            r.status,
+            msg.unwrap_or_else(|| String::from_utf8_lossy(&r.body).into_owned())
+        );
+    }
+    Ok(r)
+}
+
+async fn submit(a: SubmitArgs) -> Result<()> {
+    use base64::Engine as _;
+    use std::io::IsTerminal;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let input = match a.input.as_deref() {
+        None => Vec::new(),
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf)?;
+            buf
+        }
+        Some(p) => std::fs::read(p).with_context(|| format!("cannot read {p}"))?,
+    };
+    let (manifest, module) = if a.job.extension().is_some_and(|e| e == "json") {
+        let text = std::fs::read_to_string(&a.job)?;
+        let m = Manifest::from_json(&text)?;
+        let module = a.module.as_deref().map(read_module).transpose()?;
+        (m, module)
+    } else {
+        let module = read_module(&a.job)?;
+        let mut b = ManifestBuilder::new();
+        for arg in &a.args {
+            b = b.arg(arg);
+        }
+        (b.build(&module, &input)?, Some(module))
+    };
+    let mut body = serde_json::json!({"manifest": manifest.as_value(), "placement": a.placement});
+    if let Some(m) = &module {
+        body["module"] = b64.encode(m).into();
+    }
+    if !input.is_empty() {
+        body["input"] = b64.encode(&input).into();
+    }
+    let r = api_call(&a.api, "POST", "/v1/jobs", body.to_string().as_bytes()).await?;
+    let job_id = r
+        .json()
+        .and_then(|v| v["job_id"].as_str().map(str::to_owned))
+        .context("no job_id in the answer")?;
+    if !a.wait {
+        println!("{job_id}");
+        return Ok(());
+    }
+    let tty = std::io::stderr().is_terminal();
+    let url = format!(
+        "{}/v1/jobs/{job_id}/events",
+        a.api.api.trim_end_matches('/')
+    );
+    let token = a.api.token()?;
+    plasm::httpc::events(&url, token.as_deref(), |_, data| {
+        let v: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+        let state = v["state"].as_str().unwrap_or("?").to_owned();
+        let line = format!(
+            "{job_id:.12} {state}{}",
+            v["executor"]
+                .as_str()
+                .map(|e| format!(" on {e}"))
+                .unwrap_or_default()
+        );
+        if tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+        !(state == "succeeded" || state == "failed")
+    })
+    .await?;
+    if tty {
+        eprintln!();
+    }
+    let job = api_call(&a.api, "GET", &format!("/v1/jobs/{job_id}"), b"")
+        .await?
+        .json()
+        .unwrap_or_default();
+    if job["state"] != "succeeded" {
+        anyhow::bail!("job {job_id} {}: {}", job["state"], job["error"]);
+    }
+    let out = api_call(&a.api, "GET", &format!("/v1/jobs/{job_id}/output"), b"").await?;
+    std::io::stdout().write_all(&out.body)?;
+    Ok(())
 }
 
 /// Defaults < config file < PLASM_* environment < flags.
