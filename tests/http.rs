@@ -156,6 +156,35 @@ async fn every_route_answers() {
     assert_eq!(n["peer_id"], json!(node.peer_id().to_string()));
     assert_eq!(n["capabilities"]["runtime"], "wasm3");
     assert!(n["capacity"]["workers"].as_u64().is_some());
+    let r = call(
+        &node,
+        "PATCH",
+        "/v1/node/capacity",
+        None,
+        br#"{"workers": 2, "queue": 3}"#,
+    )
+    .await;
+    assert_eq!(r.json().expect("json"), json!({"workers": 2, "queue": 3}));
+    let n = call(&node, "GET", "/v1/node", None, b"")
+        .await
+        .json()
+        .expect("json");
+    assert_eq!(
+        (
+            n["capacity"]["workers"].clone(),
+            n["capacity"]["queue"].clone()
+        ),
+        (json!(2), json!(3))
+    );
+    let r = call(
+        &node,
+        "PATCH",
+        "/v1/node/capacity",
+        None,
+        br#"{"workers": 0}"#,
+    )
+    .await;
+    assert_eq!(r.status, 422);
     assert!(
         call(&node, "GET", "/v1/peers", None, b"")
             .await
@@ -368,6 +397,25 @@ async fn tokens_carry_scopes_and_beyond_loopback_needs_them() {
             .status,
         200
     );
+    let cap = br#"{"queue": 5}"#;
+    let r = call(
+        &node,
+        "PATCH",
+        "/v1/node/capacity",
+        Some("submitter-token-0123456789"),
+        cap,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = call(
+        &node,
+        "PATCH",
+        "/v1/node/capacity",
+        Some("admin-token-0123456789"),
+        cap,
+    )
+    .await;
+    assert_eq!(r.status, 200);
     node.shutdown().await;
 
     let mut open = api_config(&dir.path().join("open"), None);

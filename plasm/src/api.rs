@@ -3,7 +3,8 @@
 //! Every error is JSON `{"error": {"code", "message"}}` with a status that says
 //! what went wrong; internals are logged, never returned. With a token file every
 //! route but `/healthz` and `POST /v1/receipts/verify` needs a bearer token whose
-//! scopes cover it (`read` for GET, `submit` for POST/PUT, `admin` for everything).
+//! scopes cover it (`read` for GET, `submit` for POST/PUT, `admin` for PATCH and
+//! everything else).
 
 use crate::receipt::Receipt;
 use crate::service::{Placement, Service, ServiceError, Submission};
@@ -15,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -214,6 +215,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/receipts/verify", post(verify))
         .route("/v1/receipts/{job_id}", get(get_receipt))
         .route("/v1/node", get(node))
+        .route("/v1/node/capacity", patch(set_capacity))
         .route("/v1/peers", get(peers))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -235,7 +237,8 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
     if let (Some(tokens), false) = (&state.tokens, open) {
         let needed = match *request.method() {
             Method::GET | Method::HEAD => "read",
-            _ => "submit",
+            Method::POST | Method::PUT => "submit",
+            _ => "admin",
         };
         let presented = request
             .headers()
@@ -502,6 +505,50 @@ async fn node(State(state): State<ApiState>) -> Json<Value> {
         "capacity": {"workers": workers, "queue": queue, "queued": stats.map_or(0, |x| x.queued), "running": stats.map_or(0, |x| x.running)},
         "version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapacityBody {
+    workers: Option<usize>,
+    queue: Option<usize>,
+}
+
+async fn set_capacity(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(body_error)?;
+    let b: CapacityBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("request body: {e}"),
+        )
+    })?;
+    let pool = state.service.pool().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+            "this node does not execute jobs",
+        )
+    })?;
+    let (workers, queue) = pool.capacity();
+    let (workers, queue) = (b.workers.unwrap_or(workers), b.queue.unwrap_or(queue));
+    if workers == 0 || workers > 256 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+            "workers must be 1 to 256",
+        ));
+    }
+    pool.set_capacity(workers, queue).map_err(|e| {
+        tracing::error!(error = %e, "resizing the pool");
+        ApiError::from(ServiceError::Internal)
+    })?;
+    let (workers, queue) = pool.capacity();
+    tracing::info!(workers, queue, "capacity changed");
+    Ok(Json(json!({"workers": workers, "queue": queue})))
 }
 
 async fn peers(State(state): State<ApiState>) -> Json<Value> {

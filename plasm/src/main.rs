@@ -691,6 +691,26 @@ async fn submit(a: SubmitArgs) -> Result<()> {
     Ok(())
 }
 
+impl StartArgs {
+    /// The arguments that shape the configuration, for re-reading it on SIGHUP.
+    fn clone_for_reload(&self) -> StartArgs {
+        StartArgs {
+            config: self.config.clone(),
+            listen: self.listen.clone(),
+            bootstrap: self.bootstrap.clone(),
+            mode: self.mode.clone(),
+            public: self.public,
+            labels: self.labels.clone(),
+            workers: self.workers,
+            queue: self.queue,
+            api: self.api,
+            no_api: self.no_api,
+            api_token_file: self.api_token_file.clone(),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+}
+
 /// Defaults < config file < PLASM_* environment < flags.
 fn effective_config(a: &StartArgs) -> Result<plasm::config::Config> {
     use plasm::config::Config;
@@ -758,6 +778,28 @@ fn start(a: StartArgs) -> Result<()> {
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
+        // SIGHUP re-reads the configuration and applies its capacity.
+        if let Some(pool) = node.pool().cloned() {
+            let reload = a.clone_for_reload();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    match effective_config(&reload).and_then(|c| Ok(c.to_node_config()?)) {
+                        Ok(c) => match pool.set_capacity(c.workers, c.queue) {
+                            Ok(()) => eprintln!(
+                                "plasm: SIGHUP: capacity now {} workers, queue {}",
+                                c.workers, c.queue
+                            ),
+                            Err(e) => eprintln!("plasm: SIGHUP: {e}"),
+                        },
+                        Err(e) => eprintln!("plasm: SIGHUP: configuration not applied: {e:#}"),
+                    }
+                }
+            });
+        }
         wait_for_signal().await?;
         eprintln!("plasm: shutting down");
         node.shutdown().await;

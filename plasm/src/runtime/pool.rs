@@ -49,20 +49,29 @@ struct Counters {
     running: AtomicUsize,
 }
 
+/// Hard bound of the channel under the queue; the effective queue limit is dynamic and lower.
+const MAX_QUEUE: usize = 65_536;
+/// Hard bound on worker threads.
+const MAX_WORKERS: usize = 256;
+
 /// The worker pool.
 pub struct WorkerPool {
     tx: Option<SyncSender<Task>>,
-    workers: Vec<JoinHandle<()>>,
+    rx: Arc<Mutex<Receiver<Task>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
     runtime: Arc<dyn Runtime>,
     counters: Arc<Counters>,
-    queue: usize,
+    /// Workers allowed to take jobs; those above the limit park.
+    worker_limit: Arc<AtomicUsize>,
+    queue_limit: AtomicUsize,
 }
 
 impl std::fmt::Debug for WorkerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (w, q) = self.capacity();
         f.debug_struct("WorkerPool")
-            .field("workers", &self.workers.len())
-            .field("queue", &self.queue)
+            .field("workers", &w)
+            .field("queue", &q)
             .finish()
     }
 }
@@ -70,35 +79,39 @@ impl std::fmt::Debug for WorkerPool {
 impl WorkerPool {
     /// Starts `workers` threads (at least one) with a queue of `queue` waiting jobs.
     pub fn new(runtime: Arc<dyn Runtime>, workers: usize, queue: usize) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::sync_channel::<Task>(queue);
-        let rx = Arc::new(Mutex::new(rx));
-        let handles = (0..workers.max(1))
-            .map(|i| {
-                let rx: Arc<Mutex<Receiver<Task>>> = rx.clone();
-                std::thread::Builder::new()
-                    .name(format!("plasm-worker-{i}"))
-                    .stack_size(WORKER_STACK_BYTES)
-                    .spawn(move || {
-                        loop {
-                            let task = match rx.lock() {
-                                Ok(guard) => guard.recv(),
-                                Err(_) => return,
-                            };
-                            match task {
-                                Ok(task) => task(),
-                                Err(_) => return,
-                            }
-                        }
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
+        let (tx, rx) = mpsc::sync_channel::<Task>(MAX_QUEUE);
+        let pool = Self {
             tx: Some(tx),
-            workers: handles,
+            rx: Arc::new(Mutex::new(rx)),
+            workers: Mutex::new(Vec::new()),
             runtime,
             counters: Arc::default(),
-            queue,
-        })
+            worker_limit: Arc::new(AtomicUsize::new(0)),
+            queue_limit: AtomicUsize::new(0),
+        };
+        pool.set_capacity(workers, queue)?;
+        Ok(pool)
+    }
+
+    /// Changes the number of workers and the queue length at runtime. Running jobs
+    /// are never interrupted: workers above a lowered limit park once their job ends.
+    pub fn set_capacity(&self, workers: usize, queue: usize) -> std::io::Result<()> {
+        let workers = workers.clamp(1, MAX_WORKERS);
+        self.queue_limit
+            .store(queue.min(MAX_QUEUE), Ordering::SeqCst);
+        let mut handles = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        while handles.len() < workers {
+            let index = handles.len();
+            let (rx, limit) = (self.rx.clone(), self.worker_limit.clone());
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("plasm-worker-{index}"))
+                    .stack_size(WORKER_STACK_BYTES)
+                    .spawn(move || worker(index, &rx, &limit))?,
+            );
+        }
+        self.worker_limit.store(workers, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The runtime jobs run on.
@@ -108,7 +121,10 @@ impl WorkerPool {
 
     /// Worker count and queue capacity.
     pub fn capacity(&self) -> (usize, usize) {
-        (self.workers.len(), self.queue)
+        (
+            self.worker_limit.load(Ordering::SeqCst),
+            self.queue_limit.load(Ordering::SeqCst),
+        )
     }
 
     /// Queued and running job counts.
@@ -122,29 +138,34 @@ impl WorkerPool {
     /// Queues a job; the receiver yields its result. Fails at once when full.
     pub fn submit(&self, request: ExecRequest) -> Result<oneshot::Receiver<ExecResult>, PoolError> {
         let tx = self.tx.as_ref().ok_or(PoolError::Closed)?;
+        let (workers, queue) = self.capacity();
+        let busy = PoolError::Busy { workers, queue };
+        // Room = idle workers + free queue slots.
+        let queued = self.counters.queued.fetch_add(1, Ordering::SeqCst);
+        let running = self.counters.running.load(Ordering::SeqCst);
+        if queued + running >= workers + queue {
+            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(busy);
+        }
         let (done, rx) = oneshot::channel();
         let runtime = self.runtime.clone();
         let counters = self.counters.clone();
         let task: Task = Box::new(move || {
-            counters.queued.fetch_sub(1, Ordering::Relaxed);
-            counters.running.fetch_add(1, Ordering::Relaxed);
+            counters.running.fetch_add(1, Ordering::SeqCst);
+            counters.queued.fetch_sub(1, Ordering::SeqCst);
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 super::run(runtime.as_ref(), &request)
             }))
             .unwrap_or_else(|_| {
                 ExecResult::refused(Outcome::Trapped, "internal runtime error".into())
             });
-            counters.running.fetch_sub(1, Ordering::Relaxed);
+            counters.running.fetch_sub(1, Ordering::SeqCst);
             let _ = done.send(result);
         });
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
         tx.try_send(task).map_err(|e| {
-            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
             match e {
-                TrySendError::Full(_) => PoolError::Busy {
-                    workers: self.workers.len(),
-                    queue: self.queue,
-                },
+                TrySendError::Full(_) => busy,
                 TrySendError::Disconnected(_) => PoolError::Closed,
             }
         })?;
@@ -164,11 +185,33 @@ impl WorkerPool {
     }
 }
 
+fn worker(index: usize, rx: &Mutex<Receiver<Task>>, limit: &AtomicUsize) {
+    loop {
+        if index >= limit.load(Ordering::SeqCst) {
+            // Parked by a lowered capacity; still exits when the pool closes.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            continue;
+        }
+        let task = match rx.lock() {
+            Ok(guard) => guard.recv_timeout(std::time::Duration::from_millis(100)),
+            Err(_) => return,
+        };
+        match task {
+            Ok(task) => task(),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
 impl Drop for WorkerPool {
     fn drop(&mut self) {
-        // Closing the channel lets each worker finish its job and exit.
+        // Closing the channel lets each worker finish its job and exit; parked
+        // workers are released so they can see the closed channel.
         self.tx = None;
-        for w in self.workers.drain(..) {
+        self.worker_limit.store(MAX_WORKERS, Ordering::SeqCst);
+        let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in handles {
             let _ = w.join();
         }
     }
