@@ -84,6 +84,109 @@ pub fn run(iterations: usize) -> Result<(), BenchError> {
         .build()
         .map_err(fail)?;
     rt.block_on(network(iterations))?;
+    rt.block_on(api(iterations))?;
+    idle_rss()?;
+    Ok(())
+}
+
+/// Trivial jobs through the HTTP API of one node, receipts committed to SQLite.
+async fn api(iterations: usize) -> Result<(), BenchError> {
+    let dir = tempfile_dir()?;
+    let mut c = loopback_config(Mode::Node, &[])?;
+    c.listen = vec![];
+    c.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    c.data_dir = Some(dir.clone());
+    c.workers = 2;
+    c.queue = 512;
+    let node = Node::start(c).await.map_err(fail)?;
+    let url = format!("http://{}/v1/jobs?wait=true", node.api_addr().ok_or_else(|| fail("no api"))?);
+    let module = wat::parse_str(HELLO).map_err(fail)?;
+    let body = || -> Result<Vec<u8>, BenchError> {
+        let m = ManifestBuilder::new().build(&module, b"").map_err(fail)?;
+        Ok(serde_json::json!({"manifest": m.as_value(), "placement": "local"}).to_string().into_bytes())
+    };
+    // Upload the module once; submissions then name it by hash.
+    let put = format!("http://{}/v1/modules", node.api_addr().ok_or_else(|| fail("no api"))?);
+    crate::httpc::request("PUT", &put, None, None, &module, Duration::from_secs(10)).await.map_err(fail)?;
+    let mut lat = Vec::new();
+    for _ in 0..(iterations * 10).max(100) {
+        let b = body()?;
+        let t = Instant::now();
+        let r = crate::httpc::request("POST", &url, None, Some("application/json"), &b, Duration::from_secs(10))
+            .await
+            .map_err(fail)?;
+        if r.status != 200 {
+            return Err(fail(format!("HTTP {}", r.status)));
+        }
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    println!(
+        "api       trivial job via POST /v1/jobs?wait=true (durable receipt): p50 {:.2} ms  p99 {:.2} ms  (goals <= 1 ms, <= 5 ms)",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99))
+    );
+    // Throughput: 32 concurrent clients for 3 seconds.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut clients = Vec::new();
+    for _ in 0..32 {
+        let (url, done) = (url.clone(), done.clone());
+        let bodies: Vec<Vec<u8>> = (0..4000).map(|_| body()).collect::<Result<_, _>>()?;
+        clients.push(tokio::spawn(async move {
+            for b in bodies {
+                if Instant::now() > deadline {
+                    break;
+                }
+                if let Ok(r) = crate::httpc::request("POST", &url, None, Some("application/json"), &b, Duration::from_secs(10)).await
+                    && r.status == 200
+                {
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let t = Instant::now();
+    for c in clients {
+        let _ = c.await;
+    }
+    let n = done.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "api       sustained throughput, 32 clients, receipts committed before each answer: {:.0} jobs/s  (goal >= 2000 jobs/s)",
+        n as f64 / t.elapsed().as_secs_f64()
+    );
+    node.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Resident memory of an idle `plasm start` with its API, in a process of its own.
+fn idle_rss() -> Result<(), BenchError> {
+    use std::io::BufRead;
+    let dir = tempfile_dir()?;
+    let mut child = std::process::Command::new(std::env::current_exe().map_err(fail)?)
+        .args(["start", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--api", "127.0.0.1:0", "--workers", "2", "--data-dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(fail)?;
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("api ") {
+                break;
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.trim_start_matches("VmRSS:").trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into());
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("memory    idle plasm start (QUIC + API + 2 workers): RSS {rss}  (goal <= 20 MB)");
     Ok(())
 }
 
