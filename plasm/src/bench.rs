@@ -99,22 +99,41 @@ async fn api(iterations: usize) -> Result<(), BenchError> {
     c.workers = 2;
     c.queue = 512;
     let node = Node::start(c).await.map_err(fail)?;
-    let url = format!("http://{}/v1/jobs?wait=true", node.api_addr().ok_or_else(|| fail("no api"))?);
+    let url = format!(
+        "http://{}/v1/jobs?wait=true",
+        node.api_addr().ok_or_else(|| fail("no api"))?
+    );
     let module = wat::parse_str(HELLO).map_err(fail)?;
     let body = || -> Result<Vec<u8>, BenchError> {
         let m = ManifestBuilder::new().build(&module, b"").map_err(fail)?;
-        Ok(serde_json::json!({"manifest": m.as_value(), "placement": "local"}).to_string().into_bytes())
+        Ok(
+            serde_json::json!({"manifest": m.as_value(), "placement": "local"})
+                .to_string()
+                .into_bytes(),
+        )
     };
     // Upload the module once; submissions then name it by hash.
-    let put = format!("http://{}/v1/modules", node.api_addr().ok_or_else(|| fail("no api"))?);
-    crate::httpc::request("PUT", &put, None, None, &module, Duration::from_secs(10)).await.map_err(fail)?;
+    let put = format!(
+        "http://{}/v1/modules",
+        node.api_addr().ok_or_else(|| fail("no api"))?
+    );
+    crate::httpc::request("PUT", &put, None, None, &module, Duration::from_secs(10))
+        .await
+        .map_err(fail)?;
     let mut lat = Vec::new();
     for _ in 0..(iterations * 10).max(100) {
         let b = body()?;
         let t = Instant::now();
-        let r = crate::httpc::request("POST", &url, None, Some("application/json"), &b, Duration::from_secs(10))
-            .await
-            .map_err(fail)?;
+        let r = crate::httpc::request(
+            "POST",
+            &url,
+            None,
+            Some("application/json"),
+            &b,
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(fail)?;
         if r.status != 200 {
             return Err(fail(format!("HTTP {}", r.status)));
         }
@@ -138,7 +157,15 @@ async fn api(iterations: usize) -> Result<(), BenchError> {
                 if Instant::now() > deadline {
                     break;
                 }
-                if let Ok(r) = crate::httpc::request("POST", &url, None, Some("application/json"), &b, Duration::from_secs(10)).await
+                if let Ok(r) = crate::httpc::request(
+                    "POST",
+                    &url,
+                    None,
+                    Some("application/json"),
+                    &b,
+                    Duration::from_secs(10),
+                )
+                .await
                     && r.status == 200
                 {
                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -165,7 +192,16 @@ fn idle_rss() -> Result<(), BenchError> {
     use std::io::BufRead;
     let dir = tempfile_dir()?;
     let mut child = std::process::Command::new(std::env::current_exe().map_err(fail)?)
-        .args(["start", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--api", "127.0.0.1:0", "--workers", "2", "--data-dir"])
+        .args([
+            "start",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+            "--api",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--data-dir",
+        ])
         .arg(&dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -181,7 +217,11 @@ fn idle_rss() -> Result<(), BenchError> {
     std::thread::sleep(Duration::from_secs(2));
     let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.trim_start_matches("VmRSS:").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.trim_start_matches("VmRSS:").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".into());
     let _ = child.kill();
     let _ = child.wait();

@@ -67,6 +67,8 @@ pub struct StoreConfig {
     pub fsync: bool,
     /// Job outputs kept (receipts are always kept).
     pub max_outputs: u64,
+    /// Bytes of module files kept (oldest removed first).
+    pub max_module_bytes: u64,
 }
 
 /// What the executor accepts from others.
@@ -149,6 +151,7 @@ impl Default for StoreConfig {
         Self {
             fsync: false,
             max_outputs: 10_000,
+            max_module_bytes: crate::store::DEFAULT_MAX_MODULE_BYTES,
         }
     }
 }
@@ -299,6 +302,7 @@ impl Config {
         };
         c.fsync = self.store.fsync;
         c.max_outputs = self.store.max_outputs;
+        c.max_module_bytes = self.store.max_module_bytes;
         c.grace = Duration::from_secs(self.shutdown_grace_seconds);
         Ok(c)
     }

@@ -79,6 +79,8 @@ pub struct NodeConfig {
     pub fsync: bool,
     /// Outputs kept (newest first); receipts are always kept.
     pub max_outputs: u64,
+    /// Bytes of module files kept.
+    pub max_module_bytes: u64,
     /// How long running jobs may finish after SIGTERM.
     pub grace: Duration,
 }
@@ -101,6 +103,7 @@ impl NodeConfig {
             api_tokens: None,
             fsync: false,
             max_outputs: 10_000,
+            max_module_bytes: crate::store::DEFAULT_MAX_MODULE_BYTES,
             grace: Duration::from_secs(30),
             listen,
             bootstrap: Vec::new(),
@@ -233,10 +236,11 @@ impl Node {
             .data_dir
             .clone()
             .ok_or_else(|| NodeError::Config("the API needs a data dir for its store".into()))?;
-        let (fsync, max_outputs) = (config.fsync, config.max_outputs);
+        let (fsync, max_outputs, max_modules) =
+            (config.fsync, config.max_outputs, config.max_module_bytes);
         let store =
             tokio::task::spawn_blocking(move || -> Result<Store, crate::store::StoreError> {
-                let store = Store::open(&dir, fsync, max_outputs)?;
+                let store = Store::open_with(&dir, fsync, max_outputs, max_modules)?;
                 let recovered = store.recover()?;
                 if recovered > 0 {
                     tracing::warn!(

@@ -89,6 +89,8 @@ pub struct Store {
     modules_dir: PathBuf,
     /// Outputs kept (the newest); older outputs are dropped, receipts are kept.
     max_outputs: u64,
+    /// Bytes of module files kept; the least recently stored go first.
+    max_module_bytes: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -98,6 +100,9 @@ impl std::fmt::Debug for Store {
             .finish_non_exhaustive()
     }
 }
+
+/// Default bound on stored module bytes (1 GiB).
+pub const DEFAULT_MAX_MODULE_BYTES: u64 = 1 << 30;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -121,6 +126,16 @@ CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);
 impl Store {
     /// Opens (creating) `<data_dir>/plasm.db` and `<data_dir>/modules/`.
     pub fn open(data_dir: &Path, fsync: bool, max_outputs: u64) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, fsync, max_outputs, DEFAULT_MAX_MODULE_BYTES)
+    }
+
+    /// Opens with an explicit bound on stored module bytes.
+    pub fn open_with(
+        data_dir: &Path,
+        fsync: bool,
+        max_outputs: u64,
+        max_module_bytes: u64,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let modules_dir = data_dir.join("modules");
         std::fs::create_dir_all(&modules_dir)?;
@@ -133,6 +148,7 @@ impl Store {
             conn: Mutex::new(conn),
             modules_dir,
             max_outputs,
+            max_module_bytes,
         })
     }
 
@@ -304,8 +320,33 @@ impl Store {
                 .join(format!(".{sha}.{}.{n}.tmp", std::process::id()));
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)?;
+            self.trim_modules(&path)?;
         }
         Ok(sha)
+    }
+
+    /// Deletes the oldest module files until the total fits the bound, never `keep`.
+    fn trim_modules(&self, keep: &Path) -> Result<(), StoreError> {
+        let mut files = Vec::new();
+        let mut total = 0u64;
+        for entry in std::fs::read_dir(&self.modules_dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if entry.path().extension().is_some_and(|e| e == "wasm") {
+                total += meta.len();
+                files.push((meta.modified()?, meta.len(), entry.path()));
+            }
+        }
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.max_module_bytes {
+                break;
+            }
+            if path != keep && std::fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
+        Ok(())
     }
 
     /// Module bytes by hash. `sha256` must be validated hex (it names a file).
@@ -361,6 +402,19 @@ mod tests {
         assert_eq!(c.state, JobState::Failed);
         assert!(c.error.is_some());
         assert_eq!(s.receipts().expect("receipts").len(), 2);
+    }
+
+    #[test]
+    fn module_files_are_bounded() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open_with(dir.path(), false, 10, 25).expect("open");
+        let a = s.put_module(&[1u8; 10]).expect("a");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let b = s.put_module(&[2u8; 10]).expect("b");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let c = s.put_module(&[3u8; 10]).expect("c");
+        assert_eq!(s.module(&a).expect("a"), None, "the oldest went first");
+        assert!(s.module(&b).expect("b").is_some() && s.module(&c).expect("c").is_some());
     }
 
     #[test]
