@@ -368,3 +368,27 @@ fn the_cli_submits_through_the_api_and_reads_the_receipt_back() {
     assert_ne!(missing.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
 }
+
+#[test]
+fn the_demo_runs_a_job_on_another_peer_and_verifies_it_on_a_third() {
+    let out = Command::new(plasm_bin())
+        .arg("demo")
+        .output()
+        .expect("plasm demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"valid\":true"), "{stdout}");
+    assert!(
+        stdout.contains("\"valid\":false"),
+        "the forged copy is caught: {stdout}"
+    );
+    assert!(
+        stdout.contains(".reep rehtona no desrever saw txet siht"),
+        "{stdout}"
+    );
+}
