@@ -1,0 +1,171 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Plasm;
+
+/**
+ * A signed execution receipt. `signature` is base64 Ed25519 over
+ * "plasm-receipt-v1\n" followed by the RFC 8785 canonical JSON of every other
+ * member. Checks run in the Rust node's order (malformed, schema, canonical,
+ * public_key, peer_id, signature) and the first failure is named, so both agree
+ * on every vector in schemas/test-vectors/vectors.json.
+ */
+final class Receipt
+{
+    public const SIGNING_PREFIX = "plasm-receipt-v1\n";
+    private const OUTCOMES = ['exited', 'trapped', 'out_of_fuel', 'memory_limit', 'output_limit', 'invalid_module'];
+
+    private function __construct(private readonly \stdClass $data, private readonly string $json)
+    {
+    }
+
+    /** @throws InvalidReceiptException when the text is not a JSON object */
+    public static function fromJson(string $json): self
+    {
+        try {
+            $data = json_decode($json, false, 64, JSON_THROW_ON_ERROR);
+        } catch (\JsonException $e) {
+            throw new InvalidReceiptException('malformed', 'not JSON: ' . $e->getMessage());
+        }
+        if (!$data instanceof \stdClass) {
+            throw new InvalidReceiptException('malformed', 'a receipt is a JSON object');
+        }
+        return new self($data, $json);
+    }
+
+    /** The receipt as received. */
+    public function toJson(): string
+    {
+        return $this->json;
+    }
+
+    /** A member, or null. */
+    public function get(string $name): mixed
+    {
+        return $this->data->{$name} ?? null;
+    }
+
+    public function jobId(): ?string
+    {
+        return is_string($this->get('job_id')) ? $this->get('job_id') : null;
+    }
+
+    public function outcome(): ?string
+    {
+        return is_string($this->get('outcome')) ? $this->get('outcome') : null;
+    }
+
+    public function exitCode(): ?int
+    {
+        return is_int($this->get('exit_code')) ? $this->get('exit_code') : null;
+    }
+
+    public function executorPeerId(): ?string
+    {
+        $e = $this->get('executor');
+        return $e instanceof \stdClass && is_string($e->peer_id ?? null) ? $e->peer_id : null;
+    }
+
+    /** The bytes the signature covers. @throws CanonicalException */
+    public function signingBytes(): string
+    {
+        $copy = clone $this->data;
+        unset($copy->signature);
+        return self::SIGNING_PREFIX . Canonical::encode($copy);
+    }
+
+    /**
+     * Whether the receipt verifies; with `$expectedPublicKey` (base64) also that this
+     * key signed it; with `$output` also that `output` is the SHA-256 of these bytes.
+     */
+    public function verify(?string $expectedPublicKey = null, ?string $output = null): bool
+    {
+        try {
+            $this->verifyOrThrow($expectedPublicKey, $output);
+            return true;
+        } catch (InvalidReceiptException) {
+            return false;
+        }
+    }
+
+    /** @throws InvalidReceiptException naming the failed check */
+    public function verifyOrThrow(?string $expectedPublicKey = null, ?string $output = null): void
+    {
+        $this->checkSchema();
+        try {
+            $bytes = $this->signingBytes();
+        } catch (CanonicalException $e) {
+            throw new InvalidReceiptException('canonical', $e->getMessage());
+        }
+        $executor = $this->data->executor;
+        $publicKey = base64_decode($executor->public_key, true);
+        $signature = base64_decode($this->data->signature, true);
+        if ($publicKey === false || strlen($publicKey) !== SODIUM_CRYPTO_SIGN_PUBLICKEYBYTES) {
+            throw new InvalidReceiptException('malformed', 'executor.public_key is not base64 of 32 bytes');
+        }
+        if ($signature === false || strlen($signature) !== SODIUM_CRYPTO_SIGN_BYTES) {
+            throw new InvalidReceiptException('malformed', 'signature is not base64 of 64 bytes');
+        }
+        if (PeerId::fromPublicKey($publicKey) !== $executor->peer_id) {
+            throw new InvalidReceiptException('peer_id', 'executor.peer_id does not belong to executor.public_key');
+        }
+        if (!sodium_crypto_sign_verify_detached($signature, $bytes, $publicKey)) {
+            throw new InvalidReceiptException('signature', 'signature does not verify');
+        }
+        if ($expectedPublicKey !== null && !hash_equals($expectedPublicKey, $executor->public_key)) {
+            throw new InvalidReceiptException('executor', 'signed by another key than expected');
+        }
+        if ($output !== null && $this->data->output !== 'sha256:' . hash('sha256', $output)) {
+            throw new InvalidReceiptException('output', 'output hash does not match the bytes received');
+        }
+    }
+
+    /** The structural rules of schemas/receipt.schema.json. */
+    private function checkSchema(): void
+    {
+        $d = $this->data;
+        $fail = fn (string $path, string $rule, string $why) => new InvalidReceiptException('schema', "$path ($rule): $why");
+        foreach (['version', 'job_id', 'module', 'input', 'output', 'outcome', 'exit_code', 'fuel_used', 'fuel_limit', 'runtime', 'executor', 'started_at', 'finished_at', 'signature'] as $field) {
+            if (!property_exists($d, $field)) {
+                throw $fail('/', 'required', "\"$field\" is a required property");
+            }
+        }
+        if ($d->version !== 'plasm.receipt/v1') {
+            throw $fail('/version', 'const', 'must be plasm.receipt/v1');
+        }
+        if (!is_string($d->job_id) || !preg_match('/^[0-9a-f]{64}$/', $d->job_id)) {
+            throw $fail('/job_id', 'pattern', 'lowercase hex SHA-256');
+        }
+        foreach (['module', 'input', 'output'] as $f) {
+            if (!is_string($d->{$f}) || !preg_match('/^sha256:[0-9a-f]{64}$/', $d->{$f})) {
+                throw $fail("/$f", 'pattern', 'sha256:<hex>');
+            }
+        }
+        if (!in_array($d->outcome, self::OUTCOMES, true)) {
+            throw $fail('/outcome', 'enum', 'unknown outcome');
+        }
+        if ($d->exit_code !== null && !is_int($d->exit_code) && !(is_float($d->exit_code) && floor($d->exit_code) === $d->exit_code)) {
+            throw $fail('/exit_code', 'type', 'integer or null');
+        }
+        foreach (['fuel_used', 'fuel_limit'] as $f) {
+            // JSON Schema counts 1.0 as an integer; the canonical check refuses it next.
+            $v = $d->{$f};
+            if (!(is_int($v) || (is_float($v) && floor($v) === $v)) || $v < 0 || $v > Canonical::MAX_SAFE_INTEGER) {
+                throw $fail("/$f", 'type', 'a count below 2^53');
+            }
+        }
+        if (!$d->runtime instanceof \stdClass || !is_string($d->runtime->name ?? null) || !is_string($d->runtime->version ?? null)) {
+            throw $fail('/runtime', 'required', 'name and version');
+        }
+        if (!$d->executor instanceof \stdClass || !is_string($d->executor->peer_id ?? null) || !is_string($d->executor->public_key ?? null)) {
+            throw $fail('/executor', 'required', 'peer_id and public_key');
+        }
+        if (!preg_match('/^[A-Za-z0-9+\/]{43}=$/', $d->executor->public_key)) {
+            throw $fail('/executor/public_key', 'pattern', 'base64 of 32 bytes');
+        }
+        if (!is_string($d->signature) || !preg_match('/^[A-Za-z0-9+\/]{86}==$/', $d->signature)) {
+            throw $fail('/signature', 'pattern', 'base64 of 64 bytes');
+        }
+    }
+}

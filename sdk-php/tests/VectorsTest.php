@@ -1,0 +1,106 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Plasm\Tests;
+
+use PHPUnit\Framework\TestCase;
+use Plasm\Canonical;
+use Plasm\CanonicalException;
+use Plasm\InvalidManifestException;
+use Plasm\InvalidReceiptException;
+use Plasm\Job;
+use Plasm\PeerId;
+use Plasm\Receipt;
+
+/** Every vector in schemas/test-vectors/vectors.json gives the same bytes, ids and verdicts as in Rust. */
+final class VectorsTest extends TestCase
+{
+    private static function vectors(): array
+    {
+        $text = file_get_contents(__DIR__ . '/../../schemas/test-vectors/vectors.json');
+        self::assertIsString($text);
+        return json_decode($text, true, 512, JSON_THROW_ON_ERROR);
+    }
+
+    public function testKeySeedGivesThePublicKeyPeerIdAndSignature(): void
+    {
+        $key = self::vectors()['key'];
+        $pair = sodium_crypto_sign_seed_keypair(hex2bin($key['seed_hex']));
+        $public = sodium_crypto_sign_publickey($pair);
+        self::assertSame($key['public_key'], base64_encode($public));
+        self::assertSame($key['peer_id'], PeerId::fromPublicKey($public));
+        $sig = sodium_crypto_sign_detached($key['sign_test']['message'], sodium_crypto_sign_secretkey($pair));
+        self::assertSame($key['sign_test']['signature'], base64_encode($sig));
+    }
+
+    public function testCanonicalForms(): void
+    {
+        $cases = self::vectors()['canonical'];
+        self::assertNotEmpty($cases);
+        foreach ($cases as $case) {
+            $value = json_decode($case['json'], false, 512, JSON_THROW_ON_ERROR);
+            if (isset($case['canonical'])) {
+                self::assertSame($case['canonical'], Canonical::encode($value), $case['name']);
+            } else {
+                try {
+                    Canonical::encode($value);
+                    self::fail("{$case['name']}: expected a refusal");
+                } catch (CanonicalException) {
+                    self::assertSame('canonical', $case['error']);
+                }
+            }
+        }
+    }
+
+    public function testManifestsGiveTheSameJobIdsAndRefusals(): void
+    {
+        foreach (self::vectors()['manifests'] as $case) {
+            $m = json_decode($case['json'], false, 512, JSON_THROW_ON_ERROR);
+            if ($case['valid']) {
+                Job::validate($m);
+                self::assertSame($case['canonical'], Canonical::encode($m), $case['name']);
+                self::assertSame($case['job_id'], Job::jobIdOf($m), $case['name']);
+            } else {
+                try {
+                    Job::validate($m);
+                    self::fail("{$case['name']}: expected a refusal");
+                } catch (InvalidManifestException $e) {
+                    self::assertSame([$case['path'], $case['rule']], [$e->path, $e->rule], $case['name']);
+                }
+            }
+        }
+    }
+
+    public function testReceiptVerdictsAndSigningBytes(): void
+    {
+        $invalid = 0;
+        foreach (self::vectors()['receipts'] as $case) {
+            $r = Receipt::fromJson($case['json']);
+            if (isset($case['signing_bytes_b64'])) {
+                self::assertSame(base64_decode($case['signing_bytes_b64']), $r->signingBytes(), $case['name']);
+            }
+            try {
+                $r->verifyOrThrow();
+                self::assertTrue($case['valid'], "{$case['name']} verified but must not");
+            } catch (InvalidReceiptException $e) {
+                $invalid++;
+                self::assertFalse($case['valid'], "{$case['name']}: {$e->getMessage()}");
+                self::assertSame($case['failed_check'], $e->check, $case['name']);
+            }
+            self::assertSame($case['valid'], $r->verify(), $case['name']);
+        }
+        self::assertGreaterThanOrEqual(10, $invalid);
+    }
+
+    public function testJobBuilderMatchesTheSchemaAndIsStable(): void
+    {
+        $job = (new Job("\0asm\x01\0\0\0", 'hi'))->withArgs('a', 'b')->withEnv('K', 'V')->withFuel(1000)->withLabel('gpu');
+        $m = $job->manifest();
+        self::assertSame(32, strlen($m->nonce));
+        self::assertSame($job->jobId(), $job->jobId(), 'the manifest is built once');
+        self::assertSame(hash('sha256', Canonical::encode($m)), $job->jobId());
+        $this->expectException(InvalidManifestException::class);
+        (new Job('x'))->withFuel(0)->manifest();
+    }
+}
