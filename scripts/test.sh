@@ -8,3 +8,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace
+# The PHP SDK against the shared vectors and real nodes (uses target/debug/plasm).
+phpunit -c sdk-php/phpunit.xml

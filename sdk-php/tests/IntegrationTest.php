@@ -1,0 +1,166 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Plasm\Tests;
+
+use PHPUnit\Framework\TestCase;
+use Plasm\Client;
+use Plasm\InvalidReceiptException;
+use Plasm\Job;
+use Plasm\NotFoundException;
+use Plasm\ReplayedNonceException;
+use Plasm\Receipt;
+use Plasm\UnprocessableException;
+
+/**
+ * Against real `plasm start` processes on loopback: node B executes, node A
+ * bootstraps from B; jobs run locally on A and remotely on B.
+ */
+final class IntegrationTest extends TestCase
+{
+    /** @var list<array{proc: resource, dir: string}> */
+    private static array $nodes = [];
+    private static string $apiA;
+    private static string $peerB;
+    private static string $module;
+
+    private static function bin(): string
+    {
+        $bin = getenv('PLASM_BIN') ?: __DIR__ . '/../../target/debug/plasm';
+        if (!is_executable($bin)) {
+            self::fail("$bin is missing: build it with `cargo build --bin plasm` (scripts/test.sh does)");
+        }
+        return $bin;
+    }
+
+    /** @return array{listen: string, api: string, peer: string} */
+    private static function start(array $args): array
+    {
+        $dir = sys_get_temp_dir() . '/plasm-php-' . bin2hex(random_bytes(6));
+        mkdir($dir);
+        $cmd = array_merge([self::bin(), 'start', '--data-dir', $dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/udp/0/quic-v1', '--public'], $args);
+        $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['file', '/dev/null', 'w']], $pipes);
+        self::assertIsResource($proc);
+        self::$nodes[] = ['proc' => $proc, 'dir' => $dir];
+        $listen = $api = '';
+        $deadline = microtime(true) + 20;
+        while (($listen === '' || $api === '') && microtime(true) < $deadline) {
+            $line = fgets($pipes[1]);
+            if ($line === false) {
+                break;
+            }
+            if (str_starts_with($line, 'listening ')) {
+                $listen = trim(substr($line, 10));
+            } elseif (str_starts_with($line, 'api ')) {
+                $api = trim(substr($line, 4));
+            }
+        }
+        self::assertNotSame('', $api, 'the node printed its API address');
+        $parts = explode('/p2p/', $listen);
+        return ['listen' => $listen, 'api' => $api, 'peer' => end($parts)];
+    }
+
+    public static function setUpBeforeClass(): void
+    {
+        $module = __DIR__ . '/../../examples/build/reverse.wasm';
+        if (!is_file($module)) {
+            self::fail('examples/build/reverse.wasm is missing: run examples/build.sh');
+        }
+        self::$module = (string) file_get_contents($module);
+        $b = self::start([]);
+        $a = self::start(['--bootstrap', $b['listen']]);
+        self::$apiA = $a['api'];
+        self::$peerB = $b['peer'];
+        // Wait until A finds B through the DHT.
+        $client = new Client(self::$apiA);
+        $deadline = microtime(true) + 30;
+        while (true) {
+            try {
+                $client->run(self::$module, 'probe', ['placement' => 'remote', 'timeout' => 10]);
+                return;
+            } catch (\Throwable $e) {
+                if (microtime(true) > $deadline) {
+                    throw $e;
+                }
+                usleep(300000);
+            }
+        }
+    }
+
+    public static function tearDownAfterClass(): void
+    {
+        foreach (self::$nodes as $n) {
+            proc_terminate($n['proc']);
+            proc_close($n['proc']);
+            exec('rm -rf ' . escapeshellarg($n['dir']));
+        }
+    }
+
+    public function testRunLocallyReturnsOutputAndAVerifiedReceipt(): void
+    {
+        $client = new Client(self::$apiA);
+        $result = $client->run(self::$module, 'Hello, PHP!', ['placement' => 'local']);
+        self::assertSame('!PHP ,olleH', $result->output);
+        self::assertTrue($result->ok());
+        self::assertSame('exited', $result->outcome);
+        self::assertNotSame(self::$peerB, $result->executor);
+        self::assertTrue($result->receipt->verify(null, $result->output));
+    }
+
+    public function testRunOnARemotePeer(): void
+    {
+        $result = (new Client(self::$apiA))->run(self::$module, 'remote', ['placement' => 'remote']);
+        self::assertSame('etomer', $result->output);
+        self::assertSame(self::$peerB, $result->executor, 'the receipt names the peer that ran it');
+    }
+
+    public function testStepByStepAndRemoteVerification(): void
+    {
+        $client = new Client(self::$apiA);
+        $sha = $client->uploadModule(self::$module);
+        self::assertSame(hash('sha256', self::$module), $sha);
+        $job = (new Job(self::$module, 'abc'))->withPlacement('local')->withFuel(50_000_000);
+        $id = $client->submit($job, false);
+        self::assertSame($job->jobId(), $id, 'the SDK computes the node\'s job id');
+        $state = $client->wait($id, 30);
+        self::assertSame('succeeded', $state['state']);
+        self::assertSame('cba', $client->output($id));
+        $receipt = $client->receipt($id);
+        $receipt->verifyOrThrow(null, 'cba');
+        self::assertTrue($client->verifyRemote($receipt)['valid']);
+
+        // A tampered receipt fails offline and on the node, naming the check.
+        $data = json_decode($receipt->toJson(), false);
+        $data->fuel_used = 1;
+        $forged = Receipt::fromJson(json_encode($data));
+        self::assertFalse($forged->verify());
+        try {
+            $forged->verifyOrThrow();
+            self::fail('a forged receipt verified');
+        } catch (InvalidReceiptException $e) {
+            self::assertSame('signature', $e->check);
+        }
+        $verdict = $client->verifyRemote($forged);
+        self::assertFalse($verdict['valid']);
+        self::assertSame('signature', $verdict['check']);
+        // The right receipt with the wrong bytes.
+        self::assertFalse($receipt->verify(null, 'not the output'));
+
+        $this->expectException(ReplayedNonceException::class);
+        $client->submit($job);
+    }
+
+    public function testErrorsAreTyped(): void
+    {
+        $client = new Client(self::$apiA);
+        try {
+            $client->status(str_repeat('0', 64));
+            self::fail('expected 404');
+        } catch (NotFoundException $e) {
+            self::assertSame(404, $e->status);
+        }
+        $this->expectException(UnprocessableException::class);
+        $client->submit(new Job("\0asm\x01\0\0\0 never uploaded"), false);
+    }
+}
