@@ -17,6 +17,7 @@ pub mod job;
 pub mod manifest;
 pub mod net;
 pub mod node;
+pub mod notify;
 pub mod receipt;
 pub mod runtime;
 pub mod service;

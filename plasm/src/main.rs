@@ -73,6 +73,15 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Write the man page (roff) to stdout.
+    #[command(hide = true)]
+    Man,
+    /// Write a shell completion script to stdout.
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Print the effective configuration (defaults < file < PLASM_* < flags) as TOML.
     Config(Box<StartArgs>),
     /// Print performance figures: process start-to-receipt, metering overhead, verifications/s.
@@ -295,6 +304,23 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Man => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("plasm: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "plasm", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            ExitCode::SUCCESS
+        }
         Command::Demo => {
             let outcome = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -776,6 +802,7 @@ fn start(a: StartArgs) -> Result<()> {
         if let Some(api) = node.api_addr() {
             println!("api http://{api}");
         }
+        plasm::notify::notify("READY=1");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         // SIGHUP re-reads the configuration and applies its capacity.
@@ -802,6 +829,7 @@ fn start(a: StartArgs) -> Result<()> {
         }
         wait_for_signal().await?;
         eprintln!("plasm: shutting down");
+        plasm::notify::notify("STOPPING=1");
         node.shutdown().await;
         Ok(())
     })
