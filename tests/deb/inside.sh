@@ -1,0 +1,64 @@
+#!/bin/sh
+# Runs inside the booted container (see run.sh).
+set -eu
+step() { echo "deb test: $*"; }
+
+step "apt install the package"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq /mnt/pkg/plasm.deb >/dev/null
+for i in $(seq 100); do systemctl is-active -q plasm && break; sleep 0.1; done
+systemctl is-active plasm
+step "the API answers"
+for i in $(seq 50); do curl -fsS http://127.0.0.1:4611/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fsS http://127.0.0.1:4611/healthz
+echo
+
+step "a job through the API, and its receipt verified"
+cat > /tmp/hello.wat <<'WAT'
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory 1) (data (i32.const 16) "hello from the package\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 23))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+WAT
+out=$(plasm submit /tmp/hello.wat --wait --placement local)
+[ "$out" = "hello from the package" ] || { echo "unexpected output: $out"; exit 1; }
+id=$(plasm submit /tmp/hello.wat --placement local)
+for i in $(seq 100); do plasm status "$id" | grep -q '"succeeded"' && break; sleep 0.05; done
+plasm receipt get "$id" > /tmp/receipt.json
+plasm receipt verify /tmp/receipt.json
+curl -fsS -X POST --data-binary @/tmp/receipt.json http://127.0.0.1:4611/v1/receipts/verify | grep -q '"valid":true'
+
+step "identity key private to the service"
+key=/var/lib/private/plasm/identity.key
+[ "$(stat -c %a "$key")" = "600" ] || { echo "key mode $(stat -c %a "$key")"; exit 1; }
+peer=$(curl -fsS http://127.0.0.1:4611/v1/node | sed 's/.*"peer_id":"\([^"]*\)".*/\1/')
+
+step "hardening score"
+score=$(systemd-analyze security plasm.service | awk '/Overall exposure level/ {print $(NF-2)}')
+echo "systemd-analyze security plasm.service: $score"
+awk -v s="$score" 'BEGIN { exit !(s <= 1.5) }'
+
+step "the journal shows the start"
+journalctl -u plasm --no-pager | grep -q "Started plasm" || { journalctl -u plasm --no-pager | tail -20; exit 1; }
+
+step "reinstall keeps the identity"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall /mnt/pkg/plasm.deb >/dev/null
+for i in $(seq 100); do curl -fsS http://127.0.0.1:4611/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+again=$(curl -fsS http://127.0.0.1:4611/v1/node | sed 's/.*"peer_id":"\([^"]*\)".*/\1/')
+[ "$peer" = "$again" ] || { echo "identity changed: $peer -> $again"; exit 1; }
+
+step "the bootstrap unit starts from the same package"
+systemctl start plasm-bootstrap
+for i in $(seq 100); do systemctl is-active -q plasm-bootstrap && break; sleep 0.1; done
+systemctl is-active plasm-bootstrap
+systemctl stop plasm-bootstrap
+
+step "apt purge leaves nothing"
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq plasm >/dev/null
+for path in /usr/bin/plasm /etc/plasm /var/lib/plasm /var/lib/private/plasm /var/lib/plasm-bootstrap \
+            /lib/systemd/system/plasm.service /usr/share/man/man1/plasm.1.gz; do
+  if [ -e "$path" ]; then echo "left behind: $path"; exit 1; fi
+done
+if dpkg -l plasm 2>/dev/null | grep -q '^ii'; then echo "still installed"; exit 1; fi
+step "all checks passed"
