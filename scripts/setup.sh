@@ -3,10 +3,11 @@
 #   build:    a C compiler and libclang (the wasm3x binding compiles Wasm3 and runs bindgen)
 #   examples: clang, lld, wasi-libc and the wasm32 compiler runtime (C jobs for wasm32-wasi)
 #   PHP SDK tests: php-cli, php-curl, phpunit (PHP 8.2 with sodium built in)
+#   package tests: lintian, debootstrap, systemd-container, zstd (cargo-deb comes from crates.io)
 # Usage: scripts/setup.sh            (needs root or sudo when something is missing)
 set -euo pipefail
 
-packages=(gcc libclang-dev clang lld wasi-libc libclang-rt-14-dev-wasm32 php-cli php-curl phpunit)
+packages=(gcc libclang-dev clang lld wasi-libc libclang-rt-14-dev-wasm32 php-cli php-curl phpunit lintian debootstrap systemd-container zstd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

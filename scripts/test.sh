@@ -10,3 +10,11 @@ cargo build --workspace --bins
 cargo test --workspace
 # The PHP SDK against the shared vectors and real nodes (uses target/debug/plasm).
 phpunit -c sdk-php/phpunit.xml
+# The Debian package: build it, lint it, install it under a real systemd (needs root).
+packaging/build-deb.sh
+lintian --fail-on error target/debian/plasm_*_amd64.deb
+if [ "$(id -u)" -eq 0 ]; then
+  tests/deb/run.sh
+else
+  echo "deb test: skipped (needs root for debootstrap and systemd-nspawn); run as root to include it"
+fi
