@@ -54,4 +54,4 @@ done
 [ -n "$pid" ] || { cat "$work/console.log"; echo "deb test: the container did not boot" >&2; exit 1; }
 nsenter -t "$pid" -a systemctl is-system-running --wait >/dev/null || true
 nsenter -t "$pid" -a /mnt/test.sh
-echo "deb test: 1 passed, 0 failed"
+echo "deb: 1 passed, 0 failed"
