@@ -2,31 +2,19 @@
 //! every stored receipt verifies after a restart; a burst of ten times the queue
 //! capacity is met with 429s, no crash, and every accepted job finishes.
 
+mod common;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use common::plasm_bin;
 use plasm::httpc;
 use plasm::manifest::ManifestBuilder;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn plasm_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("plasm"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bin plasm`",
-        bin.display()
-    );
-    bin
-}
 
 /// Starts `plasm start` with an API on a free port; returns the child and the API URL.
 fn start_node(dir: &Path, extra: &[&str]) -> (Child, String) {

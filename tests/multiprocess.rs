@@ -2,28 +2,15 @@
 //! and `plasm run --remote`; killing the chosen executor mid-job makes the
 //! requester fall over to the other one.
 
+mod common;
+
+use common::plasm_bin;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn plasm_bin() -> PathBuf {
-    // target/<profile>/deps/multiprocess-<hash> → target/<profile>/plasm
-    let exe = std::env::current_exe().expect("test exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("plasm"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bin plasm` (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
 
 /// A running `plasm start`, killed on drop.
 struct Proc {

@@ -171,18 +171,24 @@ impl ApiArgs {
 }
 
 #[derive(Args)]
-struct SubmitArgs {
-    /// A module (.wasm or .wat) or a manifest (.json; its module must be held by the node or given with --module).
+struct JobSource {
+    /// A module (.wasm binary or .wat text) or a manifest (.json).
     job: PathBuf,
-    /// Module bytes for a manifest.
+    /// Module bytes for a manifest (default for run: the data dir's module store; for submit: the node's).
     #[arg(long)]
     module: Option<PathBuf>,
-    /// File for stdin, or - for this process's stdin.
+    /// File whose bytes the job reads on stdin, or - for this process's stdin.
     #[arg(long)]
     input: Option<String>,
     /// Argument passed to the job (repeatable).
     #[arg(long = "arg", allow_hyphen_values = true)]
     args: Vec<String>,
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    #[command(flatten)]
+    source: JobSource,
     /// local, remote or any.
     #[arg(long, default_value = "any", value_parser = ["local", "remote", "any"])]
     placement: String,
@@ -195,17 +201,8 @@ struct SubmitArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// A module (.wasm binary or .wat text) or a manifest (.json).
-    job: PathBuf,
-    /// Module bytes for a manifest (default: the data dir's module store).
-    #[arg(long)]
-    module: Option<PathBuf>,
-    /// File whose bytes the job reads on stdin, or - for this process's stdin.
-    #[arg(long)]
-    input: Option<String>,
-    /// Argument passed to the job (repeatable).
-    #[arg(long = "arg", allow_hyphen_values = true)]
-    args: Vec<String>,
+    #[command(flatten)]
+    source: JobSource,
     /// Environment variable K=V passed to the job (repeatable).
     #[arg(long = "env")]
     env: Vec<String>,
@@ -405,6 +402,21 @@ fn input_err(e: impl Into<anyhow::Error>) -> RunFailure {
     RunFailure::Input(e.into())
 }
 
+/// The bytes of `--input`: none, a file, or `-` for this process's stdin.
+fn read_input(input: Option<&str>) -> Result<Vec<u8>> {
+    match input {
+        None => Ok(Vec::new()),
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read stdin")?;
+            Ok(buf)
+        }
+        Some(p) => std::fs::read(p).with_context(|| format!("cannot read input {p}")),
+    }
+}
+
 fn read_module(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if path.extension().is_some_and(|e| e == "wat") {
@@ -417,23 +429,11 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
 
 fn run(a: RunArgs) -> Result<u8, RunFailure> {
     let dir = data_dir(&a.data_dir).map_err(input_err)?;
-    let input = match a.input.as_deref() {
-        None => Vec::new(),
-        Some("-") => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("cannot read stdin")
-                .map_err(input_err)?;
-            buf
-        }
-        Some(p) => std::fs::read(p)
-            .with_context(|| format!("cannot read input {p}"))
-            .map_err(input_err)?,
-    };
-    let is_manifest = a.job.extension().is_some_and(|e| e == "json");
+    let src = &a.source;
+    let input = read_input(src.input.as_deref()).map_err(input_err)?;
+    let is_manifest = src.job.extension().is_some_and(|e| e == "json");
     let (manifest, module) = if is_manifest {
-        if !a.args.is_empty()
+        if !src.args.is_empty()
             || !a.env.is_empty()
             || a.fuel.is_some()
             || a.memory.is_some()
@@ -444,11 +444,12 @@ fn run(a: RunArgs) -> Result<u8, RunFailure> {
                 "--arg, --env, --entry, --fuel, --memory and --output-limit cannot change a manifest; edit the manifest instead"
             )));
         }
-        let text = std::fs::read_to_string(&a.job)
-            .with_context(|| format!("cannot read {}", a.job.display()))
+        let text = std::fs::read_to_string(&src.job)
+            .with_context(|| format!("cannot read {}", src.job.display()))
             .map_err(input_err)?;
         let manifest = Manifest::from_json(&text).map_err(input_err)?;
         let module_path = a
+            .source
             .module
             .clone()
             .unwrap_or_else(|| module_store(&dir, &manifest.module.sha256));
@@ -463,9 +464,9 @@ fn run(a: RunArgs) -> Result<u8, RunFailure> {
             .map_err(input_err)?;
         (manifest, module)
     } else {
-        let module = read_module(&a.job).map_err(input_err)?;
+        let module = read_module(&src.job).map_err(input_err)?;
         let mut b = ManifestBuilder::new();
-        for arg in &a.args {
+        for arg in &src.args {
             b = b.arg(arg);
         }
         for kv in &a.env {
@@ -640,24 +641,17 @@ async fn submit(a: SubmitArgs) -> Result<()> {
     use base64::Engine as _;
     use std::io::IsTerminal;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let input = match a.input.as_deref() {
-        None => Vec::new(),
-        Some("-") => {
-            let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf)?;
-            buf
-        }
-        Some(p) => std::fs::read(p).with_context(|| format!("cannot read {p}"))?,
-    };
-    let (manifest, module) = if a.job.extension().is_some_and(|e| e == "json") {
-        let text = std::fs::read_to_string(&a.job)?;
+    let src = &a.source;
+    let input = read_input(src.input.as_deref())?;
+    let (manifest, module) = if src.job.extension().is_some_and(|e| e == "json") {
+        let text = std::fs::read_to_string(&src.job)?;
         let m = Manifest::from_json(&text)?;
-        let module = a.module.as_deref().map(read_module).transpose()?;
+        let module = src.module.as_deref().map(read_module).transpose()?;
         (m, module)
     } else {
-        let module = read_module(&a.job)?;
+        let module = read_module(&src.job)?;
         let mut b = ManifestBuilder::new();
-        for arg in &a.args {
+        for arg in &src.args {
             b = b.arg(arg);
         }
         (b.build(&module, &input)?, Some(module))

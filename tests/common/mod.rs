@@ -75,3 +75,19 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The `plasm` binary Cargo built next to this test (target/<profile>/plasm).
+pub fn plasm_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|d| d.join("plasm"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin plasm` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
