@@ -5,7 +5,7 @@
 # signed receipt (and catches a forged copy). Then the mesh shuts down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh demo
 echo "== building plasm"
 cargo build -q --bin plasm
 exec target/debug/plasm demo
