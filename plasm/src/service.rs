@@ -287,23 +287,23 @@ impl Service {
             }
             (p, _, _) => p,
         };
-        {
-            let (store, m) = (self.store.clone(), module.clone());
-            blocking(move || store.put_module(&m)).await?;
-        }
         let job_id = manifest.job_id().to_owned();
         {
-            let (store, id, nonce, text, p) = (
+            let (store, m, id, nonce, text, p) = (
                 self.store.clone(),
+                module.clone(),
                 job_id.clone(),
                 manifest.nonce.clone(),
                 manifest.as_value().to_string(),
                 placement.as_str(),
             );
-            let inserted =
-                tokio::task::spawn_blocking(move || store.insert_job(&id, &nonce, &text, p))
-                    .await
-                    .map_err(|_| ServiceError::Internal)?;
+            // One trip to the blocking pool: keep the module, record the job.
+            let inserted = tokio::task::spawn_blocking(move || {
+                store.put_module(&m)?;
+                store.insert_job(&id, &nonce, &text, p)
+            })
+            .await
+            .map_err(|_| ServiceError::Internal)?;
             match inserted {
                 Err(StoreError::Duplicate) => return Err(ServiceError::Duplicate(job_id)),
                 other => other?,
@@ -343,13 +343,12 @@ impl Service {
         match local {
             Some(rx) => {
                 let me = self.identity.peer_id().to_string();
-                {
-                    let (store, id, me) = (self.store.clone(), job_id.clone(), me.clone());
-                    blocking(move || store.mark_running(&id, &me)).await?;
-                }
                 self.emit(&job_id, "running", Some(me.clone()), None);
                 let started_at = crate::time::now_rfc3339();
                 tokio::spawn(async move {
+                    // Recorded off the request path; `finish` comes after it in this task.
+                    let (store, rid, rme) = (this.store.clone(), id.clone(), me.clone());
+                    let _ = blocking(move || store.mark_running(&rid, &rme)).await;
                     match rx.await {
                         Ok(result) => {
                             let finished_at = crate::time::now_rfc3339();

@@ -122,9 +122,38 @@ pub trait Runtime: Send + Sync + 'static {
     fn execute(&self, module: &Instrumented, request: &ExecRequest) -> ExecResult;
 }
 
+/// Instrumented modules kept by content hash: instrumentation depends only on the
+/// module bytes (limits are set through globals), so repeated jobs skip it.
+const CACHE_ENTRIES: usize = 64;
+
+fn instrumented(module: &[u8]) -> Result<Arc<Instrumented>, ModuleError> {
+    use sha2::{Digest, Sha256};
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::{Mutex, OnceLock};
+    type Cache = (HashMap<[u8; 32], Arc<Instrumented>>, VecDeque<[u8; 32]>);
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let key: [u8; 32] = Sha256::digest(module).into();
+    if let Some(hit) = cache.lock().ok().and_then(|c| c.0.get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let fresh = Arc::new(instrument::instrument(module, wasi::signature)?);
+    if let Ok(mut c) = cache.lock() {
+        if c.0.len() >= CACHE_ENTRIES
+            && let Some(old) = c.1.pop_front()
+        {
+            c.0.remove(&old);
+        }
+        if c.0.insert(key, fresh.clone()).is_none() {
+            c.1.push_back(key);
+        }
+    }
+    Ok(fresh)
+}
+
 /// Validates, instruments and checks a module against the request, then runs it.
 pub fn run(runtime: &dyn Runtime, request: &ExecRequest) -> ExecResult {
-    let module = match instrument::instrument(&request.module, wasi::signature) {
+    let module = match instrumented(&request.module) {
         Ok(m) => m,
         Err(e) => return ExecResult::refused(Outcome::InvalidModule, e.to_string()),
     };
