@@ -140,27 +140,47 @@ pub fn sign_receipt(
     )
 }
 
-/// A job handed to the pool, waiting for its result.
-struct Submitted {
+/// A job handed to the pool, waiting for its result. The CLI, the API service and
+/// the network executor all run jobs through it, so receipts are signed one way.
+pub struct Submitted {
     result: tokio::sync::oneshot::Receiver<ExecResult>,
     started_at: String,
 }
 
-fn submit(
-    pool: &WorkerPool,
-    manifest: &Manifest,
-    module: Arc<[u8]>,
-    input: Vec<u8>,
-) -> Result<Submitted, JobError> {
-    let request = exec_request(manifest, module, input)?;
-    let started_at = crate::time::now_rfc3339();
-    Ok(Submitted {
-        result: pool.submit(request)?,
-        started_at,
-    })
+impl Submitted {
+    /// Queues `request` on `pool`; fails at once when the pool is full.
+    pub fn start(pool: &WorkerPool, request: ExecRequest) -> Result<Self, PoolError> {
+        let started_at = crate::time::now_rfc3339();
+        Ok(Self {
+            result: pool.submit(request)?,
+            started_at,
+        })
+    }
+
+    /// Waits for the result (async) and signs the receipt.
+    pub async fn finish(
+        self,
+        pool: &WorkerPool,
+        identity: &Identity,
+        manifest: &Manifest,
+    ) -> Result<JobOutput, JobError> {
+        let result = self.result.await.map_err(|_| PoolError::Closed)?;
+        Ok(sign(pool, identity, manifest, result, self.started_at))
+    }
+
+    /// Waits for the result on a non-async thread and signs the receipt.
+    pub fn finish_blocking(
+        self,
+        pool: &WorkerPool,
+        identity: &Identity,
+        manifest: &Manifest,
+    ) -> Result<JobOutput, JobError> {
+        let result = self.result.blocking_recv().map_err(|_| PoolError::Closed)?;
+        Ok(sign(pool, identity, manifest, result, self.started_at))
+    }
 }
 
-fn finish(
+fn sign(
     pool: &WorkerPool,
     identity: &Identity,
     manifest: &Manifest,
@@ -180,22 +200,8 @@ pub fn run_blocking(
     module: Arc<[u8]>,
     input: Vec<u8>,
 ) -> Result<JobOutput, JobError> {
-    let job = submit(pool, manifest, module, input)?;
-    let result = job.result.blocking_recv().map_err(|_| PoolError::Closed)?;
-    Ok(finish(pool, identity, manifest, result, job.started_at))
-}
-
-/// Runs a job on `pool` from async code and signs its receipt.
-pub async fn run(
-    pool: &WorkerPool,
-    identity: &Identity,
-    manifest: &Manifest,
-    module: Arc<[u8]>,
-    input: Vec<u8>,
-) -> Result<JobOutput, JobError> {
-    let job = submit(pool, manifest, module, input)?;
-    let result = job.result.await.map_err(|_| PoolError::Closed)?;
-    Ok(finish(pool, identity, manifest, result, job.started_at))
+    let request = exec_request(manifest, module, input)?;
+    Submitted::start(pool, request)?.finish_blocking(pool, identity, manifest)
 }
 
 /// Process exit status of `plasm run` for a finished job.

@@ -315,58 +315,47 @@ impl Service {
         }
         // Local first when allowed and there is room; otherwise a peer.
         let local = match (placement, &self.pool) {
-            (Placement::Local | Placement::Any, Some(pool)) => match pool.submit(request) {
-                Ok(rx) => Some(rx),
-                Err(PoolError::Busy { .. })
-                    if placement == Placement::Any && self.client.is_some() =>
-                {
-                    None
-                }
-                Err(e) => {
-                    // Refused before it ran: forget it, so the same manifest can be retried.
-                    let (store, id) = (self.store.clone(), job_id.clone());
-                    let _ = blocking(move || store.delete_job(&id)).await;
-                    if let Ok(mut map) = self.events.lock() {
-                        map.remove(&job_id);
+            (Placement::Local | Placement::Any, Some(pool)) => {
+                match job::Submitted::start(pool, request) {
+                    Ok(submitted) => Some((pool.clone(), submitted)),
+                    Err(PoolError::Busy { .. })
+                        if placement == Placement::Any && self.client.is_some() =>
+                    {
+                        None
                     }
-                    return Err(if matches!(e, PoolError::Busy { .. }) {
-                        ServiceError::Busy
-                    } else {
-                        ServiceError::Internal
-                    });
+                    Err(e) => {
+                        // Refused before it ran: forget it, so the same manifest can be retried.
+                        let (store, id) = (self.store.clone(), job_id.clone());
+                        let _ = blocking(move || store.delete_job(&id)).await;
+                        if let Ok(mut map) = self.events.lock() {
+                            map.remove(&job_id);
+                        }
+                        return Err(if matches!(e, PoolError::Busy { .. }) {
+                            ServiceError::Busy
+                        } else {
+                            ServiceError::Internal
+                        });
+                    }
                 }
-            },
+            }
             _ => None,
         };
         let this = self.clone();
         let id = job_id.clone();
         match local {
-            Some(rx) => {
+            Some((pool, submitted)) => {
                 let me = self.identity.peer_id().to_string();
                 self.emit(&job_id, "running", Some(me.clone()), None);
-                let started_at = crate::time::now_rfc3339();
                 tokio::spawn(async move {
                     // Recorded off the request path; `finish` comes after it in this task.
                     let (store, rid, rme) = (this.store.clone(), id.clone(), me.clone());
                     let _ = blocking(move || store.mark_running(&rid, &rme)).await;
-                    match rx.await {
-                        Ok(result) => {
-                            let finished_at = crate::time::now_rfc3339();
-                            let Some(pool) = this.pool.clone() else {
-                                return;
-                            };
-                            let receipt = job::sign_receipt(
-                                &manifest,
-                                &result,
-                                &pool,
-                                &this.identity,
-                                started_at,
-                                finished_at,
-                            );
+                    match submitted.finish(&pool, &this.identity, &manifest).await {
+                        Ok(out) => {
                             this.metrics
                                 .fuel
-                                .fetch_add(result.fuel_used, Ordering::Relaxed);
-                            this.finish(&id, &me, receipt, result.stdout).await;
+                                .fetch_add(out.result.fuel_used, Ordering::Relaxed);
+                            this.finish(&id, &me, out.receipt, out.result.stdout).await;
                         }
                         Err(_) => this.fail(&id, "the worker pool stopped").await,
                     }

@@ -359,30 +359,16 @@ impl Executor {
         })?;
         self.modules.insert(manifest.module.sha256.clone(), module);
         tracing::info!(job_id, %peer, "running job");
-        let started_at = crate::time::now_rfc3339();
-        let result = self
-            .pool
-            .submit(request)
+        let submitted = job::Submitted::start(&self.pool, request)
             .map_err(|e| failure(FailureReason::Busy, e.to_string()))?;
         let (pool, identity) = (self.pool.clone(), self.identity.clone());
         Ok(async move {
-            match result.await {
-                Ok(result) => {
-                    let finished_at = crate::time::now_rfc3339();
-                    let receipt = job::sign_receipt(
-                        &manifest,
-                        &result,
-                        &pool,
-                        &identity,
-                        started_at,
-                        finished_at,
-                    );
-                    JobResponse::Result {
-                        receipt: serde_json::to_string(receipt.as_map()).unwrap_or_default(),
-                        stdout: result.stdout,
-                        stderr: result.stderr,
-                    }
-                }
+            match submitted.finish(&pool, &identity, &manifest).await {
+                Ok(out) => JobResponse::Result {
+                    receipt: serde_json::to_string(out.receipt.as_map()).unwrap_or_default(),
+                    stdout: out.result.stdout,
+                    stderr: out.result.stderr,
+                },
                 Err(_) => failure(FailureReason::Internal, "the worker pool stopped"),
             }
         })

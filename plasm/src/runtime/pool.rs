@@ -171,18 +171,6 @@ impl WorkerPool {
         })?;
         Ok(rx)
     }
-
-    /// Runs a job and waits for it asynchronously.
-    pub async fn run(&self, request: ExecRequest) -> Result<ExecResult, PoolError> {
-        self.submit(request)?.await.map_err(|_| PoolError::Closed)
-    }
-
-    /// Runs a job and blocks the calling (non-async) thread until it ends.
-    pub fn run_blocking(&self, request: ExecRequest) -> Result<ExecResult, PoolError> {
-        self.submit(request)?
-            .blocking_recv()
-            .map_err(|_| PoolError::Closed)
-    }
 }
 
 fn worker(index: usize, rx: &Mutex<Receiver<Task>>, limit: &AtomicUsize) {
