@@ -7,7 +7,7 @@ mod common;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::plasm_bin;
-use plasm::httpc;
+use plasm::apiclient;
 use plasm::manifest::ManifestBuilder;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -54,8 +54,8 @@ fn hello_body() -> Vec<u8> {
         .into_bytes()
 }
 
-async fn post(api: &str, path: &str, body: &[u8]) -> Option<httpc::HttpResponse> {
-    httpc::request(
+async fn post(api: &str, path: &str, body: &[u8]) -> Option<apiclient::HttpResponse> {
+    apiclient::request(
         "POST",
         &format!("{api}{path}"),
         None,
@@ -113,7 +113,7 @@ async fn kill_9_loses_no_finished_job_and_every_receipt_verifies() {
 
     let (mut child, api) = start_node(d.path(), &[]);
     for id in &told {
-        let r = httpc::request(
+        let r = apiclient::request(
             "GET",
             &format!("{api}/v1/receipts/{id}"),
             None,
@@ -198,7 +198,7 @@ async fn ten_times_the_queue_at_once_gets_429s_and_every_accepted_job_finishes()
     for id in accepted {
         let mut state = String::new();
         for _ in 0..200 {
-            let r = httpc::request(
+            let r = apiclient::request(
                 "GET",
                 &format!("{api}/v1/jobs/{id}"),
                 None,

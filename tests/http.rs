@@ -6,7 +6,7 @@ mod common;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
-use plasm::httpc::{self, HttpResponse};
+use plasm::apiclient::{self, HttpResponse};
 use plasm::manifest::ManifestBuilder;
 use plasm::node::{Mode, Node, NodeConfig};
 use serde_json::{Value, json};
@@ -30,7 +30,7 @@ async fn call(
     body: &[u8],
 ) -> HttpResponse {
     let url = format!("http://{}{path}", node.api_addr().expect("api"));
-    httpc::request(
+    apiclient::request(
         method,
         &url,
         token,
@@ -120,7 +120,7 @@ async fn every_route_answers() {
         "http://{}/v1/jobs/{id}/events",
         node.api_addr().expect("api")
     );
-    httpc::events(&url, None, |_, data| {
+    apiclient::events(&url, None, |_, data| {
         events.push(data.to_owned());
         false
     })
@@ -134,7 +134,7 @@ async fn every_route_answers() {
     assert_eq!(r.status, 202);
     assert_eq!(r.json().expect("json")["job_id"], json!(id2));
     let mut last = String::new();
-    httpc::events(
+    apiclient::events(
         &format!(
             "http://{}/v1/jobs/{id2}/events",
             node.api_addr().expect("api")
@@ -431,7 +431,7 @@ async fn tokens_carry_scopes_and_beyond_loopback_needs_them() {
 #[test]
 fn the_router_matches_the_openapi_document() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let source = std::fs::read_to_string(root.join("plasm/src/api.rs")).expect("api.rs");
+    let source = std::fs::read_to_string(root.join("plasm/src/api/mod.rs")).expect("api/mod.rs");
     let spec = std::fs::read_to_string(root.join("schemas/openapi.yaml")).expect("openapi.yaml");
     let mut routed = std::collections::BTreeSet::new();
     for line in source

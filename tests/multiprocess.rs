@@ -4,89 +4,11 @@
 
 mod common;
 
-use common::plasm_bin;
+use common::{plasm_bin, spawn_node as start};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// A running `plasm start`, killed on drop.
-struct Proc {
-    child: Child,
-    addrs: Vec<String>,
-    log: PathBuf,
-    api: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn addr(&self, transport: &str) -> String {
-        self.addrs
-            .iter()
-            .find(|a| a.contains(transport))
-            .cloned()
-            .expect("address of that transport")
-    }
-    fn peer_id(&self) -> String {
-        self.addrs[0]
-            .rsplit('/')
-            .next()
-            .expect("peer id")
-            .to_owned()
-    }
-}
-
-fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
-    let log = dir.join(format!("{name}.log"));
-    let mut child = Command::new(plasm_bin())
-        .args(["start", "--api", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join(name))
-        .args(args)
-        .env("PLASM_LOG", "plasm=info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn plasm start");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening ") {
-                let _ = tx.send(addr.to_owned());
-            } else if let Some(api) = line.strip_prefix("api ") {
-                let _ = tx.send(format!("api {api}"));
-            }
-        }
-    });
-    let want = args.iter().filter(|a| **a == "--listen").count();
-    let (mut addrs, mut api) = (Vec::new(), String::new());
-    while addrs.len() < want || api.is_empty() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("node prints its addresses");
-        match line.strip_prefix("api ") {
-            Some(a) => api = a.to_owned(),
-            None => addrs.push(line),
-        }
-    }
-    Proc {
-        child,
-        addrs,
-        log,
-        api,
-    }
-}
 
 fn run_remote(dir: &Path, module: &Path, bootstrap: &str, receipt: &Path) -> Output {
     Command::new(plasm_bin())

@@ -117,14 +117,14 @@ async fn api(iterations: usize) -> Result<(), BenchError> {
         "http://{}/v1/modules",
         node.api_addr().ok_or_else(|| fail("no api"))?
     );
-    crate::httpc::request("PUT", &put, None, None, &module, Duration::from_secs(10))
+    crate::apiclient::request("PUT", &put, None, None, &module, Duration::from_secs(10))
         .await
         .map_err(fail)?;
     let mut lat = Vec::new();
     for _ in 0..(iterations * 10).max(100) {
         let b = body()?;
         let t = Instant::now();
-        let r = crate::httpc::request(
+        let r = crate::apiclient::request(
             "POST",
             &url,
             None,
@@ -157,7 +157,7 @@ async fn api(iterations: usize) -> Result<(), BenchError> {
                 if Instant::now() > deadline {
                     break;
                 }
-                if let Ok(r) = crate::httpc::request(
+                if let Ok(r) = crate::apiclient::request(
                     "POST",
                     &url,
                     None,

@@ -47,6 +47,12 @@ pub struct ApiConfig {
     pub address: String,
     /// Token file (`<token> <scope>[,<scope>]` per line); empty: none.
     pub token_file: String,
+    /// PEM certificate chain to serve TLS with; empty: plain HTTP.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
+    /// Allow plain HTTP on an address beyond loopback (tokens then cross the network in clear).
+    pub insecure_http: bool,
 }
 
 /// Capacity: worker threads and queued jobs.
@@ -142,6 +148,9 @@ impl Default for ApiConfig {
             enabled: true,
             address: format!("127.0.0.1:{DEFAULT_API_PORT}"),
             token_file: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            insecure_http: false,
         }
     }
 }
@@ -190,7 +199,101 @@ fn value_err(name: &str, message: impl std::fmt::Display) -> ConfigError {
     }
 }
 
+/// What the command line says, the last layer over the file and the environment.
+/// Empty lists and `None` leave the layer below in force.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config`: the TOML file (else `PLASM_CONFIG`, else none).
+    pub config_file: Option<PathBuf>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Vec<String>,
+    /// `--bootstrap`.
+    pub bootstrap: Vec<String>,
+    /// `--mode`.
+    pub mode: Option<String>,
+    /// `--public` (can only switch it on).
+    pub public: bool,
+    /// `--label`.
+    pub labels: Vec<String>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+    /// `--queue`.
+    pub queue: Option<usize>,
+    /// `--api`.
+    pub api: Option<String>,
+    /// `--no-api`.
+    pub no_api: bool,
+    /// `--api-token-file`.
+    pub api_token_file: Option<PathBuf>,
+    /// `--api-tls-cert`.
+    pub api_tls_cert: Option<PathBuf>,
+    /// `--api-tls-key`.
+    pub api_tls_key: Option<PathBuf>,
+    /// `--insecure-http` (can only switch it on).
+    pub insecure_http: bool,
+}
+
 impl Config {
+    /// The effective configuration: defaults < TOML file < `PLASM_*` from `env` <
+    /// the command line. Called again on every SIGHUP, so a reload sees the file as
+    /// it is now with the same flags on top.
+    pub fn layered(
+        o: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = o
+            .config_file
+            .clone()
+            .or_else(|| env("PLASM_CONFIG").map(PathBuf::from));
+        let mut c = match file {
+            Some(path) => Config::from_file(&path)?,
+            None => Config::default(),
+        };
+        c.apply_env(&env)?;
+        let path = |p: &PathBuf| p.display().to_string();
+        if let Some(d) = &o.data_dir {
+            c.data_dir = path(d);
+        }
+        if !o.listen.is_empty() {
+            c.listen = o.listen.clone();
+        }
+        if !o.bootstrap.is_empty() {
+            c.bootstrap = o.bootstrap.clone();
+        }
+        if let Some(m) = &o.mode {
+            c.mode = m.clone();
+        }
+        c.public |= o.public;
+        if !o.labels.is_empty() {
+            c.labels = o.labels.clone();
+        }
+        if let Some(w) = o.workers {
+            c.capacity.workers = w.max(1);
+        }
+        if let Some(q) = o.queue {
+            c.capacity.queue = q.max(1);
+        }
+        if let Some(a) = &o.api {
+            c.api.address = a.clone();
+        }
+        if o.no_api {
+            c.api.enabled = false;
+        }
+        if let Some(t) = &o.api_token_file {
+            c.api.token_file = path(t);
+        }
+        if let Some(t) = &o.api_tls_cert {
+            c.api.tls_cert = path(t);
+        }
+        if let Some(t) = &o.api_tls_key {
+            c.api.tls_key = path(t);
+        }
+        c.api.insecure_http |= o.insecure_http;
+        Ok(c)
+    }
+
     /// Defaults overridden by the TOML file at `path`.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -242,6 +345,15 @@ impl Config {
         if let Some(v) = env("PLASM_API_TOKEN_FILE") {
             self.api.token_file = v;
         }
+        if let Some(v) = env("PLASM_API_TLS_CERT") {
+            self.api.tls_cert = v;
+        }
+        if let Some(v) = env("PLASM_API_TLS_KEY") {
+            self.api.tls_key = v;
+        }
+        if let Some(v) = env("PLASM_INSECURE_HTTP") {
+            self.api.insecure_http = boolean("PLASM_INSECURE_HTTP", v)?;
+        }
         if let Some(v) = env("PLASM_WORKERS") {
             self.capacity.workers = number("PLASM_WORKERS", v)? as usize;
         }
@@ -292,6 +404,20 @@ impl Config {
         };
         c.api_tokens =
             (!self.api.token_file.is_empty()).then(|| PathBuf::from(&self.api.token_file));
+        c.api_tls = match (self.api.tls_cert.as_str(), self.api.tls_key.as_str()) {
+            ("", "") => None,
+            ("", _) | (_, "") => {
+                return Err(value_err(
+                    "api.tls_cert/api.tls_key",
+                    "give both the certificate and its key, or neither",
+                ));
+            }
+            (cert, key) => Some(crate::api::TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+        };
+        c.insecure_http = self.api.insecure_http;
         if self.capacity.workers > 0 {
             c.workers = self.capacity.workers;
         }

@@ -2,7 +2,7 @@
 //! through the HTTP API, follows its progress, and has a third node verify the
 //! receipt. Embedded defaults, temporary data dirs, no configuration.
 
-use crate::httpc;
+use crate::apiclient;
 use crate::identity::Identity;
 use crate::manifest::ManifestBuilder;
 use crate::net::remote::capability_key;
@@ -48,8 +48,8 @@ fn config(
     Ok(c)
 }
 
-async fn call(method: &str, url: &str, body: &[u8]) -> Result<httpc::HttpResponse, DemoError> {
-    httpc::request(
+async fn call(method: &str, url: &str, body: &[u8]) -> Result<apiclient::HttpResponse, DemoError> {
+    apiclient::request(
         method,
         url,
         None,
@@ -141,7 +141,7 @@ async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
     println!("   HTTP {} job_id {job_id}", r.status);
 
     println!("\n== progress (Server-Sent Events from /v1/jobs/{{id}}/events)");
-    httpc::events(
+    apiclient::events(
         &format!("{}/v1/jobs/{job_id}/events", api(&a)),
         None,
         |_, data| {

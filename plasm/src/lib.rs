@@ -7,10 +7,12 @@
 //! together ([`job`]). The `plasm` binary only parses arguments and calls in.
 
 pub mod api;
+pub mod apiclient;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod httpc;
+pub mod execution;
 pub mod identity;
 pub mod jcs;
 pub mod job;

@@ -6,10 +6,10 @@
 //! runs its checks in a fixed, documented order and names the first that fails,
 //! so the Rust and PHP verifiers agree on the verdict for every test vector.
 
+pub use crate::execution::{Outcome, RuntimeInfo};
 use crate::identity::{Identity, peer_id_matches};
 use crate::jcs;
 use crate::manifest::{compile_schema, first_violation};
-use crate::runtime::Outcome;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -65,17 +65,6 @@ impl VerifyError {
             Self::Signature => "signature",
         }
     }
-}
-
-/// Runtime that produced a receipt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuntimeInfo {
-    /// e.g. `wasm3`.
-    pub name: String,
-    /// e.g. `0.9.0`.
-    pub version: String,
-    /// Metering scheme whose fuel counts the receipt reports, e.g. `plasm-fuel/1`.
-    pub metering: String,
 }
 
 /// The facts a receipt attests, before signing.

@@ -11,9 +11,11 @@ use crate::net::Client;
 use crate::net::remote::{self, RemoteOptions};
 use crate::runtime::pool::{PoolError, WorkerPool};
 use crate::store::{JobRow, Store, StoreError};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -119,13 +121,48 @@ pub struct Submission {
     pub placement: Placement,
 }
 
-/// Counters exported on `/metrics`.
+/// The label of `plasm_jobs_total`: a receipt outcome, or `failed`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// e.g. `exited`, `out_of_fuel`, `failed`.
+    pub outcome: String,
+}
+
+/// A submission that passed validation: what every later step works on.
+struct Accepted {
+    manifest: Manifest,
+    module: Arc<[u8]>,
+    input: Vec<u8>,
+    /// What the pool runs; taken by [`Service::place`] when it starts the job here.
+    request: Option<crate::runtime::ExecRequest>,
+    placement: Placement,
+}
+
+/// Where [`Service::place`] put a job.
+enum Placed {
+    /// Started on this node's pool.
+    Local(Arc<WorkerPool>, job::Submitted),
+    /// To be offered to peers.
+    Peer,
+}
+
+/// Counters exported on `/metrics` (registered by `api::metrics`).
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Finished jobs by outcome (receipt outcomes) plus `failed`.
-    pub jobs: Mutex<HashMap<String, u64>>,
+    pub jobs: Family<OutcomeLabel, Counter>,
     /// Fuel consumed by jobs executed here.
-    pub fuel: AtomicU64,
+    pub fuel: Counter,
+}
+
+impl Metrics {
+    fn finished(&self, outcome: &str) {
+        self.jobs
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
 }
 
 /// The service.
@@ -243,10 +280,45 @@ impl Service {
     }
 
     /// Accepts a submission; returns the job id once the job is durably queued.
+    ///
+    /// The steps: [`Self::validate`] (schema, module bytes, placement),
+    /// [`Self::record`] (durable before anything runs), [`Self::place`] (here when
+    /// allowed and there is room, else a peer), then one task runs it
+    /// ([`Self::run_local`] or [`Self::run_on_peer`]).
     pub async fn submit(self: &Arc<Self>, sub: Submission) -> Result<String, ServiceError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(ServiceError::ShuttingDown);
         }
+        let mut job = self.validate(sub).await?;
+        self.record(&job).await?;
+        let job_id = job.manifest.job_id().to_owned();
+        let (tx, _) = broadcast::channel(16);
+        if let Ok(mut map) = self.events.lock() {
+            map.insert(job_id.clone(), tx);
+        }
+        match self.place(&mut job).await? {
+            Placed::Local(pool, submitted) => {
+                let me = self.identity.peer_id().to_string();
+                self.emit(&job_id, "running", Some(me.clone()), None);
+                tokio::spawn(self.clone().run_local(job, pool, submitted, me));
+            }
+            Placed::Peer => {
+                self.emit(
+                    &job_id,
+                    "offered",
+                    None,
+                    Some("looking for an executor".into()),
+                );
+                tokio::spawn(self.clone().run_on_peer(job));
+            }
+        }
+        Ok(job_id)
+    }
+
+    /// Checks the manifest against the schema, finds the module bytes (sent, or
+    /// held by the store), checks them against the manifest, and decides whether
+    /// the placement asked for is possible on this node.
+    async fn validate(&self, sub: Submission) -> Result<Accepted, ServiceError> {
         let manifest = Manifest::from_value(sub.manifest).map_err(|e| match e {
             ManifestError::Schema {
                 path,
@@ -274,8 +346,8 @@ impl Service {
         };
         let request = job::exec_request(&manifest, module.clone(), sub.input.clone())
             .map_err(|e| ServiceError::Unprocessable(e.to_string()))?;
-        let placement = match (sub.placement, &self.pool, &self.client) {
-            (Placement::Local | Placement::Any, None, _) if sub.placement == Placement::Local => {
+        match (sub.placement, &self.pool, &self.client) {
+            (Placement::Local, None, _) => {
                 return Err(ServiceError::Unprocessable(
                     "this node does not execute jobs".into(),
                 ));
@@ -285,118 +357,119 @@ impl Service {
                     "this node has no network".into(),
                 ));
             }
-            (p, _, _) => p,
+            _ => {}
+        }
+        Ok(Accepted {
+            manifest,
+            module,
+            input: sub.input,
+            request: Some(request),
+            placement: sub.placement,
+        })
+    }
+
+    /// Keeps the module and records the job as queued, in one trip to the
+    /// blocking pool; a job id or nonce seen before is refused.
+    async fn record(&self, job: &Accepted) -> Result<(), ServiceError> {
+        let job_id = job.manifest.job_id().to_owned();
+        let (store, m, id, nonce, text, p) = (
+            self.store.clone(),
+            job.module.clone(),
+            job_id.clone(),
+            job.manifest.nonce.clone(),
+            job.manifest.as_value().to_string(),
+            job.placement.as_str(),
+        );
+        let inserted = tokio::task::spawn_blocking(move || {
+            store.put_module(&m)?;
+            store.insert_job(&id, &nonce, &text, p)
+        })
+        .await
+        .map_err(|_| ServiceError::Internal)?;
+        match inserted {
+            Err(StoreError::Duplicate) => Err(ServiceError::Duplicate(job_id)),
+            other => Ok(other?),
+        }
+    }
+
+    /// Local first when allowed and the pool has room; otherwise a peer. A job the
+    /// pool refuses is forgotten, so the same manifest can be submitted again.
+    async fn place(&self, job: &mut Accepted) -> Result<Placed, ServiceError> {
+        let (pool, request) = match (job.placement, &self.pool, job.request.take()) {
+            (Placement::Local | Placement::Any, Some(pool), Some(request)) => (pool, request),
+            _ => return Ok(Placed::Peer),
         };
-        let job_id = manifest.job_id().to_owned();
-        {
-            let (store, m, id, nonce, text, p) = (
-                self.store.clone(),
-                module.clone(),
-                job_id.clone(),
-                manifest.nonce.clone(),
-                manifest.as_value().to_string(),
-                placement.as_str(),
-            );
-            // One trip to the blocking pool: keep the module, record the job.
-            let inserted = tokio::task::spawn_blocking(move || {
-                store.put_module(&m)?;
-                store.insert_job(&id, &nonce, &text, p)
-            })
-            .await
-            .map_err(|_| ServiceError::Internal)?;
-            match inserted {
-                Err(StoreError::Duplicate) => return Err(ServiceError::Duplicate(job_id)),
-                other => other?,
+        match job::Submitted::start(pool, request) {
+            Ok(submitted) => Ok(Placed::Local(pool.clone(), submitted)),
+            Err(PoolError::Busy { .. })
+                if job.placement == Placement::Any && self.client.is_some() =>
+            {
+                Ok(Placed::Peer)
             }
-        }
-        let (tx, _) = broadcast::channel(16);
-        if let Ok(mut map) = self.events.lock() {
-            map.insert(job_id.clone(), tx);
-        }
-        // Local first when allowed and there is room; otherwise a peer.
-        let local = match (placement, &self.pool) {
-            (Placement::Local | Placement::Any, Some(pool)) => {
-                match job::Submitted::start(pool, request) {
-                    Ok(submitted) => Some((pool.clone(), submitted)),
-                    Err(PoolError::Busy { .. })
-                        if placement == Placement::Any && self.client.is_some() =>
-                    {
-                        None
-                    }
-                    Err(e) => {
-                        // Refused before it ran: forget it, so the same manifest can be retried.
-                        let (store, id) = (self.store.clone(), job_id.clone());
-                        let _ = blocking(move || store.delete_job(&id)).await;
-                        if let Ok(mut map) = self.events.lock() {
-                            map.remove(&job_id);
-                        }
-                        return Err(if matches!(e, PoolError::Busy { .. }) {
-                            ServiceError::Busy
-                        } else {
-                            ServiceError::Internal
-                        });
-                    }
+            Err(e) => {
+                let job_id = job.manifest.job_id().to_owned();
+                let (store, id) = (self.store.clone(), job_id.clone());
+                let _ = blocking(move || store.delete_job(&id)).await;
+                if let Ok(mut map) = self.events.lock() {
+                    map.remove(&job_id);
                 }
-            }
-            _ => None,
-        };
-        let this = self.clone();
-        let id = job_id.clone();
-        match local {
-            Some((pool, submitted)) => {
-                let me = self.identity.peer_id().to_string();
-                self.emit(&job_id, "running", Some(me.clone()), None);
-                tokio::spawn(async move {
-                    // Recorded off the request path; `finish` comes after it in this task.
-                    let (store, rid, rme) = (this.store.clone(), id.clone(), me.clone());
-                    let _ = blocking(move || store.mark_running(&rid, &rme)).await;
-                    match submitted.finish(&pool, &this.identity, &manifest).await {
-                        Ok(out) => {
-                            this.metrics
-                                .fuel
-                                .fetch_add(out.result.fuel_used, Ordering::Relaxed);
-                            this.finish(&id, &me, out.receipt, out.result.stdout).await;
-                        }
-                        Err(_) => this.fail(&id, "the worker pool stopped").await,
-                    }
-                });
-            }
-            None => {
-                self.emit(
-                    &job_id,
-                    "offered",
-                    None,
-                    Some("looking for an executor".into()),
-                );
-                tokio::spawn(async move {
-                    let Some(client) = this.client.clone() else {
-                        return;
-                    };
-                    let r = remote::run_remote(
-                        &client,
-                        &manifest,
-                        module,
-                        sub.input,
-                        &RemoteOptions::default(),
-                    )
-                    .await;
-                    match r {
-                        Ok(out) => {
-                            let exec = out.executor.to_string();
-                            this.emit(
-                                &id,
-                                "running",
-                                Some(exec.clone()),
-                                Some(format!("accepted by {exec}")),
-                            );
-                            this.finish(&id, &exec, out.receipt, out.stdout).await;
-                        }
-                        Err(e) => this.fail(&id, &e.to_string()).await,
-                    }
-                });
+                Err(if matches!(e, PoolError::Busy { .. }) {
+                    ServiceError::Busy
+                } else {
+                    ServiceError::Internal
+                })
             }
         }
-        Ok(job_id)
+    }
+
+    /// Waits for a job started on this node's pool, signs and stores its receipt.
+    async fn run_local(
+        self: Arc<Self>,
+        job: Accepted,
+        pool: Arc<WorkerPool>,
+        submitted: job::Submitted,
+        me: String,
+    ) {
+        let id = job.manifest.job_id().to_owned();
+        // Recorded off the request path; `finish` comes after it in this task.
+        let (store, rid, rme) = (self.store.clone(), id.clone(), me.clone());
+        let _ = blocking(move || store.mark_running(&rid, &rme)).await;
+        match submitted.finish(&pool, &self.identity, &job.manifest).await {
+            Ok(out) => {
+                self.metrics.fuel.inc_by(out.result.fuel_used);
+                self.finish(&id, &me, out.receipt, out.result.stdout).await;
+            }
+            Err(_) => self.fail(&id, "the worker pool stopped").await,
+        }
+    }
+
+    /// Finds an executor through the DHT, runs the job there, stores its verified receipt.
+    async fn run_on_peer(self: Arc<Self>, job: Accepted) {
+        let id = job.manifest.job_id().to_owned();
+        let Some(client) = self.client.clone() else {
+            return self.fail(&id, "this node has no network").await;
+        };
+        let r = remote::run_remote(
+            &client,
+            &job.manifest,
+            job.module,
+            job.input,
+            &RemoteOptions::default(),
+        )
+        .await;
+        match r {
+            Ok(out) => {
+                let exec = out.executor.to_string();
+                self.emit(
+                    &id,
+                    "running",
+                    Some(exec.clone()),
+                    Some(format!("accepted by {exec}")),
+                );
+                self.finish(&id, &exec, out.receipt, out.stdout).await;
+            }
+            Err(e) => self.fail(&id, &e.to_string()).await,
+        }
     }
 
     async fn finish(
@@ -420,9 +493,7 @@ impl Service {
             );
             return;
         }
-        if let Ok(mut m) = self.metrics.jobs.lock() {
-            *m.entry(outcome.clone()).or_default() += 1;
-        }
+        self.metrics.finished(&outcome);
         self.emit(
             job_id,
             "succeeded",
@@ -434,9 +505,7 @@ impl Service {
     async fn fail(&self, job_id: &str, why: &str) {
         let (store, id, w) = (self.store.clone(), job_id.to_owned(), why.to_owned());
         let _ = blocking(move || store.fail(&id, &w)).await;
-        if let Ok(mut m) = self.metrics.jobs.lock() {
-            *m.entry("failed".into()).or_default() += 1;
-        }
+        self.metrics.finished("failed");
         self.emit(job_id, "failed", None, Some(why.to_owned()));
     }
 

@@ -7,8 +7,11 @@ use plasm::identity::Identity;
 use plasm::manifest::{Manifest, ManifestBuilder};
 use plasm::net::TransportKind;
 use plasm::node::{IdentitySource, Mode, Node, NodeConfig};
-use std::sync::Arc;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 /// A `/memory/<n>` address no other node in this process uses.
@@ -90,4 +93,86 @@ pub fn plasm_bin() -> std::path::PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A running `plasm start`, killed on drop.
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    /// The `listening` lines it printed.
+    pub addrs: Vec<String>,
+    /// Its stderr, in a file.
+    pub log: PathBuf,
+    /// The API base URL it printed.
+    pub api: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    pub fn addr(&self, transport: &str) -> String {
+        self.addrs
+            .iter()
+            .find(|a| a.contains(transport))
+            .cloned()
+            .expect("address of that transport")
+    }
+    pub fn peer_id(&self) -> String {
+        self.addrs[0]
+            .rsplit('/')
+            .next()
+            .expect("peer id")
+            .to_owned()
+    }
+}
+
+/// Starts `plasm start --api 127.0.0.1:0 --data-dir <dir>/<name> <args>` and waits
+/// for its `listening` lines (one per `--listen`) and its `api` line.
+pub fn spawn_node(dir: &Path, name: &str, args: &[&str]) -> Proc {
+    let log = dir.join(format!("{name}.log"));
+    let mut child = Command::new(plasm_bin())
+        .args(["start", "--api", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join(name))
+        .args(args)
+        .env("PLASM_LOG", "plasm=info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn plasm start");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening ") {
+                let _ = tx.send(addr.to_owned());
+            } else if let Some(api) = line.strip_prefix("api ") {
+                let _ = tx.send(format!("api {api}"));
+            }
+        }
+    });
+    let want = args.iter().filter(|a| **a == "--listen").count();
+    let (mut addrs, mut api) = (Vec::new(), String::new());
+    while addrs.len() < want || api.is_empty() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("node prints its addresses");
+        match line.strip_prefix("api ") {
+            Some(a) => api = a.to_owned(),
+            None => addrs.push(line),
+        }
+    }
+    Proc {
+        child,
+        addrs,
+        log,
+        api,
+    }
 }

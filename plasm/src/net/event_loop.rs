@@ -182,6 +182,8 @@ impl EventLoop {
                     listen_addrs: swarm.listeners().cloned().collect(),
                     connected: swarm.connected_peers().copied().collect(),
                     routing_table_size,
+                    external_addrs: swarm.external_addresses().cloned().collect(),
+                    dht_server: swarm.behaviour_mut().kad.mode() == libp2p::kad::Mode::Server,
                 });
             }
             Command::Shutdown => {}

@@ -110,6 +110,10 @@ pub struct NetInfo {
     pub connected: Vec<PeerId>,
     /// Entries in the Kademlia routing table.
     pub routing_table_size: usize,
+    /// Addresses confirmed (or declared) reachable from outside.
+    pub external_addrs: Vec<Multiaddr>,
+    /// Whether Kademlia answers queries (server mode) or only asks (client mode).
+    pub dht_server: bool,
 }
 
 /// Commands to the event loop. Every `reply` carries the answer back to the caller.

@@ -11,55 +11,10 @@ pub mod pool;
 pub mod wasi;
 pub mod wasm3;
 
+pub use crate::execution::{Outcome, RuntimeInfo};
 use crate::manifest::Limits;
-use crate::receipt::RuntimeInfo;
 pub use instrument::{Instrumented, ModuleError};
 use std::sync::Arc;
-
-/// How a job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The job returned from its entry point or called `proc_exit`.
-    Exited,
-    /// The job trapped (unreachable, out-of-bounds access, stack overflow...).
-    Trapped,
-    /// The job used up its fuel.
-    OutOfFuel,
-    /// The job needed more memory than `limits.memory_bytes`.
-    MemoryLimit,
-    /// The job wrote more than `limits.output_bytes` to stdout or stderr.
-    OutputLimit,
-    /// The module was refused before running.
-    InvalidModule,
-}
-
-impl Outcome {
-    /// The receipt spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Exited => "exited",
-            Self::Trapped => "trapped",
-            Self::OutOfFuel => "out_of_fuel",
-            Self::MemoryLimit => "memory_limit",
-            Self::OutputLimit => "output_limit",
-            Self::InvalidModule => "invalid_module",
-        }
-    }
-
-    /// Parses the receipt spelling.
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Exited,
-            Self::Trapped,
-            Self::OutOfFuel,
-            Self::MemoryLimit,
-            Self::OutputLimit,
-            Self::InvalidModule,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == s)
-    }
-}
 
 /// Everything a runtime needs to execute one job.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use super::instrument::{
 };
 use super::wasi::{self, HostStop, WasiCtx};
 use super::{ExecRequest, ExecResult, Outcome, Runtime};
-use crate::receipt::RuntimeInfo;
+use crate::execution::RuntimeInfo;
 use wasm3x::{Config, Engine, Linker, Module, Store, Val};
 
 /// Version of the bundled Wasm3 interpreter.

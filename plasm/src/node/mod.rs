@@ -2,7 +2,11 @@
 //! capability advertisement and bootstrap maintenance, behind one handle that
 //! tests start on port 0 (or on the memory transport) and shut down cleanly.
 
-use crate::api::{ApiState, Tokens};
+mod lifecycle;
+
+pub use lifecycle::{ReloadReport, Signals};
+
+use crate::api::{ApiMetrics, ApiServer, ApiState, TlsFiles, Tokens};
 use crate::identity::{Identity, IdentityError};
 use crate::net::executor::{Executor, ExecutorPolicy};
 use crate::net::remote::capability_key;
@@ -75,6 +79,10 @@ pub struct NodeConfig {
     pub api: Option<SocketAddr>,
     /// Token file; required when the API binds anything but loopback.
     pub api_tokens: Option<PathBuf>,
+    /// Certificate and key the API serves TLS with; `None`: plain HTTP.
+    pub api_tls: Option<TlsFiles>,
+    /// Allow plain HTTP on an address beyond loopback (warned about at start).
+    pub insecure_http: bool,
     /// fsync every commit (survives power loss, slower).
     pub fsync: bool,
     /// Outputs kept (newest first); receipts are always kept.
@@ -101,6 +109,8 @@ impl NodeConfig {
             data_dir: Some(data_dir),
             api: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT))),
             api_tokens: None,
+            api_tls: None,
+            insecure_http: false,
             fsync: false,
             max_outputs: 10_000,
             max_module_bytes: crate::store::DEFAULT_MAX_MODULE_BYTES,
@@ -135,6 +145,9 @@ pub enum NodeError {
     /// The API token file is unusable.
     #[error(transparent)]
     Tokens(#[from] crate::api::TokenError),
+    /// The API could not be served (address in use, bad certificate).
+    #[error(transparent)]
+    Serve(#[from] crate::api::serve::ServeError),
     /// The configuration is unsafe or incomplete.
     #[error("{0}")]
     Config(String),
@@ -143,10 +156,9 @@ pub enum NodeError {
 /// A running node.
 pub struct Node {
     service: Option<Arc<Service>>,
-    api_addr: Option<SocketAddr>,
-    api_stop: Option<tokio::sync::oneshot::Sender<()>>,
-    api_task: Option<JoinHandle<()>>,
-    grace: Duration,
+    api: Option<ApiServer>,
+    /// The configuration the node runs with (what a reload compares against).
+    config: NodeConfig,
     client: Client,
     identity: Arc<Identity>,
     pool: Option<Arc<WorkerPool>>,
@@ -198,10 +210,8 @@ impl Node {
         };
         let mut node = Self {
             service: None,
-            api_addr: None,
-            api_stop: None,
-            api_task: None,
-            grace: config.grace,
+            api: None,
+            config: config.clone(),
             client: client.clone(),
             identity,
             pool,
@@ -232,6 +242,14 @@ impl Node {
             }
             None => None,
         };
+        if !addr.ip().is_loopback() && config.api_tls.is_none() {
+            if !config.insecure_http {
+                return Err(NodeError::Config(format!(
+                    "the API would serve plain HTTP on {addr}, beyond loopback: give --api-tls-cert and --api-tls-key, or --insecure-http to accept that tokens and jobs cross the network in clear"
+                )));
+            }
+            tracing::warn!(%addr, "the API serves plain HTTP beyond loopback (--insecure-http): tokens and jobs cross the network in clear");
+        }
         let dir = config
             .data_dir
             .clone()
@@ -259,31 +277,27 @@ impl Node {
             Some(self.client.clone()),
         ));
         let state = ApiState {
+            metrics: Arc::new(ApiMetrics::new(&service)),
             service: service.clone(),
             tokens,
             labels: config.policy.labels.clone(),
-            http: Arc::default(),
         };
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        self.api_addr = Some(listener.local_addr()?);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = crate::api::router(state);
-        self.api_task = Some(tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "API server");
-            }
-        }));
-        self.api_stop = Some(stop);
+        self.api = Some(ApiServer::bind(addr, app, config.api_tls.clone())?);
         self.service = Some(service);
         Ok(())
     }
 
     /// The bound API address, when the API runs.
     pub fn api_addr(&self) -> Option<SocketAddr> {
-        self.api_addr
+        self.api.as_ref().map(ApiServer::local_addr)
+    }
+
+    /// The API's base URL (`https://` when it serves TLS), when the API runs.
+    pub fn api_url(&self) -> Option<String> {
+        self.api
+            .as_ref()
+            .map(|a| format!("{}://{}", a.scheme(), a.local_addr()))
     }
 
     /// The service behind the API.
@@ -376,7 +390,7 @@ impl Node {
     pub async fn shutdown(mut self) {
         if let Some(service) = &self.service {
             service.begin_shutdown();
-            let deadline = tokio::time::Instant::now() + self.grace;
+            let deadline = tokio::time::Instant::now() + self.config.grace;
             while service.in_flight() > 0 && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -384,11 +398,8 @@ impl Node {
                 .fail_in_flight("the node shut down before the job finished")
                 .await;
         }
-        if let Some(stop) = self.api_stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.api_task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        if let Some(api) = self.api.take() {
+            api.shutdown(Duration::from_secs(5)).await;
         }
         for t in &self.tasks {
             t.abort();

@@ -6,13 +6,19 @@
 //! scopes cover it (`read` for GET, `submit` for POST/PUT, `admin` for PATCH and
 //! everything else).
 
+pub mod metrics;
+pub mod serve;
+
+pub use metrics::ApiMetrics;
+pub use serve::{ApiServer, TlsFiles};
+
 use crate::receipt::Receipt;
 use crate::service::{Placement, Service, ServiceError, Submission};
 use crate::store::JobRow;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest request body (a base64 module and input of 16 MiB each, plus the manifest).
@@ -99,36 +105,6 @@ impl Tokens {
     }
 }
 
-/// Cumulative bucket counts, sum of seconds, and count of one route's requests.
-type Histogram = (Vec<u64>, f64, u64);
-
-/// Request-duration histogram per route.
-#[derive(Debug, Default)]
-pub struct HttpMetrics {
-    routes: Mutex<HashMap<String, Histogram>>,
-}
-
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
-];
-
-impl HttpMetrics {
-    fn observe(&self, route: &str, seconds: f64) {
-        if let Ok(mut m) = self.routes.lock() {
-            let e = m
-                .entry(route.to_owned())
-                .or_insert_with(|| (vec![0; BUCKETS.len()], 0.0, 0));
-            for (i, le) in BUCKETS.iter().enumerate() {
-                if seconds <= *le {
-                    e.0[i] += 1;
-                }
-            }
-            e.1 += seconds;
-            e.2 += 1;
-        }
-    }
-}
-
 /// Shared state of the API.
 #[derive(Debug, Clone)]
 pub struct ApiState {
@@ -138,8 +114,8 @@ pub struct ApiState {
     pub tokens: Option<Arc<Tokens>>,
     /// Labels this node advertises.
     pub labels: Vec<String>,
-    /// HTTP metrics.
-    pub http: Arc<HttpMetrics>,
+    /// Metrics served on `/metrics`.
+    pub metrics: Arc<ApiMetrics>,
 }
 
 /// An error response.
@@ -266,7 +242,9 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
         }
     }
     let response = next.run(request).await;
-    state.http.observe(&route, started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .observe(&route, started.elapsed().as_secs_f64());
     response
 }
 
@@ -501,6 +479,11 @@ async fn node(State(state): State<ApiState>) -> Json<Value> {
         "peer_id": s.identity().peer_id().to_string(),
         "public_key": s.identity().public_key_b64(),
         "listen_addrs": info.as_ref().map(|i| i.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
+        "reachability": {
+            "dht_mode": info.as_ref().map(|i| if i.dht_server { "server" } else { "client" }),
+            "external_addrs": info.as_ref().map(|i| i.external_addrs.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
+        },
+        "connected_peers": info.as_ref().map_or(0, |i| i.connected.len()),
         "capabilities": {"runtime": "wasm3", "arch": std::env::consts::ARCH, "labels": state.labels, "executes": s.pool().is_some()},
         "capacity": {"workers": workers, "queue": queue, "queued": stats.map_or(0, |x| x.queued), "running": stats.map_or(0, |x| x.running)},
         "version": env!("CARGO_PKG_VERSION"),
@@ -573,72 +556,7 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn metrics(State(state): State<ApiState>, _h: HeaderMap) -> Response {
-    use std::fmt::Write as _;
-    let s = &state.service;
-    let mut out = String::new();
-    out.push_str("# HELP plasm_jobs_total Jobs finished on this node's API, by receipt outcome (or failed).\n# TYPE plasm_jobs_total counter\n");
-    if let Ok(m) = s.metrics.jobs.lock() {
-        let mut keys: Vec<_> = m.iter().collect();
-        keys.sort();
-        for (k, v) in keys {
-            let _ = writeln!(out, "plasm_jobs_total{{outcome=\"{k}\"}} {v}");
-        }
-    }
-    let stats = s.pool().map(|p| p.stats());
-    let _ = writeln!(
-        out,
-        "# HELP plasm_queue_depth Jobs waiting for a worker.\n# TYPE plasm_queue_depth gauge\nplasm_queue_depth {}",
-        stats.map_or(0, |x| x.queued)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP plasm_running_jobs Jobs executing.\n# TYPE plasm_running_jobs gauge\nplasm_running_jobs {}",
-        stats.map_or(0, |x| x.running)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP plasm_fuel_consumed_total Fuel used by jobs executed here.\n# TYPE plasm_fuel_consumed_total counter\nplasm_fuel_consumed_total {}",
-        s.metrics.fuel.load(std::sync::atomic::Ordering::Relaxed)
-    );
-    let info = match s.client() {
-        Some(c) => c.info().await.ok(),
-        None => None,
-    };
-    let _ = writeln!(
-        out,
-        "# HELP plasm_connected_peers Peers with a connection.\n# TYPE plasm_connected_peers gauge\nplasm_connected_peers {}",
-        info.as_ref().map_or(0, |i| i.connected.len())
-    );
-    let _ = writeln!(
-        out,
-        "# HELP plasm_routing_table_size Kademlia routing table entries.\n# TYPE plasm_routing_table_size gauge\nplasm_routing_table_size {}",
-        info.as_ref().map_or(0, |i| i.routing_table_size)
-    );
-    out.push_str("# HELP plasm_http_request_duration_seconds HTTP request durations by route.\n# TYPE plasm_http_request_duration_seconds histogram\n");
-    if let Ok(m) = state.http.routes.lock() {
-        let mut routes: Vec<_> = m.iter().collect();
-        routes.sort_by(|a, b| a.0.cmp(b.0));
-        for (route, (buckets, sum, count)) in routes {
-            for (le, n) in BUCKETS.iter().zip(buckets) {
-                let _ = writeln!(
-                    out,
-                    "plasm_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "plasm_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "plasm_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "plasm_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
-            );
-        }
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let text = state.metrics.render(&state.service).await;
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }

@@ -7,7 +7,9 @@
 //! are blocking: async callers go through `spawn_blocking`.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use std::path::{Path, PathBuf};
+mod modules;
+
+use std::path::Path;
 use std::sync::Mutex;
 
 /// Errors of the store.
@@ -86,23 +88,20 @@ pub struct JobRow {
 /// The store.
 pub struct Store {
     conn: Mutex<Connection>,
-    modules_dir: PathBuf,
+    modules: ModuleStore,
     /// Outputs kept (the newest); older outputs are dropped, receipts are kept.
     max_outputs: u64,
-    /// Bytes of module files kept; the least recently stored go first.
-    max_module_bytes: u64,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("modules_dir", &self.modules_dir)
+            .field("modules", &self.modules)
             .finish_non_exhaustive()
     }
 }
 
-/// Default bound on stored module bytes (1 GiB).
-pub const DEFAULT_MAX_MODULE_BYTES: u64 = 1 << 30;
+pub use modules::{DEFAULT_MAX_MODULE_BYTES, ModuleStore};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -137,8 +136,7 @@ impl Store {
         max_module_bytes: u64,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)?;
-        let modules_dir = data_dir.join("modules");
-        std::fs::create_dir_all(&modules_dir)?;
+        let modules = ModuleStore::open(&data_dir.join("modules"), max_module_bytes)?;
         let conn = Connection::open(data_dir.join("plasm.db"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
@@ -146,9 +144,8 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
-            modules_dir,
+            modules,
             max_outputs,
-            max_module_bytes,
         })
     }
 
@@ -303,66 +300,19 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn module_path(&self, sha256: &str) -> PathBuf {
-        self.modules_dir.join(format!("{sha256}.wasm"))
-    }
-
     /// Stores module bytes under their hash (idempotent); returns the hash.
     pub fn put_module(&self, bytes: &[u8]) -> Result<String, StoreError> {
-        let sha = crate::job::sha256_hex(bytes);
-        let path = self.module_path(&sha);
-        if !path.exists() {
-            // A unique temporary name: concurrent uploads of one module must not collide.
-            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let tmp = self
-                .modules_dir
-                .join(format!(".{sha}.{}.{n}.tmp", std::process::id()));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, &path)?;
-            self.trim_modules(&path)?;
-        }
-        Ok(sha)
+        Ok(self.modules.put(bytes)?)
     }
 
-    /// Deletes the oldest module files until the total fits the bound, never `keep`.
-    fn trim_modules(&self, keep: &Path) -> Result<(), StoreError> {
-        let mut files = Vec::new();
-        let mut total = 0u64;
-        for entry in std::fs::read_dir(&self.modules_dir)? {
-            let entry = entry?;
-            let meta = entry.metadata()?;
-            if entry.path().extension().is_some_and(|e| e == "wasm") {
-                total += meta.len();
-                files.push((meta.modified()?, meta.len(), entry.path()));
-            }
-        }
-        files.sort();
-        for (_, len, path) in files {
-            if total <= self.max_module_bytes {
-                break;
-            }
-            if path != keep && std::fs::remove_file(&path).is_ok() {
-                total -= len;
-            }
-        }
-        Ok(())
-    }
-
-    /// Module bytes by hash. `sha256` must be validated hex (it names a file).
+    /// Module bytes by hash (`None` for anything that is not a lowercase hex SHA-256).
     pub fn module(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if sha256.len() != 64
-            || !sha256
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
-            return Ok(None);
-        }
-        match std::fs::read(self.module_path(sha256)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.modules.get(sha256)?)
+    }
+
+    /// The module files.
+    pub fn modules(&self) -> &ModuleStore {
+        &self.modules
     }
 }
 

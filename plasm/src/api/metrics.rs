@@ -1,0 +1,140 @@
+//! `/metrics`: the node's Prometheus metrics, kept and encoded by prometheus-client.
+//!
+//! Counters live where the events happen (jobs and fuel in the service, request
+//! durations here); gauges that describe the present (queue depth, running jobs,
+//! peers, routing table) are read at scrape time, so they are never stale. The
+//! names are the ones operators already scrape: `plasm_jobs_total{outcome}`,
+//! `plasm_queue_depth`, `plasm_running_jobs`, `plasm_fuel_consumed_total`,
+//! `plasm_connected_peers`, `plasm_routing_table_size` and
+//! `plasm_http_request_duration_seconds{route}`.
+
+use crate::service::Service;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The exposition format prometheus-client writes (OpenMetrics text, which
+/// Prometheus negotiates and parses).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds of the request-duration buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+
+/// The label of a request-duration series: the matched route template, so the
+/// number of series is bounded by the router, not by the URLs clients send.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// e.g. `/v1/jobs/{job_id}`, or `unmatched`.
+    pub route: String,
+}
+
+type RouteHistograms = Family<RouteLabel, Histogram, fn() -> Histogram>;
+
+fn route_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// The registry behind `/metrics`.
+#[derive(Debug)]
+pub struct ApiMetrics {
+    registry: Registry,
+    http: RouteHistograms,
+    queue_depth: Gauge,
+    running: Gauge,
+    peers: Gauge,
+    routing_table: Gauge,
+}
+
+impl ApiMetrics {
+    /// Registers the service's counters beside the API's own metrics.
+    pub fn new(service: &Service) -> Self {
+        let mut registry = Registry::default();
+        let http = RouteHistograms::new_with_constructor(route_histogram);
+        let (queue_depth, running, peers, routing_table) = Default::default();
+        // prometheus-client appends `_total` to counters.
+        registry.register(
+            "plasm_jobs",
+            "Jobs finished on this node's API, by receipt outcome (or failed)",
+            service.metrics.jobs.clone(),
+        );
+        registry.register(
+            "plasm_fuel_consumed",
+            "Fuel used by jobs executed here",
+            service.metrics.fuel.clone(),
+        );
+        let g = |r: &mut Registry, name: &str, help: &str, m: &Gauge| {
+            r.register(name, help, m.clone());
+        };
+        g(
+            &mut registry,
+            "plasm_queue_depth",
+            "Jobs waiting for a worker",
+            &queue_depth,
+        );
+        g(
+            &mut registry,
+            "plasm_running_jobs",
+            "Jobs executing",
+            &running,
+        );
+        g(
+            &mut registry,
+            "plasm_connected_peers",
+            "Peers with a connection",
+            &peers,
+        );
+        g(
+            &mut registry,
+            "plasm_routing_table_size",
+            "Kademlia routing table entries",
+            &routing_table,
+        );
+        registry.register(
+            "plasm_http_request_duration_seconds",
+            "HTTP request durations by route",
+            http.clone(),
+        );
+        Self {
+            registry,
+            http,
+            queue_depth,
+            running,
+            peers,
+            routing_table,
+        }
+    }
+
+    /// Records one request's duration.
+    pub fn observe(&self, route: &str, seconds: f64) {
+        self.http
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Reads the gauges from the node and encodes everything.
+    pub async fn render(&self, service: &Service) -> String {
+        let stats = service.pool().map(|p| p.stats());
+        self.queue_depth.set(stats.map_or(0, |s| s.queued) as i64);
+        self.running.set(stats.map_or(0, |s| s.running) as i64);
+        let info = match service.client() {
+            Some(c) => c.info().await.ok(),
+            None => None,
+        };
+        self.peers
+            .set(info.as_ref().map_or(0, |i| i.connected.len()) as i64);
+        self.routing_table
+            .set(info.as_ref().map_or(0, |i| i.routing_table_size) as i64);
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}

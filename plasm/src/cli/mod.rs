@@ -1,0 +1,251 @@
+//! The command line: one command tree (recorded in
+//! `memory-bank/decisions/0012-command-tree.md`), parsed by clap here in the
+//! library so `main.rs` stays a few lines and the man page and completions are
+//! generated from the same definitions.
+//!
+//! Each command's body lives in a submodule by what it talks to: [`run`] (the
+//! sandbox, here or on a peer), [`start`] (a node and its configuration), [`api`]
+//! (a node's HTTP API: `node`, `job`, `receipt get`, `peers`), [`receipt`]
+//! (offline verification). Commands return a process exit status; messages for
+//! people go to stderr, results to stdout.
+
+mod api;
+mod receipt;
+mod run;
+mod start;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub use start::StartArgs;
+
+/// plasm: the node of Phase Open.
+#[derive(Parser, Debug)]
+#[command(
+    name = "plasm",
+    version,
+    about = "Node of Phase Open: run WebAssembly jobs and sign verifiable receipts",
+    after_help = "Exit status of `plasm run`: see `plasm run --help`. Aliases kept for one release: `plasm submit` = `plasm job submit`, `plasm status` = `plasm job status`."
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "PLASM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The command tree.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a job here (or with --remote on another peer) and write its signed receipt.
+    ///
+    /// Exit status: the job's exit code (0-117); 118 remote run failed; 120 exit code out of range; 121 invalid input;
+    /// 122 internal error; 123 invalid_module; 124 out_of_fuel; 125 memory_limit;
+    /// 126 output_limit; 127 trapped.
+    Run(Box<run::RunArgs>),
+    /// Run a node until SIGINT or SIGTERM (SIGHUP re-reads the configuration).
+    Start(Box<StartArgs>),
+    /// A node's state, through its HTTP API.
+    Node {
+        #[command(subcommand)]
+        command: api::NodeCommand,
+    },
+    /// Jobs on a node, through its HTTP API: submit, status, watch, output, receipt.
+    Job {
+        #[command(subcommand)]
+        command: api::JobCommand,
+    },
+    /// Receipts: verify offline, or get one from a node.
+    Receipt {
+        #[command(subcommand)]
+        command: receipt::ReceiptCommand,
+    },
+    /// List the peers a node is connected to.
+    Peers(api::ApiArgs),
+    /// Print the peer id and public key of the data dir's identity (creating it if missing).
+    Id {
+        #[command(flatten)]
+        data_dir: DataDir,
+    },
+    /// Print the effective configuration (defaults < file < PLASM_* < flags) as TOML.
+    Config(Box<StartArgs>),
+    /// Start a three-node mesh on loopback, run a job on another peer through the API, verify its receipt.
+    Demo,
+    /// Print performance figures: process start-to-receipt, metering overhead, verifications/s.
+    Bench {
+        /// Repetitions of each measurement.
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
+    },
+    /// Alias of `plasm job submit`, kept for one release.
+    Submit(Box<api::SubmitArgs>),
+    /// Alias of `plasm job status`, kept for one release.
+    Status(api::JobIdArgs),
+    /// Write the man page (roff) to stdout.
+    #[command(hide = true)]
+    Man,
+    /// Write a shell completion script to stdout.
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Runs the parsed command line and returns the process exit status.
+pub fn dispatch(cli: Cli) -> ExitCode {
+    init_logging(&cli.log_format);
+    match cli.command {
+        Command::Run(args) => run::run(*args),
+        Command::Start(args) => report(start::start(*args)),
+        Command::Config(args) => report(start::print_config(&args)),
+        Command::Node { command } => api::node(command),
+        Command::Job { command } => api::job(command),
+        Command::Submit(args) => api::job(api::JobCommand::Submit(args)),
+        Command::Status(args) => api::job(api::JobCommand::Status(args)),
+        Command::Peers(args) => api::peers(args),
+        Command::Receipt { command } => receipt::receipt(command),
+        Command::Id { data_dir } => report(data_dir.identity().map(|id| {
+            println!("peer_id    {}", id.peer_id());
+            println!("public_key {}", id.public_key_b64());
+        })),
+        Command::Demo => report(
+            runtime(true).and_then(|rt| rt.block_on(crate::demo::run()).map_err(|e| e.to_string())),
+        ),
+        Command::Bench { iterations } => {
+            report(crate::bench::run(iterations).map_err(|e| format!("bench failed: {e}")))
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(Cli::command());
+            report(
+                man.render(&mut std::io::stdout())
+                    .map_err(|e| e.to_string()),
+            )
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "plasm", &mut script);
+            report(
+                std::io::stdout()
+                    .write_all(&script)
+                    .map_err(|e| e.to_string()),
+            )
+        }
+    }
+}
+
+/// Exit 0, or print the error and exit 1.
+fn report<T>(r: Result<T, String>) -> ExitCode {
+    match r {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plasm: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A tokio runtime for one command (multi-threaded for nodes, one thread for API calls).
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, String> {
+    let mut b = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLASM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// `--data-dir`.
+#[derive(Args, Clone, Debug)]
+pub struct DataDir {
+    /// Data directory (identity key, modules). Default: $XDG_DATA_HOME/plasm or ~/.local/share/plasm.
+    #[arg(long, env = "PLASM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    /// The directory: the flag, else `$XDG_DATA_HOME/plasm`, else `~/.local/share/plasm`.
+    fn resolve(&self) -> Result<PathBuf, String> {
+        if let Some(p) = &self.data_dir {
+            return Ok(p.clone());
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+            return Ok(PathBuf::from(x).join("plasm"));
+        }
+        let home = std::env::var_os("HOME").ok_or(
+            "neither --data-dir, PLASM_DATA_DIR, XDG_DATA_HOME nor HOME is set".to_owned(),
+        )?;
+        Ok(PathBuf::from(home).join(".local/share/plasm"))
+    }
+
+    fn identity(&self) -> Result<crate::identity::Identity, String> {
+        let dir = self.resolve()?;
+        crate::identity::Identity::load_or_create(&dir).map_err(|e| e.to_string())
+    }
+}
+
+/// A job given on the command line: a module or a manifest, its input and arguments.
+#[derive(Args, Debug)]
+pub struct JobSource {
+    /// A module (.wasm binary or .wat text) or a manifest (.json).
+    job: PathBuf,
+    /// Module bytes for a manifest (default for run: the data dir's module store; for submit: the node's).
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// File whose bytes the job reads on stdin, or - for this process's stdin.
+    #[arg(long)]
+    input: Option<String>,
+    /// Argument passed to the job (repeatable).
+    #[arg(long = "arg", allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+impl JobSource {
+    fn is_manifest(&self) -> bool {
+        self.job.extension().is_some_and(|e| e == "json")
+    }
+}
+
+/// The bytes of `--input`: none, a file, or `-` for this process's stdin.
+fn read_input(input: Option<&str>) -> Result<Vec<u8>, String> {
+    match input {
+        None => Ok(Vec::new()),
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("cannot read stdin: {e}"))?;
+            Ok(buf)
+        }
+        Some(p) => std::fs::read(p).map_err(|e| format!("cannot read input {p}: {e}")),
+    }
+}
+
+/// A module file: binary as is, `.wat` text compiled.
+fn read_module(path: &Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "wat") {
+        return wat::parse_bytes(&bytes)
+            .map(|b| b.into_owned())
+            .map_err(|e| format!("{} is not valid WAT: {e}", path.display()));
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,65 @@
+//! `plasm receipt verify` (offline, anyone's receipt) and `plasm receipt get`
+//! (a job's receipt from a node's API).
+
+use super::api::{self, JobIdArgs};
+use crate::receipt::{Receipt, VerifyError};
+use clap::Subcommand;
+use std::io::Read;
+use std::process::ExitCode;
+
+/// `plasm receipt …`.
+#[derive(Subcommand, Debug)]
+pub enum ReceiptCommand {
+    /// Verify a receipt: exit 0 valid, 1 invalid (the failed check on stderr), 2 unreadable or malformed.
+    Verify {
+        /// Receipt file, or - for stdin.
+        file: String,
+    },
+    /// Print a job's receipt from a node's API.
+    Get(JobIdArgs),
+}
+
+/// Runs a receipt command.
+pub fn receipt(command: ReceiptCommand) -> ExitCode {
+    match command {
+        ReceiptCommand::Verify { file } => verify(&file),
+        ReceiptCommand::Get(args) => api::job(api::JobCommand::Receipt(args)),
+    }
+}
+
+fn verify(file: &str) -> ExitCode {
+    let text = if file == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map(|_| s)
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("plasm: cannot read receipt {file}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let receipt = match Receipt::from_json(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("plasm: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match receipt.verify() {
+        Ok(v) => {
+            println!("valid: job {} executed by {}", v.job_id, v.peer_id);
+            ExitCode::SUCCESS
+        }
+        Err(e @ VerifyError::Malformed(_)) => {
+            eprintln!("plasm: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("invalid: check {} failed: {e}", e.check());
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! `plasm run`: a job in this process's sandbox, or with `--remote` on a peer
+//! found through the DHT, with the documented exit statuses (0-127).
+
+use super::{DataDir, JobSource, read_input, read_module, runtime};
+use crate::identity::Identity;
+use crate::job::{self, EXIT_INTERNAL, EXIT_INVALID_INPUT, EXIT_REMOTE};
+use crate::manifest::{Manifest, ManifestBuilder};
+use crate::net::remote::{self, RemoteOptions};
+use crate::node::{IdentitySource, Mode, Node, NodeConfig};
+use crate::runtime::pool::WorkerPool;
+use crate::runtime::wasm3::Wasm3Runtime;
+use crate::runtime::{ExecResult, Outcome};
+use crate::store::{DEFAULT_MAX_MODULE_BYTES, ModuleStore};
+use clap::Args;
+use libp2p::{Multiaddr, PeerId};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `plasm run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    source: JobSource,
+    /// Environment variable K=V passed to the job (repeatable).
+    #[arg(long = "env")]
+    env: Vec<String>,
+    /// Entry function (default _start).
+    #[arg(long)]
+    entry: Option<String>,
+    /// Fuel budget.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Memory cap in bytes.
+    #[arg(long)]
+    memory: Option<u64>,
+    /// Cap on each of stdout and stderr, in bytes.
+    #[arg(long)]
+    output_limit: Option<u64>,
+    /// Where to write the signed receipt (default: not written).
+    #[arg(long)]
+    receipt: Option<PathBuf>,
+    /// Where to write the manifest this run used.
+    #[arg(long)]
+    manifest_out: Option<PathBuf>,
+    /// Run on another peer found through the DHT (or --peer), not here.
+    #[arg(long)]
+    remote: bool,
+    /// Bootstrap peer for --remote (repeatable).
+    #[arg(long, requires = "remote")]
+    bootstrap: Vec<Multiaddr>,
+    /// Executor to use for --remote instead of a DHT lookup (repeatable).
+    #[arg(long, requires = "remote")]
+    peer: Vec<PeerId>,
+    #[command(flatten)]
+    data_dir: DataDir,
+}
+
+/// Why a run ended without a job result; each has its exit status.
+enum Failure {
+    Input(String),
+    Internal(String),
+    Remote(String),
+}
+
+fn input(e: impl std::fmt::Display) -> Failure {
+    Failure::Input(e.to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::Internal(e.to_string())
+}
+
+/// Runs the command; the exit status is the job's (see `plasm run --help`).
+pub fn run(a: RunArgs) -> ExitCode {
+    match run_job(a) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Input(e)) => {
+            eprintln!("plasm: {e}");
+            ExitCode::from(EXIT_INVALID_INPUT)
+        }
+        Err(Failure::Internal(e)) => {
+            eprintln!("plasm: internal error: {e}");
+            ExitCode::from(EXIT_INTERNAL)
+        }
+        Err(Failure::Remote(e)) => {
+            eprintln!("plasm: remote run failed: {e}");
+            ExitCode::from(EXIT_REMOTE)
+        }
+    }
+}
+
+/// The manifest and module a run uses: a manifest file as it is (flags cannot
+/// alter it), or one built from a module and the flags.
+fn job_of(
+    a: &RunArgs,
+    modules: &ModuleStore,
+    stdin: &[u8],
+) -> Result<(Manifest, Vec<u8>), Failure> {
+    let src = &a.source;
+    if src.is_manifest() {
+        if !src.args.is_empty()
+            || !a.env.is_empty()
+            || a.fuel.is_some()
+            || a.memory.is_some()
+            || a.entry.is_some()
+            || a.output_limit.is_some()
+        {
+            return Err(input(
+                "--arg, --env, --entry, --fuel, --memory and --output-limit cannot change a manifest; edit the manifest instead",
+            ));
+        }
+        let text = std::fs::read_to_string(&src.job)
+            .map_err(|e| input(format!("cannot read {}: {e}", src.job.display())))?;
+        let manifest = Manifest::from_json(&text).map_err(input)?;
+        let sha = &manifest.module.sha256;
+        let module = match &src.module {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| input(format!("cannot read module {}: {e}", path.display())))?,
+            None => modules.get(sha).map_err(internal)?.ok_or_else(|| {
+                input(format!(
+                    "module {sha} not found at {} (give it with --module)",
+                    modules.path(sha).display()
+                ))
+            })?,
+        };
+        return Ok((manifest, module));
+    }
+    let module = read_module(&src.job).map_err(Failure::Input)?;
+    let mut b = ManifestBuilder::new();
+    for arg in &src.args {
+        b = b.arg(arg);
+    }
+    for kv in &a.env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| input(format!("--env {kv}: expected K=V")))?;
+        b = b.env(k, v);
+    }
+    if let Some(e) = &a.entry {
+        b = b.entry(e);
+    }
+    if let Some(f) = a.fuel {
+        b = b.fuel(f);
+    }
+    if let Some(m) = a.memory {
+        b = b.memory_bytes(m);
+    }
+    if let Some(o) = a.output_limit {
+        b = b.output_bytes(o);
+    }
+    Ok((b.build(&module, stdin).map_err(input)?, module))
+}
+
+fn run_job(a: RunArgs) -> Result<u8, Failure> {
+    let dir = a.data_dir.resolve().map_err(Failure::Input)?;
+    let stdin = read_input(a.source.input.as_deref()).map_err(Failure::Input)?;
+    let modules = ModuleStore::open(&dir.join("modules"), DEFAULT_MAX_MODULE_BYTES)
+        .map_err(|e| internal(format!("module store in {}: {e}", dir.display())))?;
+    let (manifest, module) = job_of(&a, &modules, &stdin)?;
+    if let Some(p) = &a.manifest_out {
+        let text = serde_json::to_string_pretty(manifest.as_value()).unwrap_or_default();
+        std::fs::write(p, text + "\n")
+            .map_err(|e| input(format!("cannot write {}: {e}", p.display())))?;
+    }
+    let id = Identity::load_or_create(&dir).map_err(internal)?;
+    if !a.source.is_manifest() {
+        // Keep the module by hash so the manifest can be run again later.
+        if let Err(e) = modules.put(&module) {
+            tracing::warn!(error = %e, "could not keep the module in the data dir");
+        }
+    }
+    let out = if a.remote {
+        run_remote(&a, &manifest, module, stdin)?
+    } else {
+        let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1).map_err(internal)?;
+        job::run_blocking(&pool, &id, &manifest, module.into(), stdin).map_err(|e| match e {
+            job::JobError::Pool(_) => internal(e),
+            other => input(other),
+        })?
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(&out.result.stdout);
+    let _ = stdout.flush();
+    let _ = std::io::stderr().write_all(&out.result.stderr);
+    if let Some(detail) = &out.result.detail {
+        eprintln!(
+            "plasm: job {} {}: {detail}",
+            manifest.job_id(),
+            out.result.outcome.as_str()
+        );
+    }
+    if let Some(p) = &a.receipt {
+        std::fs::write(p, out.receipt.to_json_pretty() + "\n")
+            .map_err(|e| internal(format!("cannot write receipt {}: {e}", p.display())))?;
+    }
+    Ok(job::exit_status(&out.result))
+}
+
+/// Runs the job on another peer through a short-lived client-only node.
+fn run_remote(
+    a: &RunArgs,
+    manifest: &Manifest,
+    module: Vec<u8>,
+    stdin: Vec<u8>,
+) -> Result<job::JobOutput, Failure> {
+    if a.bootstrap.is_empty() {
+        return Err(input("--remote needs at least one --bootstrap address"));
+    }
+    let rt = runtime(true).map_err(Failure::Internal)?;
+    rt.block_on(async {
+        let identity = Identity::generate().map_err(internal)?;
+        let mut config = NodeConfig::new(PathBuf::new());
+        config.identity = IdentitySource::Given(Arc::new(identity));
+        config.mode = Mode::Client;
+        config.listen = Vec::new();
+        config.api = None;
+        config.data_dir = None;
+        config.net.transport = crate::node::transport_for(&a.bootstrap);
+        config.bootstrap = a.bootstrap.clone();
+        let node = Node::start(config).await.map_err(internal)?;
+        let options = RemoteOptions {
+            peers: a.peer.clone(),
+            ..RemoteOptions::default()
+        };
+        let result =
+            remote::run_remote(node.client(), manifest, module.into(), stdin, &options).await;
+        node.shutdown().await;
+        let out = result.map_err(|e| Failure::Remote(e.to_string()))?;
+        eprintln!("plasm: ran on {}", out.executor);
+        let receipt = &out.receipt;
+        let result = ExecResult {
+            outcome: receipt
+                .str_field("outcome")
+                .and_then(Outcome::parse)
+                .unwrap_or(Outcome::Trapped),
+            exit_code: receipt
+                .as_map()
+                .get("exit_code")
+                .and_then(serde_json::Value::as_i64),
+            detail: receipt.str_field("detail").map(str::to_owned),
+            stdout: out.stdout,
+            stderr: out.stderr,
+            fuel_used: receipt.u64_field("fuel_used").unwrap_or(0),
+        };
+        Ok(job::JobOutput {
+            result,
+            receipt: out.receipt,
+        })
+    })
+}

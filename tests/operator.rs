@@ -1,0 +1,250 @@
+//! The command tree and the operator's promises, tried as a user would with real
+//! processes: the job and node commands against an API serving TLS with a
+//! self-signed certificate (trusted with `--cacert`, refused without it), plain
+//! HTTP beyond loopback refused without `--insecure-http`, SIGHUP survived by a
+//! bootstrap node, and systemd readiness and watchdog pings on `NOTIFY_SOCKET`.
+
+mod common;
+
+use common::{Proc, plasm_bin, spawn_node as start};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const QUIC: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
+
+fn plasm(args: &[&str]) -> Output {
+    Command::new(plasm_bin())
+        .args(args)
+        .output()
+        .expect("run plasm")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (cert path, key path).
+fn self_signed(dir: &Path) -> (String, String) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("certificate");
+    let (cert, key) = (dir.join("api.crt"), dir.join("api.key"));
+    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key, ck.key_pair.serialize_pem()).expect("write key");
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[test]
+fn job_and_node_commands_work_over_tls_with_a_private_ca() {
+    let d = tempfile::tempdir().expect("tmp");
+    let (cert, key) = self_signed(d.path());
+    let node = start(
+        d.path(),
+        "n",
+        &[
+            "--listen",
+            QUIC,
+            "--api-tls-cert",
+            &cert,
+            "--api-tls-key",
+            &key,
+        ],
+    );
+    assert!(node.api.starts_with("https://127.0.0.1:"), "{}", node.api);
+    let module = d.path().join("reverse.wat");
+    std::fs::write(&module, include_str!("../examples/wat/reverse.wat")).expect("write");
+    let input = d.path().join("in.txt");
+    std::fs::write(&input, "over tls").expect("write");
+    let m = module.display().to_string();
+    let i = input.display().to_string();
+    let api = ["--api", node.api.as_str(), "--cacert", cert.as_str()];
+
+    // submit --wait prints the output once the job has succeeded.
+    let mut args = vec![
+        "job",
+        "submit",
+        "--wait",
+        "--placement",
+        "local",
+        "--input",
+        &i,
+    ];
+    args.extend(api);
+    args.push(&m);
+    let out = plasm(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"slt revo");
+    assert!(
+        text(&out.stderr).contains("succeeded"),
+        "progress lines on stderr when piped: {}",
+        text(&out.stderr)
+    );
+
+    // submit without --wait prints the id; status, watch, output and receipt follow it.
+    let mut args = vec!["job", "submit", "--arg", "x"];
+    args.extend(api);
+    args.push(&m);
+    let out = plasm(&args);
+    let id = text(&out.stdout).trim().to_owned();
+    assert_eq!(id.len(), 64, "{}", text(&out.stderr));
+    let with_api = |cmd: &[&str]| {
+        let mut a = cmd.to_vec();
+        a.extend(api);
+        plasm(&a)
+    };
+    let watched = with_api(&["job", "watch", &id]);
+    assert_eq!(watched.status.code(), Some(0), "{}", text(&watched.stderr));
+    let status = with_api(&["job", "status", &id]);
+    assert!(
+        text(&status.stdout).contains("\"succeeded\""),
+        "{}",
+        text(&status.stdout)
+    );
+    let output = with_api(&["job", "output", &id]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let receipt = with_api(&["job", "receipt", &id]);
+    let r = d.path().join("r.json");
+    std::fs::write(&r, &receipt.stdout).expect("write");
+    let v = plasm(&["receipt", "verify", &r.display().to_string()]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v.stderr));
+    let got = with_api(&["receipt", "get", &id]);
+    assert_eq!(got.stdout, receipt.stdout);
+
+    let status = with_api(&["node", "status"]);
+    let s = text(&status.stdout);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
+    assert!(
+        s.contains(&format!("peer_id       {}", node.peer_id())),
+        "{s}"
+    );
+    assert!(s.contains("reachability  DHT "), "{s}");
+    assert!(s.contains("peers         0 connected"), "{s}");
+
+    // Without the CA the certificate is refused, and the error says so.
+    let out = plasm(&["job", "status", &id, "--api", &node.api]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).to_lowercase().contains("certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An unknown job is a clear 404.
+    let out = with_api(&["job", "status", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("404"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn plain_http_beyond_loopback_needs_insecure_http() {
+    let d = tempfile::tempdir().expect("tmp");
+    let tokens = d.path().join("tokens");
+    std::fs::write(&tokens, "0123456789abcdef0123 admin\n").expect("write");
+    let out = Command::new(plasm_bin())
+        .args([
+            "start",
+            "--api",
+            "0.0.0.0:0",
+            "--listen",
+            QUIC,
+            "--api-token-file",
+        ])
+        .arg(&tokens)
+        .arg("--data-dir")
+        .arg(d.path().join("n"))
+        .output()
+        .expect("plasm start");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--insecure-http") && err.contains("--api-tls-cert"),
+        "{err}"
+    );
+}
+
+/// Sends `signal` (e.g. `-HUP`) to the process.
+fn kill(p: &Proc, signal: &str) {
+    let ok = Command::new("kill")
+        .args([signal, &p.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+}
+
+/// Waits until the node's stderr log contains `needle`.
+fn log_contains(p: &Proc, needle: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if p.log().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn a_bootstrap_node_survives_sighup_and_says_what_it_applied() {
+    let d = tempfile::tempdir().expect("tmp");
+    let mut b = start(
+        d.path(),
+        "b",
+        &["--mode", "bootstrap", "--public", "--listen", QUIC],
+    );
+    kill(&b, "-HUP");
+    assert!(log_contains(&b, "plasm: SIGHUP:"), "{}", b.log());
+    assert_eq!(b.child.try_wait().expect("wait"), None, "still running");
+    kill(&b, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = b.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}: {}", b.log());
+}
+
+#[test]
+fn readiness_and_watchdog_reach_notify_socket() {
+    let d = tempfile::tempdir().expect("tmp");
+    let path = d.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut child = Command::new(plasm_bin())
+        .args([
+            "start",
+            "--api",
+            "127.0.0.1:0",
+            "--listen",
+            QUIC,
+            "--data-dir",
+        ])
+        .arg(d.path().join("n"))
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
+        match sock.recv(&mut buf) {
+            Ok(n) => seen.push_str(&text(&buf[..n])),
+            Err(e) => panic!("no notification ({e}); got so far: {seen}"),
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    while !seen.contains("STOPPING=1") {
+        match sock.recv(&mut buf) {
+            Ok(n) => seen.push_str(&text(&buf[..n])),
+            Err(e) => panic!("no STOPPING=1 ({e}); got: {seen}"),
+        }
+    }
+    assert!(child.wait().expect("wait").success());
+}
