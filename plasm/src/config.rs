@@ -482,5 +482,45 @@ mod tests {
         );
         c.mode = "nodes".into();
         assert!(c.to_node_config().is_err());
+        let mut c = Config::default();
+        c.api.tls_cert = "/etc/plasm/api.crt".into();
+        let e = c.to_node_config().expect_err("cert without key").to_string();
+        assert!(e.contains("tls_key"), "{e}");
+        c.api.tls_key = "/etc/plasm/api.key".into();
+        let n = c.to_node_config().expect("both given");
+        assert_eq!(
+            n.api_tls.map(|t| t.key),
+            Some(PathBuf::from("/etc/plasm/api.key"))
+        );
+    }
+
+    #[test]
+    fn the_packaged_file_is_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/debian/plasm.toml");
+        let mut c = Config::from_file(&path).expect("the packaged config parses");
+        c.data_dir = Config::default().data_dir;
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn flags_override_file_and_environment() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("plasm.toml");
+        std::fs::write(&path, "labels = [\"file\"]\n[capacity]\nworkers = 3\n").expect("write");
+        let o = Overrides {
+            labels: vec!["flag".into()],
+            insecure_http: true,
+            ..Overrides::default()
+        };
+        let env = |k: &str| match k {
+            "PLASM_CONFIG" => Some(path.display().to_string()),
+            "PLASM_WORKERS" => Some("4".into()),
+            _ => None,
+        };
+        let c = Config::layered(&o, env).expect("layered");
+        assert_eq!(c.labels, vec!["flag".to_owned()]);
+        assert_eq!(c.capacity.workers, 4);
+        assert!(c.api.insecure_http);
     }
 }

@@ -25,6 +25,9 @@ out=$(plasm submit /tmp/hello.wat --wait --placement local)
 [ "$out" = "hello from the package" ] || { echo "unexpected output: $out"; exit 1; }
 id=$(plasm submit /tmp/hello.wat --placement local)
 for i in $(seq 100); do plasm status "$id" | grep -q '"succeeded"' && break; sleep 0.05; done
+plasm job status "$id" | grep -q '"succeeded"'
+plasm job output "$id" | grep -q "hello from the package"
+plasm node status | grep -q "^peer_id"
 plasm receipt get "$id" > /tmp/receipt.json
 plasm receipt verify /tmp/receipt.json
 curl -fsS -X POST --data-binary @/tmp/receipt.json http://127.0.0.1:4611/v1/receipts/verify | grep -q '"valid":true'
@@ -48,9 +51,18 @@ for i in $(seq 100); do curl -fsS http://127.0.0.1:4611/healthz >/dev/null 2>&1 
 again=$(curl -fsS http://127.0.0.1:4611/v1/node | sed 's/.*"peer_id":"\([^"]*\)".*/\1/')
 [ "$peer" = "$again" ] || { echo "identity changed: $peer -> $again"; exit 1; }
 
-step "the bootstrap unit starts from the same package"
+step "reload keeps the node serving"
+systemctl reload plasm
+systemctl is-active plasm
+curl -fsS http://127.0.0.1:4611/healthz >/dev/null
+journalctl -u plasm --no-pager | grep -q "SIGHUP: " || { journalctl -u plasm --no-pager | tail -20; exit 1; }
+
+step "the bootstrap unit starts from the same package, and survives a reload"
 systemctl start plasm-bootstrap
 for i in $(seq 100); do systemctl is-active -q plasm-bootstrap && break; sleep 0.1; done
+systemctl is-active plasm-bootstrap
+systemctl reload plasm-bootstrap
+sleep 0.5
 systemctl is-active plasm-bootstrap
 systemctl stop plasm-bootstrap
 
