@@ -5,8 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 cargo build --release --bin plasm
-mkdir -p target/release/assets
-target/release/plasm man | gzip -9n > target/release/assets/plasm.1.gz
+rm -rf target/release/assets
+mkdir -p target/release/assets/man
+# One page per command of the tree (plasm.1, plasm-job.1, plasm-job-submit.1, ...).
+target/release/plasm man --dir target/release/assets/man
+gzip -9n target/release/assets/man/*.1
 target/release/plasm completions bash > target/release/assets/plasm.bash
 target/release/plasm completions zsh > target/release/assets/_plasm
 target/release/plasm completions fish > target/release/assets/plasm.fish

@@ -32,6 +32,11 @@ plasm receipt get "$id" > /tmp/receipt.json
 plasm receipt verify /tmp/receipt.json
 curl -fsS -X POST --data-binary @/tmp/receipt.json http://127.0.0.1:4611/v1/receipts/verify | grep -q '"valid":true'
 
+step "man pages follow the command tree"
+for page in plasm plasm-job plasm-job-submit plasm-job-watch plasm-node-status plasm-receipt-verify; do
+  [ -e "/usr/share/man/man1/$page.1.gz" ] || { echo "missing man page $page"; exit 1; }
+done
+
 step "identity key private to the service"
 key=/var/lib/private/plasm/identity.key
 [ "$(stat -c %a "$key")" = "600" ] || { echo "key mode $(stat -c %a "$key")"; exit 1; }
@@ -69,7 +74,8 @@ systemctl stop plasm-bootstrap
 step "apt purge leaves nothing"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq plasm >/dev/null
 for path in /usr/bin/plasm /etc/plasm /var/lib/plasm /var/lib/private/plasm /var/lib/plasm-bootstrap \
-            /lib/systemd/system/plasm.service /usr/share/man/man1/plasm.1.gz; do
+            /lib/systemd/system/plasm.service /usr/share/man/man1/plasm.1.gz \
+            /usr/share/man/man1/plasm-job-submit.1.gz; do
   if [ -e "$path" ]; then echo "left behind: $path"; exit 1; fi
 done
 if dpkg -l plasm 2>/dev/null | grep -q '^ii'; then echo "still installed"; exit 1; fi

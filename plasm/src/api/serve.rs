@@ -3,8 +3,8 @@
 //!
 //! axum-server carries the accept loop, the TLS handshake (bounded in time) and
 //! the graceful shutdown; the rustls configuration is built here with the ring
-//! provider, the one libp2p's QUIC already links, so the binary holds one
-//! crypto provider. A reload (SIGHUP) re-reads the certificate and key files and
+//! provider, which libp2p's TLS (under QUIC) already links, so serving TLS adds
+//! no crypto library to the binary. A reload (SIGHUP) re-reads the certificate and key files and
 //! swaps them under live connections; a bad file leaves the old pair serving.
 
 use axum::Router;

@@ -84,9 +84,13 @@ enum Command {
     Submit(Box<api::SubmitArgs>),
     /// Alias of `plasm job status`, kept for one release.
     Status(api::JobIdArgs),
-    /// Write the man page (roff) to stdout.
+    /// Write the man page (roff) to stdout, or with --dir one page per command (plasm-job-submit.1...).
     #[command(hide = true)]
-    Man,
+    Man {
+        /// Directory to write every command's page into.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Write a shell completion script to stdout.
     #[command(hide = true)]
     Completions {
@@ -118,13 +122,18 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Bench { iterations } => {
             report(crate::bench::run(iterations).map_err(|e| format!("bench failed: {e}")))
         }
-        Command::Man => {
+        Command::Man { dir: None } => {
             let man = clap_mangen::Man::new(Cli::command());
             report(
                 man.render(&mut std::io::stdout())
                     .map_err(|e| e.to_string()),
             )
         }
+        Command::Man { dir: Some(dir) } => report(
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+                .map_err(|e| format!("man pages in {}: {e}", dir.display())),
+        ),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "plasm", &mut script);
