@@ -57,7 +57,7 @@ again=$(curl -fsS http://127.0.0.1:4611/v1/node | sed 's/.*"peer_id":"\([^"]*\)"
 [ "$peer" = "$again" ] || { echo "identity changed: $peer -> $again"; exit 1; }
 
 step "reload keeps the node serving"
-systemctl reload plasm
+systemctl reload plasm || { journalctl -u plasm --no-pager | tail -30; exit 1; }
 systemctl is-active plasm
 curl -fsS http://127.0.0.1:4611/healthz >/dev/null
 journalctl -u plasm --no-pager | grep -q "SIGHUP: " || { journalctl -u plasm --no-pager | tail -20; exit 1; }
