@@ -484,7 +484,10 @@ mod tests {
         assert!(c.to_node_config().is_err());
         let mut c = Config::default();
         c.api.tls_cert = "/etc/plasm/api.crt".into();
-        let e = c.to_node_config().expect_err("cert without key").to_string();
+        let e = c
+            .to_node_config()
+            .expect_err("cert without key")
+            .to_string();
         assert!(e.contains("tls_key"), "{e}");
         c.api.tls_key = "/etc/plasm/api.key".into();
         let n = c.to_node_config().expect("both given");
@@ -496,8 +499,8 @@ mod tests {
 
     #[test]
     fn the_packaged_file_is_the_defaults() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../packaging/debian/plasm.toml");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/debian/plasm.toml");
         let mut c = Config::from_file(&path).expect("the packaged config parses");
         c.data_dir = Config::default().data_dir;
         assert_eq!(c, Config::default());
