@@ -3,6 +3,7 @@
 //! variables, overridden by command-line flags. `plasm config` prints the result.
 
 use crate::net::executor::ExecutorPolicy;
+use crate::net::reach::RelayLimits;
 use crate::node::{DEFAULT_API_PORT, DEFAULT_PORT, Mode, NodeConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -93,6 +94,60 @@ pub struct LimitsConfig {
     pub max_input_bytes: u64,
 }
 
+/// Limits of the relay server a reachable node runs (`[network.relay]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Reservations held at once.
+    pub max_reservations: usize,
+    /// Reservations one peer may hold.
+    pub max_reservations_per_peer: usize,
+    /// Seconds a reservation lasts before renewal.
+    pub reservation_seconds: u64,
+    /// Circuits relayed at once.
+    pub max_circuits: usize,
+    /// Circuits one peer may have open.
+    pub max_circuits_per_peer: usize,
+    /// Longest life of a circuit, in seconds.
+    pub max_circuit_seconds: u64,
+    /// Most bytes one circuit carries.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        let l = RelayLimits::default();
+        Self {
+            max_reservations: l.max_reservations,
+            max_reservations_per_peer: l.max_reservations_per_peer,
+            reservation_seconds: l.reservation_duration.as_secs(),
+            max_circuits: l.max_circuits,
+            max_circuits_per_peer: l.max_circuits_per_peer,
+            max_circuit_seconds: l.max_circuit_duration.as_secs(),
+            max_circuit_bytes: l.max_circuit_bytes,
+        }
+    }
+}
+
+/// Reachability (`[network]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Addresses announced as reachable that the node cannot see itself (a port
+    /// forwarded on a router): multiaddrs without `/p2p`.
+    pub external_addresses: Vec<String>,
+    /// LAN discovery by mDNS. Unset: on exactly when some listen address is beyond loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mdns: Option<bool>,
+    /// Dial out only: never advertised as a provider or relay, never a DHT server.
+    pub hidden: bool,
+    /// AutoNAT trusts only dial-backs to global addresses (turn off only in a lab on private addresses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autonat_global_only: Option<bool>,
+    /// Relay server limits (reachable nodes relay for others).
+    pub relay: RelayConfig,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -119,6 +174,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Limits for jobs from others.
     pub limits: LimitsConfig,
+    /// Reachability.
+    pub network: NetworkConfig,
 }
 
 impl Default for Config {
@@ -138,6 +195,7 @@ impl Default for Config {
             capacity: CapacityConfig::default(),
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -233,6 +291,12 @@ pub struct Overrides {
     pub api_tls_key: Option<PathBuf>,
     /// `--insecure-http` (can only switch it on).
     pub insecure_http: bool,
+    /// `--external-address`.
+    pub external_addresses: Vec<String>,
+    /// `--hidden` (can only switch it on).
+    pub hidden: bool,
+    /// `--no-mdns` (can only switch it off).
+    pub no_mdns: bool,
 }
 
 impl Config {
@@ -291,6 +355,13 @@ impl Config {
             c.api.tls_key = path(t);
         }
         c.api.insecure_http |= o.insecure_http;
+        if !o.external_addresses.is_empty() {
+            c.network.external_addresses = o.external_addresses.clone();
+        }
+        c.network.hidden |= o.hidden;
+        if o.no_mdns {
+            c.network.mdns = Some(false);
+        }
         Ok(c)
     }
 
@@ -354,6 +425,15 @@ impl Config {
         if let Some(v) = env("PLASM_INSECURE_HTTP") {
             self.api.insecure_http = boolean("PLASM_INSECURE_HTTP", v)?;
         }
+        if let Some(v) = env("PLASM_EXTERNAL_ADDRESSES") {
+            self.network.external_addresses = list(v);
+        }
+        if let Some(v) = env("PLASM_MDNS") {
+            self.network.mdns = Some(boolean("PLASM_MDNS", v)?);
+        }
+        if let Some(v) = env("PLASM_HIDDEN") {
+            self.network.hidden = boolean("PLASM_HIDDEN", v)?;
+        }
         if let Some(v) = env("PLASM_WORKERS") {
             self.capacity.workers = number("PLASM_WORKERS", v)? as usize;
         }
@@ -386,6 +466,24 @@ impl Config {
         c.listen = addrs("listen", &self.listen)?;
         c.bootstrap = addrs("bootstrap", &self.bootstrap)?;
         c.net.transport = crate::node::transport_for(&c.listen);
+        let n = &self.network;
+        let reach = &mut c.net.reach;
+        reach.external_addresses = addrs("network.external_addresses", &n.external_addresses)?;
+        reach.hidden = n.hidden;
+        reach.mdns = n
+            .mdns
+            .unwrap_or_else(|| !c.listen.iter().all(crate::net::reach::is_local));
+        reach.autonat_global_only = n.autonat_global_only.unwrap_or(true);
+        let r = &n.relay;
+        reach.relay_server = Some(RelayLimits {
+            max_reservations: r.max_reservations,
+            max_reservations_per_peer: r.max_reservations_per_peer,
+            reservation_duration: Duration::from_secs(r.reservation_seconds),
+            max_circuits: r.max_circuits,
+            max_circuits_per_peer: r.max_circuits_per_peer,
+            max_circuit_duration: Duration::from_secs(r.max_circuit_seconds),
+            max_circuit_bytes: r.max_circuit_bytes,
+        });
         c.policy.labels = self.labels.clone();
         c.policy.max_fuel = self.limits.max_fuel;
         c.policy.max_memory_bytes = self.limits.max_memory_bytes;

@@ -47,7 +47,7 @@ pub struct RunArgs {
     /// Run on another peer found through the DHT (or --peer), not here.
     #[arg(long)]
     remote: bool,
-    /// Bootstrap peer for --remote (repeatable).
+    /// Bootstrap peer for --remote (repeatable; none: executors on the LAN, found by mDNS).
     #[arg(long, requires = "remote")]
     bootstrap: Vec<Multiaddr>,
     /// Executor to use for --remote instead of a DHT lookup (repeatable).
@@ -205,30 +205,48 @@ fn run_remote(
     module: Vec<u8>,
     stdin: Vec<u8>,
 ) -> Result<job::JobOutput, Failure> {
-    if a.bootstrap.is_empty() {
-        return Err(input("--remote needs at least one --bootstrap address"));
-    }
+    // No bootstrap: the LAN (mDNS). Bootstraps on loopback: stay on loopback, no
+    // multicast. Otherwise listen on every interface so hole punching can reuse the port.
+    let lan = a.bootstrap.is_empty();
+    let local = !lan && a.bootstrap.iter().all(crate::net::reach::is_local);
     let rt = runtime(true).map_err(Failure::Internal)?;
     rt.block_on(async {
         let identity = Identity::generate().map_err(internal)?;
         let mut config = NodeConfig::new(PathBuf::new());
         config.identity = IdentitySource::Given(Arc::new(identity));
         config.mode = Mode::Client;
-        config.listen = Vec::new();
+        config.net.transport = crate::node::transport_for(&a.bootstrap);
+        let host = if local { "127.0.0.1" } else { "0.0.0.0" };
+        config.listen = if config.net.transport == crate::net::TransportKind::Memory {
+            Vec::new()
+        } else {
+            [
+                format!("/ip4/{host}/udp/0/quic-v1"),
+                format!("/ip4/{host}/tcp/0"),
+            ]
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+        };
+        config.net.reach.mdns = !local;
         config.api = None;
         config.data_dir = None;
-        config.net.transport = crate::node::transport_for(&a.bootstrap);
         config.bootstrap = a.bootstrap.clone();
         let node = Node::start(config).await.map_err(internal)?;
         let options = RemoteOptions {
             peers: a.peer.clone(),
+            lan_wait: if lan {
+                std::time::Duration::from_secs(3)
+            } else {
+                std::time::Duration::ZERO
+            },
             ..RemoteOptions::default()
         };
         let result =
             remote::run_remote(node.client(), manifest, module.into(), stdin, &options).await;
         node.shutdown().await;
         let out = result.map_err(|e| Failure::Remote(e.to_string()))?;
-        eprintln!("plasm: ran on {}", out.executor);
+        eprintln!("plasm: ran on {} ({})", out.executor, out.path);
         let receipt = &out.receipt;
         let result = ExecResult {
             outcome: receipt

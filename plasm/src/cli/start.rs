@@ -55,6 +55,16 @@ pub struct StartArgs {
     /// Serve the API as plain HTTP on an address beyond loopback (tokens cross the network in clear).
     #[arg(long)]
     insecure_http: bool,
+    /// An address others can reach this node at that it cannot see itself, e.g. a port
+    /// forwarded on a router: /ip4/203.0.113.7/udp/4610/quic-v1 (repeatable; config network.external_addresses).
+    #[arg(long = "external-address")]
+    external_addresses: Vec<Multiaddr>,
+    /// Dial out only: never advertised as an executor or relay, never a DHT server (config network.hidden).
+    #[arg(long)]
+    hidden: bool,
+    /// No LAN discovery (config network.mdns = false; default: on when listening beyond loopback).
+    #[arg(long)]
+    no_mdns: bool,
     #[command(flatten)]
     data_dir: DataDir,
 }
@@ -78,6 +88,9 @@ impl StartArgs {
             api_tls_cert: self.api_tls_cert.clone(),
             api_tls_key: self.api_tls_key.clone(),
             insecure_http: self.insecure_http,
+            external_addresses: strings(&self.external_addresses),
+            hidden: self.hidden,
+            no_mdns: self.no_mdns,
         }
     }
 

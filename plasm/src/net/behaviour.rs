@@ -2,9 +2,14 @@
 #![allow(missing_docs)] // `#[derive(NetworkBehaviour)]` generates an undocumented event enum
 
 use super::protocol::{JOB_PROTOCOL, JobRequest, JobResponse, KAD_PROTOCOL};
+use super::reach::{ReachConfig, RelayLimits};
 use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{PeerId, connection_limits, identify, identity::Keypair, kad, ping, request_response};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    PeerId, autonat, connection_limits, dcutr, identify, identity::Keypair, kad, mdns, ping, relay,
+    request_response,
+};
 use std::time::Duration;
 
 /// Protocol version announced through identify.
@@ -37,7 +42,8 @@ impl Default for WireLimits {
             max_response_bytes: 10 * 1024 * 1024,
             request_timeout: Duration::from_secs(120),
             max_connections: 128,
-            max_connections_per_peer: 2,
+            // A relayed connection, its hole-punched replacement, and a simultaneous dial.
+            max_connections_per_peer: 3,
             max_pending_incoming: 16,
             max_concurrent_streams: 16,
         }
@@ -57,11 +63,41 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<MemoryStore>,
     /// The job protocol.
     pub job: request_response::cbor::Behaviour<JobRequest, JobResponse>,
+    /// Reservations on relays, and dialing through them.
+    pub relay_client: relay::client::Behaviour,
+    /// The relay server of a reachable node, bounded by [`RelayLimits`].
+    pub relay: Toggle<relay::Behaviour>,
+    /// Reachability probes (AutoNAT v1): asks peers to dial back, answers their asks.
+    pub autonat: autonat::Behaviour,
+    /// Upgrades relayed connections to direct ones (hole punching).
+    pub dcutr: dcutr::Behaviour,
+    /// LAN discovery.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// The relay server's configuration from plasm's limits (rate limiters per peer and IP kept).
+fn relay_config(l: &RelayLimits) -> relay::Config {
+    relay::Config {
+        max_reservations: l.max_reservations,
+        max_reservations_per_peer: l.max_reservations_per_peer,
+        reservation_duration: l.reservation_duration,
+        max_circuits: l.max_circuits,
+        max_circuits_per_peer: l.max_circuits_per_peer,
+        max_circuit_duration: l.max_circuit_duration,
+        max_circuit_bytes: l.max_circuit_bytes,
+        ..relay::Config::default()
+    }
 }
 
 impl Behaviour {
-    /// Builds the behaviour for `key` with `limits`.
-    pub fn new(key: &Keypair, limits: WireLimits) -> Self {
+    /// Builds the behaviour for `key` with `limits`, reachability settings `reach`,
+    /// and the relay client the swarm builder made with its transport.
+    pub fn new(
+        key: &Keypair,
+        limits: WireLimits,
+        reach: &ReachConfig,
+        relay_client: relay::client::Behaviour,
+    ) -> Result<Self, std::io::Error> {
         let peer_id = PeerId::from(key.public());
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         kad_config.set_query_timeout(Duration::from_secs(20));
@@ -85,15 +121,46 @@ impl Behaviour {
             .with_max_established_per_peer(Some(limits.max_connections_per_peer))
             .with_max_pending_incoming(Some(limits.max_pending_incoming))
             .with_max_pending_outgoing(Some(limits.max_pending_incoming * 2));
-        Self {
+        let relay = reach
+            .relay_server
+            .as_ref()
+            .filter(|_| !reach.hidden)
+            .map(|l| relay::Behaviour::new(peer_id, relay_config(l)));
+        let autonat = autonat::Behaviour::new(
+            peer_id,
+            autonat::Config {
+                boot_delay: Duration::from_secs(2),
+                retry_interval: Duration::from_secs(30),
+                refresh_interval: Duration::from_secs(600),
+                only_global_ips: reach.autonat_global_only,
+                ..autonat::Config::default()
+            },
+        );
+        let mdns = if reach.mdns && !reach.hidden {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                peer_id,
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
             limits: connection_limits::Behaviour::new(connection_limits),
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
-                    .with_agent_version(format!("plasm/{}", env!("CARGO_PKG_VERSION"))),
+                    .with_agent_version(format!("plasm/{}", env!("CARGO_PKG_VERSION")))
+                    // Listen addresses travel on loopback and the LAN (mDNS); beyond, only
+                    // confirmed external and relayed addresses are announced.
+                    .with_hide_listen_addrs(!reach.share_listen_addrs),
             ),
             kad,
             job,
-        }
+            relay_client,
+            relay: relay.into(),
+            autonat,
+            dcutr: dcutr::Behaviour::new(peer_id),
+            mdns: mdns.into(),
+        })
     }
 }

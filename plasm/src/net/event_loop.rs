@@ -7,14 +7,18 @@
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::protocol::{DeclineReason, FailureReason, JobRequest, JobResponse, KAD_PROTOCOL};
-use super::{Command, InboundJob, NetError, NetEvent, NetInfo};
+use super::reach::{self, HOP_PROTOCOL, NatStatus, Reach};
+use super::{Command, InboundJob, NetError, NetEvent, NetInfo, Path, PathKind};
 use futures::StreamExt;
 use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::ConnectionId;
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, ping};
+use libp2p::{autonat, dcutr, mdns, relay};
+use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -22,6 +26,20 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 type Reply<T> = oneshot::Sender<T>;
 /// Providers found so far, how many are wanted, and who waits for them.
 type ProviderQuery = (HashSet<PeerId>, usize, Reply<HashSet<PeerId>>);
+
+/// A job response and the path it came back on.
+type Traced = Result<(JobResponse, Path), NetError>;
+
+/// How often relay reservations are checked and made up.
+const REACH_TICK: Duration = Duration::from_secs(2);
+
+/// What the loop remembers of an open connection.
+#[derive(Debug, Clone)]
+struct Conn {
+    peer: PeerId,
+    remote: Multiaddr,
+    dialer: bool,
+}
 
 /// The loop's state.
 pub struct EventLoop {
@@ -35,8 +53,18 @@ pub struct EventLoop {
     pending_bootstrap: HashMap<QueryId, Reply<Result<(), NetError>>>,
     pending_provide: HashMap<QueryId, Reply<Result<(), NetError>>>,
     pending_providers: HashMap<QueryId, ProviderQuery>,
-    pending_requests: HashMap<OutboundRequestId, (PeerId, Reply<Result<JobResponse, NetError>>)>,
+    pending_requests: HashMap<OutboundRequestId, (PeerId, Reply<Traced>)>,
     rtts: HashMap<PeerId, Duration>,
+    reach: Reach,
+    connections: HashMap<ConnectionId, Conn>,
+    /// Direct connections DCUtR made.
+    punched: HashSet<ConnectionId>,
+    /// Peers whose relayed connections close once no request to them is pending.
+    drop_relayed: HashSet<PeerId>,
+    /// Peers found on the LAN, with their addresses.
+    lan_peers: BTreeMap<PeerId, Vec<Multiaddr>>,
+    /// Every listen address asked for is on loopback (or in memory).
+    listen_local: bool,
 }
 
 impl EventLoop {
@@ -46,7 +74,12 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         events: broadcast::Sender<NetEvent>,
         inbound: Option<mpsc::Sender<InboundJob>>,
+        reach: Reach,
     ) -> Self {
+        let mut swarm = swarm;
+        for addr in reach.config().external_addresses.clone() {
+            swarm.add_external_address(addr);
+        }
         Self {
             swarm,
             commands,
@@ -59,14 +92,24 @@ impl EventLoop {
             pending_providers: HashMap::new(),
             pending_requests: HashMap::new(),
             rtts: HashMap::new(),
+            reach,
+            connections: HashMap::new(),
+            punched: HashSet::new(),
+            drop_relayed: HashSet::new(),
+            lan_peers: BTreeMap::new(),
+            listen_local: true,
         }
     }
 
     /// Runs until a `Shutdown` command or until every client is dropped.
     pub async fn run(mut self) {
+        self.apply_mode();
+        let mut tick = tokio::time::interval(REACH_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = tick.tick() => self.maintain_relays(),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
@@ -81,6 +124,7 @@ impl EventLoop {
         match command {
             Command::Listen { addr, reply } => match swarm.listen_on(addr.clone()) {
                 Ok(id) => {
+                    self.listen_local &= reach::is_local(&addr);
                     self.pending_listen.insert(id, reply);
                 }
                 Err(e) => {
@@ -172,6 +216,16 @@ impl EventLoop {
             Command::Rtt { peer, reply } => {
                 let _ = reply.send(self.rtts.get(&peer).copied());
             }
+            Command::HasDirect { peer, reply } => {
+                let direct = self
+                    .connections
+                    .values()
+                    .any(|c| c.peer == peer && !reach::is_relayed(&c.remote));
+                let _ = reply.send(direct);
+            }
+            Command::LanPeers { reply } => {
+                let _ = reply.send(self.lan_peers.keys().copied().collect());
+            }
             Command::Info { reply } => {
                 let mut routing_table_size = 0;
                 for bucket in swarm.behaviour_mut().kad.kbuckets() {
@@ -184,6 +238,10 @@ impl EventLoop {
                     routing_table_size,
                     external_addrs: swarm.external_addresses().cloned().collect(),
                     dht_server: swarm.behaviour_mut().kad.mode() == libp2p::kad::Mode::Server,
+                    reachability: self.reach.reachability(),
+                    relays: self.reach.relays().copied().collect(),
+                    lan_peers: self.lan_peers.keys().copied().collect(),
+                    stats: self.reach.stats,
                 });
             }
             Command::Shutdown => {}
@@ -200,13 +258,40 @@ impl EventLoop {
                 if let Some(reply) = self.pending_listen.remove(&listener_id) {
                     let _ = reply.send(Ok(address.clone()));
                 }
+                // `--public`: the operator says this address is reachable. (The swarm
+                // reports no event for addresses added here, so the state is updated too.)
+                if self.reach.declares(&address, self.listen_local) {
+                    self.swarm.add_external_address(address.clone());
+                    self.reach.on_external_confirmed(address.clone());
+                    self.apply_mode();
+                    let _ = self.events.send(NetEvent::ExternalAddrsChanged);
+                }
                 let _ = self.events.send(NetEvent::Listening(address));
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "external address confirmed");
+                self.reach.on_external_confirmed(address);
+                self.apply_mode();
+                let _ = self.events.send(NetEvent::ExternalAddrsChanged);
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(%address, "external address expired");
+                self.reach.on_external_expired(&address);
+                self.apply_mode();
+                let _ = self.events.send(NetEvent::ExternalAddrsChanged);
             }
             SwarmEvent::ListenerClosed {
                 listener_id,
                 reason,
                 ..
             } => {
+                if let Some(relay) = self
+                    .reach
+                    .on_listener_closed(listener_id, std::time::Instant::now())
+                {
+                    tracing::info!(%relay, ?reason, "relay reservation closed; choosing another");
+                    self.maintain_relays();
+                }
                 if let Some(reply) = self.pending_listen.remove(&listener_id) {
                     let reason = reason
                         .err()
@@ -220,8 +305,18 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                connection_id,
+                endpoint,
                 ..
             } => {
+                self.connections.insert(
+                    connection_id,
+                    Conn {
+                        peer: peer_id,
+                        remote: endpoint.get_remote_address().clone(),
+                        dialer: endpoint.is_dialer(),
+                    },
+                );
                 for reply in self.pending_dial.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(peer_id));
                 }
@@ -231,11 +326,18 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                num_established,
+                connection_id,
                 ..
             } => {
-                self.rtts.remove(&peer_id);
-                let _ = self.events.send(NetEvent::PeerDisconnected(peer_id));
+                self.connections.remove(&connection_id);
+                self.punched.remove(&connection_id);
+                if num_established == 0 {
+                    self.rtts.remove(&peer_id);
+                    self.drop_relayed.remove(&peer_id);
+                    self.reach.remove_relay_candidate(&peer_id);
+                    let _ = self.events.send(NetEvent::PeerDisconnected(peer_id));
+                }
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
@@ -257,11 +359,95 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             // Only peers that serve plasm's DHT belong in the routing table.
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
-                if info.protocols.contains(&KAD_PROTOCOL) =>
-            {
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+            BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                connection_id,
+            }) => {
+                if info.protocols.contains(&HOP_PROTOCOL) {
+                    // The address this node reached the relay at, else one it announced.
+                    let via = self
+                        .connections
+                        .get(&connection_id)
+                        .filter(|c| c.dialer && !reach::is_relayed(&c.remote))
+                        .map(|c| c.remote.clone())
+                        .or_else(|| {
+                            info.listen_addrs
+                                .iter()
+                                .find(|a| !reach::is_relayed(a))
+                                .cloned()
+                        });
+                    if let Some(addr) = via {
+                        let addr = strip_p2p(addr);
+                        self.reach.add_relay_candidate(peer_id, addr);
+                        self.maintain_relays();
+                    }
+                }
+                // Only peers that serve plasm's DHT belong in the routing table.
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            }) => {
+                tracing::info!(relay = %relay_peer_id, renewal, "relay reservation accepted");
+                self.reach.on_reservation_accepted(relay_peer_id);
+            }
+            BehaviourEvent::Relay(event) => self.on_relay_server_event(event),
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
+                tracing::info!(?old, ?new, "AutoNAT status");
+                self.reach.on_nat_status(match new {
+                    autonat::NatStatus::Public(_) => NatStatus::Public,
+                    autonat::NatStatus::Private => NatStatus::Private,
+                    autonat::NatStatus::Unknown => NatStatus::Unknown,
+                });
+                self.apply_mode();
+            }
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => {
+                self.reach.stats.hole_punch_attempts += 1;
+                match result {
+                    Ok(connection) => {
+                        tracing::info!(peer = %remote_peer_id, "hole punched: direct connection");
+                        self.reach.stats.hole_punch_successes += 1;
+                        self.punched.insert(connection);
+                        self.drop_relayed.insert(remote_peer_id);
+                        self.close_relayed_if_idle(remote_peer_id);
+                        let _ = self.events.send(NetEvent::HolePunched(remote_peer_id));
+                    }
+                    Err(e) => {
+                        tracing::info!(peer = %remote_peer_id, error = %e, "hole punch failed; staying relayed");
+                        let _ = self.events.send(NetEvent::HolePunchFailed(remote_peer_id));
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    if peer == *self.swarm.local_peer_id() {
+                        continue;
+                    }
+                    self.swarm.add_peer_address(peer, addr.clone());
+                    let addrs = self.lan_peers.entry(peer).or_default();
+                    if !addrs.contains(&addr) && addrs.len() < 8 {
+                        addrs.push(addr);
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
+                for (peer, addr) in gone {
+                    if let Some(addrs) = self.lan_peers.get_mut(&peer) {
+                        addrs.retain(|a| *a != addr);
+                        if addrs.is_empty() {
+                            self.lan_peers.remove(&peer);
+                        }
+                    }
                 }
             }
             BehaviourEvent::Ping(ping::Event {
@@ -333,7 +519,11 @@ impl EventLoop {
 
     fn on_job_event(&mut self, event: request_response::Event<JobRequest, JobResponse>) {
         match event {
-            request_response::Event::Message { peer, message, .. } => match message {
+            request_response::Event::Message {
+                peer,
+                message,
+                connection_id,
+            } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
@@ -378,8 +568,9 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some((_, reply)) = self.pending_requests.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
+                    if let Some((peer, reply)) = self.pending_requests.remove(&request_id) {
+                        let _ = reply.send(Ok((response, self.path_of(connection_id))));
+                        self.close_relayed_if_idle(peer);
                     }
                 }
             },
@@ -395,6 +586,7 @@ impl EventLoop {
                         reason: error.to_string(),
                     }));
                 }
+                self.close_relayed_if_idle(peer);
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 // Oversized or undecodable requests end here: the stream is dropped.
@@ -403,6 +595,129 @@ impl EventLoop {
             request_response::Event::ResponseSent { .. } => {}
         }
     }
+}
+
+impl EventLoop {
+    /// Kademlia serves exactly when the node is reachable; relay listeners follow need.
+    fn apply_mode(&mut self) {
+        let mode = if self.reach.kad_server() {
+            kad::Mode::Server
+        } else {
+            kad::Mode::Client
+        };
+        if self.swarm.behaviour_mut().kad.mode() != mode {
+            tracing::info!(?mode, "Kademlia mode");
+        }
+        self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+        // A reachable relay server announces HOP; libp2p ties that to a confirmed
+        // address, which a declared (`--public`) one is.
+        for listener in self.reach.surplus_listeners() {
+            self.swarm.remove_listener(listener);
+        }
+        self.maintain_relays();
+    }
+
+    /// Opens relay listeners until the wanted number of relays is asked.
+    fn maintain_relays(&mut self) {
+        let rtts = &self.rtts;
+        let wanted = self
+            .reach
+            .relays_to_reserve(std::time::Instant::now(), |p| rtts.get(p).copied());
+        for (relay, addr) in wanted {
+            match self.swarm.listen_on(addr.clone()) {
+                Ok(listener) => {
+                    tracing::info!(%relay, %addr, "asking a relay for a reservation");
+                    self.reach.on_listening(listener, relay);
+                }
+                Err(e) => tracing::warn!(%addr, error = %e, "cannot listen through a relay"),
+            }
+        }
+    }
+
+    fn on_relay_server_event(&mut self, event: relay::Event) {
+        let stats = &mut self.reach.stats;
+        match event {
+            relay::Event::ReservationReqDenied { src_peer_id, .. } => {
+                stats.relay_reservations_denied += 1;
+                tracing::info!(peer = %src_peer_id, "relay: reservation refused (limits)");
+            }
+            relay::Event::CircuitReqDenied {
+                src_peer_id,
+                dst_peer_id,
+                ..
+            } => {
+                stats.relay_circuits_denied += 1;
+                tracing::info!(src = %src_peer_id, dst = %dst_peer_id, "relay: circuit refused (limits)");
+            }
+            relay::Event::CircuitReqAccepted { .. } => stats.relay_circuits_accepted += 1,
+            _ => {}
+        }
+    }
+
+    /// Which way a connection carries bytes.
+    fn path_of(&self, connection: ConnectionId) -> Path {
+        match self.connections.get(&connection) {
+            Some(c) if reach::is_relayed(&c.remote) => Path {
+                kind: PathKind::Relayed,
+                relay: relay_of(&c.remote),
+            },
+            _ if self.punched.contains(&connection) => Path {
+                kind: PathKind::HolePunched,
+                relay: None,
+            },
+            _ => Path {
+                kind: PathKind::Direct,
+                relay: None,
+            },
+        }
+    }
+
+    /// Once a direct connection to `peer` exists and no request to it is in flight,
+    /// its relayed connections close, so later requests take the direct path.
+    fn close_relayed_if_idle(&mut self, peer: PeerId) {
+        if !self.drop_relayed.contains(&peer)
+            || self.pending_requests.values().any(|(p, _)| *p == peer)
+        {
+            return;
+        }
+        let relayed: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.peer == peer && reach::is_relayed(&c.remote))
+            .map(|(id, _)| *id)
+            .collect();
+        let direct = self
+            .connections
+            .values()
+            .any(|c| c.peer == peer && !reach::is_relayed(&c.remote));
+        if direct {
+            for id in relayed {
+                self.swarm.close_connection(id);
+            }
+            self.drop_relayed.remove(&peer);
+        }
+    }
+}
+
+/// The relay's peer id in a `/p2p/<relay>/p2p-circuit` address.
+fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+    let mut last = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(peer) => last = Some(peer),
+            Protocol::P2pCircuit => return last,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The address without a trailing `/p2p/<id>`.
+fn strip_p2p(mut addr: Multiaddr) -> Multiaddr {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr.pop();
+    }
+    addr
 }
 
 /// The peer id at the end of a multiaddr.

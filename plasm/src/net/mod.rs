@@ -10,6 +10,7 @@ pub mod behaviour;
 pub mod event_loop;
 pub mod executor;
 pub mod protocol;
+pub mod reach;
 pub mod remote;
 
 use behaviour::{Behaviour, WireLimits};
@@ -86,6 +87,53 @@ pub enum NetEvent {
     PeerConnected(PeerId),
     /// Last connection to a peer closed.
     PeerDisconnected(PeerId),
+    /// The set of confirmed external (direct or relayed) addresses changed.
+    ExternalAddrsChanged,
+    /// DCUtR made a direct connection to this peer.
+    HolePunched(PeerId),
+    /// DCUtR gave up on this peer: the connection stays relayed.
+    HolePunchFailed(PeerId),
+}
+
+/// Which way a job's bytes went to its executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathKind {
+    /// A connection dialed directly.
+    Direct,
+    /// A direct connection made by DCUtR from a relayed one.
+    HolePunched,
+    /// Through a relay's circuit.
+    Relayed,
+}
+
+impl PathKind {
+    /// `direct`, `hole-punched` or `relayed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::HolePunched => "hole-punched",
+            Self::Relayed => "relayed",
+        }
+    }
+}
+
+/// The path of one exchange with a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path {
+    /// How.
+    pub kind: PathKind,
+    /// The relay, when relayed.
+    pub relay: Option<PeerId>,
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.relay {
+            Some(r) => write!(f, "{} via {r}", self.kind.as_str()),
+            None => f.write_str(self.kind.as_str()),
+        }
+    }
 }
 
 /// A job request from a peer, with the channel its answer goes back on.
@@ -114,6 +162,14 @@ pub struct NetInfo {
     pub external_addrs: Vec<Multiaddr>,
     /// Whether Kademlia answers queries (server mode) or only asks (client mode).
     pub dht_server: bool,
+    /// `public`, `private` or `unknown`.
+    pub reachability: &'static str,
+    /// Relays holding a reservation for this node.
+    pub relays: Vec<PeerId>,
+    /// Peers found on the LAN by mDNS.
+    pub lan_peers: Vec<PeerId>,
+    /// Reachability counters.
+    pub stats: reach::ReachStats,
 }
 
 /// Commands to the event loop. Every `reply` carries the answer back to the caller.
@@ -150,11 +206,18 @@ pub enum Command {
         want: usize,
         reply: oneshot::Sender<HashSet<PeerId>>,
     },
-    /// Send a job request and wait for its response.
+    /// Send a job request and wait for its response (and the path it took).
     Request {
         peer: PeerId,
         request: JobRequest,
-        reply: oneshot::Sender<Result<JobResponse, NetError>>,
+        reply: oneshot::Sender<Result<(JobResponse, Path), NetError>>,
+    },
+    /// Peers found on the LAN.
+    LanPeers { reply: oneshot::Sender<Vec<PeerId>> },
+    /// Whether some connection to the peer is direct (not through a relay).
+    HasDirect {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
     },
     /// Answer an inbound request.
     Respond {
@@ -245,12 +308,31 @@ impl Client {
         peer: PeerId,
         request: JobRequest,
     ) -> Result<JobResponse, NetError> {
+        Ok(self.request_traced(peer, request).await?.0)
+    }
+
+    /// Sends a job request; returns the response and the path it came back on.
+    pub async fn request_traced(
+        &self,
+        peer: PeerId,
+        request: JobRequest,
+    ) -> Result<(JobResponse, Path), NetError> {
         self.ask(|reply| Command::Request {
             peer,
             request,
             reply,
         })
         .await?
+    }
+
+    /// Whether some connection to `peer` is direct (dialed, or hole-punched).
+    pub async fn has_direct(&self, peer: PeerId) -> Result<bool, NetError> {
+        self.ask(|reply| Command::HasDirect { peer, reply }).await
+    }
+
+    /// Peers found on the LAN by mDNS.
+    pub async fn lan_peers(&self) -> Result<Vec<PeerId>, NetError> {
+        self.ask(|reply| Command::LanPeers { reply }).await
     }
 
     /// Answers an inbound request.
@@ -286,18 +368,18 @@ impl Client {
 pub struct NetConfig {
     /// Transport family.
     pub transport: TransportKind,
-    /// Force Kademlia server mode (bootstrap nodes, nodes known to be public).
-    pub server_mode: bool,
     /// Size, time and connection limits.
     pub limits: WireLimits,
+    /// Reachability: declared addresses, relays, AutoNAT, mDNS, hidden.
+    pub reach: reach::ReachConfig,
 }
 
 impl Default for NetConfig {
     fn default() -> Self {
         Self {
             transport: TransportKind::Network,
-            server_mode: false,
             limits: WireLimits::default(),
+            reach: reach::ReachConfig::default(),
         }
     }
 }
@@ -306,6 +388,11 @@ fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Ne
     use libp2p::{SwarmBuilder, noise, tcp, yamux};
     let err = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
     let limits = config.limits;
+    let reach = config.reach.clone();
+    let behaviour = move |key: &Keypair, relay| {
+        Behaviour::new(key, limits, &reach, relay)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+    };
     let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
     match config.transport {
         TransportKind::Network => Ok(SwarmBuilder::with_existing_identity(key.clone())
@@ -319,7 +406,9 @@ fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Ne
             .with_quic()
             .with_dns()
             .map_err(|e| err(&e))?
-            .with_behaviour(|key| Behaviour::new(key, limits))
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| err(&e))?
+            .with_behaviour(behaviour)
             .map_err(|e| err(&e))?
             .with_swarm_config(idle)
             .build()),
@@ -335,7 +424,9 @@ fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Ne
                     .boxed())
             })
             .map_err(|e| err(&e))?
-            .with_behaviour(|key| Behaviour::new(key, limits))
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| err(&e))?
+            .with_behaviour(behaviour)
             .map_err(|e| err(&e))?
             .with_swarm_config(idle)
             .build()),
@@ -357,10 +448,7 @@ pub fn spawn(
     ),
     NetError,
 > {
-    let mut swarm = build_swarm(key, config)?;
-    if config.server_mode {
-        swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Server));
-    }
+    let swarm = build_swarm(key, config)?;
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (events, _) = broadcast::channel(EVENT_QUEUE);
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
@@ -370,8 +458,13 @@ pub fn spawn(
         events: events.clone(),
         peer_id,
     };
-    let event_loop =
-        event_loop::EventLoop::new(swarm, rx, events, accept_jobs.then_some(inbound_tx));
+    let event_loop = event_loop::EventLoop::new(
+        swarm,
+        rx,
+        events,
+        accept_jobs.then_some(inbound_tx),
+        reach::Reach::new(config.reach.clone()),
+    );
     let handle = tokio::spawn(event_loop.run());
     Ok((client, inbound_rx, handle))
 }

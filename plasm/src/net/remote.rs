@@ -2,7 +2,7 @@
 //! send the bytes, verify the receipt, and fall over to the next on failure.
 
 use super::protocol::{JobRequest, JobResponse};
-use super::{Client, NetError};
+use super::{Client, NetError, NetEvent, Path};
 use crate::job::sha256_hex;
 use crate::manifest::Manifest;
 use crate::receipt::Receipt;
@@ -29,6 +29,11 @@ pub struct RemoteOptions {
     pub job_timeout: Duration,
     /// Executors offered the job at once.
     pub max_candidates: usize,
+    /// How long to wait for the first LAN peer (mDNS) before looking up (zero: do not wait).
+    pub lan_wait: Duration,
+    /// How long the bytes wait for a relayed connection to be hole-punched before
+    /// they go through the relay anyway.
+    pub punch_wait: Duration,
 }
 
 impl Default for RemoteOptions {
@@ -38,6 +43,8 @@ impl Default for RemoteOptions {
             offer_timeout: Duration::from_secs(10),
             job_timeout: Duration::from_secs(120),
             max_candidates: 8,
+            lan_wait: Duration::ZERO,
+            punch_wait: Duration::from_secs(2),
         }
     }
 }
@@ -66,6 +73,8 @@ pub struct RemoteOutput {
     pub stderr: Vec<u8>,
     /// Every executor tried, in order.
     pub attempts: Vec<Attempt>,
+    /// The way the job's bytes went to the executor and back.
+    pub path: Path,
 }
 
 /// Why a remote run failed.
@@ -105,13 +114,19 @@ pub async fn find_executors(
         ),
     };
     let me = client.peer_id();
-    let mut found: Vec<PeerId> = client
-        .get_providers(key.clone(), want)
-        .await?
-        .into_iter()
-        .filter(|p| *p != me)
-        .collect();
+    // Peers on the LAN (mDNS) first: they need no DHT, and no bootstrap at all.
+    let mut found: Vec<PeerId> = client.lan_peers().await.unwrap_or_default();
     found.sort();
+    let mut from_dht: Vec<PeerId> = client
+        .get_providers(key.clone(), want)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| *p != me && !found.contains(p))
+        .collect();
+    from_dht.sort();
+    found.extend(from_dht);
+    found.truncate(want.max(1));
     if found.is_empty() {
         return Err(RemoteError::NoExecutors(
             String::from_utf8_lossy(key.as_ref()).into_owned(),
@@ -145,6 +160,27 @@ pub fn check_receipt(
     Ok(())
 }
 
+/// When the only connection to `peer` goes through a relay, gives DCUtR up to
+/// `within` to punch a direct one (the relay's byte and time limits are for
+/// when it cannot); returns at once when a direct connection exists or DCUtR gives up.
+async fn wait_for_direct(client: &Client, peer: PeerId, within: Duration) {
+    let mut events = client.events();
+    if within.is_zero() || client.has_direct(peer).await.unwrap_or(true) {
+        return;
+    }
+    let _ = tokio::time::timeout(within, async {
+        loop {
+            match events.recv().await {
+                Ok(NetEvent::HolePunched(p) | NetEvent::HolePunchFailed(p)) if p == peer => break,
+                Ok(NetEvent::PeerDisconnected(p)) if p == peer => break,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+}
+
 /// Runs `manifest` on another peer.
 pub async fn run_remote(
     client: &Client,
@@ -153,9 +189,16 @@ pub async fn run_remote(
     input: Vec<u8>,
     options: &RemoteOptions,
 ) -> Result<RemoteOutput, RemoteError> {
+    let deadline = Instant::now() + options.lan_wait;
+    while Instant::now() < deadline && client.lan_peers().await.unwrap_or_default().is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let candidates = if options.peers.is_empty() {
         find_executors(client, manifest, options.max_candidates).await?
     } else {
+        // The lookup teaches the swarm the pinned executors' addresses (a private
+        // executor is reachable only at the relayed addresses of its records).
+        let _ = find_executors(client, manifest, options.max_candidates).await;
         options.peers.clone()
     };
     let mut attempts = Vec::new();
@@ -224,18 +267,24 @@ pub async fn run_remote(
     }
     accepted.sort_by_key(|(rtt, _, _)| *rtt);
     for (rtt, peer, has_module) in accepted {
+        wait_for_direct(client, peer, options.punch_wait).await;
         let bundle = JobRequest::Bundle {
             job_id: manifest.job_id().to_owned(),
             module: (!has_module).then(|| module.to_vec()),
             input: input.clone(),
         };
         let outcome =
-            match tokio::time::timeout(options.job_timeout, client.request(peer, bundle)).await {
-                Ok(Ok(JobResponse::Result {
-                    receipt,
-                    stdout,
-                    stderr,
-                })) => match Receipt::from_json(&receipt) {
+            match tokio::time::timeout(options.job_timeout, client.request_traced(peer, bundle))
+                .await
+            {
+                Ok(Ok((
+                    JobResponse::Result {
+                        receipt,
+                        stdout,
+                        stderr,
+                    },
+                    path,
+                ))) => match Receipt::from_json(&receipt) {
                     Ok(receipt) => match check_receipt(&receipt, peer, manifest, &stdout) {
                         Ok(()) => {
                             attempts.push(Attempt {
@@ -249,16 +298,17 @@ pub async fn run_remote(
                                 stdout,
                                 stderr,
                                 attempts,
+                                path,
                             });
                         }
                         Err(why) => why,
                     },
                     Err(e) => format!("unreadable receipt: {e}"),
                 },
-                Ok(Ok(JobResponse::Failure { reason, message })) => {
+                Ok(Ok((JobResponse::Failure { reason, message }, _))) => {
                     format!("failed ({reason}): {message}")
                 }
-                Ok(Ok(other)) => format!("answered a bundle with {other:?}"),
+                Ok(Ok((other, _))) => format!("answered a bundle with {other:?}"),
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "job timed out".to_owned(),
             };

@@ -9,6 +9,7 @@ pub use lifecycle::{ReloadReport, Signals};
 use crate::api::{ApiMetrics, ApiServer, ApiState, TlsFiles, Tokens};
 use crate::identity::{Identity, IdentityError};
 use crate::net::executor::{Executor, ExecutorPolicy};
+use crate::net::reach::{self, RelayLimits};
 use crate::net::remote::capability_key;
 use crate::net::{self, Client, NetConfig, NetError, NetEvent, TransportKind};
 use crate::runtime::pool::WorkerPool;
@@ -183,7 +184,18 @@ impl Node {
             IdentitySource::Given(id) => id.clone(),
         };
         let mut net_config = config.net.clone();
-        net_config.server_mode = config.mode == Mode::Bootstrap || config.public;
+        // Bootstrap nodes are public by definition: an entry point must be reachable.
+        let public = config.mode == Mode::Bootstrap || config.public;
+        net_config.reach.public = public;
+        // Reachable nodes relay for others, within the configured limits.
+        if !public || config.mode == Mode::Client {
+            net_config.reach.relay_server = None;
+        } else if net_config.reach.relay_server.is_none() {
+            net_config.reach.relay_server = Some(RelayLimits::default());
+        }
+        // Executors reserve relay slots while unreachable; requesters and bootstraps do not.
+        net_config.reach.relay_client &= config.mode == Mode::Node;
+        net_config.reach.share_listen_addrs = config.listen.iter().all(reach::is_local);
         let executes = config.mode == Mode::Node;
         let (client, inbound, event_loop) = net::spawn(identity.keypair(), &net_config, executes)?;
         let mut listen_addrs = Vec::new();
@@ -225,7 +237,8 @@ impl Node {
         node.join(&config.bootstrap).await;
         let maintenance = tokio::spawn(maintain(client.clone(), config.bootstrap.clone()));
         node.tasks.push(maintenance);
-        if executes {
+        // Hidden nodes are never advertised: they take work only when offered it directly.
+        if executes && !config.net.reach.hidden {
             let keys = capabilities(&config.policy);
             node.tasks.push(tokio::spawn(advertise(client, keys)));
         }
@@ -423,36 +436,64 @@ pub fn capabilities(policy: &ExecutorPolicy) -> Vec<libp2p::kad::RecordKey> {
     keys
 }
 
-/// Publishes provider records once connected, and again before they expire.
+/// How often provider records are published again while nothing changes
+/// (records live an hour, see behaviour.rs).
+const REPUBLISH: Duration = Duration::from_secs(600);
+
+/// Publishes provider records once the node is connected and has an address
+/// others can dial (confirmed external, or relayed), again whenever that set of
+/// addresses changes (records carry the addresses of their publication), and
+/// before they expire. A failed publication is retried with backoff.
 async fn advertise(client: Client, keys: Vec<libp2p::kad::RecordKey>) {
     let mut events = client.events();
+    let mut backoff = Duration::from_secs(1);
+    let mut published: Option<(Vec<Multiaddr>, tokio::time::Instant)> = None;
     loop {
-        let connected = client
+        let (connected, mut external) = client
             .info()
             .await
-            .map(|i| !i.connected.is_empty())
-            .unwrap_or(false);
-        if connected {
+            .map(|i| (!i.connected.is_empty(), i.external_addrs))
+            .unwrap_or_default();
+        external.sort();
+        let due = match &published {
+            None => true,
+            Some((addrs, at)) => *addrs != external || at.elapsed() >= REPUBLISH,
+        };
+        if connected && !external.is_empty() && due {
+            let mut failed = None;
             for key in &keys {
                 if let Err(e) = client.start_providing(key.clone()).await {
-                    tracing::debug!(error = %e, "publishing a capability");
+                    failed = Some(e);
                 }
             }
-            // Records live an hour (see behaviour.rs); republish well before.
-            tokio::time::sleep(Duration::from_secs(600)).await;
-        } else {
-            // Wait for the first connection, or re-check now and then.
-            let _ = tokio::time::timeout(Duration::from_secs(30), async {
-                while let Ok(e) = events.recv().await {
-                    if matches!(e, NetEvent::PeerConnected(_)) {
-                        break;
-                    }
+            match failed {
+                Some(e) => {
+                    tracing::info!(error = %e, retry_in = ?backoff, "publishing capabilities failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    continue;
                 }
-            })
-            .await;
-            // Give identify a moment so the peer is in the routing table.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+                None => {
+                    tracing::info!(addrs = ?external, "capabilities published");
+                    backoff = Duration::from_secs(1);
+                    published = Some((external, tokio::time::Instant::now()));
+                }
+            }
         }
+        // Wait for what may change the answer: a connection, new external addresses, time.
+        let _ = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match events.recv().await {
+                    Ok(NetEvent::PeerConnected(_) | NetEvent::ExternalAddrsChanged)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Ok(_) => {}
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            }
+        })
+        .await;
+        // Let identify and the routing table settle after a change.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
