@@ -37,15 +37,26 @@ async fn twenty_nodes_join_through_one_bootstrap_and_run_jobs_remotely() {
         "exactly the 20 executors provide; the bootstrap node and the client do not"
     );
 
-    // The nodes discovered each other, not only the bootstrap node.
-    let mut tables = Vec::new();
+    // Default executors are not reachable on their own: each asks the DHT as a
+    // client, holds a reservation on the bootstrap node's relay, and is announced
+    // only at its relayed address.
     for n in &executors {
-        tables.push(n.client().info().await.expect("info").routing_table_size);
+        let info = n.client().info().await.expect("info");
+        assert!(!info.dht_server, "an unreachable node never serves the DHT");
+        assert_eq!(info.reachability, "private");
+        assert_eq!(info.relays, vec![boot.peer_id()]);
+        assert!(
+            !info.external_addrs.is_empty()
+                && info
+                    .external_addrs
+                    .iter()
+                    .all(plasm::net::reach::is_relayed),
+            "{:?}",
+            info.external_addrs
+        );
     }
-    assert!(
-        tables.iter().filter(|&&s| s > 1).count() >= 15,
-        "routing tables: {tables:?}"
-    );
+    let boot_info = boot.client().info().await.expect("info");
+    assert!(boot_info.dht_server && boot_info.reachability == "public");
 
     // Jobs run on other peers, and each receipt names the executor the client talked to.
     let module = hello();
@@ -72,6 +83,40 @@ async fn twenty_nodes_join_through_one_bootstrap_and_run_jobs_remotely() {
 
     client.shutdown().await;
     for n in executors {
+        n.shutdown().await;
+    }
+    boot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_nodes_serve_the_dht_and_discover_each_other() {
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let boot_addr = boot.listen_addrs();
+    let mut nodes = Vec::new();
+    for _ in 0..6 {
+        let mut c = memory_config(Mode::Node, &boot_addr);
+        c.public = true;
+        nodes.push(start(c).await);
+    }
+    let tables = eventually(Duration::from_secs(20), || {
+        let nodes = &nodes;
+        async move {
+            let mut tables = Vec::new();
+            for n in nodes {
+                let info = n.client().info().await.ok()?;
+                assert!(info.dht_server, "a declared-reachable node serves the DHT");
+                assert!(info.relays.is_empty(), "a reachable node needs no relay");
+                tables.push(info.routing_table_size);
+            }
+            tables.iter().all(|&s| s > 1).then_some(tables)
+        }
+    })
+    .await;
+    assert!(
+        tables.is_some(),
+        "public nodes learn of each other, not only of the bootstrap node"
+    );
+    for n in nodes {
         n.shutdown().await;
     }
     boot.shutdown().await;

@@ -57,24 +57,12 @@ fn remote_runs_over_quic_and_tcp_name_the_executor() {
     let e1 = start(
         d.path(),
         "e1",
-        &[
-            "--public",
-            "--listen",
-            QUIC,
-            "--bootstrap",
-            &boot.addr("quic"),
-        ],
+        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
     );
     let e2 = start(
         d.path(),
         "e2",
-        &[
-            "--public",
-            "--listen",
-            TCP,
-            "--bootstrap",
-            &boot.addr("tcp"),
-        ],
+        &["--listen", TCP, "--bootstrap", &boot.addr("tcp")],
     );
     let module = d.path().join("hello.wat");
     std::fs::write(&module, include_str!("../examples/wat/hello.wat")).expect("write");
@@ -124,24 +112,12 @@ fn killing_the_chosen_executor_mid_job_falls_over_to_the_other() {
     let mut e1 = start(
         d.path(),
         "e1",
-        &[
-            "--public",
-            "--listen",
-            QUIC,
-            "--bootstrap",
-            &boot.addr("quic"),
-        ],
+        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
     );
     let mut e2 = start(
         d.path(),
         "e2",
-        &[
-            "--public",
-            "--listen",
-            QUIC,
-            "--bootstrap",
-            &boot.addr("quic"),
-        ],
+        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
     );
     let hello = d.path().join("hello.wat");
     std::fs::write(&hello, include_str!("../examples/wat/hello.wat")).expect("write");

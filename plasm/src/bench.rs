@@ -234,7 +234,6 @@ fn loopback_config(mode: Mode, bootstrap: &[libp2p::Multiaddr]) -> Result<NodeCo
     let mut c = NodeConfig::new(std::path::PathBuf::new());
     c.identity = IdentitySource::Given(std::sync::Arc::new(Identity::generate().map_err(fail)?));
     c.mode = mode;
-    c.public = mode != Mode::Client;
     c.listen = if mode == Mode::Client {
         vec![]
     } else {

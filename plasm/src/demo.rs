@@ -38,7 +38,8 @@ fn config(
     let mut c = NodeConfig::new(dir.clone());
     c.identity = IdentitySource::Given(Arc::new(Identity::load_or_create(&dir).map_err(step)?));
     c.mode = mode;
-    c.public = true;
+    // Executors start the default way: reachable through the bootstrap's relay
+    // until DCUtR connects them directly.
     c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().map_err(step)?];
     c.bootstrap = bootstrap.to_vec();
     c.api = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
