@@ -8,6 +8,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace
+# NAT lab: real processes in network namespaces behind NAT routers (needs root).
+tests/netns/run.sh
 # The PHP SDK against the shared vectors and real nodes (uses target/debug/plasm).
 phpunit -c sdk-php/phpunit.xml
 # The Debian package: build it, lint it, install it under a real systemd (needs root).

@@ -309,6 +309,17 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
+                let remote = endpoint.get_remote_address();
+                // A direct connection that appears while a relayed one is open was
+                // punched (DCUtR reports it on one side only, by its own connection id).
+                if !reach::is_relayed(remote)
+                    && self
+                        .connections
+                        .values()
+                        .any(|c| c.peer == peer_id && reach::is_relayed(&c.remote))
+                {
+                    self.punched.insert(connection_id);
+                }
                 self.connections.insert(
                     connection_id,
                     Conn {
@@ -680,10 +691,12 @@ impl EventLoop {
         {
             return;
         }
+        // Only circuits this node dialed: the other side may still be answering on
+        // one it accepted, and only the requester knows when nothing is pending.
         let relayed: Vec<ConnectionId> = self
             .connections
             .iter()
-            .filter(|(_, c)| c.peer == peer && reach::is_relayed(&c.remote))
+            .filter(|(_, c)| c.peer == peer && c.dialer && reach::is_relayed(&c.remote))
             .map(|(id, _)| *id)
             .collect();
         let direct = self
