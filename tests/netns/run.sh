@@ -183,5 +183,8 @@ node a2 a2
 a2_id=$(peer_of a2)
 remote "LAN, no bootstrap (mDNS)" a3 "($a1_id|$a2_id)" "direct"
 
+if [ "$fail" -gt 0 ]; then
+  for f in "$work"/*.err; do echo "--- $(basename "$f")"; grep -v "^\s*$" "$f" | tail -n 25 | cut -c1-240; done
+fi
 echo "netns: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

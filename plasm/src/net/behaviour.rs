@@ -133,6 +133,12 @@ impl Behaviour {
                 retry_interval: Duration::from_secs(30),
                 refresh_interval: Duration::from_secs(600),
                 only_global_ips: reach.autonat_global_only,
+                // Ask only peers known to be reachable (added as they announce the DHT
+                // in server mode): a NATed peer's dial-back can ride a punched flow.
+                use_connected: false,
+                // Only nodes declared reachable answer probes (rate-limited); others refuse.
+                throttle_clients_global_max: if reach.public { 30 } else { 0 },
+                throttle_clients_peer_max: if reach.public { 3 } else { 0 },
                 ..autonat::Config::default()
             },
         );

@@ -61,6 +61,10 @@ pub struct EventLoop {
     punched: HashSet<ConnectionId>,
     /// Peers whose relayed connections close once no request to them is pending.
     drop_relayed: HashSet<PeerId>,
+    /// Relayed connections asked to close, not closed yet.
+    closing: HashMap<ConnectionId, PeerId>,
+    /// Requests held until the closing connections to their peer are gone.
+    deferred: Vec<(PeerId, JobRequest, Reply<Traced>)>,
     /// Peers found on the LAN, with their addresses.
     lan_peers: BTreeMap<PeerId, Vec<Multiaddr>>,
     /// Every listen address asked for is on loopback (or in memory).
@@ -96,6 +100,8 @@ impl EventLoop {
             connections: HashMap::new(),
             punched: HashSet::new(),
             drop_relayed: HashSet::new(),
+            closing: HashMap::new(),
+            deferred: Vec::new(),
             lan_peers: BTreeMap::new(),
             listen_local: true,
         }
@@ -206,8 +212,15 @@ impl EventLoop {
                 request,
                 reply,
             } => {
-                let id = swarm.behaviour_mut().job.send_request(&peer, request);
-                self.pending_requests.insert(id, (peer, reply));
+                // A request must not land on a circuit that is being closed (the
+                // request-response behaviour picks among open connections): it waits
+                // until those are gone.
+                if self.closing.values().any(|p| *p == peer) {
+                    self.deferred.push((peer, request, reply));
+                } else {
+                    let id = swarm.behaviour_mut().job.send_request(&peer, request);
+                    self.pending_requests.insert(id, (peer, reply));
+                }
             }
             Command::Respond { channel, response } => {
                 // Fails only when the requester is gone; nothing to tell anyone.
@@ -343,6 +356,9 @@ impl EventLoop {
             } => {
                 self.connections.remove(&connection_id);
                 self.punched.remove(&connection_id);
+                if self.closing.remove(&connection_id).is_some() {
+                    self.release_deferred(peer_id);
+                }
                 if num_established == 0 {
                     self.rtts.remove(&peer_id);
                     self.drop_relayed.remove(&peer_id);
@@ -394,8 +410,10 @@ impl EventLoop {
                         self.maintain_relays();
                     }
                 }
-                // Only peers that serve plasm's DHT belong in the routing table.
+                // Only peers that serve plasm's DHT belong in the routing table; they
+                // are reachable, so they are also the ones asked for AutoNAT probes.
                 if info.protocols.contains(&KAD_PROTOCOL) {
+                    self.swarm.behaviour_mut().autonat.add_server(peer_id, None);
                     for addr in info.listen_addrs {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
@@ -705,9 +723,26 @@ impl EventLoop {
             .any(|c| c.peer == peer && !reach::is_relayed(&c.remote));
         if direct {
             for id in relayed {
-                self.swarm.close_connection(id);
+                if self.swarm.close_connection(id) {
+                    self.closing.insert(id, peer);
+                }
             }
             self.drop_relayed.remove(&peer);
+        }
+    }
+
+    /// Sends the requests held for `peer` once no connection to it is closing.
+    fn release_deferred(&mut self, peer: PeerId) {
+        if self.closing.values().any(|p| *p == peer) {
+            return;
+        }
+        let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|(p, _, _)| *p == peer);
+        self.deferred = held;
+        for (peer, request, reply) in ready {
+            let id = self.swarm.behaviour_mut().job.send_request(&peer, request);
+            self.pending_requests.insert(id, (peer, reply));
         }
     }
 }
