@@ -148,10 +148,17 @@ async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
         |_, data| {
             let v: Value = serde_json::from_str(data).unwrap_or_default();
             let state = v["state"].as_str().unwrap_or("?");
-            let who = v["executor"]
-                .as_str()
-                .map(|e| format!(" on {e}"))
-                .unwrap_or_default();
+            let p = &v["placement"];
+            let who = match (
+                p["executor"].as_str(),
+                p["path"].as_str(),
+                p["relay"].as_str(),
+            ) {
+                (Some(e), Some(path), Some(relay)) => format!(" on {e}, {path} via {relay}"),
+                (Some(e), Some(path), None) => format!(" on {e}, {path}"),
+                (Some(e), None, _) => format!(" on {e}"),
+                _ => String::new(),
+            };
             let detail = v["detail"]
                 .as_str()
                 .map(|d| format!(" ({d})"))

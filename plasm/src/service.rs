@@ -102,10 +102,35 @@ pub struct JobEvent {
     pub state: String,
     /// Executor peer id, when known.
     pub executor: Option<String>,
+    /// Where the job runs and which way its bytes went, when known.
+    pub placement: Option<Route>,
     /// Extra detail.
     pub detail: Option<String>,
     /// RFC 3339 time.
     pub at: String,
+}
+
+/// Where a job ran and how its bytes got there: the `placement` object of the
+/// job status and of its events (remote execution is always visible).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Route {
+    /// The executor's peer id.
+    pub executor: String,
+    /// `local` (this node's pool), `direct`, `hole-punched` or `relayed`.
+    pub path: String,
+    /// The relay's peer id, when relayed.
+    pub relay: Option<String>,
+}
+
+impl Route {
+    /// A job on this node's own pool.
+    fn local(me: &str) -> Self {
+        Self {
+            executor: me.to_owned(),
+            path: "local".into(),
+            relay: None,
+        }
+    }
 }
 
 /// A submission, decoded.
@@ -146,11 +171,20 @@ enum Placed {
     Peer,
 }
 
+/// The label of `plasm_jobs_by_path_total`: `local`, `direct`, `hole-punched`, `relayed`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct PathLabel {
+    /// The path.
+    pub path: String,
+}
+
 /// Counters exported on `/metrics` (registered by `api::metrics`).
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Finished jobs by outcome (receipt outcomes) plus `failed`.
     pub jobs: Family<OutcomeLabel, Counter>,
+    /// Jobs with a receipt, by the path their bytes took.
+    pub by_path: Family<PathLabel, Counter>,
     /// Fuel consumed by jobs executed here.
     pub fuel: Counter,
 }
@@ -252,11 +286,12 @@ impl Service {
         self.events.lock().map(|e| e.len()).unwrap_or(0)
     }
 
-    fn emit(&self, job_id: &str, state: &str, executor: Option<String>, detail: Option<String>) {
+    fn emit(&self, job_id: &str, state: &str, route: Option<Route>, detail: Option<String>) {
         let event = JobEvent {
             job_id: job_id.to_owned(),
             state: state.to_owned(),
-            executor,
+            executor: route.as_ref().map(|r| r.executor.clone()),
+            placement: route,
             detail,
             at: crate::time::now_rfc3339(),
         };
@@ -299,7 +334,7 @@ impl Service {
         match self.place(&mut job).await? {
             Placed::Local(pool, submitted) => {
                 let me = self.identity.peer_id().to_string();
-                self.emit(&job_id, "running", Some(me.clone()), None);
+                self.emit(&job_id, "running", Some(Route::local(&me)), None);
                 tokio::spawn(self.clone().run_local(job, pool, submitted, me));
             }
             Placed::Peer => {
@@ -437,7 +472,8 @@ impl Service {
         match submitted.finish(&pool, &self.identity, &job.manifest).await {
             Ok(out) => {
                 self.metrics.fuel.inc_by(out.result.fuel_used);
-                self.finish(&id, &me, out.receipt, out.result.stdout).await;
+                self.finish(&id, Route::local(&me), out.receipt, out.result.stdout)
+                    .await;
             }
             Err(_) => self.fail(&id, "the worker pool stopped").await,
         }
@@ -459,14 +495,18 @@ impl Service {
         .await;
         match r {
             Ok(out) => {
-                let exec = out.executor.to_string();
+                let route = Route {
+                    executor: out.executor.to_string(),
+                    path: out.path.kind.as_str().to_owned(),
+                    relay: out.path.relay.map(|r| r.to_string()),
+                };
                 self.emit(
                     &id,
                     "running",
-                    Some(exec.clone()),
-                    Some(format!("accepted by {exec}")),
+                    Some(route.clone()),
+                    Some(format!("accepted by {}", route.executor)),
                 );
-                self.finish(&id, &exec, out.receipt, out.stdout).await;
+                self.finish(&id, route, out.receipt, out.stdout).await;
             }
             Err(e) => self.fail(&id, &e.to_string()).await,
         }
@@ -475,15 +515,24 @@ impl Service {
     async fn finish(
         &self,
         job_id: &str,
-        executor: &str,
+        route: Route,
         receipt: crate::receipt::Receipt,
         stdout: Vec<u8>,
     ) {
         let outcome = receipt.str_field("outcome").unwrap_or("unknown").to_owned();
         let text = serde_json::to_string(receipt.as_map()).unwrap_or_default();
-        let (store, id, exec) = (self.store.clone(), job_id.to_owned(), executor.to_owned());
+        let (store, id, r) = (self.store.clone(), job_id.to_owned(), route.clone());
         // Durable before anyone hears about it.
-        if let Err(e) = blocking(move || store.finish(&id, &exec, &text, &stdout)).await {
+        let stored = blocking(move || {
+            store.finish(
+                &id,
+                &r.executor,
+                (&r.path, r.relay.as_deref()),
+                &text,
+                &stdout,
+            )
+        });
+        if let Err(e) = stored.await {
             tracing::error!(job_id, error = %e, "could not store a receipt");
             self.emit(
                 job_id,
@@ -494,12 +543,13 @@ impl Service {
             return;
         }
         self.metrics.finished(&outcome);
-        self.emit(
-            job_id,
-            "succeeded",
-            Some(executor.to_owned()),
-            Some(outcome),
-        );
+        self.metrics
+            .by_path
+            .get_or_create(&PathLabel {
+                path: route.path.clone(),
+            })
+            .inc();
+        self.emit(job_id, "succeeded", Some(route), Some(outcome));
     }
 
     async fn fail(&self, job_id: &str, why: &str) {

@@ -8,9 +8,11 @@
 //! `plasm_connected_peers`, `plasm_routing_table_size` and
 //! `plasm_http_request_duration_seconds{route}`.
 
+use crate::net::reach::ReachStats;
 use crate::service::Service;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -48,6 +50,54 @@ pub struct ApiMetrics {
     running: Gauge,
     peers: Gauge,
     routing_table: Gauge,
+    relays_held: Gauge,
+    /// Reachability counters mirrored from the event loop at scrape time, in the
+    /// order of [`reach_counters`].
+    reach: Vec<Counter>,
+}
+
+/// Name, help, and the value in the event loop's counters.
+type ReachCounter = (&'static str, &'static str, fn(&ReachStats) -> u64);
+
+/// The reachability counters exported (prometheus-client appends `_total`).
+fn reach_counters() -> [ReachCounter; 7] {
+    [
+        (
+            "plasm_hole_punch_attempts",
+            "DCUtR hole punches tried",
+            |s| s.hole_punch_attempts,
+        ),
+        (
+            "plasm_hole_punch_successes",
+            "DCUtR hole punches that gave a direct connection",
+            |s| s.hole_punch_successes,
+        ),
+        (
+            "plasm_relay_reservations_accepted",
+            "Reservations relays accepted for this node (renewals included)",
+            |s| s.reservations_accepted,
+        ),
+        (
+            "plasm_relay_reservations_lost",
+            "Reservations of this node refused, expired or lost",
+            |s| s.reservations_lost,
+        ),
+        (
+            "plasm_relay_server_reservations_denied",
+            "Reservation requests this node's relay refused (limits)",
+            |s| s.relay_reservations_denied,
+        ),
+        (
+            "plasm_relay_server_circuits_denied",
+            "Circuit requests this node's relay refused (limits)",
+            |s| s.relay_circuits_denied,
+        ),
+        (
+            "plasm_relay_server_circuits",
+            "Circuits this node's relay carried",
+            |s| s.relay_circuits_accepted,
+        ),
+    ]
 }
 
 impl ApiMetrics {
@@ -55,12 +105,17 @@ impl ApiMetrics {
     pub fn new(service: &Service) -> Self {
         let mut registry = Registry::default();
         let http = RouteHistograms::new_with_constructor(route_histogram);
-        let (queue_depth, running, peers, routing_table) = Default::default();
+        let (queue_depth, running, peers, routing_table, relays_held) = Default::default();
         // prometheus-client appends `_total` to counters.
         registry.register(
             "plasm_jobs",
             "Jobs finished on this node's API, by receipt outcome (or failed)",
             service.metrics.jobs.clone(),
+        );
+        registry.register(
+            "plasm_jobs_by_path",
+            "Jobs with a receipt, by the path their bytes took (local, direct, hole-punched, relayed)",
+            service.metrics.by_path.clone(),
         );
         registry.register(
             "plasm_fuel_consumed",
@@ -94,6 +149,20 @@ impl ApiMetrics {
             "Kademlia routing table entries",
             &routing_table,
         );
+        g(
+            &mut registry,
+            "plasm_relay_reservations",
+            "Relays holding a reservation for this node now",
+            &relays_held,
+        );
+        let reach = reach_counters()
+            .iter()
+            .map(|(name, help, _)| {
+                let c = Counter::default();
+                registry.register(*name, *help, c.clone());
+                c
+            })
+            .collect();
         registry.register(
             "plasm_http_request_duration_seconds",
             "HTTP request durations by route",
@@ -106,6 +175,8 @@ impl ApiMetrics {
             running,
             peers,
             routing_table,
+            relays_held,
+            reach,
         }
     }
 
@@ -131,6 +202,13 @@ impl ApiMetrics {
             .set(info.as_ref().map_or(0, |i| i.connected.len()) as i64);
         self.routing_table
             .set(info.as_ref().map_or(0, |i| i.routing_table_size) as i64);
+        if let Some(i) = &info {
+            self.relays_held.set(i.relays.len() as i64);
+            for (c, (_, _, value)) in self.reach.iter().zip(reach_counters()) {
+                // The event loop's counters only grow: carry the difference over.
+                c.inc_by(value(&i.stats).saturating_sub(c.get()));
+            }
+        }
         let mut out = String::new();
         if let Err(e) = encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "encoding metrics");

@@ -277,7 +277,13 @@ fn job_json(row: &JobRow) -> Value {
     json!({
         "job_id": row.job_id,
         "state": row.state.as_str(),
-        "placement": row.placement,
+        // What was asked for, where it ran and which way its bytes went.
+        "placement": {
+            "requested": row.placement,
+            "executor": row.executor,
+            "path": row.path,
+            "relay": row.relay,
+        },
         "executor": row.executor,
         "submitted_at": row.submitted_at,
         "started_at": row.started_at,
@@ -479,10 +485,14 @@ async fn node(State(state): State<ApiState>) -> Json<Value> {
         "peer_id": s.identity().peer_id().to_string(),
         "public_key": s.identity().public_key_b64(),
         "listen_addrs": info.as_ref().map(|i| i.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
-        "reachability": {
-            "dht_mode": info.as_ref().map(|i| if i.dht_server { "server" } else { "client" }),
-            "external_addrs": info.as_ref().map(|i| i.external_addrs.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
-        },
+        "reachability": info.as_ref().map(|i| json!({
+            "status": i.reachability,
+            "dht_mode": if i.dht_server { "server" } else { "client" },
+            "external_addrs": i.external_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "relays": i.relays.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "lan_peers": i.lan_peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "hole_punches": {"attempts": i.stats.hole_punch_attempts, "successes": i.stats.hole_punch_successes},
+        })),
         "connected_peers": info.as_ref().map_or(0, |i| i.connected.len()),
         "capabilities": {"runtime": "wasm3", "arch": std::env::consts::ARCH, "labels": state.labels, "executes": s.pool().is_some()},
         "capacity": {"workers": workers, "queue": queue, "queued": stats.map_or(0, |x| x.queued), "running": stats.map_or(0, |x| x.running)},

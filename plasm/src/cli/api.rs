@@ -124,13 +124,23 @@ pub fn node(command: NodeCommand) -> ExitCode {
         let r = &n["reachability"];
         let external = list(&r["external_addrs"]);
         println!(
-            "reachability  DHT {} mode; {}",
-            s(&r["dht_mode"]),
-            if external.is_empty() {
-                "no address confirmed reachable from outside".to_owned()
-            } else {
-                format!("reachable at {}", external.join(", "))
-            }
+            "reachability  {} (DHT {} mode)",
+            s(&r["status"]),
+            s(&r["dht_mode"])
+        );
+        for a in &external {
+            println!("reachable at  {a}");
+        }
+        for relay in list(&r["relays"]) {
+            println!("relay         {relay}");
+        }
+        let lan = list(&r["lan_peers"]);
+        if !lan.is_empty() {
+            println!("lan peers     {}", lan.join(", "));
+        }
+        println!(
+            "hole punches  {} of {} succeeded",
+            r["hole_punches"]["successes"], r["hole_punches"]["attempts"]
         );
         for a in list(&n["listen_addrs"]) {
             println!("listening     {a}");
@@ -287,8 +297,14 @@ async fn watch(c: &ApiClient, job_id: &str) -> Result<Value, String> {
         .events(&format!("/v1/jobs/{job_id}/events"), |_, data| {
             let v: Value = serde_json::from_str(data).unwrap_or_default();
             let state = v["state"].as_str().unwrap_or("?").to_owned();
+            let p = &v["placement"];
+            let path = match (p["path"].as_str(), p["relay"].as_str()) {
+                (Some(path), Some(relay)) => format!(" ({path} via {relay})"),
+                (Some(path), None) => format!(" ({path})"),
+                _ => String::new(),
+            };
             let line = format!(
-                "{job_id:.12} {state}{}",
+                "{job_id:.12} {state}{}{path}",
                 v["executor"]
                     .as_str()
                     .map(|e| format!(" on {e}"))

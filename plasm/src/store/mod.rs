@@ -83,6 +83,10 @@ pub struct JobRow {
     pub error: Option<String>,
     /// Signed receipt JSON.
     pub receipt: Option<String>,
+    /// Where the bytes went: `local`, `direct`, `hole-punched` or `relayed`.
+    pub path: Option<String>,
+    /// The relay's peer id, when relayed.
+    pub relay: Option<String>,
 }
 
 /// The store.
@@ -122,6 +126,29 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);
 ";
 
+/// Schema migrations, in order: entry `i` takes `PRAGMA user_version` from `i` to
+/// `i + 1`. A database written by an older release is brought forward on open;
+/// nothing is ever dropped.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: where a job's bytes went (`local`, `direct`, `hole-punched`,
+    // `relayed`) and through which relay.
+    "ALTER TABLE jobs ADD COLUMN path TEXT; ALTER TABLE jobs ADD COLUMN relay TEXT;",
+];
+
+/// The schema version this release writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", from as u32 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating) `<data_dir>/plasm.db` and `<data_dir>/modules/`.
     pub fn open(data_dir: &Path, fsync: bool, max_outputs: u64) -> Result<Self, StoreError> {
@@ -142,6 +169,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.execute_batch(SCHEMA)?;
+        let mut conn = conn;
+        migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
             modules,
@@ -214,15 +243,25 @@ impl Store {
         &self,
         job_id: &str,
         executor: &str,
+        route: (&str, Option<&str>),
         receipt: &str,
         stdout: &[u8],
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "UPDATE jobs SET state = 'succeeded', executor = ?2, receipt = ?3, stdout = ?4, finished_at = ?5
+            "UPDATE jobs SET state = 'succeeded', executor = ?2, receipt = ?3, stdout = ?4, finished_at = ?5,
+               path = ?6, relay = ?7
              WHERE job_id = ?1",
-            params![job_id, executor, receipt, stdout, crate::time::now_rfc3339()],
+            params![
+                job_id,
+                executor,
+                receipt,
+                stdout,
+                crate::time::now_rfc3339(),
+                route.0,
+                route.1
+            ],
         )?;
         if self.max_outputs > 0 {
             tx.execute(
@@ -257,7 +296,8 @@ impl Store {
         Ok(self
             .conn()
             .query_row(
-                "SELECT job_id, manifest, state, placement, executor, submitted_at, started_at, finished_at, error, receipt
+                "SELECT job_id, manifest, state, placement, executor, submitted_at, started_at, finished_at, error, receipt,
+                        path, relay
                  FROM jobs WHERE job_id = ?1",
                 params![job_id],
                 |r| {
@@ -272,6 +312,8 @@ impl Store {
                         finished_at: r.get(7)?,
                         error: r.get(8)?,
                         receipt: r.get(9)?,
+                        path: r.get(10)?,
+                        relay: r.get(11)?,
                     })
                 },
             )
@@ -334,10 +376,12 @@ mod tests {
             Err(StoreError::Duplicate)
         ));
         s.mark_running("a", "me").expect("running");
-        s.finish("a", "me", "{\"r\":1}", b"out").expect("finish");
+        s.finish("a", "me", ("local", None), "{\"r\":1}", b"out")
+            .expect("finish");
         assert_eq!(s.output("a").expect("out"), Some(b"out".to_vec()));
         s.insert_job("b", "n2", "{}", "local").expect("insert");
-        s.finish("b", "me", "{}", b"two").expect("finish");
+        s.finish("b", "me", ("relayed", Some("R")), "{}", b"two")
+            .expect("finish");
         // Retention keeps one output: the newest.
         assert_eq!(s.output("a").expect("out"), None);
         assert_eq!(
@@ -352,6 +396,42 @@ mod tests {
         assert_eq!(c.state, JobState::Failed);
         assert!(c.error.is_some());
         assert_eq!(s.receipts().expect("receipts").len(), 2);
+        let b = s.job("b").expect("job").expect("b");
+        assert_eq!(
+            (b.path.as_deref(), b.relay.as_deref()),
+            (Some("relayed"), Some("R"))
+        );
+    }
+
+    #[test]
+    fn a_database_of_the_previous_release_opens_and_keeps_its_jobs() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            // What release 0.1.0 wrote: the schema without migrations, user_version 0.
+            let conn = Connection::open(dir.path().join("plasm.db")).expect("db");
+            conn.execute_batch(SCHEMA).expect("old schema");
+            conn.execute(
+                "INSERT INTO jobs (job_id, nonce, manifest, state, placement, executor, submitted_at, receipt, seq)
+                 VALUES ('old', 'n', '{}', 'succeeded', 'remote', 'E', '2026-11-01T00:00:00Z', '{}', 1)",
+                [],
+            )
+            .expect("old row");
+        }
+        let s = Store::open(dir.path(), false, 10).expect("opens and migrates");
+        let old = s.job("old").expect("job").expect("kept");
+        assert_eq!(
+            (old.state, old.executor.as_deref()),
+            (JobState::Succeeded, Some("E"))
+        );
+        assert_eq!(old.path, None, "unknown for jobs from before the migration");
+        let version: u32 = s
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(s);
+        // Opening again is a no-op.
+        Store::open(dir.path(), false, 10).expect("reopens");
     }
 
     #[test]
