@@ -237,3 +237,97 @@ async fn a_node_that_loses_every_connection_redials_its_bootstrap_peer() {
     exec.shutdown().await;
     boot.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_mobile_and_hostile_nodes_keep_their_profiles_promises() {
+    use plasm::net::profile::Profile;
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let boot_addr = boot.listen_addrs();
+    let plain = start(memory_config(Mode::Node, &boot_addr)).await;
+    let mut hidden = memory_config(Mode::Node, &boot_addr);
+    hidden.net.reach.hidden = true;
+    let hidden = start(hidden).await;
+    let mut mobile = memory_config(Mode::Node, &boot_addr);
+    mobile.net.reach.profile = Profile::Mobile;
+    mobile.net.reach.settings = Profile::Mobile.settings();
+    let mobile = start(mobile).await;
+    let mut hostile = memory_config(Mode::Node, &boot_addr);
+    hostile.net.reach.profile = Profile::Hostile;
+    hostile.net.reach.settings = Profile::Hostile.settings();
+    hostile.net.reach.settings.max_bundle_bytes = 64;
+    let hostile = start(hostile).await;
+    let client = start(memory_config(Mode::Client, &boot_addr)).await;
+
+    // Only the plain and the hostile executor are advertised.
+    let key = capability_key("runtime", "wasm3");
+    let want: HashSet<_> = [plain.peer_id(), hostile.peer_id()].into();
+    let found = eventually(Duration::from_secs(20), || {
+        let (c, key, want) = (client.client().clone(), key.clone(), want.clone());
+        async move {
+            let p = c.get_providers(key, 10).await.ok()?;
+            (p == want).then_some(p)
+        }
+    })
+    .await;
+    assert!(found.is_some(), "providers: exactly plain and hostile");
+    // A hidden node asks the DHT as a client, holds no relay slot, and is no provider.
+    let info = hidden.client().info().await.expect("info");
+    assert!(info.hidden && !info.dht_server && info.relays.is_empty());
+    assert_eq!(info.reachability, "unknown");
+
+    let module = hello();
+    let offer_to = |peer: &plasm::node::Node| RemoteOptions {
+        peers: vec![peer.peer_id()],
+        ..RemoteOptions::default()
+    };
+    // A hidden executor still takes work it is offered directly.
+    client
+        .client()
+        .dial(hidden.listen_addrs()[0].clone())
+        .await
+        .expect("dial hidden");
+    let m = manifest(&module, ManifestBuilder::new());
+    let out = remote::run_remote(
+        client.client(),
+        &m,
+        module.clone().into(),
+        vec![],
+        &offer_to(&hidden),
+    )
+    .await
+    .expect("the hidden executor runs a job offered to it");
+    assert_eq!(out.executor, hidden.peer_id());
+    // A mobile node executes nothing for others.
+    client
+        .client()
+        .dial(mobile.listen_addrs()[0].clone())
+        .await
+        .expect("dial mobile");
+    let m = manifest(&module, ManifestBuilder::new());
+    let err = remote::run_remote(
+        client.client(),
+        &m,
+        module.clone().into(),
+        vec![],
+        &offer_to(&mobile),
+    )
+    .await
+    .expect_err("mobile declines");
+    assert!(err.to_string().contains("does not execute"), "{err}");
+    // A hostile node takes only bundles under its cap.
+    let m = manifest(&module, ManifestBuilder::new());
+    let err = remote::run_remote(
+        client.client(),
+        &m,
+        module.clone().into(),
+        vec![],
+        &offer_to(&hostile),
+    )
+    .await
+    .expect_err("hostile declines a bundle over its cap");
+    assert!(err.to_string().contains("bundle size"), "{err}");
+
+    for n in [client, hostile, mobile, hidden, plain, boot] {
+        n.shutdown().await;
+    }
+}

@@ -118,7 +118,10 @@ fn job_and_node_commands_work_over_tls_with_a_private_ca() {
         s.contains(&format!("peer_id       {}", node.peer_id())),
         "{s}"
     );
-    assert!(s.contains("reachability  unknown (DHT client mode)"), "{s}");
+    assert!(
+        s.contains("reachability  unknown (DHT client mode, profile wan)"),
+        "{s}"
+    );
     assert!(s.contains("peers         0 connected"), "{s}");
 
     // Without the CA the certificate is refused, and the error says so.

@@ -3,6 +3,7 @@
 //! variables, overridden by command-line flags. `plasm config` prints the result.
 
 use crate::net::executor::ExecutorPolicy;
+use crate::net::profile::{Profile, ProfileSettings};
 use crate::net::reach::RelayLimits;
 use crate::node::{DEFAULT_API_PORT, DEFAULT_PORT, Mode, NodeConfig};
 use serde::{Deserialize, Serialize};
@@ -129,10 +130,57 @@ impl Default for RelayConfig {
     }
 }
 
-/// Reachability (`[network]`).
+/// Values that replace those of the profile's preset (`[network.profile_overrides]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct ProfileOverrides {
+    /// Seconds an idle connection stays open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive_seconds: Option<u64>,
+    /// Seconds between provider-record publications while nothing changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_seconds: Option<u64>,
+    /// Seconds a dial may take.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dial_timeout_seconds: Option<u64>,
+    /// Seconds an offer round trip may take.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer_timeout_seconds: Option<u64>,
+    /// Longest wait between reconnection attempts, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_max_seconds: Option<u64>,
+    /// Largest bundle (module + input) accepted from others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bundle_bytes: Option<u64>,
+    /// Execute jobs offered by others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execute_for_others: Option<bool>,
+    /// Relay for others when reachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_for_others: Option<bool>,
+}
+
+impl ProfileOverrides {
+    fn apply(&self, mut s: ProfileSettings) -> ProfileSettings {
+        let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        s.keep_alive = secs(self.keep_alive_seconds, s.keep_alive);
+        s.advertise_interval = secs(self.advertise_seconds, s.advertise_interval);
+        s.dial_timeout = secs(self.dial_timeout_seconds, s.dial_timeout);
+        s.offer_timeout = secs(self.offer_timeout_seconds, s.offer_timeout);
+        s.backoff_max = secs(self.backoff_max_seconds, s.backoff_max);
+        s.max_bundle_bytes = self.max_bundle_bytes.unwrap_or(s.max_bundle_bytes);
+        s.execute_for_others = self.execute_for_others.unwrap_or(s.execute_for_others);
+        s.relay_for_others = self.relay_for_others.unwrap_or(s.relay_for_others);
+        s
+    }
+}
+
+/// Reachability (`[network]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
+    /// The link: `lan`, `wan` (default), `mobile` or `hostile` (see `net::profile`).
+    pub profile: String,
     /// Addresses announced as reachable that the node cannot see itself (a port
     /// forwarded on a router): multiaddrs without `/p2p`.
     pub external_addresses: Vec<String>,
@@ -146,6 +194,22 @@ pub struct NetworkConfig {
     pub autonat_global_only: Option<bool>,
     /// Relay server limits (reachable nodes relay for others).
     pub relay: RelayConfig,
+    /// Values replacing the profile's preset.
+    pub profile_overrides: ProfileOverrides,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            profile: Profile::default().as_str().into(),
+            external_addresses: Vec::new(),
+            mdns: None,
+            hidden: false,
+            autonat_global_only: None,
+            relay: RelayConfig::default(),
+            profile_overrides: ProfileOverrides::default(),
+        }
+    }
 }
 
 /// The whole configuration.
@@ -297,6 +361,8 @@ pub struct Overrides {
     pub hidden: bool,
     /// `--no-mdns` (can only switch it off).
     pub no_mdns: bool,
+    /// `--profile`.
+    pub profile: Option<String>,
 }
 
 impl Config {
@@ -361,6 +427,9 @@ impl Config {
         c.network.hidden |= o.hidden;
         if o.no_mdns {
             c.network.mdns = Some(false);
+        }
+        if let Some(p) = &o.profile {
+            c.network.profile = p.clone();
         }
         Ok(c)
     }
@@ -431,6 +500,9 @@ impl Config {
         if let Some(v) = env("PLASM_MDNS") {
             self.network.mdns = Some(boolean("PLASM_MDNS", v)?);
         }
+        if let Some(v) = env("PLASM_PROFILE") {
+            self.network.profile = v;
+        }
         if let Some(v) = env("PLASM_HIDDEN") {
             self.network.hidden = boolean("PLASM_HIDDEN", v)?;
         }
@@ -474,6 +546,13 @@ impl Config {
             .mdns
             .unwrap_or_else(|| !c.listen.iter().all(crate::net::reach::is_local));
         reach.autonat_global_only = n.autonat_global_only.unwrap_or(true);
+        reach.profile = Profile::parse(&n.profile).ok_or_else(|| {
+            value_err(
+                "network.profile",
+                format!("{}: expected lan, wan, mobile or hostile", n.profile),
+            )
+        })?;
+        reach.settings = n.profile_overrides.apply(reach.profile.settings());
         let r = &n.relay;
         reach.relay_server = Some(RelayLimits {
             max_reservations: r.max_reservations,

@@ -487,6 +487,8 @@ async fn node(State(state): State<ApiState>) -> Json<Value> {
         "listen_addrs": info.as_ref().map(|i| i.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
         "reachability": info.as_ref().map(|i| json!({
             "status": i.reachability,
+            "profile": i.profile,
+            "hidden": i.hidden,
             "dht_mode": if i.dht_server { "server" } else { "client" },
             "external_addrs": i.external_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "relays": i.relays.iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -124,9 +124,11 @@ pub fn node(command: NodeCommand) -> ExitCode {
         let r = &n["reachability"];
         let external = list(&r["external_addrs"]);
         println!(
-            "reachability  {} (DHT {} mode)",
+            "reachability  {} (DHT {} mode, profile {}{})",
             s(&r["status"]),
-            s(&r["dht_mode"])
+            s(&r["dht_mode"]),
+            s(&r["profile"]),
+            if r["hidden"] == true { ", hidden" } else { "" }
         );
         for a in &external {
             println!("reachable at  {a}");

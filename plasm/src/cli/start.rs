@@ -65,6 +65,10 @@ pub struct StartArgs {
     /// No LAN discovery (config network.mdns = false; default: on when listening beyond loopback).
     #[arg(long)]
     no_mdns: bool,
+    /// The link this node sits on: timers, bundle cap, and what it does for others
+    /// (config network.profile; default wan).
+    #[arg(long, value_parser = ["lan", "wan", "mobile", "hostile"])]
+    profile: Option<String>,
     #[command(flatten)]
     data_dir: DataDir,
 }
@@ -91,6 +95,7 @@ impl StartArgs {
             external_addresses: strings(&self.external_addresses),
             hidden: self.hidden,
             no_mdns: self.no_mdns,
+            profile: self.profile.clone(),
         }
     }
 

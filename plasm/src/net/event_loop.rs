@@ -255,6 +255,8 @@ impl EventLoop {
                     relays: self.reach.relays().copied().collect(),
                     lan_peers: self.lan_peers.keys().copied().collect(),
                     stats: self.reach.stats,
+                    profile: self.reach.config().profile.as_str(),
+                    hidden: self.reach.config().hidden,
                 });
             }
             Command::Shutdown => {}

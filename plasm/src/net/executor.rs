@@ -35,6 +35,8 @@ pub struct ExecutorPolicy {
     pub max_module_bytes: u64,
     /// Largest input accepted.
     pub max_input_bytes: u64,
+    /// Largest bundle (module + input) accepted: the link profile's cap.
+    pub max_bundle_bytes: u64,
     /// Accepted offers waiting for their bundle.
     pub max_reservations: usize,
     /// How long an accepted offer waits for its bundle.
@@ -57,6 +59,7 @@ impl Default for ExecutorPolicy {
             max_output_bytes: 4 * 1024 * 1024,
             max_module_bytes: 16 * 1024 * 1024,
             max_input_bytes: 16 * 1024 * 1024,
+            max_bundle_bytes: u64::MAX,
             max_reservations: 256,
             reservation_ttl: Duration::from_secs(30),
             max_clock_skew: Duration::from_secs(600),
@@ -263,6 +266,11 @@ impl Executor {
             ("output_bytes", l.output_bytes, p.max_output_bytes),
             ("module size", manifest.module.size, p.max_module_bytes),
             ("input size", input_size, p.max_input_bytes),
+            (
+                "bundle size (module + input)",
+                manifest.module.size.saturating_add(input_size),
+                p.max_bundle_bytes,
+            ),
         ] {
             if asked > max {
                 return decline(

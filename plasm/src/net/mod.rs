@@ -9,6 +9,7 @@
 pub mod behaviour;
 pub mod event_loop;
 pub mod executor;
+pub mod profile;
 pub mod protocol;
 pub mod reach;
 pub mod remote;
@@ -170,6 +171,10 @@ pub struct NetInfo {
     pub lan_peers: Vec<PeerId>,
     /// Reachability counters.
     pub stats: reach::ReachStats,
+    /// The connection profile (`lan`, `wan`, `mobile`, `hostile`).
+    pub profile: &'static str,
+    /// Never a DHT server, relay or advertised executor.
+    pub hidden: bool,
 }
 
 /// Commands to the event loop. Every `reply` carries the answer back to the caller.
@@ -393,7 +398,8 @@ fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Ne
         Behaviour::new(key, limits, &reach, relay)
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     };
-    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
+    let keep_alive = config.reach.settings.keep_alive;
+    let idle = move |c: libp2p::swarm::Config| c.with_idle_connection_timeout(keep_alive);
     match config.transport {
         TransportKind::Network => Ok(SwarmBuilder::with_existing_identity(key.clone())
             .with_tokio()

@@ -83,6 +83,10 @@ pub struct ReachConfig {
     /// Announce listen addresses through identify (set when they are all on
     /// loopback, where they are what others dial; else only confirmed ones travel).
     pub share_listen_addrs: bool,
+    /// The link's profile and its (possibly overridden) settings.
+    pub profile: super::profile::Profile,
+    /// The settings in force.
+    pub settings: super::profile::ProfileSettings,
 }
 
 impl Default for ReachConfig {
@@ -97,6 +101,8 @@ impl Default for ReachConfig {
             autonat_global_only: true,
             hidden: false,
             share_listen_addrs: true,
+            profile: super::profile::Profile::default(),
+            settings: super::profile::ProfileSettings::default(),
         }
     }
 }

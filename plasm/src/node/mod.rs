@@ -9,6 +9,7 @@ pub use lifecycle::{ReloadReport, Signals};
 use crate::api::{ApiMetrics, ApiServer, ApiState, TlsFiles, Tokens};
 use crate::identity::{Identity, IdentityError};
 use crate::net::executor::{Executor, ExecutorPolicy};
+use crate::net::profile::next_backoff;
 use crate::net::reach::{self, RelayLimits};
 use crate::net::remote::capability_key;
 use crate::net::{self, Client, NetConfig, NetError, NetEvent, TransportKind};
@@ -187,8 +188,10 @@ impl Node {
         // Bootstrap nodes are public by definition: an entry point must be reachable.
         let public = config.mode == Mode::Bootstrap || config.public;
         net_config.reach.public = public;
-        // Reachable nodes relay for others, within the configured limits.
-        if !public || config.mode == Mode::Client {
+        let settings = net_config.reach.settings;
+        // Reachable nodes relay for others, within the configured limits (not on
+        // links whose profile says never).
+        if !public || config.mode == Mode::Client || !settings.relay_for_others {
             net_config.reach.relay_server = None;
         } else if net_config.reach.relay_server.is_none() {
             net_config.reach.relay_server = Some(RelayLimits::default());
@@ -197,7 +200,9 @@ impl Node {
         net_config.reach.relay_client &= config.mode == Mode::Node;
         net_config.reach.share_listen_addrs = config.listen.iter().all(reach::is_local);
         let executes = config.mode == Mode::Node;
-        let (client, inbound, event_loop) = net::spawn(identity.keypair(), &net_config, executes)?;
+        // Jobs from others: executors whose link profile allows it (mobile: never).
+        let serves = executes && settings.execute_for_others;
+        let (client, inbound, event_loop) = net::spawn(identity.keypair(), &net_config, serves)?;
         let mut listen_addrs = Vec::new();
         for addr in &config.listen {
             listen_addrs.push(client.listen(addr.clone()).await?);
@@ -209,12 +214,9 @@ impl Node {
                 config.workers,
                 config.queue,
             )?);
-            let executor = Executor::new(
-                client.clone(),
-                pool.clone(),
-                identity.clone(),
-                config.policy.clone(),
-            );
+            let mut policy = config.policy.clone();
+            policy.max_bundle_bytes = policy.max_bundle_bytes.min(settings.max_bundle_bytes);
+            let executor = Executor::new(client.clone(), pool.clone(), identity.clone(), policy);
             tasks.push(tokio::spawn(executor.run(inbound)));
             Some(pool)
         } else {
@@ -234,13 +236,21 @@ impl Node {
         if let (Some(addr), true) = (config.api, config.mode != Mode::Client) {
             node.start_api(&config, addr).await?;
         }
-        node.join(&config.bootstrap).await;
-        let maintenance = tokio::spawn(maintain(client.clone(), config.bootstrap.clone()));
+        node.join(&config.bootstrap, settings.dial_timeout).await;
+        let maintenance = tokio::spawn(maintain(
+            client.clone(),
+            config.bootstrap.clone(),
+            settings.backoff_max,
+        ));
         node.tasks.push(maintenance);
         // Hidden nodes are never advertised: they take work only when offered it directly.
-        if executes && !config.net.reach.hidden {
+        if serves && !config.net.reach.hidden {
             let keys = capabilities(&config.policy);
-            node.tasks.push(tokio::spawn(advertise(client, keys)));
+            node.tasks.push(tokio::spawn(advertise(
+                client,
+                keys,
+                settings.advertise_interval,
+            )));
         }
         Ok(node)
     }
@@ -319,7 +329,7 @@ impl Node {
     }
 
     /// Dials every bootstrap peer (one reachable is enough) and starts a DHT bootstrap.
-    async fn join(&mut self, bootstrap: &[Multiaddr]) {
+    async fn join(&mut self, bootstrap: &[Multiaddr], dial_timeout: Duration) {
         if bootstrap.is_empty() {
             return;
         }
@@ -327,7 +337,7 @@ impl Node {
             let client = self.client.clone();
             let addr = addr.clone();
             async move {
-                tokio::time::timeout(Duration::from_secs(10), client.dial(addr.clone()))
+                tokio::time::timeout(dial_timeout, client.dial(addr.clone()))
                     .await
                     .map_err(|_| (addr, "timed out".to_owned()))
             }
@@ -436,15 +446,11 @@ pub fn capabilities(policy: &ExecutorPolicy) -> Vec<libp2p::kad::RecordKey> {
     keys
 }
 
-/// How often provider records are published again while nothing changes
-/// (records live an hour, see behaviour.rs).
-const REPUBLISH: Duration = Duration::from_secs(600);
-
 /// Publishes provider records once the node is connected and has an address
 /// others can dial (confirmed external, or relayed), again whenever that set of
 /// addresses changes (records carry the addresses of their publication), and
 /// before they expire. A failed publication is retried with backoff.
-async fn advertise(client: Client, keys: Vec<libp2p::kad::RecordKey>) {
+async fn advertise(client: Client, keys: Vec<libp2p::kad::RecordKey>, republish: Duration) {
     let mut events = client.events();
     let mut backoff = Duration::from_secs(1);
     let mut published: Option<(Vec<Multiaddr>, tokio::time::Instant)> = None;
@@ -457,7 +463,7 @@ async fn advertise(client: Client, keys: Vec<libp2p::kad::RecordKey>) {
         external.sort();
         let due = match &published {
             None => true,
-            Some((addrs, at)) => *addrs != external || at.elapsed() >= REPUBLISH,
+            Some((addrs, at)) => *addrs != external || at.elapsed() >= republish,
         };
         if connected && !external.is_empty() && due {
             let mut failed = None;
@@ -470,7 +476,7 @@ async fn advertise(client: Client, keys: Vec<libp2p::kad::RecordKey>) {
                 Some(e) => {
                     tracing::info!(error = %e, retry_in = ?backoff, "publishing capabilities failed");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    backoff = next_backoff(backoff, Duration::from_secs(60), entropy());
                     continue;
                 }
                 None => {
@@ -498,7 +504,7 @@ async fn advertise(client: Client, keys: Vec<libp2p::kad::RecordKey>) {
 }
 
 /// Re-dials the bootstrap peers with backoff whenever the node has no connection left.
-async fn maintain(client: Client, bootstrap: Vec<Multiaddr>) {
+async fn maintain(client: Client, bootstrap: Vec<Multiaddr>, backoff_max: Duration) {
     if bootstrap.is_empty() {
         return;
     }
@@ -536,8 +542,15 @@ async fn maintain(client: Client, bootstrap: Vec<Multiaddr>) {
                 let _ = tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await;
             }
         }
-        backoff = (backoff * 2).min(Duration::from_secs(60));
+        backoff = next_backoff(backoff, backoff_max, entropy());
     }
+}
+
+/// A few random bits for jitter (a fixed value if the OS cannot give any).
+fn entropy() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
 }
 
 /// The transport a multiaddr needs (memory addresses for in-process tests).
