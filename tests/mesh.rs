@@ -331,3 +331,80 @@ async fn hidden_mobile_and_hostile_nodes_keep_their_profiles_promises() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_limits_refuse_abuse_and_the_relay_keeps_serving() {
+    use plasm::net::reach::RelayLimits;
+    let mut boot = memory_config(Mode::Bootstrap, &[]);
+    boot.net.reach.relay_server = Some(RelayLimits {
+        max_reservations: 2,
+        max_circuit_bytes: 64 * 1024,
+        ..RelayLimits::default()
+    });
+    let boot = start(boot).await;
+    let boot_addr = boot.listen_addrs();
+    let mut executors = Vec::new();
+    for _ in 0..3 {
+        executors.push(start(memory_config(Mode::Node, &boot_addr)).await);
+    }
+    // Two reservations fit; the third is refused and counted.
+    let denied = eventually(Duration::from_secs(20), || {
+        let c = boot.client().clone();
+        async move {
+            let s = c.info().await.ok()?.stats;
+            (s.relay_reservations_denied >= 1).then_some(s)
+        }
+    })
+    .await
+    .expect("a reservation over the limit is refused");
+    assert!(denied.relay_reservations_denied >= 1);
+    let mut held = 0;
+    for e in &executors {
+        held += e.client().info().await.expect("info").relays.len();
+    }
+    assert_eq!(held, 2, "exactly max_reservations are held");
+
+    let client = start(memory_config(Mode::Client, &boot_addr)).await;
+    let module = hello();
+    // A bundle larger than a circuit may carry is cut by the relay, with an error...
+    let big = vec![b'x'; 256 * 1024];
+    let m = ManifestBuilder::new()
+        .build(&module, &big)
+        .expect("manifest");
+    let err = remote::run_remote(
+        client.client(),
+        &m,
+        module.clone().into(),
+        big,
+        &RemoteOptions::default(),
+    )
+    .await
+    .expect_err("the relay refuses to carry more than its circuit limit");
+    assert!(!err.to_string().is_empty());
+    // ...and the relay keeps serving everyone else: a new client reaches an
+    // executor through it (its only announced address is the relayed one).
+    let before = boot.client().info().await.expect("info").stats;
+    let fresh = start(memory_config(Mode::Client, &boot_addr)).await;
+    let m = manifest(&module, ManifestBuilder::new());
+    let out = remote::run_remote(
+        fresh.client(),
+        &m,
+        module.clone().into(),
+        vec![],
+        &RemoteOptions::default(),
+    )
+    .await
+    .expect("a small job still runs");
+    assert_eq!(out.stdout, b"hello from plasm\n");
+    let after = boot.client().info().await.expect("info").stats;
+    assert!(
+        after.relay_circuits_accepted > before.relay_circuits_accepted,
+        "the relay carried the new client's circuit: {before:?} -> {after:?}"
+    );
+    fresh.shutdown().await;
+    client.shutdown().await;
+    for e in executors {
+        e.shutdown().await;
+    }
+    boot.shutdown().await;
+}

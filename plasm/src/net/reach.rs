@@ -52,8 +52,10 @@ impl Default for RelayLimits {
             max_reservations: 128,
             max_reservations_per_peer: 2,
             reservation_duration: Duration::from_secs(3600),
-            max_circuits: 32,
-            max_circuits_per_peer: 4,
+            max_circuits: 64,
+            // A requester offers a job to up to 8 executors at once, each possibly
+            // behind this relay.
+            max_circuits_per_peer: 8,
             max_circuit_duration: Duration::from_secs(600),
             // A 33 MiB bundle plus 2 x 4 MiB of output, with room for framing.
             max_circuit_bytes: 48 * 1024 * 1024,
