@@ -187,47 +187,147 @@ async fn api(iterations: usize) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// Resident memory of an idle `plasm start` with its API, in a process of its own.
-fn idle_rss() -> Result<(), BenchError> {
+/// Starts `plasm start ARGS --data-dir DIR` as a child; returns it with the
+/// `listening` and `api` lines it printed (read until the `api` line).
+fn spawn_start(
+    args: &[&str],
+    dir: &std::path::Path,
+) -> Result<(std::process::Child, Vec<String>), BenchError> {
     use std::io::BufRead;
-    let dir = tempfile_dir()?;
     let mut child = std::process::Command::new(std::env::current_exe().map_err(fail)?)
-        .args([
-            "start",
-            "--listen",
-            "/ip4/127.0.0.1/udp/0/quic-v1",
-            "--api",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--data-dir",
-        ])
-        .arg(&dir)
+        .arg("start")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(fail)?;
+    let mut lines = Vec::new();
     if let Some(out) = child.stdout.take() {
         for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if line.starts_with("api ") {
+            let api = line.starts_with("api ");
+            lines.push(line);
+            if api {
                 break;
             }
         }
     }
-    std::thread::sleep(Duration::from_secs(2));
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+    Ok((child, lines))
+}
+
+/// VmRSS of a process, in kB, from /proc.
+fn vm_rss_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.trim_start_matches("VmRSS:").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
+}
+
+/// Resident memory of an idle `plasm start` with its API, in a process of its own.
+fn idle_rss() -> Result<(), BenchError> {
+    let dir = tempfile_dir()?;
+    let args = [
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+        "--api",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ];
+    let (mut child, _) = spawn_start(&args, &dir)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = vm_rss_kb(child.id()).map_or_else(|| "unknown".into(), |kb| format!("{kb} kB"));
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     println!("memory    idle plasm start (QUIC + API + 2 workers): RSS {rss}  (goal <= 20 MB)");
     Ok(())
+}
+
+/// Resident memory of a bootstrap node's process (relay server included) before
+/// and while it holds `n` reservations, made by `n` default executors run in this
+/// process over loopback QUIC. The relay's per-IP rate limit (60 a minute, all
+/// of them from 127.0.0.1 here) paces the reservations: this takes a minute or two.
+pub fn relay_rss(n: usize) -> Result<(), BenchError> {
+    let dir = tempfile_dir()?;
+    let args = [
+        "--mode",
+        "bootstrap",
+        "--public",
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+        "--api",
+        "127.0.0.1:0",
+    ];
+    let (mut child, lines) = spawn_start(&args, &dir)?;
+    let result = (|| {
+        let boot: libp2p::Multiaddr = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("listening "))
+            .ok_or_else(|| fail("the bootstrap node printed no address"))?
+            .parse()
+            .map_err(fail)?;
+        let api = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("api "))
+            .ok_or_else(|| fail("the bootstrap node printed no API"))?
+            .to_owned();
+        std::thread::sleep(Duration::from_secs(2));
+        let before = vm_rss_kb(child.id()).ok_or_else(|| fail("no RSS"))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(fail)?;
+        rt.block_on(async {
+            let mut nodes = Vec::new();
+            for _ in 0..n {
+                let mut c = loopback_config(Mode::Node, std::slice::from_ref(&boot))?;
+                c.net.reach.wanted_relays = 1;
+                nodes.push(Node::start(c).await.map_err(fail)?);
+            }
+            let started = Instant::now();
+            let held = loop {
+                let r = crate::apiclient::request(
+                    "GET",
+                    &format!("{api}/v1/node"),
+                    None,
+                    None,
+                    b"",
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(fail)?;
+                let held = r
+                    .json()
+                    .and_then(|v| v["reachability"]["relay_server"]["reservations"].as_u64())
+                    .unwrap_or(0);
+                if held >= n as u64 || started.elapsed() > Duration::from_secs(240) {
+                    break held;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            let after = vm_rss_kb(child.id()).ok_or_else(|| fail("no RSS"))?;
+            println!(
+                "relay     bootstrap node RSS: {before} kB idle, {after} kB holding {held} reservations \
+                 ({:.1} kB each; {n} executors in the bench process, reserved in {:.0} s)",
+                (after.saturating_sub(before)) as f64 / held.max(1) as f64,
+                started.elapsed().as_secs_f64()
+            );
+            for node in nodes {
+                node.shutdown().await;
+            }
+            Ok::<(), BenchError>(())
+        })
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 fn loopback_config(mode: Mode, bootstrap: &[libp2p::Multiaddr]) -> Result<NodeConfig, BenchError> {

@@ -51,6 +51,7 @@ pub struct ApiMetrics {
     peers: Gauge,
     routing_table: Gauge,
     relays_held: Gauge,
+    relay_server_held: Gauge,
     /// Reachability counters mirrored from the event loop at scrape time, in the
     /// order of [`reach_counters`].
     reach: Vec<Counter>,
@@ -106,6 +107,7 @@ impl ApiMetrics {
         let mut registry = Registry::default();
         let http = RouteHistograms::new_with_constructor(route_histogram);
         let (queue_depth, running, peers, routing_table, relays_held) = Default::default();
+        let relay_server_held = Gauge::default();
         // prometheus-client appends `_total` to counters.
         registry.register(
             "plasm_jobs",
@@ -155,6 +157,12 @@ impl ApiMetrics {
             "Relays holding a reservation for this node now",
             &relays_held,
         );
+        g(
+            &mut registry,
+            "plasm_relay_server_reservations",
+            "Reservations this node's relay holds for others now",
+            &relay_server_held,
+        );
         let reach = reach_counters()
             .iter()
             .map(|(name, help, _)| {
@@ -176,6 +184,7 @@ impl ApiMetrics {
             peers,
             routing_table,
             relays_held,
+            relay_server_held,
             reach,
         }
     }
@@ -204,6 +213,8 @@ impl ApiMetrics {
             .set(info.as_ref().map_or(0, |i| i.routing_table_size) as i64);
         if let Some(i) = &info {
             self.relays_held.set(i.relays.len() as i64);
+            self.relay_server_held
+                .set(i.stats.relay_reservations_held as i64);
             for (c, (_, _, value)) in self.reach.iter().zip(reach_counters()) {
                 // The event loop's counters only grow: carry the difference over.
                 c.inc_by(value(&i.stats).saturating_sub(c.get()));

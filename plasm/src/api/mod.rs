@@ -494,6 +494,7 @@ async fn node(State(state): State<ApiState>) -> Json<Value> {
             "relays": i.relays.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "lan_peers": i.lan_peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "hole_punches": {"attempts": i.stats.hole_punch_attempts, "successes": i.stats.hole_punch_successes},
+            "relay_server": {"reservations": i.stats.relay_reservations_held, "circuits_total": i.stats.relay_circuits_accepted},
         })),
         "connected_peers": info.as_ref().map_or(0, |i| i.connected.len()),
         "capabilities": {"runtime": "wasm3", "arch": std::env::consts::ARCH, "labels": state.labels, "executes": s.pool().is_some()},

@@ -79,6 +79,9 @@ enum Command {
         /// Repetitions of each measurement.
         #[arg(long, default_value_t = 30)]
         iterations: usize,
+        /// Only this figure: the RSS of a relay holding N reservations.
+        #[arg(long, value_name = "N")]
+        relay: Option<usize>,
     },
     /// Alias of `plasm job submit`, kept for one release.
     Submit(Box<api::SubmitArgs>),
@@ -119,7 +122,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Demo => report(
             runtime(true).and_then(|rt| rt.block_on(crate::demo::run()).map_err(|e| e.to_string())),
         ),
-        Command::Bench { iterations } => {
+        Command::Bench { relay: Some(n), .. } => {
+            report(crate::bench::relay_rss(n).map_err(|e| format!("bench failed: {e}")))
+        }
+        Command::Bench { iterations, .. } => {
             report(crate::bench::run(iterations).map_err(|e| format!("bench failed: {e}")))
         }
         Command::Man { dir: None } => {

@@ -681,6 +681,12 @@ impl EventLoop {
                 tracing::info!(src = %src_peer_id, dst = %dst_peer_id, "relay: circuit refused (limits)");
             }
             relay::Event::CircuitReqAccepted { .. } => stats.relay_circuits_accepted += 1,
+            relay::Event::ReservationReqAccepted { renewed: false, .. } => {
+                stats.relay_reservations_held += 1;
+            }
+            relay::Event::ReservationClosed { .. } | relay::Event::ReservationTimedOut { .. } => {
+                stats.relay_reservations_held = stats.relay_reservations_held.saturating_sub(1);
+            }
             _ => {}
         }
     }

@@ -137,6 +137,8 @@ pub struct ReachStats {
     pub relay_circuits_denied: u64,
     /// Circuits this node's relay server carried.
     pub relay_circuits_accepted: u64,
+    /// Reservations this node's relay server holds for others now.
+    pub relay_reservations_held: u64,
 }
 
 /// Whether an address goes through a relay.
