@@ -11,7 +11,7 @@ limited to one packet per delay.
 
 Use it from a router namespace, for example:
 
-    iptables -I FORWARD 1 -o wan -j NFQUEUE --queue-num 7 --queue-bypass
+    iptables -t mangle -A POSTROUTING -o wan -j NFQUEUE --queue-num 7 --queue-bypass
     /usr/bin/python3 tests/netns/nfqdelay.py 7 50 &
 
 (--queue-bypass lets packets through undelayed while no delayer is bound.)

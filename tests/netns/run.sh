@@ -12,7 +12,7 @@
 #         b1  192.168.2.10  the client (plasm run --remote --bootstrap)
 #
 # Checks: the job runs on the NATed executor unpinned and pinned (--peer); with
-# 20% random loss on both routers; behind port-randomising NATs
+# 20% random loss and 50 ms delay on both routers (tests/netns/nfqdelay.py); behind port-randomising NATs
 # (MASQUERADE --random-fully) where the relay must carry it; and two hosts on one
 # LAN with no bootstrap find each other by mDNS. Every namespace, link and process
 # is removed on exit, on failure and on signals. Needs root and iptables.
@@ -69,10 +69,20 @@ if [ -n "$first" ]; then ok "NATed executor served its first remote job $first m
 remote "unpinned, across two NATs" b1 "$a1_id" "hole-punched|relayed|direct" --bootstrap "$boot_addr"
 remote "pinned with --peer" b1 "$a1_id" "hole-punched|relayed|direct" --bootstrap "$boot_addr" --peer "$a1_id"
 
-# 20% random loss on both routers' forwarding (each way).
-for r in rA rB; do ns "$r" iptables -I FORWARD 1 -m statistic --mode random --probability 0.2 -j DROP; done
-remote "20% loss on both routers" b1 "$a1_id" "hole-punched|relayed|direct" --bootstrap "$boot_addr"
-for r in rA rB; do ns "$r" iptables -D FORWARD 1; done
+# 20% random loss on both routers' forwarding (each way) and 50 ms of delay on
+# both routers' outside links (NFQUEUE: tc netem does not exist on these kernels).
+for r in rA rB; do
+  ns "$r" iptables -I FORWARD 1 -m statistic --mode random --probability 0.2 -j DROP
+  ns "$r" iptables -t mangle -A POSTROUTING -o wan -j NFQUEUE --queue-num 7 --queue-bypass
+  ns "$r" /usr/bin/python3 tests/netns/nfqdelay.py 7 50 &
+done
+sleep 0.5
+remote "20% loss and 50 ms delay on both routers" b1 "$a1_id" "hole-punched|relayed|direct" --bootstrap "$boot_addr"
+for r in rA rB; do
+  ns "$r" iptables -D FORWARD 1
+  ns "$r" iptables -t mangle -F POSTROUTING
+  for pid in $(ip netns pids "$p$r"); do kill "$pid" 2>/dev/null || true; done
+done
 
 # Port-randomising NATs: punching cannot work; the relay carries the job.
 for r in rA rB; do
