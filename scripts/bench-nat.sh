@@ -52,9 +52,15 @@ trials() {
       t1=$(date +%s%N)
       done=$((done + 1))
       ms "$t0" "$t1" >> "$work/t-$label"
+      cp "$work/err" "/tmp/bench-nat-last-$label.txt"
       if grep -q "ran on $exec_id (hole-punched)" "$work/err"; then punched=$((punched + 1));
       elif grep -q "ran on $exec_id (relayed" "$work/err"; then relayed=$((relayed + 1));
       else direct=$((direct + 1)); fi
+    elif [ -z "${shown:-}" ]; then
+      shown=1
+      rm -rf /tmp/bench-nat-failure && mkdir -p /tmp/bench-nat-failure
+      cp "$work"/*.err "$work/err" /tmp/bench-nat-failure/
+      echo "   (first failure: logs in /tmp/bench-nat-failure)"
     fi
   done
   echo "   $label: $done/$trials jobs completed; paths: $punched hole-punched, $relayed relayed, $direct other"

@@ -113,6 +113,14 @@ pub struct RelayConfig {
     pub max_circuit_seconds: u64,
     /// Most bytes one circuit carries.
     pub max_circuit_bytes: u64,
+    /// Reservation requests one peer may make a minute.
+    pub reservations_per_peer_per_minute: u32,
+    /// Reservation requests one IP address may make a minute.
+    pub reservations_per_ip_per_minute: u32,
+    /// Circuits one source peer may open a minute.
+    pub circuits_per_peer_per_minute: u32,
+    /// Circuits one source IP address may open a minute.
+    pub circuits_per_ip_per_minute: u32,
 }
 
 impl Default for RelayConfig {
@@ -126,6 +134,10 @@ impl Default for RelayConfig {
             max_circuits_per_peer: l.max_circuits_per_peer,
             max_circuit_seconds: l.max_circuit_duration.as_secs(),
             max_circuit_bytes: l.max_circuit_bytes,
+            reservations_per_peer_per_minute: l.reservations_per_peer_per_minute,
+            reservations_per_ip_per_minute: l.reservations_per_ip_per_minute,
+            circuits_per_peer_per_minute: l.circuits_per_peer_per_minute,
+            circuits_per_ip_per_minute: l.circuits_per_ip_per_minute,
         }
     }
 }
@@ -562,6 +574,10 @@ impl Config {
             max_circuits_per_peer: r.max_circuits_per_peer,
             max_circuit_duration: Duration::from_secs(r.max_circuit_seconds),
             max_circuit_bytes: r.max_circuit_bytes,
+            reservations_per_peer_per_minute: r.reservations_per_peer_per_minute,
+            reservations_per_ip_per_minute: r.reservations_per_ip_per_minute,
+            circuits_per_peer_per_minute: r.circuits_per_peer_per_minute,
+            circuits_per_ip_per_minute: r.circuits_per_ip_per_minute,
         });
         c.policy.labels = self.labels.clone();
         c.policy.max_fuel = self.limits.max_fuel;

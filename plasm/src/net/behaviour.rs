@@ -10,6 +10,7 @@ use libp2p::{
     PeerId, autonat, connection_limits, dcutr, identify, identity::Keypair, kad, mdns, ping, relay,
     request_response,
 };
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 /// Protocol version announced through identify.
@@ -77,16 +78,30 @@ pub struct Behaviour {
 
 /// The relay server's configuration from plasm's limits (rate limiters per peer and IP kept).
 fn relay_config(l: &RelayLimits) -> relay::Config {
-    relay::Config {
+    // A token bucket of `per_minute` tokens, refilled at that rate.
+    let rate = |per_minute: u32| {
+        let n = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        (n, Duration::from_secs(60) / n.get())
+    };
+    let config = relay::Config {
         max_reservations: l.max_reservations,
         max_reservations_per_peer: l.max_reservations_per_peer,
         reservation_duration: l.reservation_duration,
+        reservation_rate_limiters: Vec::new(),
         max_circuits: l.max_circuits,
         max_circuits_per_peer: l.max_circuits_per_peer,
         max_circuit_duration: l.max_circuit_duration,
         max_circuit_bytes: l.max_circuit_bytes,
-        ..relay::Config::default()
-    }
+        circuit_src_rate_limiters: Vec::new(),
+    };
+    let (n, i) = rate(l.reservations_per_peer_per_minute);
+    let config = config.reservation_rate_per_peer(n, i);
+    let (n, i) = rate(l.reservations_per_ip_per_minute);
+    let config = config.reservation_rate_per_ip(n, i);
+    let (n, i) = rate(l.circuits_per_peer_per_minute);
+    let config = config.circuit_src_per_peer(n, i);
+    let (n, i) = rate(l.circuits_per_ip_per_minute);
+    config.circuit_src_per_ip(n, i)
 }
 
 impl Behaviour {

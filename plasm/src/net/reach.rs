@@ -44,6 +44,14 @@ pub struct RelayLimits {
     pub max_circuit_duration: Duration,
     /// Most bytes one circuit carries.
     pub max_circuit_bytes: u64,
+    /// Reservation requests one peer may make a minute (token bucket of that size).
+    pub reservations_per_peer_per_minute: u32,
+    /// Reservation requests one IP address may make a minute (many homes share a CGNAT address).
+    pub reservations_per_ip_per_minute: u32,
+    /// Circuits one source peer may open a minute (a requester offers to 8 executors per job).
+    pub circuits_per_peer_per_minute: u32,
+    /// Circuits one source IP address may open a minute.
+    pub circuits_per_ip_per_minute: u32,
 }
 
 impl Default for RelayLimits {
@@ -59,6 +67,12 @@ impl Default for RelayLimits {
             max_circuit_duration: Duration::from_secs(600),
             // A 33 MiB bundle plus 2 x 4 MiB of output, with room for framing.
             max_circuit_bytes: 48 * 1024 * 1024,
+            // libp2p's defaults (a burst of 60, then one circuit a minute per IP) are
+            // for signalling: ten jobs from one home used them up (NAT lab).
+            reservations_per_peer_per_minute: 4,
+            reservations_per_ip_per_minute: 120,
+            circuits_per_peer_per_minute: 60,
+            circuits_per_ip_per_minute: 240,
         }
     }
 }
