@@ -314,7 +314,7 @@ pub fn relay_rss(n: usize) -> Result<(), BenchError> {
             let after = vm_rss_kb(child.id()).ok_or_else(|| fail("no RSS"))?;
             println!(
                 "relay     bootstrap node RSS: {before} kB idle, {after} kB holding {held} reservations \
-                 ({:.1} kB each; {n} executors in the bench process, reserved in {:.0} s)",
+                 ({:.1} kB each; {n} executors in the bench process, counted {:.1} s after the last one started)",
                 (after.saturating_sub(before)) as f64 / held.max(1) as f64,
                 started.elapsed().as_secs_f64()
             );

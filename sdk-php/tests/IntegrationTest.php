@@ -39,7 +39,7 @@ final class IntegrationTest extends TestCase
     {
         $dir = sys_get_temp_dir() . '/plasm-php-' . bin2hex(random_bytes(6));
         mkdir($dir);
-        $cmd = array_merge([self::bin(), 'start', '--data-dir', $dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/udp/0/quic-v1', '--public'], $args);
+        $cmd = array_merge([self::bin(), 'start', '--data-dir', $dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/udp/0/quic-v1'], $args);
         $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['file', '/dev/null', 'w']], $pipes);
         self::assertIsResource($proc);
         self::$nodes[] = ['proc' => $proc, 'dir' => $dir];
@@ -68,7 +68,8 @@ final class IntegrationTest extends TestCase
             self::fail('examples/build/reverse.wasm is missing: run examples/build.sh');
         }
         self::$module = (string) file_get_contents($module);
-        $b = self::start([]);
+        // B is the public entry point (it also executes); A starts the default way.
+        $b = self::start(['--public']);
         $a = self::start(['--bootstrap', $b['listen']]);
         self::$apiA = $a['api'];
         self::$peerB = $b['peer'];

@@ -61,7 +61,7 @@ pub struct ApiMetrics {
 type ReachCounter = (&'static str, &'static str, fn(&ReachStats) -> u64);
 
 /// The reachability counters exported (prometheus-client appends `_total`).
-fn reach_counters() -> [ReachCounter; 7] {
+fn reach_counters() -> [ReachCounter; 9] {
     [
         (
             "plasm_hole_punch_attempts",
@@ -97,6 +97,16 @@ fn reach_counters() -> [ReachCounter; 7] {
             "plasm_relay_server_circuits",
             "Circuits this node's relay carried",
             |s| s.relay_circuits_accepted,
+        ),
+        (
+            "plasm_autonat_probes_refused",
+            "AutoNAT probes refused (rate limit, not a server, unusable addresses)",
+            |s| s.autonat_probes_refused,
+        ),
+        (
+            "plasm_autonat_probes_answered",
+            "AutoNAT probes answered with a dial-back",
+            |s| s.autonat_probes_answered,
         ),
     ]
 }

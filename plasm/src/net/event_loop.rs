@@ -216,6 +216,7 @@ impl EventLoop {
                 // request-response behaviour picks among open connections): it waits
                 // until those are gone.
                 if self.closing.values().any(|p| *p == peer) {
+                    tracing::debug!(%peer, "request held until the relayed circuit closes");
                     self.deferred.push((peer, request, reply));
                 } else {
                     let id = swarm.behaviour_mut().job.send_request(&peer, request);
@@ -439,6 +440,16 @@ impl EventLoop {
                 });
                 self.apply_mode();
             }
+            BehaviourEvent::Autonat(autonat::Event::InboundProbe(probe)) => match probe {
+                autonat::InboundProbeEvent::Error { peer, error, .. } => {
+                    self.reach.stats.autonat_probes_refused += 1;
+                    tracing::debug!(%peer, ?error, "AutoNAT probe refused");
+                }
+                autonat::InboundProbeEvent::Response { .. } => {
+                    self.reach.stats.autonat_probes_answered += 1;
+                }
+                autonat::InboundProbeEvent::Request { .. } => {}
+            },
             BehaviourEvent::Dcutr(dcutr::Event {
                 remote_peer_id,
                 result,
@@ -749,6 +760,7 @@ impl EventLoop {
             .partition(|(p, _, _)| *p == peer);
         self.deferred = held;
         for (peer, request, reply) in ready {
+            tracing::debug!(%peer, "held request sent");
             let id = self.swarm.behaviour_mut().job.send_request(&peer, request);
             self.pending_requests.insert(id, (peer, reply));
         }

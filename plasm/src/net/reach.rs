@@ -153,6 +153,10 @@ pub struct ReachStats {
     pub relay_circuits_accepted: u64,
     /// Reservations this node's relay server holds for others now.
     pub relay_reservations_held: u64,
+    /// AutoNAT probes this node refused to answer (throttled, not a server, bad addresses).
+    pub autonat_probes_refused: u64,
+    /// AutoNAT probes this node answered with a successful dial-back.
+    pub autonat_probes_answered: u64,
 }
 
 /// Whether an address goes through a relay.
