@@ -30,6 +30,15 @@ type ProviderQuery = (HashSet<PeerId>, usize, Reply<HashSet<PeerId>>);
 /// A job response and the path it came back on.
 type Traced = Result<(JobResponse, Path), NetError>;
 
+/// A request held back, with its deadline.
+type Held = (PeerId, JobRequest, Reply<Traced>, std::time::Instant);
+
+/// Longest a request waits for a closing circuit to its peer to be gone.
+const DEFER_LIMIT: Duration = Duration::from_secs(5);
+
+/// Peers found on the LAN that are remembered (mDNS answers come from anyone).
+const MAX_LAN_PEERS: usize = 64;
+
 /// How often relay reservations are checked and made up.
 const REACH_TICK: Duration = Duration::from_secs(2);
 
@@ -63,8 +72,9 @@ pub struct EventLoop {
     drop_relayed: HashSet<PeerId>,
     /// Relayed connections asked to close, not closed yet.
     closing: HashMap<ConnectionId, PeerId>,
-    /// Requests held until the closing connections to their peer are gone.
-    deferred: Vec<(PeerId, JobRequest, Reply<Traced>)>,
+    /// Requests held until the closing connections to their peer are gone (or
+    /// until their deadline: a circuit whose far end stops reading may take long to close).
+    deferred: Vec<Held>,
     /// Peers found on the LAN, with their addresses.
     lan_peers: BTreeMap<PeerId, Vec<Multiaddr>>,
     /// Every listen address asked for is on loopback (or in memory).
@@ -115,7 +125,10 @@ impl EventLoop {
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                _ = tick.tick() => self.maintain_relays(),
+                _ = tick.tick() => {
+                    self.maintain_relays();
+                    self.release_overdue();
+                }
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
@@ -217,7 +230,8 @@ impl EventLoop {
                 // until those are gone.
                 if self.closing.values().any(|p| *p == peer) {
                     tracing::debug!(%peer, "request held until the relayed circuit closes");
-                    self.deferred.push((peer, request, reply));
+                    let deadline = std::time::Instant::now() + DEFER_LIMIT;
+                    self.deferred.push((peer, request, reply, deadline));
                 } else {
                     let id = swarm.behaviour_mut().job.send_request(&peer, request);
                     self.pending_requests.insert(id, (peer, reply));
@@ -285,8 +299,13 @@ impl EventLoop {
                 let _ = self.events.send(NetEvent::Listening(address));
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
+                // From a behaviour: the relay client (relayed) or AutoNAT (direct).
                 tracing::info!(%address, "external address confirmed");
-                self.reach.on_external_confirmed(address);
+                if reach::is_relayed(&address) {
+                    self.reach.on_external_confirmed(address);
+                } else {
+                    self.reach.on_probe_confirmed(address);
+                }
                 self.apply_mode();
                 let _ = self.events.send(NetEvent::ExternalAddrsChanged);
             }
@@ -394,7 +413,9 @@ impl EventLoop {
                 info,
                 connection_id,
             }) => {
-                if info.protocols.contains(&HOP_PROTOCOL) {
+                if !info.protocols.contains(&HOP_PROTOCOL) {
+                    self.reach.remove_relay_candidate(&peer_id);
+                } else {
                     // The address this node reached the relay at, else one it announced.
                     let via = self
                         .connections
@@ -429,16 +450,24 @@ impl EventLoop {
             }) => {
                 tracing::info!(relay = %relay_peer_id, renewal, "relay reservation accepted");
                 self.reach.on_reservation_accepted(relay_peer_id);
+                // A reservation that was in flight when the node became reachable
+                // can be let go now.
+                self.apply_mode();
             }
             BehaviourEvent::Relay(event) => self.on_relay_server_event(event),
             BehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
                 tracing::info!(?old, ?new, "AutoNAT status");
-                self.reach.on_nat_status(match new {
+                let gone = self.reach.on_nat_status(match new {
                     autonat::NatStatus::Public(_) => NatStatus::Public,
                     autonat::NatStatus::Private => NatStatus::Private,
                     autonat::NatStatus::Unknown => NatStatus::Unknown,
                 });
+                // libp2p never expires what AutoNAT confirmed: stop announcing it.
+                for addr in &gone {
+                    self.swarm.remove_external_address(addr);
+                }
                 self.apply_mode();
+                let _ = self.events.send(NetEvent::ExternalAddrsChanged);
             }
             BehaviourEvent::Autonat(autonat::Event::InboundProbe(probe)) => match probe {
                 autonat::InboundProbeEvent::Error { peer, error, .. } => {
@@ -473,6 +502,10 @@ impl EventLoop {
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     if peer == *self.swarm.local_peer_id() {
+                        continue;
+                    }
+                    if !self.lan_peers.contains_key(&peer) && self.lan_peers.len() >= MAX_LAN_PEERS
+                    {
                         continue;
                     }
                     self.swarm.add_peer_address(peer, addr.clone());
@@ -647,10 +680,11 @@ impl EventLoop {
         } else {
             kad::Mode::Client
         };
-        if self.swarm.behaviour_mut().kad.mode() != mode {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if kad.mode() != mode {
             tracing::info!(?mode, "Kademlia mode");
+            kad.set_mode(Some(mode));
         }
-        self.swarm.behaviour_mut().kad.set_mode(Some(mode));
         // A reachable relay server announces HOP; libp2p ties that to a confirmed
         // address, which a declared (`--public`) one is.
         for listener in self.reach.surplus_listeners() {
@@ -757,9 +791,24 @@ impl EventLoop {
         }
         let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
             .into_iter()
-            .partition(|(p, _, _)| *p == peer);
+            .partition(|(p, _, _, _)| *p == peer);
         self.deferred = held;
-        for (peer, request, reply) in ready {
+        self.send_held(ready);
+    }
+
+    /// Sends held requests whose deadline passed; drops those nobody waits for.
+    fn release_overdue(&mut self) {
+        let now = std::time::Instant::now();
+        self.deferred.retain(|(_, _, reply, _)| !reply.is_closed());
+        let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|(_, _, _, deadline)| *deadline <= now);
+        self.deferred = held;
+        self.send_held(ready);
+    }
+
+    fn send_held(&mut self, ready: Vec<Held>) {
+        for (peer, request, reply, _) in ready {
             tracing::debug!(%peer, "held request sent");
             let id = self.swarm.behaviour_mut().job.send_request(&peer, request);
             self.pending_requests.insert(id, (peer, reply));

@@ -179,7 +179,12 @@ pub fn is_local(addr: &Multiaddr) -> bool {
 pub struct Reach {
     config: ReachConfig,
     nat: NatStatus,
+    /// Direct addresses declared or confirmed by the node's own means.
     direct: BTreeSet<Multiaddr>,
+    /// Direct addresses confirmed by AutoNAT dial-backs: they count only while
+    /// AutoNAT's status is public (libp2p confirms on every successful probe and
+    /// never expires them).
+    probed: BTreeSet<Multiaddr>,
     relayed: BTreeSet<Multiaddr>,
     /// Peers that serve as relays, with an address to reach each.
     candidates: BTreeMap<PeerId, Multiaddr>,
@@ -201,6 +206,7 @@ impl Reach {
             config,
             nat: NatStatus::Unknown,
             direct,
+            probed: BTreeSet::new(),
             relayed: BTreeSet::new(),
             candidates: BTreeMap::new(),
             listeners: HashMap::new(),
@@ -224,7 +230,7 @@ impl Reach {
 
     /// Some address of this node is confirmed reachable without a relay.
     pub fn reachable(&self) -> bool {
-        !self.direct.is_empty()
+        !self.direct.is_empty() || (self.nat == NatStatus::Public && !self.probed.is_empty())
     }
 
     /// Kademlia serves exactly when the node is reachable (and not hidden).
@@ -248,9 +254,21 @@ impl Reach {
         self.nat
     }
 
-    /// Records AutoNAT's conclusion.
-    pub fn on_nat_status(&mut self, status: NatStatus) {
+    /// Records AutoNAT's conclusion; when it is no longer public, returns the
+    /// addresses AutoNAT had confirmed, for the swarm to stop announcing.
+    pub fn on_nat_status(&mut self, status: NatStatus) -> Vec<Multiaddr> {
         self.nat = status;
+        if status == NatStatus::Public {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.probed).into_iter().collect()
+    }
+
+    /// Records an address confirmed by an AutoNAT dial-back.
+    pub fn on_probe_confirmed(&mut self, addr: Multiaddr) {
+        if !is_relayed(&addr) && !self.direct.contains(&addr) {
+            self.probed.insert(addr);
+        }
     }
 
     /// Records a confirmed external address (declared, AutoNAT, or a relay reservation).
@@ -265,12 +283,15 @@ impl Reach {
     /// Records an external address that is no longer confirmed.
     pub fn on_external_expired(&mut self, addr: &Multiaddr) {
         self.direct.remove(addr);
+        self.probed.remove(addr);
         self.relayed.remove(addr);
     }
 
     /// Confirmed direct addresses.
     pub fn direct_addrs(&self) -> impl Iterator<Item = &Multiaddr> {
-        self.direct.iter()
+        self.direct
+            .iter()
+            .chain(self.probed.iter().filter(|_| self.nat == NatStatus::Public))
     }
 
     /// Confirmed relayed addresses.
@@ -343,6 +364,9 @@ impl Reach {
 
     /// A relay accepted (or renewed) the reservation.
     pub fn on_reservation_accepted(&mut self, relay: PeerId) {
+        if !self.listeners.values().any(|r| *r == relay) {
+            return;
+        }
         self.reserved.insert(relay);
         self.stats.reservations_accepted += 1;
     }
@@ -360,13 +384,26 @@ impl Reach {
         Some(relay)
     }
 
-    /// Relay listeners to close because the node no longer needs them (it became reachable).
+    /// Relay listeners to close because the node no longer needs them (it became
+    /// reachable). Only listeners whose reservation was accepted: closing one with
+    /// a reservation still in flight makes libp2p's relay client panic when the
+    /// answer comes; those are closed once accepted (call again then).
     pub fn surplus_listeners(&mut self) -> Vec<ListenerId> {
-        if self.wants_relays() || self.listeners.is_empty() {
+        if self.wants_relays() {
             return Vec::new();
         }
-        self.reserved.clear();
-        self.listeners.drain().map(|(l, _)| l).collect()
+        let done: Vec<ListenerId> = self
+            .listeners
+            .iter()
+            .filter(|(_, r)| self.reserved.contains(r))
+            .map(|(l, _)| *l)
+            .collect();
+        for l in &done {
+            if let Some(r) = self.listeners.remove(l) {
+                self.reserved.remove(&r);
+            }
+        }
+        done
     }
 
     /// Whether this listener is a relay listener.
@@ -476,11 +513,27 @@ mod tests {
         assert_eq!(next, vec![a]);
         r.on_listening(ListenerId::next(), a);
         assert_eq!(r.relays().copied().collect::<Vec<_>>(), vec![b]);
-        // Reachable now: every relay listener is surplus.
+        // Reachable now: the accepted reservation is surplus at once; the one still
+        // in flight (a) only once it is accepted.
         r.on_external_confirmed(addr("/ip4/11.0.0.9/udp/4610/quic-v1"));
         assert!(!r.wants_relays());
-        assert_eq!(r.surplus_listeners().len(), 2);
+        assert_eq!(r.surplus_listeners(), vec![lb]);
+        assert!(r.surplus_listeners().is_empty());
+        r.on_reservation_accepted(a);
+        assert_eq!(r.surplus_listeners().len(), 1);
         assert!(r.relays_to_reserve(now, rtt).is_empty());
+    }
+
+    #[test]
+    fn autonat_addresses_count_only_while_autonat_says_public() {
+        let mut r = Reach::new(ReachConfig::default());
+        let a = addr("/ip4/11.0.0.2/udp/4610/quic-v1");
+        r.on_probe_confirmed(a.clone());
+        assert!(!r.kad_server(), "a lone successful probe is not enough");
+        r.on_nat_status(NatStatus::Public);
+        assert!(r.kad_server());
+        assert_eq!(r.on_nat_status(NatStatus::Private), vec![a]);
+        assert!(!r.kad_server() && r.wants_relays());
     }
 
     #[test]

@@ -114,18 +114,24 @@ pub async fn find_executors(
         ),
     };
     let me = client.peer_id();
-    // Peers on the LAN (mDNS) first: they need no DHT, and no bootstrap at all.
-    let mut found: Vec<PeerId> = client.lan_peers().await.unwrap_or_default();
-    found.sort();
+    // Providers from the DHT first, those on the LAN ahead; then other LAN peers
+    // (mDNS finds them with no bootstrap at all, but answers come from anyone, so
+    // they only fill the slots the DHT leaves).
+    let lan: Vec<PeerId> = client.lan_peers().await.unwrap_or_default();
     let mut from_dht: Vec<PeerId> = client
         .get_providers(key.clone(), want)
         .await
         .unwrap_or_default()
         .into_iter()
-        .filter(|p| *p != me && !found.contains(p))
+        .filter(|p| *p != me)
         .collect();
-    from_dht.sort();
-    found.extend(from_dht);
+    from_dht.sort_by_key(|p| (!lan.contains(p), *p));
+    let mut found = from_dht;
+    for p in lan {
+        if !found.contains(&p) {
+            found.push(p);
+        }
+    }
     found.truncate(want.max(1));
     if found.is_empty() {
         return Err(RemoteError::NoExecutors(
@@ -133,6 +139,16 @@ pub async fn find_executors(
         ));
     }
     Ok(found)
+}
+
+/// The kind of a response, never its contents (a hostile executor chooses those).
+fn response_kind(r: &JobResponse) -> &'static str {
+    match r {
+        JobResponse::Accept { .. } => "accept",
+        JobResponse::Decline { .. } => "decline",
+        JobResponse::Result { .. } => "result",
+        JobResponse::Failure { .. } => "failure",
+    }
 }
 
 /// Checks a receipt returned by `peer` for `manifest` and `stdout`.
@@ -255,7 +271,7 @@ pub async fn run_remote(
             Ok(Ok(JobResponse::Decline { reason, message })) => {
                 format!("declined ({reason}): {message}")
             }
-            Ok(Ok(other)) => format!("answered an offer with {other:?}"),
+            Ok(Ok(other)) => format!("answered an offer with {}", response_kind(&other)),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "offer timed out".to_owned(),
         };
@@ -308,7 +324,7 @@ pub async fn run_remote(
                 Ok(Ok((JobResponse::Failure { reason, message }, _))) => {
                     format!("failed ({reason}): {message}")
                 }
-                Ok(Ok((other, _))) => format!("answered a bundle with {other:?}"),
+                Ok(Ok((other, _))) => format!("answered a bundle with {}", response_kind(&other)),
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "job timed out".to_owned(),
             };

@@ -77,6 +77,7 @@ fn restart_only_changes(old: &NodeConfig, new: &NodeConfig) -> Vec<&'static str>
     check("listen", old.listen != new.listen);
     check("bootstrap", old.bootstrap != new.bootstrap);
     check("labels and limits", old.policy != new.policy);
+    check("network", old.net.reach != new.net.reach);
     check("data_dir", old.data_dir != new.data_dir);
     check("api.address", old.api != new.api);
     check("api.token_file", old.api_tokens != new.api_tokens);
