@@ -275,56 +275,20 @@ async fn hidden_mobile_and_hostile_nodes_keep_their_profiles_promises() {
     assert!(info.hidden && !info.dht_server && info.relays.is_empty());
     assert_eq!(info.reachability, "unknown");
 
-    let module = hello();
-    let offer_to = |peer: &plasm::node::Node| RemoteOptions {
-        peers: vec![peer.peer_id()],
-        ..RemoteOptions::default()
-    };
     // A hidden executor still takes work it is offered directly.
-    client
-        .client()
-        .dial(hidden.listen_addrs()[0].clone())
+    let out = run_hello(&client, Some(&hidden), &only(&hidden))
         .await
-        .expect("dial hidden");
-    let m = manifest(&module, ManifestBuilder::new());
-    let out = remote::run_remote(
-        client.client(),
-        &m,
-        module.clone().into(),
-        vec![],
-        &offer_to(&hidden),
-    )
-    .await
-    .expect("the hidden executor runs a job offered to it");
+        .expect("the hidden executor runs a job offered to it");
     assert_eq!(out.executor, hidden.peer_id());
     // A mobile node executes nothing for others.
-    client
-        .client()
-        .dial(mobile.listen_addrs()[0].clone())
+    let err = run_hello(&client, Some(&mobile), &only(&mobile))
         .await
-        .expect("dial mobile");
-    let m = manifest(&module, ManifestBuilder::new());
-    let err = remote::run_remote(
-        client.client(),
-        &m,
-        module.clone().into(),
-        vec![],
-        &offer_to(&mobile),
-    )
-    .await
-    .expect_err("mobile declines");
+        .expect_err("mobile declines");
     assert!(err.to_string().contains("does not execute"), "{err}");
     // A hostile node takes only bundles under its cap.
-    let m = manifest(&module, ManifestBuilder::new());
-    let err = remote::run_remote(
-        client.client(),
-        &m,
-        module.clone().into(),
-        vec![],
-        &offer_to(&hostile),
-    )
-    .await
-    .expect_err("hostile declines a bundle over its cap");
+    let err = run_hello(&client, None, &only(&hostile))
+        .await
+        .expect_err("hostile declines a bundle over its cap");
     assert!(err.to_string().contains("bundle size"), "{err}");
 
     for n in [client, hostile, mobile, hidden, plain, boot] {
@@ -385,16 +349,9 @@ async fn relay_limits_refuse_abuse_and_the_relay_keeps_serving() {
     // executor through it (its only announced address is the relayed one).
     let before = boot.client().info().await.expect("info").stats;
     let fresh = start(memory_config(Mode::Client, &boot_addr)).await;
-    let m = manifest(&module, ManifestBuilder::new());
-    let out = remote::run_remote(
-        fresh.client(),
-        &m,
-        module.clone().into(),
-        vec![],
-        &RemoteOptions::default(),
-    )
-    .await
-    .expect("a small job still runs");
+    let out = run_hello(&fresh, None, &RemoteOptions::default())
+        .await
+        .expect("a small job still runs");
     assert_eq!(out.stdout, b"hello from plasm\n");
     let after = boot.client().info().await.expect("info").stats;
     assert!(

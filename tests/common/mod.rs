@@ -61,6 +61,33 @@ pub fn manifest(module: &[u8], b: ManifestBuilder) -> Manifest {
     b.build(module, b"").expect("manifest")
 }
 
+/// Runs the hello job (fresh nonce) from `client` on the executors `options` allow;
+/// with `dial`, connects to that executor's listen address first.
+pub async fn run_hello(
+    client: &Node,
+    dial: Option<&Node>,
+    options: &plasm::net::remote::RemoteOptions,
+) -> Result<plasm::net::remote::RemoteOutput, plasm::net::remote::RemoteError> {
+    if let Some(target) = dial {
+        client
+            .client()
+            .dial(target.listen_addrs()[0].clone())
+            .await
+            .expect("dial the executor");
+    }
+    let module = hello();
+    let m = manifest(&module, ManifestBuilder::new());
+    plasm::net::remote::run_remote(client.client(), &m, module.into(), vec![], options).await
+}
+
+/// Options that offer a job to `peer` only.
+pub fn only(peer: &Node) -> plasm::net::remote::RemoteOptions {
+    plasm::net::remote::RemoteOptions {
+        peers: vec![peer.peer_id()],
+        ..plasm::net::remote::RemoteOptions::default()
+    }
+}
+
 /// Polls `f` until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
 where
