@@ -164,11 +164,16 @@ pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
-/// Whether an address only reaches this machine (loopback or the in-process memory transport).
+/// Whether an address only reaches this machine (loopback, `localhost`, or the
+/// in-process memory transport). Decides, among others, that a node on such
+/// addresses sends no multicast (mDNS).
 pub fn is_local(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.is_loopback(),
         Protocol::Ip6(ip) => ip.is_loopback(),
+        Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name) => {
+            name.eq_ignore_ascii_case("localhost")
+        }
         Protocol::Memory(_) => true,
         _ => false,
     })
@@ -466,6 +471,8 @@ mod tests {
         assert!(r.declares(&addr("/ip4/127.0.0.1/tcp/4610"), true));
         let default = Reach::new(ReachConfig::default());
         assert!(!default.declares(&addr("/ip4/11.0.0.9/tcp/4610"), false));
+        assert!(is_local(&addr("/dns4/localhost/udp/4610/quic-v1")));
+        assert!(!is_local(&addr("/dns4/boot.example.org/udp/4610/quic-v1")));
     }
 
     #[test]
