@@ -344,7 +344,11 @@ async fn relay_limits_refuse_abuse_and_the_relay_keeps_serving() {
     )
     .await
     .expect_err("the relay refuses to carry more than its circuit limit");
-    assert!(!err.to_string().is_empty());
+    // Executors were found and accepted the offer; the bytes never arrived.
+    assert!(
+        matches!(&err, remote::RemoteError::AllFailed(a) if !a.is_empty()),
+        "{err}"
+    );
     // ...and the relay keeps serving everyone else: a new client reaches an
     // executor through it (its only announced address is the relayed one).
     let before = boot.client().info().await.expect("info").stats;

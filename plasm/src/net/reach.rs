@@ -254,11 +254,6 @@ impl Reach {
         }
     }
 
-    /// AutoNAT's latest conclusion.
-    pub fn nat(&self) -> NatStatus {
-        self.nat
-    }
-
     /// Records AutoNAT's conclusion; when it is no longer public, returns the
     /// addresses AutoNAT had confirmed, for the swarm to stop announcing.
     pub fn on_nat_status(&mut self, status: NatStatus) -> Vec<Multiaddr> {
@@ -290,18 +285,6 @@ impl Reach {
         self.direct.remove(addr);
         self.probed.remove(addr);
         self.relayed.remove(addr);
-    }
-
-    /// Confirmed direct addresses.
-    pub fn direct_addrs(&self) -> impl Iterator<Item = &Multiaddr> {
-        self.direct
-            .iter()
-            .chain(self.probed.iter().filter(|_| self.nat == NatStatus::Public))
-    }
-
-    /// Confirmed relayed addresses.
-    pub fn relayed_addrs(&self) -> impl Iterator<Item = &Multiaddr> {
-        self.relayed.iter()
     }
 
     /// Relays currently holding a reservation for this node.
@@ -409,11 +392,6 @@ impl Reach {
             }
         }
         done
-    }
-
-    /// Whether this listener is a relay listener.
-    pub fn is_relay_listener(&self, listener: &ListenerId) -> bool {
-        self.listeners.contains_key(listener)
     }
 }
 
