@@ -113,6 +113,26 @@ pub async fn find_executors(
             manifest.requirements.runtime.as_deref().unwrap_or("wasm3"),
         ),
     };
+    // A node that has just started may not have joined the DHT yet: an empty answer
+    // is retried a few times (about 3.5 s in all) before it becomes an error.
+    let mut found = Vec::new();
+    for pause_ms in [500u64, 1000, 2000, 0] {
+        found = find_once(client, &key, want).await;
+        if !found.is_empty() || pause_ms == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+    }
+    if found.is_empty() {
+        return Err(RemoteError::NoExecutors(
+            String::from_utf8_lossy(key.as_ref()).into_owned(),
+        ));
+    }
+    Ok(found)
+}
+
+/// One round of discovery: DHT providers, then LAN peers.
+async fn find_once(client: &Client, key: &kad::RecordKey, want: usize) -> Vec<PeerId> {
     let me = client.peer_id();
     // Providers from the DHT first, those on the LAN ahead; then other LAN peers
     // (mDNS finds them with no bootstrap at all, but answers come from anyone, so
@@ -133,12 +153,7 @@ pub async fn find_executors(
         }
     }
     found.truncate(want.max(1));
-    if found.is_empty() {
-        return Err(RemoteError::NoExecutors(
-            String::from_utf8_lossy(key.as_ref()).into_owned(),
-        ));
-    }
-    Ok(found)
+    found
 }
 
 /// The kind of a response, never its contents (a hostile executor chooses those).
