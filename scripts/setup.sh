@@ -5,13 +5,14 @@
 #   PHP SDK tests: php-cli, php-curl, phpunit (PHP 8.2 with sodium built in)
 #   package tests: lintian, debootstrap, systemd-container, zstd (cargo-deb comes from crates.io)
 #   NAT lab: iptables (MASQUERADE, loss), python3-minimal (the NFQUEUE delayer)
+#   API contract test: python3-venv (schemathesis from PyPI, pinned, in a venv)
 # Usage: scripts/setup.sh [demo]     (needs root or sudo when something is missing)
 #   demo: only what building plasm needs; default: everything the tests need.
 set -euo pipefail
 
 packages=(gcc libclang-dev)
 if [ "${1:-}" != "demo" ]; then
-  packages+=(clang lld wasi-libc libclang-rt-14-dev-wasm32 php-cli php-curl phpunit lintian debootstrap systemd-container zstd iptables python3-minimal)
+  packages+=(clang lld wasi-libc libclang-rt-14-dev-wasm32 php-cli php-curl phpunit lintian debootstrap systemd-container zstd iptables python3-minimal python3-venv)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -8,6 +8,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace
+# The API is what schemas/openapi.yaml says: schemathesis, all checks and phases, two passes.
+scripts/contract.sh target/debug/plasm
 # NAT lab: real processes in network namespaces behind NAT routers (needs root).
 tests/netns/run.sh
 # The PHP SDK against the shared vectors and real nodes (uses target/debug/plasm).

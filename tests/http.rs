@@ -392,7 +392,7 @@ async fn tokens_carry_scopes_and_beyond_loopback_needs_them() {
     );
     assert_eq!(call(&node, "GET", "/healthz", None, b"").await.status, 200);
     assert_eq!(
-        call(&node, "POST", "/v1/receipts/verify", None, b"{}")
+        call(&node, "POST", "/v1/receipts/verify", None, b"{\"a\":1}")
             .await
             .status,
         200

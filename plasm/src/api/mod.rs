@@ -196,6 +196,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        // Errors are JSON, a wrong method's too (axum keeps the `Allow` header).
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -322,8 +330,19 @@ async fn submit(
         input: decode_b64("input", b.input)?.unwrap_or_default(),
         placement,
     };
+    let wait = match q.get("wait").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                "wait must be true or false",
+            ));
+        }
+    };
     let job_id = state.service.submit(sub).await?;
-    if q.get("wait").is_some_and(|w| w == "true" || w == "1") {
+    if wait {
         let row = state.service.wait(&job_id, MAX_WAIT).await?;
         let done = matches!(
             row.state,
@@ -409,6 +428,15 @@ async fn put_module(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(body_error)?;
+    // A module store is for modules: an empty or non-WebAssembly body would only
+    // fail later, at every job that names it.
+    if !body.starts_with(b"\0asm") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "the body is not a WebAssembly module (no \\0asm header)",
+        ));
+    }
     if body.len() > crate::runtime::instrument::MAX_MODULE_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -457,14 +485,19 @@ async fn get_receipt(
 
 async fn verify(body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(body_error)?;
-    let text = std::str::from_utf8(&body).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            "the receipt is not UTF-8",
-        )
-    })?;
-    let verdict = Receipt::from_json(text).and_then(|r| r.verify());
+    // A body that is not a JSON object is not a receipt at all: a 400, not a verdict.
+    // Any object gets a verdict, naming the first check it fails.
+    let receipt = std::str::from_utf8(&body)
+        .map_err(|_| "the body is not UTF-8".to_owned())
+        .and_then(|text| Receipt::from_json(text).map_err(|e| e.to_string()))
+        .map_err(|reason| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("not a receipt: {reason}"),
+            )
+        })?;
+    let verdict = receipt.verify();
     Ok(Json(match verdict {
         Ok(v) => {
             json!({"valid": true, "executor": {"peer_id": v.peer_id, "public_key": v.public_key}, "job_id": v.job_id})
@@ -503,25 +536,40 @@ async fn node(State(state): State<ApiState>) -> Json<Value> {
     }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CapacityBody {
-    workers: Option<usize>,
-    queue: Option<usize>,
+/// `PATCH /v1/node/capacity`: an object whose members, when present, are integers
+/// (serde would also take `[5, 7]` as a struct and `null` as absent; neither is
+/// what the API documents).
+fn capacity_body(body: &[u8]) -> Result<(Option<usize>, Option<usize>), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("request body: {e}"))?;
+    let Value::Object(m) = v else {
+        return Err("the body must be a JSON object".into());
+    };
+    if let Some(k) = m.keys().find(|k| *k != "workers" && *k != "queue") {
+        return Err(format!("unknown field {k:?}; expected workers, queue"));
+    }
+    let field = |k: &str| -> Result<Option<usize>, String> {
+        match m.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| format!("{k} must be a non-negative integer")),
+        }
+    };
+    Ok((field("workers")?, field("queue")?))
 }
+
+/// The longest queue `PATCH /v1/node/capacity` accepts (the pool's channel bound).
+const MAX_QUEUE: usize = 65_536;
 
 async fn set_capacity(
     State(state): State<ApiState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(body_error)?;
-    let b: CapacityBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("request body: {e}"),
-        )
-    })?;
+    let (want_workers, want_queue) =
+        capacity_body(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed", e))?;
     let pool = state.service.pool().ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -530,12 +578,19 @@ async fn set_capacity(
         )
     })?;
     let (workers, queue) = pool.capacity();
-    let (workers, queue) = (b.workers.unwrap_or(workers), b.queue.unwrap_or(queue));
+    let (workers, queue) = (want_workers.unwrap_or(workers), want_queue.unwrap_or(queue));
     if workers == 0 || workers > 256 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unprocessable",
             "workers must be 1 to 256",
+        ));
+    }
+    if queue > MAX_QUEUE {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+            format!("queue must be 0 to {MAX_QUEUE}"),
         ));
     }
     pool.set_capacity(workers, queue).map_err(|e| {

@@ -76,9 +76,24 @@ enum Command {
     Demo,
     /// Print performance figures: process start-to-receipt, metering overhead, verifications/s.
     Bench {
-        /// Repetitions of each measurement.
+        /// Repetitions of each latency measurement.
         #[arg(long, default_value_t = 30)]
         iterations: usize,
+        /// Only these sections (process, metering, verify, network, api, memory); repeatable.
+        #[arg(long, value_name = "SECTION")]
+        only: Vec<String>,
+        /// Concurrent clients of the API throughput figure and the soak.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Seconds of the API throughput window.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Submit N jobs through the API, printing throughput per 100,000 (only this, unless --only).
+        #[arg(long, value_name = "N")]
+        soak: Option<u64>,
+        /// Write every figure, with its method, as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
         /// Only this figure: the RSS of a relay holding N reservations.
         #[arg(long, value_name = "N")]
         relay: Option<usize>,
@@ -125,9 +140,26 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Bench { relay: Some(n), .. } => {
             report(crate::bench::relay_rss(n).map_err(|e| format!("bench failed: {e}")))
         }
-        Command::Bench { iterations, .. } => {
-            report(crate::bench::run(iterations).map_err(|e| format!("bench failed: {e}")))
-        }
+        Command::Bench {
+            iterations,
+            only,
+            clients,
+            seconds,
+            soak,
+            json,
+            relay: None,
+        } => report(
+            crate::bench::run(&crate::bench::BenchOptions {
+                iterations,
+                only,
+                clients: clients.max(1),
+                duration: std::time::Duration::from_secs(seconds.max(1)),
+                soak,
+                json,
+            })
+            .map(drop)
+            .map_err(|e| format!("bench failed: {e}")),
+        ),
         Command::Man { dir: None } => {
             let man = clap_mangen::Man::new(Cli::command());
             report(

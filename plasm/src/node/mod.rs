@@ -293,8 +293,10 @@ impl Node {
             })
             .await
             .map_err(|e| NodeError::Config(e.to_string()))??;
+        let store = Arc::new(store);
+        self.tasks.push(tokio::spawn(retention(store.clone())));
         let service = Arc::new(Service::new(
-            Arc::new(store),
+            store,
             self.pool.clone(),
             self.identity.clone(),
             Some(self.client.clone()),
@@ -432,6 +434,22 @@ impl Node {
         // Dropping the pool lets running jobs finish and joins the workers, off the async threads.
         if let Some(pool) = self.pool {
             let _ = tokio::task::spawn_blocking(move || drop(pool)).await;
+        }
+    }
+}
+
+/// Clears old outputs once a second, off the async threads (see `store::retention`).
+async fn retention(store: Arc<Store>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.prune_outputs(crate::store::PRUNE_BATCH)).await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "clearing old outputs failed; will retry"),
+            Err(_) => return,
         }
     }
 }

@@ -8,6 +8,8 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 mod modules;
+mod retention;
+pub use retention::PRUNE_BATCH;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -95,6 +97,8 @@ pub struct Store {
     modules: ModuleStore,
     /// Outputs kept (the newest); older outputs are dropped, receipts are kept.
     max_outputs: u64,
+    /// Every output at or below this `seq` is already cleared (see `retention`).
+    pruned_upto: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Store {
@@ -175,6 +179,7 @@ impl Store {
             conn: Mutex::new(conn),
             modules,
             max_outputs,
+            pruned_upto: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -263,12 +268,7 @@ impl Store {
                 route.1
             ],
         )?;
-        if self.max_outputs > 0 {
-            tx.execute(
-                "UPDATE jobs SET stdout = NULL WHERE stdout IS NOT NULL AND seq <= (SELECT MAX(seq) FROM jobs) - ?1",
-                params![self.max_outputs as i64],
-            )?;
-        }
+        // Older outputs are cleared by the retention pass (`retention.rs`), not here.
         tx.commit()?;
         Ok(())
     }
@@ -382,7 +382,8 @@ mod tests {
         s.insert_job("b", "n2", "{}", "local").expect("insert");
         s.finish("b", "me", ("relayed", Some("R")), "{}", b"two")
             .expect("finish");
-        // Retention keeps one output: the newest.
+        // Retention (the background pass) keeps one output: the newest.
+        assert_eq!(s.prune_outputs(PRUNE_BATCH).expect("prune"), 1);
         assert_eq!(s.output("a").expect("out"), None);
         assert_eq!(
             s.job("a").expect("job").map(|j| j.state),

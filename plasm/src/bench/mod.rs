@@ -5,8 +5,17 @@
 //!   instrumented module on wasm3;
 //! * receipt verifications per second on one core.
 //!
+//! * the HTTP API: sequential latency, sustained throughput, and (`--soak N`) a
+//!   soak that shows both staying flat as the store grows (`api.rs`).
+//!
 //! These are measurements, not pass/fail tests: the machine they run on decides
-//! the numbers, so they are printed for people to compare with the goals.
+//! the numbers, so they are printed for people to compare with the goals, each
+//! with the method that produced it (`report.rs`), and `--json` writes them all.
+
+pub mod api;
+pub mod report;
+
+use report::{Figure, Report};
 
 use crate::identity::Identity;
 use crate::manifest::ManifestBuilder;
@@ -19,9 +28,9 @@ use crate::runtime::wasi::{self, HostStop, WasiCtx};
 use std::time::{Duration, Instant};
 use wasm3x::{Engine, Linker, Module, Store, Val};
 
-const HELLO: &str = include_str!("../../examples/wat/hello.wat");
-const FIB: &str = include_str!("../../examples/wat/fib.wat");
-const LOOP: &str = include_str!("../../examples/wat/sum_loop.wat");
+const HELLO: &str = include_str!("../../../examples/wat/hello.wat");
+const FIB: &str = include_str!("../../../examples/wat/fib.wat");
+const LOOP: &str = include_str!("../../../examples/wat/sum_loop.wat");
 
 /// Errors of the benchmark harness.
 #[derive(Debug, thiserror::Error)]
@@ -47,143 +56,140 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Runs every measurement and prints the figures.
-pub fn run(iterations: usize) -> Result<(), BenchError> {
-    let iterations = iterations.max(3);
-    println!(
-        "plasm bench ({iterations} iterations each, wasm3 {})",
-        crate::runtime::wasm3::WASM3_VERSION
-    );
-    process_run(iterations)?;
-    let mut jobs = vec![
-        (
-            "recursive fib(30)",
-            wat::parse_str(FIB).map_err(fail)?,
-            "fib30",
-        ),
-        ("tight loop 5e7", wat::parse_str(LOOP).map_err(fail)?, "sum"),
-    ];
-    match std::fs::read("examples/build/primes.wasm") {
-        Ok(bytes) => jobs.push(("C primes < 2e6", bytes, "_start")),
-        Err(_) => {
-            println!("metering  (C primes skipped: run examples/build.sh from the repository root)")
+/// Which measurements to take.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Repetitions of each latency measurement.
+    pub iterations: usize,
+    /// Sections to run (`process`, `metering`, `verify`, `network`, `api`, `memory`); empty: all.
+    pub only: Vec<String>,
+    /// Concurrent clients of the API throughput figure.
+    pub clients: usize,
+    /// Length of the API throughput window.
+    pub duration: Duration,
+    /// Run the soak with this many jobs (and nothing else unless `only` says so).
+    pub soak: Option<u64>,
+    /// Where to write every figure as JSON.
+    pub json: Option<std::path::PathBuf>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            iterations: 30,
+            only: Vec::new(),
+            clients: 32,
+            duration: Duration::from_secs(10),
+            soak: None,
+            json: None,
         }
     }
-    for (name, module, func) in jobs {
-        let (plain, metered, fuel) = overhead(&module, func, iterations.clamp(3, 15))?;
-        println!(
-            "metering  {name:<18} plain {:>8.2} ms  metered {:>8.2} ms  overhead {:.2}x (goal <= 1.30x)  fuel {fuel}",
-            ms(plain),
-            ms(metered),
-            metered.as_secs_f64() / plain.as_secs_f64()
-        );
+}
+
+/// The sections `--only` accepts.
+pub const SECTIONS: &[&str] = &["process", "metering", "verify", "network", "api", "memory"];
+
+/// Runs the chosen measurements, prints each figure with its method, and writes `--json`.
+pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
+    if let Some(bad) = opts.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+        return Err(fail(format!(
+            "unknown section {bad:?}; sections: {}",
+            SECTIONS.join(", ")
+        )));
     }
-    verifications();
+    let want = |s: &str| {
+        if opts.only.is_empty() {
+            opts.soak.is_none()
+        } else {
+            opts.only.iter().any(|o| o == s)
+        }
+    };
+    let iterations = opts.iterations.max(3);
+    println!(
+        "plasm bench ({iterations} iterations for latencies, wasm3 {}, {} CPUs)",
+        crate::runtime::wasm3::WASM3_VERSION,
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    let mut report = Report::new();
+    if want("process") {
+        process_run(&mut report, iterations)?;
+    }
+    if want("metering") {
+        metering(&mut report, iterations)?;
+    }
+    if want("verify") {
+        verifications(&mut report);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(fail)?;
-    rt.block_on(network(iterations))?;
-    rt.block_on(api(iterations))?;
-    idle_rss()?;
-    Ok(())
+    if want("network") {
+        rt.block_on(network(&mut report, iterations))?;
+    }
+    if want("api") {
+        rt.block_on(api::figures(
+            &mut report,
+            iterations,
+            opts.clients,
+            opts.duration,
+        ))?;
+    }
+    if let Some(jobs) = opts.soak {
+        rt.block_on(api::soak(&mut report, jobs, 100_000, opts.clients))?;
+    }
+    if want("memory") {
+        idle_rss(&mut report)?;
+    }
+    if let Some(path) = &opts.json {
+        std::fs::write(path, report.to_json())
+            .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        println!("figures written to {}", path.display());
+    }
+    Ok(report)
 }
 
-/// Trivial jobs through the HTTP API of one node, receipts committed to SQLite.
-async fn api(iterations: usize) -> Result<(), BenchError> {
-    let dir = tempfile_dir()?;
-    let mut c = loopback_config(Mode::Node, &[])?;
-    c.listen = vec![];
-    c.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    c.data_dir = Some(dir.clone());
-    c.workers = 2;
-    c.queue = 512;
-    let node = Node::start(c).await.map_err(fail)?;
-    let url = format!(
-        "http://{}/v1/jobs?wait=true",
-        node.api_addr().ok_or_else(|| fail("no api"))?
-    );
-    let module = wat::parse_str(HELLO).map_err(fail)?;
-    let body = || -> Result<Vec<u8>, BenchError> {
-        let m = ManifestBuilder::new().build(&module, b"").map_err(fail)?;
-        Ok(
-            serde_json::json!({"manifest": m.as_value(), "placement": "local"})
-                .to_string()
-                .into_bytes(),
-        )
-    };
-    // Upload the module once; submissions then name it by hash.
-    let put = format!(
-        "http://{}/v1/modules",
-        node.api_addr().ok_or_else(|| fail("no api"))?
-    );
-    crate::apiclient::request("PUT", &put, None, None, &module, Duration::from_secs(10))
-        .await
-        .map_err(fail)?;
-    let mut lat = Vec::new();
-    for _ in 0..(iterations * 10).max(100) {
-        let b = body()?;
-        let t = Instant::now();
-        let r = crate::apiclient::request(
-            "POST",
-            &url,
-            None,
-            Some("application/json"),
-            &b,
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(fail)?;
-        if r.status != 200 {
-            return Err(fail(format!("HTTP {}", r.status)));
+fn metering(report: &mut Report, iterations: usize) -> Result<(), BenchError> {
+    let mut jobs = vec![
+        (
+            "fib30",
+            "recursive fib(30)",
+            wat::parse_str(FIB).map_err(fail)?,
+            "fib30",
+        ),
+        (
+            "loop",
+            "tight loop 5e7",
+            wat::parse_str(LOOP).map_err(fail)?,
+            "sum",
+        ),
+    ];
+    match std::fs::read("examples/build/primes.wasm") {
+        Ok(bytes) => jobs.push(("primes", "C primes < 2e6", bytes, "_start")),
+        Err(_) => {
+            println!("metering  (C primes skipped: run examples/build.sh from the repository root)")
         }
-        lat.push(t.elapsed());
     }
-    lat.sort();
-    println!(
-        "api       trivial job via POST /v1/jobs?wait=true (durable receipt): p50 {:.2} ms  p99 {:.2} ms  (goals <= 1 ms, <= 5 ms)",
-        ms(percentile(&lat, 0.5)),
-        ms(percentile(&lat, 0.99))
-    );
-    // Throughput: 32 concurrent clients for 3 seconds.
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut clients = Vec::new();
-    for _ in 0..32 {
-        let (url, done) = (url.clone(), done.clone());
-        let bodies: Vec<Vec<u8>> = (0..4000).map(|_| body()).collect::<Result<_, _>>()?;
-        clients.push(tokio::spawn(async move {
-            for b in bodies {
-                if Instant::now() > deadline {
-                    break;
-                }
-                if let Ok(r) = crate::apiclient::request(
-                    "POST",
-                    &url,
-                    None,
-                    Some("application/json"),
-                    &b,
-                    Duration::from_secs(10),
-                )
-                .await
-                    && r.status == 200
-                {
-                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        }));
+    let n = iterations.clamp(3, 15);
+    for (id, name, module, func) in jobs {
+        let (plain, metered, fuel) = overhead(&module, func, n)?;
+        report.add(
+            Figure::new(
+                &format!("metering.{id}"),
+                format!(
+                    "{name} on wasm3: plain {:.2} ms, metered {:.2} ms, fuel {fuel}; overhead",
+                    ms(plain),
+                    ms(metered)
+                ),
+                metered.as_secs_f64() / plain.as_secs_f64(),
+                "x",
+            )
+            .method(format!(
+                "the exported function's call alone (instantiation excluded), best of {n} for each module"
+            ))
+            .goal("<= 1.30x"),
+        );
     }
-    let t = Instant::now();
-    for c in clients {
-        let _ = c.await;
-    }
-    let n = done.load(std::sync::atomic::Ordering::Relaxed);
-    println!(
-        "api       sustained throughput, 32 clients, receipts committed before each answer: {:.0} jobs/s  (goal >= 2000 jobs/s)",
-        n as f64 / t.elapsed().as_secs_f64()
-    );
-    node.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -229,7 +235,7 @@ fn vm_rss_kb(pid: u32) -> Option<u64> {
 }
 
 /// Resident memory of an idle `plasm start` with its API, in a process of its own.
-fn idle_rss() -> Result<(), BenchError> {
+fn idle_rss(report: &mut Report) -> Result<(), BenchError> {
     let dir = tempfile_dir()?;
     let args = [
         "--listen",
@@ -241,11 +247,23 @@ fn idle_rss() -> Result<(), BenchError> {
     ];
     let (mut child, _) = spawn_start(&args, &dir)?;
     std::thread::sleep(Duration::from_secs(2));
-    let rss = vm_rss_kb(child.id()).map_or_else(|| "unknown".into(), |kb| format!("{kb} kB"));
+    let rss = vm_rss_kb(child.id());
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
-    println!("memory    idle plasm start (QUIC + API + 2 workers): RSS {rss}  (goal <= 20 MB)");
+    let kb = rss.ok_or_else(|| fail("no RSS in /proc"))?;
+    report.add(
+        Figure::new(
+            "memory.idle_rss",
+            "idle plasm start (QUIC + API + 2 workers): RSS",
+            kb as f64 / 1024.0,
+            "MiB",
+        )
+        .method(
+            "VmRSS of the child process from /proc, read once 2 s after it printed its API address",
+        )
+        .goal("<= 20 MB"),
+    );
     Ok(())
 }
 
@@ -348,7 +366,7 @@ fn loopback_config(mode: Mode, bootstrap: &[libp2p::Multiaddr]) -> Result<NodeCo
 }
 
 /// Remote jobs in a 20-executor mesh on loopback QUIC, all in this process.
-async fn network(iterations: usize) -> Result<(), BenchError> {
+async fn network(report: &mut Report, iterations: usize) -> Result<(), BenchError> {
     let boot = Node::start(loopback_config(Mode::Bootstrap, &[])?)
         .await
         .map_err(fail)?;
@@ -379,7 +397,9 @@ async fn network(iterations: usize) -> Result<(), BenchError> {
         < mesh
     {
         if Instant::now() > deadline {
-            return Err(fail("the 20 executors did not all advertise within 30 s"));
+            return Err(fail(format!(
+                "the {mesh} executors did not all advertise within 30 s"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -409,10 +429,27 @@ async fn network(iterations: usize) -> Result<(), BenchError> {
         }
     }
     warm.sort();
-    println!(
-        "network   warm remote job over QUIC (offer, bundle, run, verify): p50 {:.2} ms  p90 {:.2} ms  (goal p50 <= 3 ms)",
-        ms(percentile(&warm, 0.5)),
-        ms(percentile(&warm, 0.9))
+    let warm_n = warm.len();
+    report.add(
+        Figure::new(
+            "network.warm_p50",
+            format!("warm remote job over QUIC, {mesh}-executor loopback mesh (offer, bundle, run, verify): p50"),
+            ms(percentile(&warm, 0.5)),
+            "ms",
+        )
+        .method(format!(
+            "run_remote to one already-connected executor, timed from the call to the verified receipt; {warm_n} jobs after one warm-up; median"
+        ))
+        .goal("<= 3 ms"),
+    );
+    report.add(
+        Figure::new(
+            "network.warm_p90",
+            "the same jobs: p90",
+            ms(percentile(&warm, 0.9)),
+            "ms",
+        )
+        .method(format!("90th percentile of the same {warm_n} jobs")),
     );
     client.shutdown().await;
     // Cold: a fresh requester joins, looks executors up in the DHT, dials and runs.
@@ -444,11 +481,29 @@ async fn network(iterations: usize) -> Result<(), BenchError> {
     }
     cold.sort();
     lookup.sort();
-    println!(
-        "network   cold remote job, 20-node loopback mesh (join, DHT lookup, dial, run): p50 {:.2} ms  p90 {:.2} ms  (goal p50 <= 50 ms); lookup alone p50 {:.2} ms",
-        ms(percentile(&cold, 0.5)),
-        ms(percentile(&cold, 0.9)),
-        ms(percentile(&lookup, 0.5))
+    let cold_n = cold.len();
+    report.add(
+        Figure::new(
+            "network.cold_p50",
+            format!("cold remote job, {mesh}-executor loopback mesh (join, DHT lookup, dial, run): p50"),
+            ms(percentile(&cold, 0.5)),
+            "ms",
+        )
+        .method(format!(
+            "a fresh client node per job, timed from Node::start to the verified receipt; {cold_n} jobs; median"
+        ))
+        .goal("<= 50 ms"),
+    );
+    report.add(
+        Figure::new(
+            "network.lookup_p50",
+            "of which the DHT provider lookup: p50",
+            ms(percentile(&lookup, 0.5)),
+            "ms",
+        )
+        .method(format!(
+            "find_executors alone in the same {cold_n} jobs; median"
+        )),
     );
     for n in executors {
         n.shutdown().await;
@@ -457,7 +512,7 @@ async fn network(iterations: usize) -> Result<(), BenchError> {
     Ok(())
 }
 
-fn process_run(iterations: usize) -> Result<(), BenchError> {
+fn process_run(report: &mut Report, iterations: usize) -> Result<(), BenchError> {
     let exe = std::env::current_exe().map_err(fail)?;
     let dir = tempfile_dir()?;
     let module = dir.join("hello.wasm");
@@ -488,10 +543,17 @@ fn process_run(iterations: usize) -> Result<(), BenchError> {
         }
     }
     times.sort();
-    println!(
-        "process   plasm run hello.wasm + signed receipt: p50 {:.2} ms  p90 {:.2} ms  (goal p50 <= 10 ms)",
-        ms(percentile(&times, 0.5)),
-        ms(percentile(&times, 0.9))
+    report.add(
+        Figure::new(
+            "process.run_p50",
+            "whole-process plasm run hello.wasm + signed receipt: p50",
+            ms(percentile(&times, 0.5)),
+            "ms",
+        )
+        .method(format!(
+            "fork+exec of `plasm run` to its exit, {iterations} runs after one that creates the key; median"
+        ))
+        .goal("<= 10 ms"),
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -567,7 +629,7 @@ fn time_call(bytes: &[u8], func: &str, metered: bool) -> Result<(Duration, i64),
     Ok((elapsed, used))
 }
 
-fn verifications() {
+fn verifications(report: &mut Report) {
     let id = Identity::from_seed([42u8; 32]);
     let receipt = Receipt::sign(
         &ReceiptBody {
@@ -603,8 +665,17 @@ fn verifications() {
         }
     }
     let per_sec = n as f64 / t.elapsed().as_secs_f64();
-    println!(
-        "verify    receipt parse + full verification: {per_sec:.0}/s on one core (goal >= 20000/s)"
+    report.add(
+        Figure::new(
+            "verify.full",
+            "receipt parse + full verification on one core",
+            per_sec,
+            "receipts/s",
+        )
+        .method(format!(
+            "{n} valid verifications (JSON parse, schema, RFC 8785, peer id, Ed25519) in a 2 s loop on one thread; count / elapsed"
+        ))
+        .goal(">= 20000/s"),
     );
     // Where the time goes: the Ed25519 check alone, and the check without the schema.
     let bytes = receipt.signing_bytes().unwrap_or_default();
@@ -618,5 +689,15 @@ fn verifications() {
         }
     }
     let alone = n as f64 / t.elapsed().as_secs_f64();
-    println!("verify    of which Ed25519 verify_strict alone: {alone:.0}/s on one core");
+    report.add(
+        Figure::new(
+            "verify.ed25519",
+            "Ed25519 verify_strict alone on one core",
+            alone,
+            "verifications/s",
+        )
+        .method(format!(
+            "{n} verify_strict calls over the same bytes in a 1 s loop; count / elapsed"
+        )),
+    );
 }
