@@ -27,7 +27,7 @@ pub struct ApiNode {
 }
 
 impl ApiNode {
-    /// Starts the node (2 workers, as on the 2-core reference machine) and uploads hello.wasm.
+    /// Starts the node (`workers` workers, the default queue) and uploads hello.wasm.
     pub async fn start(workers: usize) -> Result<Self, BenchError> {
         let dir = tempfile_dir()?;
         let mut c = super::loopback_config(Mode::Node, &[])?;
@@ -35,7 +35,9 @@ impl ApiNode {
         c.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         c.data_dir = Some(dir.clone());
         c.workers = workers;
-        c.queue = 512;
+        // The default queue (four per worker), as `plasm start` has it: clients beyond
+        // it are answered 429 and counted, never queued without bound.
+        c.queue = workers * 4;
         let node = Node::start(c).await.map_err(fail)?;
         let base = node.api_url().ok_or_else(|| fail("no api"))?;
         let module = wat::parse_str(HELLO).map_err(fail)?;

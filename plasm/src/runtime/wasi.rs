@@ -163,6 +163,11 @@ const PREVIEW1: &[(&str, &[T], bool)] = {
     ]
 };
 
+/// The name of every preview1 function a module may import (fuzzing and docs).
+pub fn preview1_names() -> impl Iterator<Item = &'static str> {
+    PREVIEW1.iter().map(|(n, _, _)| *n)
+}
+
 /// The expected signature of a preview1 import, or `None` for an unknown name.
 pub fn signature(name: &str) -> Option<wasmparser::FuncType> {
     let (_, params, errno) = PREVIEW1.iter().find(|(n, _, _)| *n == name)?;

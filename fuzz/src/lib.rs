@@ -1,0 +1,278 @@
+//! The bodies of plasm's fuzz targets, one per input surface that takes bytes
+//! from strangers: manifests, receipts, the job protocol's wire codec, RFC 8785
+//! canonicalisation, the fuel/stack instrumentation and the WASI layer.
+//!
+//! They live in a library, not in the libFuzzer binaries, so that
+//! `tests/corpus.rs` replays every corpus file (and every crash turned
+//! regression) as an ordinary test on the stable toolchain; the binaries in
+//! `fuzz_targets/` only hand libFuzzer's bytes to these functions. Each body
+//! panics exactly when it finds a defect: a panic inside plasm, or a property
+//! that must hold (canonical form is idempotent, instrumented output validates,
+//! a decoded message re-encodes to itself, the sandbox is deterministic).
+
+use arbitrary::{Arbitrary, Unstructured};
+use futures::executor::block_on;
+use libp2p::request_response::Codec as _;
+use plasm::net::protocol::{JOB_PROTOCOL, JobRequest, JobResponse};
+use plasm::runtime::{self, ExecRequest, wasi, wasm3::Wasm3Runtime};
+use wasm_encoder::{
+    CodeSection, DataSection, EntityType, ExportKind, ExportSection, Function, FunctionSection,
+    ImportSection, Instruction, MemorySection, MemoryType, TypeSection, ValType,
+};
+
+/// Every target, by name, for the corpus replay.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("manifest", manifest),
+    ("receipt", receipt),
+    ("wire", wire),
+    ("jcs", jcs),
+    ("instrument", instrument),
+    ("wasi", wasi),
+];
+
+/// Manifest parsing and validation: never a panic; a manifest that validates
+/// validates again from its own value with the same job id.
+pub fn manifest(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(m) = plasm::manifest::Manifest::from_json(text) {
+        let again = plasm::manifest::Manifest::from_value(m.as_value().clone())
+            .expect("a valid manifest's own value validates");
+        assert_eq!(m.job_id(), again.job_id(), "the job id is stable");
+    }
+}
+
+/// Receipt parsing and verification: never a panic, whatever the bytes.
+pub fn receipt(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(r) = plasm::receipt::Receipt::from_json(text)
+        && r.verify().is_ok()
+    {
+        // A receipt that verifies has canonical signing bytes, and they are stable.
+        let a = r.signing_bytes().expect("a verified receipt canonicalises");
+        let b = r.signing_bytes().expect("twice");
+        assert_eq!(a, b);
+    }
+}
+
+type WireCodec = libp2p::request_response::cbor::codec::Codec<JobRequest, JobResponse>;
+
+fn codec() -> WireCodec {
+    // The node's own caps (net::behaviour::NetLimits defaults).
+    WireCodec::default()
+        .set_request_size_maximum(33 * 1024 * 1024)
+        .set_response_size_maximum(10 * 1024 * 1024)
+}
+
+/// The job protocol's CBOR codec, both directions: never a panic; what decodes
+/// re-encodes and decodes to the same message.
+pub fn wire(data: &[u8]) {
+    let mut c = codec();
+    let p = JOB_PROTOCOL;
+    if let Ok(req) = block_on(c.read_request(&p, &mut futures::io::Cursor::new(data))) {
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(c.write_request(&p, &mut out, req.clone())).expect("a decoded request encodes");
+        let back = block_on(c.read_request(&p, &mut futures::io::Cursor::new(out.into_inner())))
+            .expect("an encoded request decodes");
+        assert_eq!(req, back, "request round trip");
+    }
+    if let Ok(resp) = block_on(c.read_response(&p, &mut futures::io::Cursor::new(data))) {
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(c.write_response(&p, &mut out, resp.clone())).expect("a decoded response encodes");
+        let back = block_on(c.read_response(&p, &mut futures::io::Cursor::new(out.into_inner())))
+            .expect("an encoded response decodes");
+        assert_eq!(resp, back, "response round trip");
+    }
+}
+
+/// RFC 8785 canonicalisation: never a panic; the canonical form parses back to
+/// the same value and is its own canonical form.
+pub fn jcs(data: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    if let Ok(canon) = plasm::jcs::canonicalize(&value) {
+        let back: serde_json::Value =
+            serde_json::from_slice(&canon).expect("canonical bytes are JSON");
+        assert_eq!(back, value, "canonicalisation keeps the value");
+        let again = plasm::jcs::canonicalize(&back).expect("canonical form canonicalises");
+        assert_eq!(again, canon, "canonicalisation is idempotent");
+    }
+}
+
+fn smith_config() -> wasm_smith::Config {
+    // What plasm accepts: WebAssembly 2.0 without SIMD, one memory, and imports
+    // only from WASI (none here; the wasi target covers them).
+    wasm_smith::Config {
+        max_imports: 0,
+        max_memories: 1,
+        max_tables: 1,
+        simd_enabled: false,
+        relaxed_simd_enabled: false,
+        threads_enabled: false,
+        exceptions_enabled: false,
+        gc_enabled: false,
+        tail_call_enabled: false,
+        memory64_enabled: false,
+        custom_page_sizes_enabled: false,
+        wide_arithmetic_enabled: false,
+        extended_const_enabled: false,
+        multi_value_enabled: true,
+        reference_types_enabled: true,
+        bulk_memory_enabled: true,
+        saturating_float_to_int_enabled: true,
+        sign_extension_ops_enabled: true,
+        canonicalize_nans: false,
+        ..wasm_smith::Config::default()
+    }
+}
+
+/// The fuel/stack instrumentation, on modules from wasm-smith (and, for inputs
+/// whose first byte is odd, on the raw bytes): never a panic, and whatever it
+/// accepts comes out as a module that validates.
+pub fn instrument(data: &[u8]) {
+    let wasm = match data.split_first() {
+        Some((b, rest)) if b & 1 == 1 => rest.to_vec(),
+        _ => {
+            let mut u = Unstructured::new(data);
+            match wasm_smith::Module::new(smith_config(), &mut u) {
+                Ok(m) => m.to_bytes(),
+                Err(_) => return,
+            }
+        }
+    };
+    if let Ok(out) = runtime::instrument::instrument(&wasm, wasi::signature) {
+        let features = wasmparser::WasmFeatures::WASM2.difference(wasmparser::WasmFeatures::SIMD);
+        if let Err(e) = wasmparser::Validator::new_with_features(features).validate_all(&out.bytes)
+        {
+            panic!("instrumented output does not validate: {e}");
+        }
+    }
+}
+
+/// One host call of the wasi target.
+#[derive(Debug, Arbitrary)]
+struct Call {
+    func: u8,
+    args: [i64; 6],
+}
+
+/// A guest that calls WASI functions with arbitrary arguments over arbitrary memory.
+#[derive(Debug, Arbitrary)]
+struct Guest {
+    calls: Vec<Call>,
+    data_at: u16,
+    data: Vec<u8>,
+    stdin: Vec<u8>,
+    args: Vec<String>,
+}
+
+fn guest_module(g: &Guest) -> Vec<u8> {
+    let names: Vec<&str> = wasi::preview1_names().collect();
+    let calls: Vec<(&str, wasmparser::FuncType, &[i64; 6])> = g
+        .calls
+        .iter()
+        .take(16)
+        .filter_map(|c| {
+            let name = names[usize::from(c.func) % names.len()];
+            wasi::signature(name).map(|t| (name, t, &c.args))
+        })
+        .collect();
+    let val = |t: &wasmparser::ValType| match t {
+        wasmparser::ValType::I64 => ValType::I64,
+        _ => ValType::I32,
+    };
+    let mut types = TypeSection::new();
+    let mut imports = ImportSection::new();
+    let mut used: Vec<&str> = Vec::new();
+    for (name, ty, _) in &calls {
+        if used.contains(name) {
+            continue;
+        }
+        types
+            .ty()
+            .function(ty.params().iter().map(val), ty.results().iter().map(val));
+        imports.import(
+            "wasi_snapshot_preview1",
+            name,
+            EntityType::Function(used.len() as u32),
+        );
+        used.push(name);
+    }
+    let start_type = used.len() as u32;
+    types.ty().function([], []);
+    let mut funcs = FunctionSection::new();
+    funcs.function(start_type);
+    let mut memory = MemorySection::new();
+    memory.memory(MemoryType {
+        minimum: 1,
+        maximum: Some(2),
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    let mut exports = ExportSection::new();
+    exports.export("memory", ExportKind::Memory, 0);
+    exports.export("_start", ExportKind::Func, used.len() as u32);
+    let mut body = Function::new([]);
+    for (name, ty, args) in &calls {
+        for (p, a) in ty.params().iter().zip(args.iter()) {
+            match p {
+                wasmparser::ValType::I64 => body.instruction(&Instruction::I64Const(*a)),
+                _ => body.instruction(&Instruction::I32Const(*a as i32)),
+            };
+        }
+        let idx = used.iter().position(|n| n == name).unwrap_or(0) as u32;
+        body.instruction(&Instruction::Call(idx));
+        for _ in ty.results() {
+            body.instruction(&Instruction::Drop);
+        }
+    }
+    body.instruction(&Instruction::End);
+    let mut code = CodeSection::new();
+    code.function(&body);
+    let mut data = DataSection::new();
+    let bytes: Vec<u8> = g.data.iter().copied().take(4096).collect();
+    data.active(
+        0,
+        &wasm_encoder::ConstExpr::i32_const(i32::from(g.data_at) % (65536 - 4096)),
+        bytes,
+    );
+    let mut m = wasm_encoder::Module::new();
+    m.section(&types)
+        .section(&imports)
+        .section(&funcs)
+        .section(&memory)
+        .section(&exports)
+        .section(&code)
+        .section(&data);
+    m.finish()
+}
+
+/// The WASI layer: a guest calls preview1 functions with arbitrary arguments
+/// over arbitrary memory, stdin and argv. Never a panic, and the sandbox is
+/// deterministic: the same guest gives the same result twice.
+pub fn wasi(data: &[u8]) {
+    let Ok(g) = Guest::arbitrary(&mut Unstructured::new(data)) else {
+        return;
+    };
+    let request = ExecRequest {
+        module: guest_module(&g).into(),
+        entry: "_start".into(),
+        args: g.args.iter().take(8).cloned().collect(),
+        env: vec![("K".into(), "V".into())],
+        stdin: g.stdin.iter().copied().take(4096).collect(),
+        limits: plasm::manifest::Limits {
+            fuel: 1_000_000,
+            memory_bytes: 2 * 65536,
+            output_bytes: 4096,
+        },
+        random_seed: [7; 32],
+    };
+    let a = runtime::run(&Wasm3Runtime, &request);
+    let b = runtime::run(&Wasm3Runtime, &request);
+    assert_eq!(a, b, "the same guest ran twice gives the same result");
+}

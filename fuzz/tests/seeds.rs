@@ -1,0 +1,148 @@
+//! Writes the seed corpora (run once, by hand; the files are committed):
+//! `cargo test -p plasm-fuzz --test seeds -- --ignored`.
+//!
+//! Seeds come from the cross-language test vectors (manifests, receipts,
+//! canonical JSON), from real wire messages encoded by the node's codec, from
+//! the example modules, and from fixed pseudo-random bytes for the targets that
+//! build their input with `arbitrary` (wasm-smith modules, WASI guests).
+
+use futures::executor::block_on;
+use libp2p::request_response::Codec as _;
+use plasm::net::protocol::{DeclineReason, JOB_PROTOCOL, JobRequest, JobResponse};
+use std::path::{Path, PathBuf};
+
+fn dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(name);
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+fn put(name: &str, file: &str, bytes: &[u8]) {
+    std::fs::write(dir(name).join(file), bytes).expect("write seed");
+}
+
+/// A fixed xorshift stream, so the seeds are the same on every run.
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "writes the committed seed corpora"]
+fn write_seeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let vectors: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("schemas/test-vectors/vectors.json")).expect("vectors"),
+    )
+    .expect("json");
+    for (i, m) in vectors["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .enumerate()
+    {
+        put(
+            "manifest",
+            &format!("vector-{i:02}"),
+            m["json"].as_str().expect("json").as_bytes(),
+        );
+    }
+    for (i, r) in vectors["receipts"]
+        .as_array()
+        .expect("receipts")
+        .iter()
+        .enumerate()
+    {
+        put(
+            "receipt",
+            &format!("vector-{i:02}"),
+            r["json"].as_str().expect("json").as_bytes(),
+        );
+    }
+    for (i, c) in vectors["canonical"]
+        .as_array()
+        .expect("canonical")
+        .iter()
+        .enumerate()
+    {
+        put(
+            "jcs",
+            &format!("vector-{i:02}"),
+            c["json"].as_str().expect("json").as_bytes(),
+        );
+    }
+    let mut codec =
+        libp2p::request_response::cbor::codec::Codec::<JobRequest, JobResponse>::default();
+    let manifest = vectors["manifests"][0]["json"]
+        .as_str()
+        .expect("json")
+        .to_owned();
+    let requests = [
+        JobRequest::Offer { manifest },
+        JobRequest::Bundle {
+            job_id: "a".repeat(64),
+            module: Some(b"\0asm\x01\0\0\0".to_vec()),
+            input: b"in".to_vec(),
+        },
+        JobRequest::Bundle {
+            job_id: "b".repeat(64),
+            module: None,
+            input: vec![],
+        },
+    ];
+    for (i, r) in requests.into_iter().enumerate() {
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_request(&JOB_PROTOCOL, &mut out, r)).expect("encode");
+        put("wire", &format!("request-{i}"), &out.into_inner());
+    }
+    let receipt = vectors["receipts"][0]["json"]
+        .as_str()
+        .expect("json")
+        .to_owned();
+    let responses = [
+        JobResponse::Accept {
+            job_id: "a".repeat(64),
+            has_module: true,
+        },
+        JobResponse::Decline {
+            reason: DeclineReason::Busy,
+            message: "busy".into(),
+        },
+        JobResponse::Result {
+            receipt,
+            stdout: b"hello".to_vec(),
+            stderr: vec![],
+        },
+    ];
+    for (i, r) in responses.into_iter().enumerate() {
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_response(&JOB_PROTOCOL, &mut out, r)).expect("encode");
+        put("wire", &format!("response-{i}"), &out.into_inner());
+    }
+    for wat_file in ["hello", "fib", "reverse", "sum_loop"] {
+        let text = std::fs::read_to_string(root.join(format!("examples/wat/{wat_file}.wat")))
+            .expect("wat");
+        let mut raw = vec![1u8]; // odd first byte: the instrument target takes the rest as is
+        raw.extend(wat::parse_str(&text).expect("parse"));
+        put("instrument", &format!("raw-{wat_file}"), &raw);
+    }
+    for i in 0..8u64 {
+        let mut smith = vec![0u8]; // even first byte: wasm-smith builds a module from the rest
+        smith.extend(noise(i, 512 + 256 * i as usize));
+        put("instrument", &format!("smith-{i}"), &smith);
+        put(
+            "wasi",
+            &format!("guest-{i}"),
+            &noise(100 + i, 256 + 128 * i as usize),
+        );
+    }
+}
