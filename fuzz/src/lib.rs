@@ -20,8 +20,11 @@ use wasm_encoder::{
     ImportSection, Instruction, MemorySection, MemoryType, TypeSection, ValType,
 };
 
+/// A target body: panics exactly when it finds a defect.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name, for the corpus replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("receipt", receipt),
     ("wire", wire),

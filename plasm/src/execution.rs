@@ -60,4 +60,16 @@ pub struct RuntimeInfo {
     pub version: String,
     /// Metering scheme whose fuel counts the receipt reports, e.g. `plasm-fuel/1`.
     pub metering: String,
+    /// Hex SHA-256 of the engine's configuration as the runtime describes it
+    /// (stack size, features, fuel model): two receipts with the same value ran
+    /// under the same rules.
+    pub config_sha256: String,
+}
+
+impl RuntimeInfo {
+    /// The hex SHA-256 of a runtime's configuration description.
+    pub fn config_hash(description: &str) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(description.as_bytes()))
+    }
 }

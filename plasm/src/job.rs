@@ -4,7 +4,7 @@
 use crate::identity::Identity;
 use crate::jcs;
 use crate::manifest::Manifest;
-use crate::receipt::{Receipt, ReceiptBody};
+use crate::receipt::{Receipt, ReceiptBody, ReceiptPlacement};
 use crate::runtime::pool::{PoolError, WorkerPool};
 use crate::runtime::{ExecRequest, ExecResult};
 use serde_json::json;
@@ -118,9 +118,16 @@ pub fn sign_receipt(
     result: &ExecResult,
     pool: &WorkerPool,
     identity: &Identity,
-    started_at: String,
+    queued_at: String,
+    placement: ReceiptPlacement,
     finished_at: String,
 ) -> Receipt {
+    // A result that never reached a worker (refused, pool closed) started when it was queued.
+    let started_at = if result.started_at.is_empty() {
+        queued_at.clone()
+    } else {
+        result.started_at.clone()
+    };
     Receipt::sign(
         &ReceiptBody {
             job_id: manifest.job_id().to_owned(),
@@ -135,6 +142,10 @@ pub fn sign_receipt(
             runtime: pool.runtime().info(),
             started_at,
             finished_at,
+            stderr_sha256: sha256_hex(&result.stderr),
+            memory_limit_hit: result.memory_limit_hit,
+            queued_at,
+            placement,
         },
         identity,
     )
@@ -144,17 +155,25 @@ pub fn sign_receipt(
 /// the network executor all run jobs through it, so receipts are signed one way.
 pub struct Submitted {
     result: tokio::sync::oneshot::Receiver<ExecResult>,
-    started_at: String,
+    queued_at: String,
+    placement: ReceiptPlacement,
 }
 
 impl Submitted {
     /// Queues `request` on `pool`; fails at once when the pool is full.
     pub fn start(pool: &WorkerPool, request: ExecRequest) -> Result<Self, PoolError> {
-        let started_at = crate::time::now_rfc3339();
+        let queued_at = crate::time::now_rfc3339();
         Ok(Self {
             result: pool.submit(request)?,
-            started_at,
+            queued_at,
+            placement: ReceiptPlacement::local(),
         })
+    }
+
+    /// Records where the job came from (the receipt's `placement`); local by default.
+    pub fn placed(mut self, placement: ReceiptPlacement) -> Self {
+        self.placement = placement;
+        self
     }
 
     /// Waits for the result (async) and signs the receipt.
@@ -165,7 +184,14 @@ impl Submitted {
         manifest: &Manifest,
     ) -> Result<JobOutput, JobError> {
         let result = self.result.await.map_err(|_| PoolError::Closed)?;
-        Ok(sign(pool, identity, manifest, result, self.started_at))
+        Ok(sign(
+            pool,
+            identity,
+            manifest,
+            result,
+            self.queued_at,
+            self.placement,
+        ))
     }
 
     /// Waits for the result on a non-async thread and signs the receipt.
@@ -176,7 +202,14 @@ impl Submitted {
         manifest: &Manifest,
     ) -> Result<JobOutput, JobError> {
         let result = self.result.blocking_recv().map_err(|_| PoolError::Closed)?;
-        Ok(sign(pool, identity, manifest, result, self.started_at))
+        Ok(sign(
+            pool,
+            identity,
+            manifest,
+            result,
+            self.queued_at,
+            self.placement,
+        ))
     }
 }
 
@@ -185,10 +218,19 @@ fn sign(
     identity: &Identity,
     manifest: &Manifest,
     result: ExecResult,
-    started_at: String,
+    queued_at: String,
+    placement: ReceiptPlacement,
 ) -> JobOutput {
     let finished_at = crate::time::now_rfc3339();
-    let receipt = sign_receipt(manifest, &result, pool, identity, started_at, finished_at);
+    let receipt = sign_receipt(
+        manifest,
+        &result,
+        pool,
+        identity,
+        queued_at,
+        placement,
+        finished_at,
+    );
     JobOutput { result, receipt }
 }
 

@@ -1,10 +1,17 @@
 //! Signed execution receipts: building, signing, and verification.
 //!
-//! A receipt is a JSON object. Its signature covers `plasm-receipt-v1\n` followed
-//! by the RFC 8785 form of every other member, unknown ones included, so a
-//! verifier needs only the JSON text: no schema registry, no node. Verification
-//! runs its checks in a fixed, documented order and names the first that fails,
-//! so the Rust and PHP verifiers agree on the verdict for every test vector.
+//! A receipt is a JSON object. Its signature covers `plasm-receipt-v2\n` (for a
+//! version 1 receipt, `plasm-receipt-v1\n`) followed by the RFC 8785 form of every
+//! other member, unknown ones included, so a verifier needs only the JSON text:
+//! no schema registry, no node. Verification runs its checks in a fixed,
+//! documented order and names the first that fails, so the Rust and PHP
+//! verifiers agree on the verdict for every test vector.
+//!
+//! Nodes sign version 2 (`schemas/receipt-v2.schema.json`): it adds the stderr
+//! hash, the memory-limit flag, the queued time, the runtime's configuration
+//! hash and the placement, designed once for the issues that fill them. Version
+//! 1 receipts (`schemas/receipt.schema.json`) verify forever: the `version`
+//! member picks the schema and the signing prefix.
 
 pub use crate::execution::{Outcome, RuntimeInfo};
 use crate::identity::{Identity, peer_id_matches};
@@ -16,12 +23,18 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use serde_json::{Map, Value, json};
 use std::sync::OnceLock;
 
-/// The receipt schema, as published in `schemas/`.
-pub const RECEIPT_SCHEMA: &str = include_str!("../../schemas/receipt.schema.json");
-/// The `version` every v1 receipt carries.
-pub const RECEIPT_VERSION: &str = "plasm.receipt/v1";
-/// Domain separation prefix of the signed bytes.
-pub const SIGNING_PREFIX: &[u8] = b"plasm-receipt-v1\n";
+/// The version 1 receipt schema, as published in `schemas/`.
+pub const RECEIPT_SCHEMA_V1: &str = include_str!("../../schemas/receipt.schema.json");
+/// The version 2 receipt schema, as published in `schemas/`.
+pub const RECEIPT_SCHEMA: &str = include_str!("../../schemas/receipt-v2.schema.json");
+/// The `version` of the receipts this release signs.
+pub const RECEIPT_VERSION: &str = "plasm.receipt/v2";
+/// The `version` of release 0.1's receipts (they still verify).
+pub const RECEIPT_VERSION_V1: &str = "plasm.receipt/v1";
+/// Domain separation prefix of a version 2 receipt's signed bytes.
+pub const SIGNING_PREFIX: &[u8] = b"plasm-receipt-v2\n";
+/// Domain separation prefix of a version 1 receipt's signed bytes.
+pub const SIGNING_PREFIX_V1: &[u8] = b"plasm-receipt-v1\n";
 
 /// Why a receipt failed verification; the variants are listed in the order the checks run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +107,39 @@ pub struct ReceiptBody {
     pub started_at: String,
     /// RFC 3339 end time.
     pub finished_at: String,
+    /// Hex SHA-256 of stderr (v2).
+    pub stderr_sha256: String,
+    /// A `memory.grow` was refused by the memory limit (v2).
+    pub memory_limit_hit: bool,
+    /// RFC 3339 time the executor queued the job (v2).
+    pub queued_at: String,
+    /// Where the job ran, as the executor saw it (v2).
+    pub placement: ReceiptPlacement,
+}
+
+/// Where a job ran and which way its bytes came, as the executor saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptPlacement {
+    /// `local`, `direct`, `hole-punched` or `relayed`.
+    pub path: String,
+    /// The relay's peer id, when relayed.
+    pub relay: Option<String>,
+    /// The requester's attempt number, when it says (placement issue).
+    pub attempt: Option<u32>,
+    /// The executor the job was taken over from (placement issue).
+    pub taken_over_from: Option<String>,
+}
+
+impl ReceiptPlacement {
+    /// A job run by the node it was submitted to.
+    pub fn local() -> Self {
+        Self {
+            path: "local".into(),
+            relay: None,
+            attempt: None,
+            taken_over_from: None,
+        }
+    }
 }
 
 /// A receipt: the JSON object, signed or not. The value is always an object;
@@ -112,9 +158,18 @@ pub struct Verified {
     pub job_id: String,
 }
 
-fn validator() -> &'static jsonschema::Validator {
-    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| compile_schema(RECEIPT_SCHEMA))
+fn validator(v1: bool) -> &'static jsonschema::Validator {
+    static V1: OnceLock<jsonschema::Validator> = OnceLock::new();
+    static V2: OnceLock<jsonschema::Validator> = OnceLock::new();
+    if v1 {
+        V1.get_or_init(|| compile_schema(RECEIPT_SCHEMA_V1))
+    } else {
+        V2.get_or_init(|| compile_schema(RECEIPT_SCHEMA))
+    }
+}
+
+fn opt_str(v: &Option<String>) -> Value {
+    v.clone().map_or(Value::Null, Value::from)
 }
 
 fn digest(hex: &str) -> Value {
@@ -122,10 +177,35 @@ fn digest(hex: &str) -> Value {
 }
 
 impl Receipt {
-    /// Signs `body` as `identity`.
+    /// Signs `body` as `identity`: a version 2 receipt.
     pub fn sign(body: &ReceiptBody, identity: &Identity) -> Self {
-        let mut m = Map::new();
+        let mut r = Self::sign_v1(body, identity);
+        let m = r.as_map_mut();
         m.insert("version".into(), RECEIPT_VERSION.into());
+        m.insert("stderr".into(), digest(&body.stderr_sha256));
+        m.insert("memory_limit_hit".into(), body.memory_limit_hit.into());
+        m.insert(
+            "runtime".into(),
+            json!({"name": body.runtime.name, "version": body.runtime.version,
+                   "metering": body.runtime.metering, "config": digest(&body.runtime.config_sha256)}),
+        );
+        let p = &body.placement;
+        m.insert(
+            "placement".into(),
+            json!({"path": p.path, "relay": opt_str(&p.relay),
+                   "attempt": p.attempt.map_or(Value::Null, Value::from),
+                   "taken_over_from": opt_str(&p.taken_over_from)}),
+        );
+        m.insert("queued_at".into(), body.queued_at.clone().into());
+        r.resign(identity);
+        r
+    }
+
+    /// Signs `body` as a version 1 receipt, as release 0.1 did (the v2 fields are
+    /// left out). Kept for the test vectors and the tests that prove old receipts verify.
+    pub fn sign_v1(body: &ReceiptBody, identity: &Identity) -> Self {
+        let mut m = Map::new();
+        m.insert("version".into(), RECEIPT_VERSION_V1.into());
         m.insert("job_id".into(), body.job_id.clone().into());
         m.insert("module".into(), digest(&body.module_sha256));
         m.insert("input".into(), digest(&body.input_sha256));
@@ -220,16 +300,25 @@ impl Receipt {
         self.as_map().get(key).and_then(Value::as_u64)
     }
 
-    /// The bytes the signature covers: the prefix and the canonical receipt without `signature`.
+    /// Whether this is a version 1 receipt (anything else is checked as version 2).
+    pub fn is_v1(&self) -> bool {
+        self.str_field("version") == Some(RECEIPT_VERSION_V1)
+    }
+
+    /// The bytes the signature covers: the version's prefix and the canonical receipt without `signature`.
     pub fn signing_bytes(&self) -> Result<Vec<u8>, jcs::CanonError> {
-        let mut out = SIGNING_PREFIX.to_vec();
+        let mut out = if self.is_v1() {
+            SIGNING_PREFIX_V1.to_vec()
+        } else {
+            SIGNING_PREFIX.to_vec()
+        };
         out.extend(jcs::canonicalize_without(self.as_map(), "signature")?);
         Ok(out)
     }
 
     /// Runs every check: schema, canonical form, public key, peer id, signature.
     pub fn verify(&self) -> Result<Verified, VerifyError> {
-        if let Some((path, rule, message)) = first_violation(validator(), &self.0) {
+        if let Some((path, rule, message)) = first_violation(validator(self.is_v1()), &self.0) {
             return Err(VerifyError::Schema {
                 path,
                 rule,
@@ -291,9 +380,14 @@ mod tests {
                     name: "wasm3".into(),
                     version: "0.9.0".into(),
                     metering: "plasm-fuel/1".into(),
+                    config_sha256: "5".repeat(64),
                 },
                 started_at: "2026-11-20T12:00:00.000Z".into(),
                 finished_at: "2026-11-20T12:00:00.010Z".into(),
+                stderr_sha256: "6".repeat(64),
+                memory_limit_hit: false,
+                queued_at: "2026-11-20T11:59:59.990Z".into(),
+                placement: ReceiptPlacement::local(),
             },
             identity,
         )
@@ -329,10 +423,11 @@ mod tests {
                 }
                 Value::String(s) if key == "job_id" => Value::String("0".repeat(s.len())),
                 Value::String(s) if key.ends_with("_at") => {
-                    Value::String(s.replace("12:00", "12:01"))
+                    Value::String(s.replacen("2026", "2027", 1))
                 }
                 Value::String(s) => Value::String(format!("{s}x")),
                 Value::Number(n) => Value::from(n.as_u64().unwrap_or(0) + 1),
+                Value::Bool(b) => Value::Bool(!b),
                 Value::Null => Value::from("x"),
                 Value::Object(mut o) => {
                     let k = o.keys().next().cloned().expect("non-empty");
@@ -372,6 +467,45 @@ mod tests {
         let mut r2 = sample(&a);
         r2.as_map_mut()["executor"]["peer_id"] = b.peer_id().to_string().into();
         assert_eq!(r2.verify(), Err(VerifyError::PeerId));
+    }
+
+    #[test]
+    fn a_version_1_receipt_still_verifies_and_versions_do_not_mix() {
+        let id = Identity::from_seed([4u8; 32]);
+        let body_source = sample(&id);
+        assert_eq!(body_source.str_field("version"), Some(RECEIPT_VERSION));
+        assert!(
+            body_source
+                .signing_bytes()
+                .expect("bytes")
+                .starts_with(SIGNING_PREFIX)
+        );
+        // Rebuild a v1 receipt of the same facts, as release 0.1 signed it.
+        let mut v1 = body_source.clone();
+        for k in ["stderr", "memory_limit_hit", "placement", "queued_at"] {
+            v1.as_map_mut().remove(k);
+        }
+        v1.as_map_mut()["runtime"]
+            .as_object_mut()
+            .expect("runtime")
+            .remove("config");
+        v1.as_map_mut()
+            .insert("version".into(), RECEIPT_VERSION_V1.into());
+        v1.resign(&id);
+        assert!(v1.is_v1());
+        assert!(
+            v1.signing_bytes()
+                .expect("bytes")
+                .starts_with(SIGNING_PREFIX_V1)
+        );
+        assert!(v1.verify().is_ok());
+        // The same bytes relabelled as the other version fail: schema or prefix.
+        let mut as_v2 = v1.clone();
+        as_v2.as_map_mut()["version"] = RECEIPT_VERSION.into();
+        assert_eq!(as_v2.verify().map_err(|e| e.check()), Err("schema"));
+        let mut as_v1 = body_source.clone();
+        as_v1.as_map_mut()["version"] = RECEIPT_VERSION_V1.into();
+        assert_eq!(as_v1.verify(), Err(VerifyError::Signature));
     }
 
     #[test]

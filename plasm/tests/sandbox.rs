@@ -229,3 +229,55 @@ fn full_pool_refuses_at_once() {
         assert_eq!(r.outcome, Outcome::OutOfFuel);
     }
 }
+
+/// A job that asks for memory beyond its limit, sees `memory.grow` return -1 and
+/// then exits on its own has exited, with its code; the receipt flags the limit.
+/// Only a job the limit stopped (a trap after the refusal) is `memory_limit`.
+#[test]
+fn a_refused_grow_then_an_exit_is_exited_with_the_flag() {
+    let pool = pool();
+    let id = Identity::from_seed([5u8; 32]);
+    let wat = format!(
+        "(module {PROC_EXIT} (memory 1)
+           (func (export \"_start\")
+             (if (i32.eq (memory.grow (i32.const 1000)) (i32.const -1))
+               (then (call $proc_exit (i32.const 3))))))"
+    );
+    let module = wat::parse_str(&wat).expect("wat");
+    let manifest = ManifestBuilder::new()
+        .memory_bytes(4 * 65536)
+        .build(&module, b"")
+        .expect("manifest");
+    let out = job::run_blocking(&pool, &id, &manifest, module.into(), vec![]).expect("job");
+    assert_eq!(
+        (
+            out.result.outcome,
+            out.result.exit_code,
+            out.result.memory_limit_hit
+        ),
+        (Outcome::Exited, Some(3), true)
+    );
+    out.receipt.verify().expect("verifies");
+    assert_eq!(out.receipt.str_field("outcome"), Some("exited"));
+    assert_eq!(out.receipt.as_map()["memory_limit_hit"], true);
+    // The memory bomb, which traps after the refusal, is stopped by the limit.
+    let bomb = run_wat(
+        &pool,
+        "(module (memory 1) (func (export \"_start\") (drop (memory.grow (i32.const 1000))) unreachable))",
+        ManifestBuilder::new().memory_bytes(4 * 65536),
+    );
+    assert_eq!(
+        (bomb.outcome, bomb.memory_limit_hit),
+        (Outcome::MemoryLimit, true)
+    );
+    // A job within its limit does not carry the flag.
+    let fine = run_wat(
+        &pool,
+        "(module (memory 1) (func (export \"_start\") (drop (memory.grow (i32.const 1)))))",
+        ManifestBuilder::new().memory_bytes(4 * 65536),
+    );
+    assert_eq!(
+        (fine.outcome, fine.memory_limit_hit),
+        (Outcome::Exited, false)
+    );
+}

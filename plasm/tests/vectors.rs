@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use plasm::identity::Identity;
 use plasm::jcs;
 use plasm::manifest::{Manifest, ManifestError};
-use plasm::receipt::{Receipt, ReceiptBody, RuntimeInfo};
+use plasm::receipt::{Receipt, ReceiptBody, ReceiptPlacement, RuntimeInfo};
 use plasm::runtime::Outcome;
 use serde_json::{Value, json};
 
@@ -139,12 +139,18 @@ fn receipt_cases() -> Vec<Value> {
             name: "wasm3".into(),
             version: "0.9.0".into(),
             metering: "plasm-fuel/1".into(),
+            config_sha256: plasm::job::sha256_hex(b"engine=wasm3 0.9.0"),
         },
         started_at: "2026-11-20T12:00:00.000Z".into(),
         finished_at: "2026-11-20T12:00:00.004Z".into(),
+        stderr_sha256: plasm::job::sha256_hex(b""),
+        memory_limit_hit: false,
+        queued_at: "2026-11-20T11:59:59.998Z".into(),
+        placement: ReceiptPlacement::local(),
     };
-    let valid = Receipt::sign(&body, &id);
-    let trapped = Receipt::sign(
+    // Version 1, exactly as release 0.1 signed it: these vectors must verify forever.
+    let valid = Receipt::sign_v1(&body, &id);
+    let trapped = Receipt::sign_v1(
         &ReceiptBody {
             outcome: Outcome::Trapped,
             exit_code: None,
@@ -228,6 +234,64 @@ fn receipt_cases() -> Vec<Value> {
         r.as_map_mut().insert("x-extension".into(), json!({"a": 1}));
         text(&r)
     }));
+    // Version 2, what nodes sign now.
+    let v2 = Receipt::sign(&body, &id);
+    let v2_relayed = Receipt::sign(
+        &ReceiptBody {
+            outcome: Outcome::Exited,
+            exit_code: Some(3),
+            memory_limit_hit: true,
+            stderr_sha256: plasm::job::sha256_hex(b"out of memory\n"),
+            placement: ReceiptPlacement {
+                path: "relayed".into(),
+                relay: Some(other.peer_id().to_string()),
+                attempt: Some(2),
+                taken_over_from: None,
+            },
+            ..body.clone()
+        },
+        &id,
+    );
+    let tamper2 = |f: &dyn Fn(&mut Receipt)| {
+        let mut r = v2.clone();
+        f(&mut r);
+        text(&r)
+    };
+    cases.push(("v2 valid", text(&v2)));
+    cases.push((
+        "v2 valid, memory limit hit, relayed, second attempt",
+        text(&v2_relayed),
+    ));
+    cases.push((
+        "v2 memory_limit_hit flipped",
+        tamper2(&|r| r.as_map_mut()["memory_limit_hit"] = json!(true)),
+    ));
+    cases.push((
+        "v2 placement path changed",
+        tamper2(&|r| r.as_map_mut()["placement"]["path"] = json!("direct")),
+    ));
+    cases.push((
+        "v2 placement path unknown",
+        tamper2(&|r| r.as_map_mut()["placement"]["path"] = json!("carrier-pigeon")),
+    ));
+    cases.push((
+        "v2 stderr removed",
+        tamper2(&|r| {
+            r.as_map_mut().remove("stderr");
+        }),
+    ));
+    cases.push((
+        "v2 relabelled as v1 (other prefix)",
+        tamper2(&|r| r.as_map_mut()["version"] = json!("plasm.receipt/v1")),
+    ));
+    cases.push((
+        "v1 relabelled as v2 (missing members)",
+        tamper(&|r| r.as_map_mut()["version"] = json!("plasm.receipt/v2")),
+    ));
+    cases.push((
+        "unknown version",
+        tamper2(&|r| r.as_map_mut()["version"] = json!("plasm.receipt/v3")),
+    ));
     cases
         .into_iter()
         .map(|(name, json_text)| {
@@ -251,7 +315,7 @@ fn receipt_cases() -> Vec<Value> {
 fn generate() -> Value {
     let id = Identity::from_seed(SEED);
     json!({
-        "description": "plasm cross-language vectors. canonical: RFC 8785 text of `json`, or the check that refuses it. manifests: canonical form and job_id (hex SHA-256 of the canonical bytes), or the schema path and rule that refuse it. receipts: the bytes the signature covers (`plasm-receipt-v1\\n` + canonical receipt without `signature`) and the verdict; checks run in the order malformed, schema, canonical, public_key, peer_id, signature and the first failure is named.",
+        "description": "plasm cross-language vectors. canonical: RFC 8785 text of `json`, or the check that refuses it. manifests: canonical form and job_id (hex SHA-256 of the canonical bytes), or the schema path and rule that refuse it. receipts: the bytes the signature covers (`plasm-receipt-v2\\n`, or for version 1 `plasm-receipt-v1\\n`, + canonical receipt without `signature`) and the verdict; checks run in the order malformed, schema, canonical, public_key, peer_id, signature and the first failure is named.",
         "key": {
             "seed_hex": hex::encode(SEED),
             "public_key": id.public_key_b64(),

@@ -6,14 +6,20 @@ namespace Plasm;
 
 /**
  * A signed execution receipt. `signature` is base64 Ed25519 over
- * "plasm-receipt-v1\n" followed by the RFC 8785 canonical JSON of every other
- * member. Checks run in the Rust node's order (malformed, schema, canonical,
+ * "plasm-receipt-v2\n" (for a version 1 receipt "plasm-receipt-v1\n") followed by
+ * the RFC 8785 canonical JSON of every other member. Nodes sign version 2
+ * (schemas/receipt-v2.schema.json); version 1 receipts (schemas/receipt.schema.json)
+ * still verify: `version` picks the rules and the prefix. Checks run in the Rust node's order (malformed, schema, canonical,
  * public_key, peer_id, signature) and the first failure is named, so both agree
  * on every vector in schemas/test-vectors/vectors.json.
  */
 final class Receipt
 {
-    public const SIGNING_PREFIX = "plasm-receipt-v1\n";
+    public const SIGNING_PREFIX = "plasm-receipt-v2\n";
+    public const SIGNING_PREFIX_V1 = "plasm-receipt-v1\n";
+    public const VERSION = 'plasm.receipt/v2';
+    public const VERSION_V1 = 'plasm.receipt/v1';
+    private const PATHS = ['local', 'direct', 'hole-punched', 'relayed'];
     private const OUTCOMES = ['exited', 'trapped', 'out_of_fuel', 'memory_limit', 'output_limit', 'invalid_module'];
 
     private function __construct(private readonly \stdClass $data, private readonly string $json)
@@ -72,7 +78,27 @@ final class Receipt
     {
         $copy = clone $this->data;
         unset($copy->signature);
-        return self::SIGNING_PREFIX . Canonical::encode($copy);
+        $prefix = $this->isV1() ? self::SIGNING_PREFIX_V1 : self::SIGNING_PREFIX;
+        return $prefix . Canonical::encode($copy);
+    }
+
+    /** Whether this is a version 1 receipt (anything else is checked as version 2). */
+    public function isV1(): bool
+    {
+        return $this->get('version') === self::VERSION_V1;
+    }
+
+    /** Version 2: whether a memory.grow was refused by the job's memory limit. */
+    public function memoryLimitHit(): ?bool
+    {
+        return is_bool($this->get('memory_limit_hit')) ? $this->get('memory_limit_hit') : null;
+    }
+
+    /** Version 2: the placement object (path, relay, attempt, taken_over_from), or null. */
+    public function placement(): ?\stdClass
+    {
+        $p = $this->get('placement');
+        return $p instanceof \stdClass ? $p : null;
     }
 
     /**
@@ -121,18 +147,26 @@ final class Receipt
         }
     }
 
-    /** The structural rules of schemas/receipt.schema.json. */
+    /** The structural rules of schemas/receipt.schema.json (v1) and receipt-v2.schema.json. */
     private function checkSchema(): void
     {
         $d = $this->data;
+        $v1 = $this->isV1();
         $fail = fn (string $path, string $rule, string $why) => new InvalidReceiptException('schema', "$path ($rule): $why");
-        foreach (['version', 'job_id', 'module', 'input', 'output', 'outcome', 'exit_code', 'fuel_used', 'fuel_limit', 'runtime', 'executor', 'started_at', 'finished_at', 'signature'] as $field) {
+        $required = ['version', 'job_id', 'module', 'input', 'output', 'outcome', 'exit_code', 'fuel_used', 'fuel_limit', 'runtime', 'executor', 'started_at', 'finished_at', 'signature'];
+        if (!$v1) {
+            $required = array_merge($required, ['stderr', 'detail', 'memory_limit_hit', 'placement', 'queued_at']);
+        }
+        foreach ($required as $field) {
             if (!property_exists($d, $field)) {
                 throw $fail('/', 'required', "\"$field\" is a required property");
             }
         }
-        if ($d->version !== 'plasm.receipt/v1') {
-            throw $fail('/version', 'const', 'must be plasm.receipt/v1');
+        if ($d->version !== ($v1 ? self::VERSION_V1 : self::VERSION)) {
+            throw $fail('/version', 'const', 'must be ' . self::VERSION . ' or ' . self::VERSION_V1);
+        }
+        if (!$v1) {
+            $this->checkV2($fail);
         }
         if (!is_string($d->job_id) || !preg_match('/^[0-9a-f]{64}$/', $d->job_id)) {
             throw $fail('/job_id', 'pattern', 'lowercase hex SHA-256');
@@ -166,6 +200,48 @@ final class Receipt
         }
         if (!is_string($d->signature) || !preg_match('/^[A-Za-z0-9+\/]{86}==$/', $d->signature)) {
             throw $fail('/signature', 'pattern', 'base64 of 64 bytes');
+        }
+    }
+
+    /** The members version 2 adds. */
+    private function checkV2(callable $fail): void
+    {
+        $d = $this->data;
+        $digest = fn ($v) => is_string($v) && preg_match('/^sha256:[0-9a-f]{64}$/', $v);
+        $optString = fn ($v) => $v === null || (is_string($v) && strlen($v) <= 64);
+        if (!$digest($d->stderr)) {
+            throw $fail('/stderr', 'pattern', 'sha256:<hex>');
+        }
+        if ($d->detail !== null && !is_string($d->detail)) {
+            throw $fail('/detail', 'type', 'string or null');
+        }
+        if (!is_bool($d->memory_limit_hit)) {
+            throw $fail('/memory_limit_hit', 'type', 'boolean');
+        }
+        $r = $d->runtime;
+        if (!$r instanceof \stdClass || !is_string($r->metering ?? null) || !$digest($r->config ?? null)) {
+            throw $fail('/runtime', 'required', 'metering and config (sha256:<hex>)');
+        }
+        $p = $d->placement;
+        if (!$p instanceof \stdClass) {
+            throw $fail('/placement', 'type', 'object');
+        }
+        foreach (['path', 'relay', 'attempt', 'taken_over_from'] as $f) {
+            if (!property_exists($p, $f)) {
+                throw $fail('/placement', 'required', "\"$f\" is a required property");
+            }
+        }
+        if (!in_array($p->path, self::PATHS, true)) {
+            throw $fail('/placement/path', 'enum', 'local, direct, hole-punched or relayed');
+        }
+        if (!$optString($p->relay) || !$optString($p->taken_over_from)) {
+            throw $fail('/placement', 'type', 'relay and taken_over_from are peer ids or null');
+        }
+        if ($p->attempt !== null && (!is_int($p->attempt) || $p->attempt < 1 || $p->attempt > 1000)) {
+            throw $fail('/placement/attempt', 'type', 'an integer 1 to 1000, or null');
+        }
+        if (!is_string($d->queued_at)) {
+            throw $fail('/queued_at', 'type', 'string');
         }
     }
 }

@@ -261,6 +261,12 @@ fn run_remote(
             stdout: out.stdout,
             stderr: out.stderr,
             fuel_used: receipt.u64_field("fuel_used").unwrap_or(0),
+            memory_limit_hit: receipt
+                .as_map()
+                .get("memory_limit_hit")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+            started_at: receipt.str_field("started_at").unwrap_or("").to_owned(),
         };
         Ok(job::JobOutput {
             result,

@@ -612,6 +612,7 @@ impl EventLoop {
                             message: "the executor's request queue is full".into(),
                         },
                     };
+                    let path = self.path_of(connection_id);
                     let Some(inbound) = &self.inbound else {
                         let _ = self.swarm.behaviour_mut().job.send_response(
                             channel,
@@ -625,6 +626,7 @@ impl EventLoop {
                     if let Err(e) = inbound.try_send(InboundJob {
                         peer,
                         request,
+                        path,
                         channel,
                     }) {
                         let job = match e {

@@ -202,6 +202,7 @@ impl Executor {
         while let Some(InboundJob {
             peer,
             request,
+            path,
             channel,
         }) = inbound.recv().await
         {
@@ -214,7 +215,7 @@ impl Executor {
                     job_id,
                     module,
                     input,
-                } => match self.on_bundle(peer, &job_id, module, input) {
+                } => match self.on_bundle(peer, path, &job_id, module, input) {
                     Ok(pending) => {
                         let client = self.client.clone();
                         tokio::spawn(async move {
@@ -322,6 +323,7 @@ impl Executor {
     fn on_bundle(
         &mut self,
         peer: PeerId,
+        path: super::Path,
         job_id: &str,
         module: Option<Vec<u8>>,
         input: Vec<u8>,
@@ -368,7 +370,13 @@ impl Executor {
         self.modules.insert(manifest.module.sha256.clone(), module);
         tracing::info!(job_id, %peer, "running job");
         let submitted = job::Submitted::start(&self.pool, request)
-            .map_err(|e| failure(FailureReason::Busy, e.to_string()))?;
+            .map_err(|e| failure(FailureReason::Busy, e.to_string()))?
+            .placed(crate::receipt::ReceiptPlacement {
+                path: path.kind.as_str().into(),
+                relay: path.relay.map(|r| r.to_string()),
+                attempt: None,
+                taken_over_from: None,
+            });
         let (pool, identity) = (self.pool.clone(), self.identity.clone());
         Ok(async move {
             match submitted.finish(&pool, &identity, &manifest).await {

@@ -144,6 +144,8 @@ pub struct InboundJob {
     pub peer: PeerId,
     /// The request.
     pub request: JobRequest,
+    /// The way the request's connection carries bytes (the receipt records it).
+    pub path: Path,
     /// Where the response goes (hand it back with [`Client::respond`]).
     pub channel: ResponseChannel<JobResponse>,
 }

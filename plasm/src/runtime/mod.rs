@@ -50,6 +50,10 @@ pub struct ExecResult {
     pub stderr: Vec<u8>,
     /// Fuel consumed (the limit when it ran out).
     pub fuel_used: u64,
+    /// A `memory.grow` was refused by the memory limit (whatever the outcome).
+    pub memory_limit_hit: bool,
+    /// RFC 3339 time a worker began the job (set by the pool; empty outside it).
+    pub started_at: String,
 }
 
 impl ExecResult {
@@ -62,6 +66,8 @@ impl ExecResult {
             stdout: vec![],
             stderr: vec![],
             fuel_used: 0,
+            memory_limit_hit: outcome == Outcome::MemoryLimit,
+            started_at: String::new(),
         }
     }
 }

@@ -152,6 +152,7 @@ impl WorkerPool {
         let counters = self.counters.clone();
         let task: Task = Box::new(move || {
             counters.running.fetch_add(1, Ordering::SeqCst);
+            let started_at = crate::time::now_rfc3339();
             counters.queued.fetch_sub(1, Ordering::SeqCst);
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 super::run(runtime.as_ref(), &request)
@@ -160,6 +161,8 @@ impl WorkerPool {
                 ExecResult::refused(Outcome::Trapped, "internal runtime error".into())
             });
             counters.running.fetch_sub(1, Ordering::SeqCst);
+            let mut result = result;
+            result.started_at = started_at;
             let _ = done.send(result);
         });
         tx.try_send(task).map_err(|e| {

@@ -28,6 +28,9 @@ impl Runtime for Wasm3Runtime {
             name: "wasm3".into(),
             version: WASM3_VERSION.into(),
             metering: METERING.into(),
+            config_sha256: RuntimeInfo::config_hash(&format!(
+                "engine=wasm3 {WASM3_VERSION}; stack_bytes={STACK_BYTES}; features=wasm2-simd; metering={METERING}"
+            )),
         }
     }
 
@@ -139,9 +142,11 @@ impl Runtime for Wasm3Runtime {
                 None => (Outcome::Trapped, None, Some(trap_reason(&e))),
             },
         };
-        // A job that could not grow its memory and then failed is reported as hitting the cap.
+        // A refused grow followed by a trap: the limit stopped the job. A job that saw
+        // the refusal (-1) and then exited on its own, with any code, exited; the
+        // receipt's `memory_limit_hit` says the limit was reached on the way.
         let (outcome, detail) = match outcome {
-            Outcome::Trapped | Outcome::Exited if grow_refused && exit_code != Some(0) => (
+            Outcome::Trapped if grow_refused => (
                 Outcome::MemoryLimit,
                 Some(format!(
                     "memory.grow beyond {} bytes refused{}",
@@ -158,6 +163,8 @@ impl Runtime for Wasm3Runtime {
             stdout,
             stderr,
             fuel_used,
+            memory_limit_hit: grow_refused,
+            started_at: String::new(),
         }
     }
 }

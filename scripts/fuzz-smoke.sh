@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Fuzz smoke for CI: every corpus replays as an ordinary test on stable (always), then, when a
+# nightly toolchain and cargo-fuzz are present, each target is fuzzed briefly from its corpus.
+#   scripts/fuzz-smoke.sh [SECONDS_PER_TARGET]     (default 10; six targets)
+# Longer runs, by hand:  cargo +nightly fuzz run TARGET --features libfuzzer -- -runs=1000000
+# A crash found here is kept by libFuzzer in fuzz/artifacts/TARGET/; copy it to
+# fuzz/regressions/TARGET/ so the stable replay keeps it as a regression test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+cargo test -p plasm-fuzz --test corpus -- --nocapture 2>&1 | grep -E "replayed|test result"
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  echo "fuzz smoke: no nightly toolchain here; the corpus replay above is the whole smoke"
+  exit 0
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "fuzz smoke: cargo-fuzz is not installed; the corpus replay above is the whole smoke"
+  exit 0
+fi
+targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^plasm-fuzz$')
+for t in $targets; do
+  # A scratch copy of the corpus: the smoke must not grow the committed one.
+  work=$(mktemp -d)
+  cp -r "fuzz/corpus/$t/." "$work/"
+  # -s none: no sanitizer (the code is safe Rust and the build is much shorter); debug
+  # assertions stay on. -rss_limit_mb bounds memory; -timeout flags hangs.
+  cargo +nightly fuzz run "$t" --features libfuzzer -s none --fuzz-dir fuzz "$work" -- \
+    -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 |
+    grep -E "^stat::number_of_executed_units|^Done|ERROR|panicked|deadly signal" | sed "s/^/fuzz $t: /"
+  rm -rf "$work"
+done
