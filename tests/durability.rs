@@ -236,3 +236,156 @@ async fn ten_times_the_queue_at_once_gets_429s_and_every_accepted_job_finishes()
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A full disk under the data dir (a 3 MiB tmpfs; needs root to mount) gives a clear
+/// 507 `storage_full`, the node keeps serving what it holds, and the store is not
+/// corrupt: it passes SQLite's integrity check and holds every acknowledged receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_is_a_clear_507_and_leaves_the_store_intact() {
+    if !nix_is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let d = tempfile::tempdir().expect("tmp");
+    let mnt = d.path().join("small");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("mount");
+    assert!(ok.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let data = mnt.join("data");
+    let (mut child, api) = start_node(&data, &["--workers", "2"]);
+    let module = wat::parse_str(include_str!("../examples/wat/reverse.wat")).expect("wat");
+    let input = vec![b'x'; 50 * 1024];
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    let mut unstored = 0;
+    for _ in 0..400 {
+        let m = ManifestBuilder::new()
+            .build(&module, &input)
+            .expect("manifest");
+        let body = json!({"manifest": m.as_value(), "module": B64.encode(&module),
+                          "input": B64.encode(&input), "placement": "local"})
+        .to_string();
+        let r = post(&api, "/v1/jobs?wait=true", body.as_bytes())
+            .await
+            .expect("the node answers every request, disk full or not");
+        let v = r.json().expect("json");
+        match (r.status, v["state"].as_str()) {
+            (200, Some("succeeded")) => acknowledged.push(m.job_id().to_owned()),
+            // The job ran but its receipt did not fit: a failure that says why.
+            (200, Some("failed")) => {
+                let why = v["error"].as_str().unwrap_or("");
+                assert!(why.contains("disk is full"), "{v}");
+                unstored += 1;
+            }
+            (507, _) => {
+                refused = Some(v);
+                break;
+            }
+            (status, _) => panic!("unexpected {status}: {v}"),
+        }
+        if unstored >= 3 {
+            break;
+        }
+    }
+    assert!(
+        refused.is_some() || unstored > 0,
+        "the disk fills within 400 jobs of 50 KiB output"
+    );
+    if let Some(err) = &refused {
+        assert_eq!(err["error"]["code"], "storage_full", "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("disk is full"),
+            "{err}"
+        );
+    }
+    eprintln!(
+        "acknowledged {}, ran but unstored {unstored}, refused at submission: {}",
+        acknowledged.len(),
+        refused.is_some()
+    );
+    assert!(
+        !acknowledged.is_empty(),
+        "some jobs fit before the disk filled"
+    );
+    // A new module does not fit either: 507, and no partial file is left behind.
+    let big: Vec<u8> = b"\0asm\x01\0\0\0"
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0u8, 2 * 1024 * 1024))
+        .collect();
+    let put = apiclient::request(
+        "PUT",
+        &format!("{api}/v1/modules"),
+        None,
+        Some("application/wasm"),
+        &big,
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("put");
+    assert_eq!(put.status, 507, "{}", String::from_utf8_lossy(&put.body));
+    let leftovers: Vec<_> = std::fs::read_dir(data.join("modules"))
+        .expect("modules dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "partial module files: {leftovers:?}");
+    // Still serving: health, and the receipt of an acknowledged job.
+    let get = |path: String| {
+        let url = format!("{api}{path}");
+        async move {
+            apiclient::request("GET", &url, None, None, b"", Duration::from_secs(5))
+                .await
+                .map(|r| r.status)
+                .ok()
+        }
+    };
+    assert_eq!(get("/healthz".into()).await, Some(200));
+    let first = &acknowledged[0];
+    assert_eq!(get(format!("/v1/receipts/{first}")).await, Some(200));
+    // Stop the node; copy the store off the full disk and check it.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    let copy = d.path().join("copy");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&data)
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    let store = plasm::store::Store::open(&copy, true, 0).expect("the store opens");
+    assert_eq!(store.integrity_check().expect("check"), "ok");
+    for id in &acknowledged {
+        let row = store.job(id).expect("read").expect("acknowledged job kept");
+        let receipt = row.receipt.expect("its receipt");
+        plasm::receipt::Receipt::from_json(&receipt)
+            .and_then(|r| r.verify())
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+    }
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

@@ -50,6 +50,9 @@ impl Placement {
     }
 }
 
+/// Failures kept in memory when the store cannot record them.
+const MAX_UNRECORDED: usize = 1024;
+
 /// Why the service refused or failed a request; the HTTP layer maps each to a status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceError {
@@ -81,6 +84,9 @@ pub enum ServiceError {
     /// Nothing with that id. HTTP 404.
     #[error("{0} not found")]
     NotFound(String),
+    /// The node's disk is full: nothing new can be stored. HTTP 507.
+    #[error("the node's disk is full; nothing new can be stored until an operator frees space")]
+    StorageFull,
     /// Something failed inside the node; details are logged, not returned. HTTP 500.
     #[error("internal error")]
     Internal,
@@ -88,8 +94,18 @@ pub enum ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store");
-        Self::Internal
+        match e.classify() {
+            StoreError::DiskFull => {
+                tracing::error!(
+                    "the disk under the data dir is full: refusing new jobs and modules"
+                );
+                Self::StorageFull
+            }
+            e => {
+                tracing::error!(error = %e, "store");
+                Self::Internal
+            }
+        }
     }
 }
 
@@ -206,6 +222,9 @@ pub struct Service {
     identity: Arc<Identity>,
     client: Option<Client>,
     events: Mutex<HashMap<String, broadcast::Sender<JobEvent>>>,
+    /// Failures the store could not record (a full disk), newest last, bounded:
+    /// answered from here until a restart marks the jobs failed in the store.
+    unrecorded: Mutex<std::collections::VecDeque<(String, String)>>,
     shutting_down: AtomicBool,
     /// Metrics.
     pub metrics: Metrics,
@@ -242,6 +261,7 @@ impl Service {
             identity,
             client,
             events: Mutex::new(HashMap::new()),
+            unrecorded: Mutex::new(std::collections::VecDeque::new()),
             shutting_down: AtomicBool::new(false),
             metrics: Metrics::default(),
         }
@@ -534,12 +554,15 @@ impl Service {
         });
         if let Err(e) = stored.await {
             tracing::error!(job_id, error = %e, "could not store a receipt");
-            self.emit(
-                job_id,
-                "failed",
-                None,
-                Some("could not store the receipt".into()),
-            );
+            let why = match e {
+                ServiceError::StorageFull => {
+                    "the node's disk is full: the job ran but its receipt could not be stored"
+                }
+                _ => "could not store the receipt",
+            };
+            // Record the failure if the store still takes a small write; a restart
+            // marks the job failed otherwise (Store::recover).
+            self.fail(job_id, why).await;
             return;
         }
         self.metrics.finished(&outcome);
@@ -554,17 +577,34 @@ impl Service {
 
     async fn fail(&self, job_id: &str, why: &str) {
         let (store, id, w) = (self.store.clone(), job_id.to_owned(), why.to_owned());
-        let _ = blocking(move || store.fail(&id, &w)).await;
+        if blocking(move || store.fail(&id, &w)).await.is_err()
+            && let Ok(mut u) = self.unrecorded.lock()
+        {
+            if u.len() >= MAX_UNRECORDED {
+                u.pop_front();
+            }
+            u.push_back((job_id.to_owned(), why.to_owned()));
+        }
         self.metrics.finished("failed");
         self.emit(job_id, "failed", None, Some(why.to_owned()));
     }
 
-    /// The stored job.
+    /// The stored job (with a failure the store could not record, if any).
     pub async fn job(&self, job_id: &str) -> Result<JobRow, ServiceError> {
         let (store, id) = (self.store.clone(), job_id.to_owned());
-        blocking(move || store.job(&id))
+        let mut row = blocking(move || store.job(&id))
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("job {job_id}")))
+            .ok_or_else(|| ServiceError::NotFound(format!("job {job_id}")))?;
+        if !matches!(
+            row.state,
+            crate::store::JobState::Failed | crate::store::JobState::Succeeded
+        ) && let Ok(u) = self.unrecorded.lock()
+            && let Some((_, why)) = u.iter().rev().find(|(id, _)| id == job_id)
+        {
+            row.state = crate::store::JobState::Failed;
+            row.error = Some(why.clone());
+        }
+        Ok(row)
     }
 
     /// Waits until the job ends or `timeout` passes, then returns its stored state.

@@ -160,6 +160,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Busy => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             ServiceError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             ServiceError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         Self::new(status, code, e.to_string())

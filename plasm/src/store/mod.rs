@@ -26,6 +26,25 @@ pub enum StoreError {
     /// The job id or nonce is already stored.
     #[error("a job with this id or nonce already exists")]
     Duplicate,
+    /// The disk under the data dir is full. The failed write was rolled back
+    /// (SQLite) or removed (module files): nothing stored is damaged.
+    #[error("the disk under the data dir is full")]
+    DiskFull,
+}
+
+impl StoreError {
+    /// Recognises a full disk in SQLite's and the file system's errors, so callers
+    /// can say so instead of reporting an internal error.
+    pub fn classify(self) -> Self {
+        let full = match &self {
+            Self::Sql(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            Self::Io(e) => e.raw_os_error() == Some(28), // ENOSPC
+            _ => false,
+        };
+        if full { Self::DiskFull } else { self }
+    }
 }
 
 /// Job states as stored.
@@ -271,6 +290,13 @@ impl Store {
         // Older outputs are cleared by the retention pass (`retention.rs`), not here.
         tx.commit()?;
         Ok(())
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: `ok`, or the first problem it found.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
 
     /// Forgets a job that was refused before it ran (so the client may retry it).

@@ -46,7 +46,11 @@ impl ModuleStore {
             let tmp = self
                 .dir
                 .join(format!(".{sha}.{}.{n}.tmp", std::process::id()));
-            std::fs::write(&tmp, bytes)?;
+            // On a full disk the partial temporary file goes, so nothing half-written stays.
+            if let Err(e) = std::fs::write(&tmp, bytes) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
             if let Err(e) = std::fs::rename(&tmp, &path) {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
