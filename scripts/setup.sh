@@ -29,3 +29,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found. Install Rust (rustup, stable >= 1.85) and run again." >&2
   exit 1
 fi
+# cargo-fuzz, only where a nightly toolchain exists (the fuzz smoke needs both; on stable
+# alone it replays the corpora as tests and skips the fuzzing).
+if [ "${1:-}" != "demo" ] && rustup toolchain list 2>/dev/null | grep -q '^nightly' \
+  && ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz (a nightly toolchain is present)"
+  cargo install cargo-fuzz --locked --version 0.13.2 >/dev/null 2>&1 || echo "setup: cargo-fuzz did not install; the fuzz smoke will replay corpora only"
+fi

@@ -233,6 +233,14 @@ async fn ten_times_the_queue_at_once_gets_429s_and_every_accepted_job_finishes()
         })
         .unwrap_or_default();
     eprintln!("node after the burst: {rss}");
+    // Bounded: ten times the capacity costs refusals, not memory (a node that kept
+    // refused bodies or queued without bound would be far above this).
+    let kb: u64 = rss
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc");
+    assert!(kb < 256 * 1024, "RSS after a 10x burst: {rss}");
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -263,7 +271,16 @@ async fn a_full_disk_is_a_clear_507_and_leaves_the_store_intact() {
     }
     let _unmount = Unmount(mnt.clone());
     let data = mnt.join("data");
-    let (mut child, api) = start_node(&data, &["--workers", "2"]);
+    let (child, api) = start_node(&data, &["--workers", "2"]);
+    // Killed on every way out, a failed assertion included.
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Killed(child);
     let module = wat::parse_str(include_str!("../examples/wat/reverse.wat")).expect("wat");
     let input = vec![b'x'; 50 * 1024];
     let mut acknowledged = Vec::new();
@@ -360,9 +377,9 @@ async fn a_full_disk_is_a_clear_507_and_leaves_the_store_intact() {
     // Stop the node; copy the store off the full disk and check it.
     let _ = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(child.0.id().to_string())
         .status();
-    let _ = child.wait();
+    let _ = child.0.wait();
     let copy = d.path().join("copy");
     let cp = Command::new("cp")
         .arg("-a")

@@ -179,8 +179,7 @@ fn digest(hex: &str) -> Value {
 impl Receipt {
     /// Signs `body` as `identity`: a version 2 receipt.
     pub fn sign(body: &ReceiptBody, identity: &Identity) -> Self {
-        let mut r = Self::sign_v1(body, identity);
-        let m = r.as_map_mut();
+        let mut m = Self::members_v1(body, identity);
         m.insert("version".into(), RECEIPT_VERSION.into());
         m.insert("stderr".into(), digest(&body.stderr_sha256));
         m.insert("memory_limit_hit".into(), body.memory_limit_hit.into());
@@ -197,6 +196,7 @@ impl Receipt {
                    "taken_over_from": opt_str(&p.taken_over_from)}),
         );
         m.insert("queued_at".into(), body.queued_at.clone().into());
+        let mut r = Self(Value::Object(m));
         r.resign(identity);
         r
     }
@@ -204,6 +204,13 @@ impl Receipt {
     /// Signs `body` as a version 1 receipt, as release 0.1 did (the v2 fields are
     /// left out). Kept for the test vectors and the tests that prove old receipts verify.
     pub fn sign_v1(body: &ReceiptBody, identity: &Identity) -> Self {
+        let mut r = Self(Value::Object(Self::members_v1(body, identity)));
+        r.resign(identity);
+        r
+    }
+
+    /// The members of a version 1 receipt, unsigned (version 2 builds on them).
+    fn members_v1(body: &ReceiptBody, identity: &Identity) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("version".into(), RECEIPT_VERSION_V1.into());
         m.insert("job_id".into(), body.job_id.clone().into());
@@ -237,9 +244,7 @@ impl Receipt {
         );
         m.insert("started_at".into(), body.started_at.clone().into());
         m.insert("finished_at".into(), body.finished_at.clone().into());
-        let mut r = Self(Value::Object(m));
-        r.resign(identity);
-        r
+        m
     }
 
     /// Recomputes the signature over the current members (used to build test vectors).
