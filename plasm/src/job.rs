@@ -183,15 +183,13 @@ impl Submitted {
         identity: &Identity,
         manifest: &Manifest,
     ) -> Result<JobOutput, JobError> {
-        let result = self.result.await.map_err(|_| PoolError::Closed)?;
-        Ok(sign(
-            pool,
-            identity,
-            manifest,
+        let Self {
             result,
-            self.queued_at,
-            self.placement,
-        ))
+            queued_at,
+            placement,
+        } = self;
+        let result = result.await.map_err(|_| PoolError::Closed)?;
+        Ok(sign(pool, identity, manifest, result, queued_at, placement))
     }
 
     /// Waits for the result on a non-async thread and signs the receipt.
@@ -201,15 +199,13 @@ impl Submitted {
         identity: &Identity,
         manifest: &Manifest,
     ) -> Result<JobOutput, JobError> {
-        let result = self.result.blocking_recv().map_err(|_| PoolError::Closed)?;
-        Ok(sign(
-            pool,
-            identity,
-            manifest,
+        let Self {
             result,
-            self.queued_at,
-            self.placement,
-        ))
+            queued_at,
+            placement,
+        } = self;
+        let result = result.blocking_recv().map_err(|_| PoolError::Closed)?;
+        Ok(sign(pool, identity, manifest, result, queued_at, placement))
     }
 }
 
