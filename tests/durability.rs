@@ -224,23 +224,11 @@ async fn ten_times_the_queue_at_once_gets_429s_and_every_accepted_job_finishes()
         .await
         .expect("answer");
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS"))
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    eprintln!("node after the burst: {rss}");
     // Bounded: ten times the capacity costs refusals, not memory (a node that kept
     // refused bodies or queued without bound would be far above this).
-    let kb: u64 = rss
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS in /proc");
-    assert!(kb < 256 * 1024, "RSS after a 10x burst: {rss}");
+    let kb = plasm::bench::vm_rss_kb(child.id()).expect("VmRSS in /proc");
+    eprintln!("node after the burst: {kb} kB");
+    assert!(kb < 256 * 1024, "RSS after a 10x burst: {kb} kB");
     let _ = child.kill();
     let _ = child.wait();
 }

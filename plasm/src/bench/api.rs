@@ -8,14 +8,12 @@
 //! errors are counted apart and printed.
 
 use super::report::{Figure, Report};
-use super::{BenchError, fail, ms, percentile, tempfile_dir};
+use super::{BenchError, HELLO, fail, ms, percentile, tempfile_dir};
 use crate::manifest::ManifestBuilder;
 use crate::node::{Mode, Node};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-const HELLO: &str = include_str!("../../../examples/wat/hello.wat");
 
 /// A node with its API on loopback and a durable store in a temporary dir.
 pub struct ApiNode {

@@ -222,8 +222,8 @@ fn spawn_start(
     Ok((child, lines))
 }
 
-/// VmRSS of a process, in kB, from /proc.
-fn vm_rss_kb(pid: u32) -> Option<u64> {
+/// VmRSS of a process, in kB, from /proc (the bench and the overload test read it).
+pub fn vm_rss_kb(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
