@@ -114,6 +114,18 @@ async fn every_route_answers() {
         (v["valid"].clone(), v["check"].clone()),
         (json!(false), json!("signature"))
     );
+    // The open verify route takes a receipt's size, not a job's 48 MiB.
+    let mut padded = forged.clone();
+    padded["padding"] = json!("x".repeat(plasm::api::MAX_RECEIPT_BYTES));
+    let r = call(
+        &node,
+        "POST",
+        "/v1/receipts/verify",
+        None,
+        padded.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!((r.status, error_code(&r)), (413, "too_large".into()));
 
     let mut events = Vec::new();
     let url = format!(
@@ -313,6 +325,13 @@ async fn tokens_carry_scopes_and_beyond_loopback_needs_them() {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "# token scopes\nreader-token-0123456789 read\nsubmitter-token-0123456789 submit\nadmin-token-0123456789 admin\n")
         .expect("write");
+    // A token file others can read is refused, as ssh refuses an open key.
+    set_mode(&tokens, 0o644);
+    let mut open_file = api_config(&dir.path().join("open-file"), Some(tokens.clone()));
+    open_file.api = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let err = Node::start(open_file).await.expect_err("0644 token file");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    set_mode(&tokens, 0o600);
     let node = start(api_config(&dir.path().join("node"), Some(tokens.clone()))).await;
     let module = hello();
     let (_, body) = submission(&module, b"", ManifestBuilder::new(), "local");
@@ -424,6 +443,7 @@ async fn tokens_carry_scopes_and_beyond_loopback_needs_them() {
     assert!(err.to_string().contains("--api-token-file"), "{err}");
     let mut bad = api_config(&dir.path().join("bad"), None);
     std::fs::write(dir.path().join("bad-tokens"), "short read\n").expect("write");
+    set_mode(&dir.path().join("bad-tokens"), 0o600);
     bad.api_tokens = Some(dir.path().join("bad-tokens"));
     assert!(Node::start(bad).await.is_err());
 }
@@ -460,4 +480,9 @@ fn the_router_matches_the_openapi_document() {
     }
     assert!(routed.len() >= 12, "{routed:?}");
     assert_eq!(routed, documented);
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }

@@ -143,6 +143,8 @@ fn plain_http_beyond_loopback_needs_insecure_http() {
     let d = tempfile::tempdir().expect("tmp");
     let tokens = d.path().join("tokens");
     std::fs::write(&tokens, "0123456789abcdef0123 admin\n").expect("write");
+    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
     let out = Command::new(plasm_bin())
         .args([
             "start",

@@ -134,6 +134,11 @@ impl Identity {
                 f.write_all(&encoded).map_err(io(&tmp))?;
                 f.sync_all().map_err(io(&tmp))?;
                 fs::rename(&tmp, &path).map_err(io(&path))?;
+                // The rename survives a power cut only once the directory is synced:
+                // without it a fresh node could come back with a new identity.
+                fs::File::open(data_dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io(data_dir))?;
                 Ok(id)
             }
             Err(e) => Err(IdentityError::Io { path, source: e }),

@@ -39,6 +39,9 @@ pub enum JobError {
     /// The worker pool refused the job.
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// The receipt's members have no canonical form, so nothing was signed.
+    #[error("the receipt could not be signed: {0}")]
+    Unsignable(#[from] crate::jcs::CanonError),
 }
 
 /// A finished job: what it printed and the signed receipt.
@@ -121,7 +124,7 @@ pub fn sign_receipt(
     queued_at: String,
     placement: ReceiptPlacement,
     finished_at: String,
-) -> Receipt {
+) -> Result<Receipt, JobError> {
     // A result that never reached a worker (refused, pool closed) started when it was queued.
     let started_at = if result.started_at.is_empty() {
         queued_at.clone()
@@ -149,6 +152,7 @@ pub fn sign_receipt(
         },
         identity,
     )
+    .map_err(JobError::from)
 }
 
 /// A job handed to the pool, waiting for its result. The CLI, the API service and
@@ -189,7 +193,7 @@ impl Submitted {
             placement,
         } = self;
         let result = result.await.map_err(|_| PoolError::Closed)?;
-        Ok(sign(pool, identity, manifest, result, queued_at, placement))
+        sign(pool, identity, manifest, result, queued_at, placement)
     }
 
     /// Waits for the result on a non-async thread and signs the receipt.
@@ -205,7 +209,7 @@ impl Submitted {
             placement,
         } = self;
         let result = result.blocking_recv().map_err(|_| PoolError::Closed)?;
-        Ok(sign(pool, identity, manifest, result, queued_at, placement))
+        sign(pool, identity, manifest, result, queued_at, placement)
     }
 }
 
@@ -216,7 +220,7 @@ fn sign(
     result: ExecResult,
     queued_at: String,
     placement: ReceiptPlacement,
-) -> JobOutput {
+) -> Result<JobOutput, JobError> {
     let finished_at = crate::time::now_rfc3339();
     let receipt = sign_receipt(
         manifest,
@@ -226,8 +230,8 @@ fn sign(
         queued_at,
         placement,
         finished_at,
-    );
-    JobOutput { result, receipt }
+    )?;
+    Ok(JobOutput { result, receipt })
 }
 
 /// Runs a job on `pool` from a non-async thread and signs its receipt.

@@ -177,8 +177,9 @@ fn digest(hex: &str) -> Value {
 }
 
 impl Receipt {
-    /// Signs `body` as `identity`: a version 2 receipt.
-    pub fn sign(body: &ReceiptBody, identity: &Identity) -> Self {
+    /// Signs `body` as `identity`: a version 2 receipt. Fails, rather than sign
+    /// anything else, when the members have no canonical form.
+    pub fn sign(body: &ReceiptBody, identity: &Identity) -> Result<Self, jcs::CanonError> {
         let mut m = Self::members_v1(body, identity);
         m.insert("version".into(), RECEIPT_VERSION.into());
         m.insert("stderr".into(), digest(&body.stderr_sha256));
@@ -197,16 +198,16 @@ impl Receipt {
         );
         m.insert("queued_at".into(), body.queued_at.clone().into());
         let mut r = Self(Value::Object(m));
-        r.resign(identity);
-        r
+        r.resign(identity)?;
+        Ok(r)
     }
 
     /// Signs `body` as a version 1 receipt, as release 0.1 did (the v2 fields are
     /// left out). Kept for the test vectors and the tests that prove old receipts verify.
-    pub fn sign_v1(body: &ReceiptBody, identity: &Identity) -> Self {
+    pub fn sign_v1(body: &ReceiptBody, identity: &Identity) -> Result<Self, jcs::CanonError> {
         let mut r = Self(Value::Object(Self::members_v1(body, identity)));
-        r.resign(identity);
-        r
+        r.resign(identity)?;
+        Ok(r)
     }
 
     /// The members of a version 1 receipt, unsigned (version 2 builds on them).
@@ -247,14 +248,16 @@ impl Receipt {
         m
     }
 
-    /// Recomputes the signature over the current members (used to build test vectors).
-    pub fn resign(&mut self, identity: &Identity) {
+    /// Recomputes the signature over the current members (signing, test vectors).
+    /// Members with no canonical form (a non-integral or unsafe number) are an
+    /// error: the receipt is left unsigned, never signed over other bytes.
+    pub fn resign(&mut self, identity: &Identity) -> Result<(), jcs::CanonError> {
         self.as_map_mut().remove("signature");
-        // Every value inserted by plasm is canonicalisable; a caller-added float is the caller's bug.
-        let bytes = self.signing_bytes().unwrap_or_default();
+        let bytes = self.signing_bytes()?;
         let sig = identity.sign(&bytes);
         self.as_map_mut()
             .insert("signature".into(), B64.encode(sig).into());
+        Ok(())
     }
 
     /// Parses receipt JSON text (no verification).
@@ -396,6 +399,7 @@ mod tests {
             },
             identity,
         )
+        .expect("sign")
     }
 
     #[test]
@@ -496,7 +500,7 @@ mod tests {
             .remove("config");
         v1.as_map_mut()
             .insert("version".into(), RECEIPT_VERSION_V1.into());
-        v1.resign(&id);
+        v1.resign(&id).expect("resign");
         assert!(v1.is_v1());
         assert!(
             v1.signing_bytes()
@@ -519,9 +523,21 @@ mod tests {
         let mut r = sample(&id);
         r.as_map_mut()
             .insert("extension".into(), json!({"b": 1, "a": "é"}));
-        r.resign(&id);
+        r.resign(&id).expect("resign");
         assert!(r.verify().is_ok());
         r.as_map_mut()["extension"]["b"] = 2.into();
         assert_eq!(r.verify(), Err(VerifyError::Signature));
+    }
+
+    #[test]
+    fn signing_refuses_members_with_no_canonical_form() {
+        let id = Identity::from_seed([4u8; 32]);
+        for bad in [json!(1.5), json!(1u64 << 53), json!({"deep": [0.25]})] {
+            let mut r = sample(&id);
+            r.as_map_mut().insert("extension".into(), bad.clone());
+            assert!(r.resign(&id).is_err(), "{bad} was signed");
+            // Nothing was signed: no signature over other (empty) bytes is left.
+            assert!(!r.as_map().contains_key("signature"), "{bad}");
+        }
     }
 }

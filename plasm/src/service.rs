@@ -53,6 +53,47 @@ impl Placement {
 /// Failures kept in memory when the store cannot record them.
 const MAX_UNRECORDED: usize = 1024;
 
+/// Bounds on jobs handed to peers and not yet answered: each holds its module
+/// and input in memory (and an event channel) until its executor answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteLimits {
+    /// Jobs out with peers at once.
+    pub jobs: usize,
+    /// Module and input bytes those jobs hold.
+    pub bytes: u64,
+}
+
+impl Default for RemoteLimits {
+    fn default() -> Self {
+        Self {
+            jobs: 256,
+            bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Jobs and bytes out with peers now.
+#[derive(Debug, Default)]
+struct RemoteLoad {
+    jobs: usize,
+    bytes: u64,
+}
+
+/// One remote job's share of [`RemoteLimits`], given back when dropped.
+struct RemoteSlot {
+    load: Arc<Mutex<RemoteLoad>>,
+    bytes: u64,
+}
+
+impl Drop for RemoteSlot {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.load.lock() {
+            l.jobs -= 1;
+            l.bytes -= self.bytes;
+        }
+    }
+}
+
 /// Why the service refused or failed a request; the HTTP layer maps each to a status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceError {
@@ -78,6 +119,9 @@ pub enum ServiceError {
     /// The queue is full. HTTP 429 with Retry-After.
     #[error("the job queue is full; retry later")]
     Busy,
+    /// Too many jobs (or bytes) are already out with peers. HTTP 429 with Retry-After.
+    #[error("{0}; retry later")]
+    Overloaded(String),
     /// The node is shutting down. HTTP 503.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -177,6 +221,8 @@ struct Accepted {
     /// What the pool runs; taken by [`Service::place`] when it starts the job here.
     request: Option<crate::runtime::ExecRequest>,
     placement: Placement,
+    /// Its share of the remote bounds, once it is bound for a peer.
+    slot: Option<RemoteSlot>,
 }
 
 /// Where [`Service::place`] put a job.
@@ -203,6 +249,8 @@ pub struct Metrics {
     pub by_path: Family<PathLabel, Counter>,
     /// Fuel consumed by jobs executed here.
     pub fuel: Counter,
+    /// Submissions refused because too many jobs or bytes were out with peers.
+    pub overloaded: Counter,
 }
 
 impl Metrics {
@@ -213,6 +261,11 @@ impl Metrics {
             })
             .inc();
     }
+}
+
+/// Module and input bytes a job holds in memory.
+fn job_bytes(job: &Accepted) -> u64 {
+    (job.module.len() + job.input.len()) as u64
 }
 
 /// The service.
@@ -226,6 +279,8 @@ pub struct Service {
     /// answered from here until a restart marks the jobs failed in the store.
     unrecorded: Mutex<std::collections::VecDeque<(String, String)>>,
     shutting_down: AtomicBool,
+    remote_limits: RemoteLimits,
+    remote: Arc<Mutex<RemoteLoad>>,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -263,8 +318,49 @@ impl Service {
             events: Mutex::new(HashMap::new()),
             unrecorded: Mutex::new(std::collections::VecDeque::new()),
             shutting_down: AtomicBool::new(false),
+            remote_limits: RemoteLimits::default(),
+            remote: Arc::default(),
             metrics: Metrics::default(),
         }
+    }
+
+    /// Replaces the bounds on jobs out with peers.
+    pub fn with_remote_limits(mut self, limits: RemoteLimits) -> Self {
+        self.remote_limits = limits;
+        self
+    }
+
+    /// Jobs out with peers now, and the bytes they hold.
+    pub fn remote_load(&self) -> (usize, u64) {
+        self.remote.lock().map_or((0, 0), |l| (l.jobs, l.bytes))
+    }
+
+    /// Takes a share of the remote bounds for a job holding `bytes`, or refuses.
+    fn reserve_remote(&self, bytes: u64) -> Result<RemoteSlot, ServiceError> {
+        let lim = self.remote_limits;
+        let mut l = self.remote.lock().map_err(|_| ServiceError::Internal)?;
+        if l.jobs >= lim.jobs {
+            self.metrics.overloaded.inc();
+            return Err(ServiceError::Overloaded(format!(
+                "{} jobs are already out with peers (at most {})",
+                l.jobs, lim.jobs
+            )));
+        }
+        // One job alone may use the whole byte budget.
+        if l.jobs > 0 && l.bytes + bytes > lim.bytes {
+            self.metrics.overloaded.inc();
+            return Err(ServiceError::Overloaded(format!(
+                "jobs out with peers already hold {} MiB (at most {} MiB)",
+                l.bytes >> 20,
+                lim.bytes >> 20
+            )));
+        }
+        l.jobs += 1;
+        l.bytes += bytes;
+        Ok(RemoteSlot {
+            load: self.remote.clone(),
+            bytes,
+        })
     }
 
     /// The store.
@@ -345,6 +441,10 @@ impl Service {
             return Err(ServiceError::ShuttingDown);
         }
         let mut job = self.validate(sub).await?;
+        if job.placement == Placement::Remote {
+            // Refused before anything is written.
+            job.slot = Some(self.reserve_remote(job_bytes(&job))?);
+        }
         self.record(&job).await?;
         let job_id = job.manifest.job_id().to_owned();
         let (tx, _) = broadcast::channel(16);
@@ -374,6 +474,29 @@ impl Service {
     /// held by the store), checks them against the manifest, and decides whether
     /// the placement asked for is possible on this node.
     async fn validate(&self, sub: Submission) -> Result<Accepted, ServiceError> {
+        match (sub.placement, &self.pool, &self.client) {
+            (Placement::Local, None, _) => {
+                return Err(ServiceError::Unprocessable(
+                    "this node does not execute jobs".into(),
+                ));
+            }
+            (Placement::Remote, _, None) => {
+                return Err(ServiceError::Unprocessable(
+                    "this node has no network".into(),
+                ));
+            }
+            _ => {}
+        }
+        // Schema validation, a module file read and hashing up to 32 MiB: on the
+        // blocking pool, never on the async threads.
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || Self::check(&store, sub))
+            .await
+            .map_err(|_| ServiceError::Internal)?
+    }
+
+    /// The blocking part of [`Self::validate`].
+    fn check(store: &Store, sub: Submission) -> Result<Accepted, ServiceError> {
         let manifest = Manifest::from_value(sub.manifest).map_err(|e| match e {
             ManifestError::Schema {
                 path,
@@ -388,38 +511,25 @@ impl Service {
         })?;
         let module: Arc<[u8]> = match sub.module {
             Some(bytes) => bytes.into(),
-            None => {
-                let store = self.store.clone();
-                let sha = manifest.module.sha256.clone();
-                blocking(move || store.module(&sha)).await?.map(Into::into).ok_or_else(|| {
+            None => store
+                .module(&manifest.module.sha256)?
+                .map(Into::into)
+                .ok_or_else(|| {
                     ServiceError::Unprocessable(format!(
                         "module {} is not held by this node: send it in `module` or PUT /v1/modules first",
                         manifest.module.sha256
                     ))
-                })?
-            }
+                })?,
         };
         let request = job::exec_request(&manifest, module.clone(), sub.input.clone())
             .map_err(|e| ServiceError::Unprocessable(e.to_string()))?;
-        match (sub.placement, &self.pool, &self.client) {
-            (Placement::Local, None, _) => {
-                return Err(ServiceError::Unprocessable(
-                    "this node does not execute jobs".into(),
-                ));
-            }
-            (Placement::Remote, _, None) => {
-                return Err(ServiceError::Unprocessable(
-                    "this node has no network".into(),
-                ));
-            }
-            _ => {}
-        }
         Ok(Accepted {
             manifest,
             module,
             input: sub.input,
             request: Some(request),
             placement: sub.placement,
+            slot: None,
         })
     }
 
@@ -450,31 +560,45 @@ impl Service {
     /// Local first when allowed and the pool has room; otherwise a peer. A job the
     /// pool refuses is forgotten, so the same manifest can be submitted again.
     async fn place(&self, job: &mut Accepted) -> Result<Placed, ServiceError> {
-        let (pool, request) = match (job.placement, &self.pool, job.request.take()) {
-            (Placement::Local | Placement::Any, Some(pool), Some(request)) => (pool, request),
+        let refused = match (job.placement, &self.pool, job.request.take()) {
+            (Placement::Local | Placement::Any, Some(pool), Some(request)) => {
+                match job::Submitted::start(pool, request) {
+                    Ok(submitted) => return Ok(Placed::Local(pool.clone(), submitted)),
+                    Err(PoolError::Busy { .. })
+                        if job.placement == Placement::Any && self.client.is_some() =>
+                    {
+                        // The pool is full: a peer, if the remote bounds allow one more.
+                        match self.reserve_remote(job_bytes(job)) {
+                            Ok(slot) => {
+                                job.slot = Some(slot);
+                                return Ok(Placed::Peer);
+                            }
+                            Err(e) => e,
+                        }
+                    }
+                    Err(PoolError::Busy { .. }) => ServiceError::Busy,
+                    Err(_) => ServiceError::Internal,
+                }
+            }
+            (Placement::Any, None, _) if job.slot.is_none() => {
+                match self.reserve_remote(job_bytes(job)) {
+                    Ok(slot) => {
+                        job.slot = Some(slot);
+                        return Ok(Placed::Peer);
+                    }
+                    Err(e) => e,
+                }
+            }
             _ => return Ok(Placed::Peer),
         };
-        match job::Submitted::start(pool, request) {
-            Ok(submitted) => Ok(Placed::Local(pool.clone(), submitted)),
-            Err(PoolError::Busy { .. })
-                if job.placement == Placement::Any && self.client.is_some() =>
-            {
-                Ok(Placed::Peer)
-            }
-            Err(e) => {
-                let job_id = job.manifest.job_id().to_owned();
-                let (store, id) = (self.store.clone(), job_id.clone());
-                let _ = blocking(move || store.delete_job(&id)).await;
-                if let Ok(mut map) = self.events.lock() {
-                    map.remove(&job_id);
-                }
-                Err(if matches!(e, PoolError::Busy { .. }) {
-                    ServiceError::Busy
-                } else {
-                    ServiceError::Internal
-                })
-            }
+        // Refused: forget the job, so the same manifest can be submitted again.
+        let job_id = job.manifest.job_id().to_owned();
+        let (store, id) = (self.store.clone(), job_id.clone());
+        let _ = blocking(move || store.delete_job(&id)).await;
+        if let Ok(mut map) = self.events.lock() {
+            map.remove(&job_id);
         }
+        Err(refused)
     }
 
     /// Waits for a job started on this node's pool, signs and stores its receipt.
@@ -495,12 +619,23 @@ impl Service {
                 self.finish(&id, Route::local(&me), out.receipt, out.result.stdout)
                     .await;
             }
-            Err(_) => self.fail(&id, "the worker pool stopped").await,
+            Err(job::JobError::Pool(PoolError::Closed))
+                if self.shutting_down.load(Ordering::SeqCst) =>
+            {
+                self.fail(&id, "the node shut down before the job started")
+                    .await;
+            }
+            Err(e) => {
+                tracing::error!(job_id = id, error = %e, "job finished without a receipt");
+                self.fail(&id, &e.to_string()).await;
+            }
         }
     }
 
     /// Finds an executor through the DHT, runs the job there, stores its verified receipt.
+    /// The job's remote slot is given back when this returns.
     async fn run_on_peer(self: Arc<Self>, job: Accepted) {
+        let _slot = job.slot;
         let id = job.manifest.job_id().to_owned();
         let Some(client) = self.client.clone() else {
             return self.fail(&id, "this node has no network").await;

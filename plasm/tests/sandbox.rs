@@ -230,6 +230,34 @@ fn full_pool_refuses_at_once() {
     }
 }
 
+/// Closing the pool (shutdown) drops queued jobs without running them, their
+/// waiters hear it at once, and the running job is left to finish.
+#[test]
+fn closing_drops_queued_jobs_and_spares_the_running_one() {
+    let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 8).expect("pool");
+    let spin = wat::parse_str("(module (func (export \"_start\") (loop (br 0))))").expect("wat");
+    let manifest = ManifestBuilder::new()
+        .fuel(200_000_000)
+        .build(&spin, b"")
+        .expect("manifest");
+    let req = || job::exec_request(&manifest, spin.clone().into(), vec![]).expect("request");
+    let running = pool.submit(req()).expect("first");
+    while pool.stats().running == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let queued: Vec<_> = (0..4)
+        .map(|_| pool.submit(req()).expect("queued"))
+        .collect();
+    assert_eq!(pool.close(), 4, "every queued job is dropped");
+    for rx in queued {
+        assert!(rx.blocking_recv().is_err(), "a queued job never runs");
+    }
+    assert_eq!(pool.submit(req()).err(), Some(PoolError::Closed));
+    let r = running.blocking_recv().expect("the running job finishes");
+    assert_eq!(r.outcome, Outcome::OutOfFuel);
+    assert_eq!(pool.stats().queued, 0);
+}
+
 /// A job that asks for memory beyond its limit, sees `memory.grow` return -1 and
 /// then exits on its own has exited, with its code; the receipt flags the limit.
 /// Only a job the limit stopped (a trap after the refusal) is `memory_limit`.

@@ -149,7 +149,7 @@ fn receipt_cases() -> Vec<Value> {
         placement: ReceiptPlacement::local(),
     };
     // Version 1, exactly as release 0.1 signed it: these vectors must verify forever.
-    let valid = Receipt::sign_v1(&body, &id);
+    let valid = Receipt::sign_v1(&body, &id).expect("sign");
     let trapped = Receipt::sign_v1(
         &ReceiptBody {
             outcome: Outcome::Trapped,
@@ -158,13 +158,14 @@ fn receipt_cases() -> Vec<Value> {
             ..body.clone()
         },
         &id,
-    );
+    )
+    .expect("sign");
     let mut extended = valid.clone();
     extended.as_map_mut().insert(
         "x-extension".into(),
         json!({"z": [1, "\u{2028}"], "a": true}),
     );
-    extended.resign(&id);
+    extended.resign(&id).expect("resign");
 
     let text = |r: &Receipt| serde_json::to_string_pretty(r.as_map()).expect("json");
     let mut cases: Vec<(&str, String)> = vec![
@@ -235,7 +236,7 @@ fn receipt_cases() -> Vec<Value> {
         text(&r)
     }));
     // Version 2, what nodes sign now.
-    let v2 = Receipt::sign(&body, &id);
+    let v2 = Receipt::sign(&body, &id).expect("sign");
     let v2_relayed = Receipt::sign(
         &ReceiptBody {
             outcome: Outcome::Exited,
@@ -251,7 +252,8 @@ fn receipt_cases() -> Vec<Value> {
             ..body.clone()
         },
         &id,
-    );
+    )
+    .expect("sign");
     let tamper2 = |f: &dyn Fn(&mut Receipt)| {
         let mut r = v2.clone();
         f(&mut r);

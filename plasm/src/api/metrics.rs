@@ -113,7 +113,7 @@ fn reach_counters() -> [ReachCounter; 9] {
 
 impl ApiMetrics {
     /// Registers the service's counters beside the API's own metrics.
-    pub fn new(service: &Service) -> Self {
+    pub fn new(service: &Service, executor: &crate::net::executor::ExecutorMetrics) -> Self {
         let mut registry = Registry::default();
         let http = RouteHistograms::new_with_constructor(route_histogram);
         let (queue_depth, running, peers, routing_table, relays_held) = Default::default();
@@ -133,6 +133,16 @@ impl ApiMetrics {
             "plasm_fuel_consumed",
             "Fuel used by jobs executed here",
             service.metrics.fuel.clone(),
+        );
+        registry.register(
+            "plasm_executor_refusals",
+            "Offers from peers declined to protect this node or other peers (rate, peer_reservations, reservations_full, queue_full, replayed_nonce)",
+            executor.refusals.clone(),
+        );
+        registry.register(
+            "plasm_executor_evictions",
+            "Entries evicted from a full table (reservation, nonce), taken from the peer holding the most",
+            executor.evictions.clone(),
         );
         let g = |r: &mut Registry, name: &str, help: &str, m: &Gauge| {
             r.register(name, help, m.clone());

@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 
 /// Largest request body (a base64 module and input of 16 MiB each, plus the manifest).
 pub const MAX_BODY_BYTES: usize = 48 * 1024 * 1024;
+/// Largest body `POST /v1/receipts/verify` takes (unauthenticated): far above
+/// any receipt plasm writes (about 1.5 KiB; `detail` is bounded), far below a job.
+pub const MAX_RECEIPT_BYTES: usize = 64 * 1024;
 /// Longest a `?wait=true` request is held.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -48,6 +51,16 @@ pub enum TokenError {
         path: String,
         /// The error.
         source: std::io::Error,
+    },
+    /// Group or others may read the file (as ssh refuses a private key that is too open).
+    #[error(
+        "token file {path} is readable by group or others (mode {mode:o}): run `chmod 600 {path}`"
+    )]
+    TooOpen {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
     },
     /// A line is not `<token> <scope>[,<scope>...]` with known scopes.
     #[error(
@@ -90,12 +103,22 @@ impl Tokens {
         Ok(Self(map))
     }
 
-    /// Reads a token file.
+    /// Reads a token file, refusing one that group or others can read or write:
+    /// the tokens are credentials, and a file any local user can read leaks them.
     pub fn load(path: &std::path::Path) -> Result<Self, TokenError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Io {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |source| TokenError::Io {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(TokenError::TooOpen {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
         Self::parse(&text)
     }
 
@@ -116,7 +139,14 @@ pub struct ApiState {
     pub labels: Vec<String>,
     /// Metrics served on `/metrics`.
     pub metrics: Arc<ApiMetrics>,
+    /// KiB of submission bodies being read and decoded at once ([`SUBMISSION_BUDGET_KIB`]).
+    pub submissions: Arc<tokio::sync::Semaphore>,
 }
+
+/// Bytes of job submissions read and decoded at once, in KiB: a body takes its
+/// `Content-Length` (or the 48 MiB maximum) from it before it is read, and a
+/// submission that does not fit is answered 429 before it costs memory.
+pub const SUBMISSION_BUDGET_KIB: usize = 256 * 1024;
 
 /// An error response.
 #[derive(Debug)]
@@ -158,6 +188,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ServiceError::Duplicate(_) => (StatusCode::CONFLICT, "replayed_nonce"),
             ServiceError::Busy => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            ServiceError::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             ServiceError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
@@ -182,6 +213,8 @@ fn body_error(r: BytesRejection) -> ApiError {
 
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
+    // The one route open to anyone takes receipts only, not 48 MiB job bodies.
+    let verify_route = post(verify).layer(DefaultBodyLimit::max(MAX_RECEIPT_BYTES));
     Router::new()
         .route("/v1/jobs", post(submit))
         .route("/v1/jobs/{job_id}", get(get_job))
@@ -189,7 +222,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{job_id}/events", get(job_events))
         .route("/v1/modules", put(put_module))
         .route("/v1/modules/{sha256}", get(get_module))
-        .route("/v1/receipts/verify", post(verify))
+        .route("/v1/receipts/verify", verify_route)
         .route("/v1/receipts/{job_id}", get(get_receipt))
         .route("/v1/node", get(node))
         .route("/v1/node/capacity", patch(set_capacity))
@@ -305,32 +338,48 @@ fn job_json(row: &JobRow) -> Value {
 async fn submit(
     State(state): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
-    body: Result<Bytes, BytesRejection>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(body_error)?;
-    let b: SubmitBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("request body: {e}"),
-        )
-    })?;
-    let placement = match b.placement.as_deref() {
-        None => Placement::Any,
-        Some(p) => Placement::parse(p).ok_or_else(|| {
+    // The body's share of the budget is taken before a byte of it is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(MAX_BODY_BYTES)
+        .min(MAX_BODY_BYTES);
+    let kib = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let _budget = state
+        .submissions
+        .clone()
+        .try_acquire_many_owned(kib)
+        .map_err(|_| {
+            state.service.metrics.overloaded.inc();
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                "placement must be local, remote or any",
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+                "too many submission bytes are being received at once; retry later",
             )
-        })?,
-    };
-    let sub = Submission {
-        manifest: b.manifest,
-        module: decode_b64("module", b.module)?,
-        input: decode_b64("input", b.input)?.unwrap_or_default(),
-        placement,
-    };
+        })?;
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed", e.to_string())
+            }
+        })?;
+    // Parsing up to 48 MiB of JSON and decoding base64: off the async threads.
+    let sub = tokio::task::spawn_blocking(move || decode_submission(&body))
+        .await
+        .map_err(|_| ApiError::from(ServiceError::Internal))??;
     let wait = match q.get("wait").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -361,6 +410,33 @@ async fn submit(
         Json(json!({"job_id": job_id, "state": "queued"})),
     )
         .into_response())
+}
+
+/// Parses a submission body (on the blocking pool).
+fn decode_submission(body: &[u8]) -> Result<Submission, ApiError> {
+    let b: SubmitBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("request body: {e}"),
+        )
+    })?;
+    let placement = match b.placement.as_deref() {
+        None => Placement::Any,
+        Some(p) => Placement::parse(p).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                "placement must be local, remote or any",
+            )
+        })?,
+    };
+    Ok(Submission {
+        manifest: b.manifest,
+        module: decode_b64("module", b.module)?,
+        input: decode_b64("input", b.input)?.unwrap_or_default(),
+        placement,
+    })
 }
 
 async fn get_job(
@@ -485,7 +561,17 @@ async fn get_receipt(
 }
 
 async fn verify(body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(body_error)?;
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("a receipt is at most {MAX_RECEIPT_BYTES} bytes"),
+            )
+        } else {
+            body_error(r)
+        }
+    })?;
     // A body that is not a JSON object is not a receipt at all: a 400, not a verdict.
     // Any object gets a verdict, naming the first check it fails.
     let receipt = std::str::from_utf8(&body)

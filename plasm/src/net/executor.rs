@@ -1,10 +1,20 @@
 //! The executor side of the job protocol: consent, replay protection, bounded
-//! reservations, and running accepted jobs on the worker pool.
+//! reservations, fairness between peers, and running accepted jobs on the pool.
 //!
 //! It runs as its own task, fed by the event loop's bounded inbound channel. An
-//! offer is answered from memory (schema, policy, nonce, capacity); a bundle is
-//! checked against its reservation and handed to the pool, and a spawned task
-//! signs and sends the receipt, so one long job never holds up other requests.
+//! offer is answered from memory (schema, policy, rate, nonce, capacity); a
+//! bundle is matched to its reservation and everything heavy after that (hashing
+//! up to 32 MiB, waiting for the pool, signing) runs in a spawned task and on
+//! tokio's blocking pool, so one peer's large bundle never holds up another
+//! peer's offers.
+//!
+//! One peer cannot deny service to the others: each peer has a token bucket
+//! for offers and a cap on the reservations it holds; when the shared tables are
+//! full, the entry evicted is the oldest of the peer holding the most, so the
+//! cost lands on whoever used the space. A nonce is remembered for good only once
+//! its job runs (an offer holds it tentatively in its reservation), so offers
+//! followed by bad bundles leave nothing behind. Refusals and evictions are
+//! counted for `/metrics` ([`ExecutorMetrics`]).
 
 use super::protocol::{DeclineReason, FailureReason, JobRequest, JobResponse};
 use super::{Client, InboundJob};
@@ -13,8 +23,10 @@ use crate::job;
 use crate::manifest::Manifest;
 use crate::runtime::pool::WorkerPool;
 use libp2p::PeerId;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -39,6 +51,12 @@ pub struct ExecutorPolicy {
     pub max_bundle_bytes: u64,
     /// Accepted offers waiting for their bundle.
     pub max_reservations: usize,
+    /// Accepted offers one peer may hold at once.
+    pub max_reservations_per_peer: usize,
+    /// Offers a peer may send per second, sustained.
+    pub offer_rate: u32,
+    /// Offers a peer may send in a burst.
+    pub offer_burst: u32,
     /// How long an accepted offer waits for its bundle.
     pub reservation_ttl: Duration,
     /// How far `created_at` may be from this node's clock.
@@ -47,6 +65,8 @@ pub struct ExecutorPolicy {
     pub max_nonces: usize,
     /// Bytes of modules kept in memory by hash.
     pub module_cache_bytes: usize,
+    /// Test hook: holds large bundles before their check (see [`CheckGate`]).
+    pub check_gate: CheckGate,
 }
 
 impl Default for ExecutorPolicy {
@@ -61,11 +81,132 @@ impl Default for ExecutorPolicy {
             max_input_bytes: 16 * 1024 * 1024,
             max_bundle_bytes: u64::MAX,
             max_reservations: 256,
+            max_reservations_per_peer: 16,
+            offer_rate: 50,
+            offer_burst: 200,
             reservation_ttl: Duration::from_secs(30),
             max_clock_skew: Duration::from_secs(600),
             max_nonces: 100_000,
             module_cache_bytes: 256 * 1024 * 1024,
+            check_gate: CheckGate::default(),
         }
+    }
+}
+
+/// A gate that bundles of at least `min_bytes` wait at, on the blocking pool,
+/// just before their bytes are hashed. Open (absent) in every real node; a test
+/// closes it to prove that a large bundle's check runs off the executor task: if
+/// it ran on the task, the task would stop at the gate and nobody else's offer
+/// would be answered.
+#[derive(Clone, Default)]
+pub struct CheckGate(Option<Arc<GateState>>);
+
+#[doc(hidden)]
+pub struct GateState {
+    min_bytes: usize,
+    open: Mutex<bool>,
+    opened: Condvar,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl CheckGate {
+    /// A closed gate for bundles of `min_bytes` or more.
+    pub fn closed(min_bytes: usize) -> Self {
+        Self(Some(Arc::new(GateState {
+            min_bytes,
+            open: Mutex::new(false),
+            opened: Condvar::new(),
+            waiting: 0.into(),
+        })))
+    }
+
+    /// Lets every held and future bundle through.
+    pub fn open(&self) {
+        if let Some(g) = &self.0 {
+            *g.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            g.opened.notify_all();
+        }
+    }
+
+    /// Bundles that reached the gate so far.
+    pub fn arrived(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |g| g.waiting.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Blocks (on a blocking thread) while the gate is closed for `bytes`.
+    fn pass(&self, bytes: usize) {
+        let Some(g) = &self.0 else { return };
+        if bytes < g.min_bytes {
+            return;
+        }
+        g.waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut open = g.open.lock().unwrap_or_else(|e| e.into_inner());
+        while !*open {
+            open = g.opened.wait(open).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl std::fmt::Debug for CheckGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "CheckGate(set)"
+        } else {
+            "CheckGate(none)"
+        })
+    }
+}
+
+impl PartialEq for CheckGate {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+impl Eq for CheckGate {}
+
+/// The label of `plasm_executor_refusals_total`: why an offer was declined.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct RefusalLabel {
+    /// `rate`, `peer_reservations`, `reservations_full`, `queue_full`, `replayed_nonce`.
+    pub reason: String,
+}
+
+/// The label of `plasm_executor_evictions_total`: what was evicted from a full table.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct EvictionLabel {
+    /// `reservation` or `nonce`.
+    pub table: String,
+}
+
+/// The executor's counters, shared with `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutorMetrics {
+    /// Offers declined to protect the node or other peers, by reason.
+    pub refusals: Family<RefusalLabel, Counter>,
+    /// Entries evicted from a full table, charged to the peer holding the most.
+    pub evictions: Family<EvictionLabel, Counter>,
+}
+
+impl ExecutorMetrics {
+    fn refused(&self, reason: &str) {
+        self.refusals
+            .get_or_create(&RefusalLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+    fn evicted(&self, table: &str) {
+        self.evictions
+            .get_or_create(&EvictionLabel {
+                table: table.to_owned(),
+            })
+            .inc();
     }
 }
 
@@ -75,38 +216,104 @@ struct Reservation {
     expires: Instant,
 }
 
-/// Remembers nonces for a bounded time and count.
+/// A token bucket per peer for offers.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Peers whose offer buckets are remembered; idle full buckets go first.
+const MAX_BUCKETS: usize = 4096;
+
+/// Remembers the nonces of jobs that ran, for a bounded time and count. When it
+/// is full, the oldest nonce of the peer holding the most goes: a peer that
+/// fills the guard pays for it, and nobody else is refused.
 struct NonceGuard {
-    seen: HashMap<String, Instant>,
+    seen: HashMap<String, (Instant, PeerId)>,
+    /// Each peer's nonces, oldest first (eviction).
+    by_peer: HashMap<PeerId, VecDeque<(Instant, String)>>,
+    /// Every nonce, oldest first (expiry); may hold evicted entries until compacted.
     order: VecDeque<(Instant, String)>,
     keep: Duration,
     max: usize,
 }
 
 impl NonceGuard {
+    fn new(keep: Duration, max: usize) -> Self {
+        Self {
+            seen: HashMap::new(),
+            by_peer: HashMap::new(),
+            order: VecDeque::new(),
+            keep,
+            max: max.max(1),
+        }
+    }
+
     fn purge(&mut self, now: Instant) {
         while let Some((t, _)) = self.order.front() {
             if now.duration_since(*t) < self.keep {
                 break;
             }
-            if let Some((_, n)) = self.order.pop_front() {
-                self.seen.remove(&n);
+            if let Some((t, n)) = self.order.pop_front()
+                && self.seen.get(&n).is_some_and(|(at, _)| *at == t)
+                && let Some((_, peer)) = self.seen.remove(&n)
+            {
+                self.forget(peer, &n);
+            }
+        }
+        // Evictions leave stale entries behind in `order`: keep it bounded.
+        if self.order.len() > 2 * self.max {
+            let seen = &self.seen;
+            self.order
+                .retain(|(t, n)| seen.get(n).is_some_and(|(at, _)| at == t));
+        }
+    }
+
+    fn forget(&mut self, peer: PeerId, nonce: &str) {
+        if let Some(q) = self.by_peer.get_mut(&peer) {
+            q.retain(|(_, n)| n != nonce);
+            if q.is_empty() {
+                self.by_peer.remove(&peer);
             }
         }
     }
 
-    /// Records `nonce`; `Err(true)` when replayed, `Err(false)` when the guard is full.
-    fn check(&mut self, nonce: &str, now: Instant) -> Result<(), bool> {
+    fn contains(&mut self, nonce: &str, now: Instant) -> bool {
+        self.purge(now);
+        self.seen.contains_key(nonce)
+    }
+
+    /// Records `nonce` for `peer`; returns whether another entry was evicted to make room.
+    fn insert(&mut self, nonce: &str, peer: PeerId, now: Instant) -> bool {
         self.purge(now);
         if self.seen.contains_key(nonce) {
-            return Err(true);
+            return false;
         }
+        let mut evicted = false;
         if self.seen.len() >= self.max {
-            return Err(false);
+            let heaviest = self
+                .by_peer
+                .iter()
+                .max_by_key(|(_, q)| q.len())
+                .map(|(p, _)| *p);
+            if let Some(p) = heaviest
+                && let Some(q) = self.by_peer.get_mut(&p)
+                && let Some((_, old)) = q.pop_front()
+            {
+                if q.is_empty() {
+                    self.by_peer.remove(&p);
+                }
+                self.seen.remove(&old);
+                evicted = true;
+            }
         }
-        self.seen.insert(nonce.to_owned(), now);
+        self.seen.insert(nonce.to_owned(), (now, peer));
+        self.by_peer
+            .entry(peer)
+            .or_default()
+            .push_back((now, nonce.to_owned()));
         self.order.push_back((now, nonce.to_owned()));
-        Ok(())
+        evicted
     }
 }
 
@@ -148,8 +355,29 @@ pub struct Executor {
     identity: Arc<Identity>,
     policy: ExecutorPolicy,
     reservations: HashMap<String, Reservation>,
+    /// Nonces of reservations (offered, bundle not yet run): nonce -> job id.
+    reserved_nonces: HashMap<String, String>,
     nonces: NonceGuard,
-    modules: ModuleCache,
+    buckets: HashMap<PeerId, Bucket>,
+    modules: Arc<Mutex<ModuleCache>>,
+    metrics: ExecutorMetrics,
+    /// Bundles being checked (hashing up to 32 MiB each) at once.
+    checks: Arc<tokio::sync::Semaphore>,
+    /// Bundle tasks report here whether their job ran (its nonce is spent).
+    reports: (
+        mpsc::UnboundedSender<NonceReport>,
+        mpsc::UnboundedReceiver<NonceReport>,
+    ),
+}
+
+/// Bundles checked at once; more are refused `busy` (each holds up to 32 MiB).
+const MAX_CHECKS: usize = 8;
+
+/// What became of a bundle's nonce: spent when its job ran, free otherwise.
+struct NonceReport {
+    nonce: String,
+    peer: PeerId,
+    ran: bool,
 }
 
 fn decline(reason: DeclineReason, message: impl Into<String>) -> JobResponse {
@@ -173,13 +401,9 @@ impl Executor {
         pool: Arc<WorkerPool>,
         identity: Arc<Identity>,
         policy: ExecutorPolicy,
+        metrics: ExecutorMetrics,
     ) -> Self {
-        let nonces = NonceGuard {
-            seen: HashMap::new(),
-            order: VecDeque::new(),
-            keep: policy.max_clock_skew * 2,
-            max: policy.max_nonces,
-        };
+        let nonces = NonceGuard::new(policy.max_clock_skew * 2, policy.max_nonces);
         let modules = ModuleCache {
             map: HashMap::new(),
             order: VecDeque::new(),
@@ -192,20 +416,36 @@ impl Executor {
             identity,
             policy,
             reservations: HashMap::new(),
+            reserved_nonces: HashMap::new(),
             nonces,
-            modules,
+            buckets: HashMap::new(),
+            modules: Arc::new(Mutex::new(modules)),
+            metrics,
+            checks: Arc::new(tokio::sync::Semaphore::new(MAX_CHECKS)),
+            reports: mpsc::unbounded_channel(),
         }
     }
 
     /// Serves inbound requests until the channel closes.
     pub async fn run(mut self, mut inbound: mpsc::Receiver<InboundJob>) {
-        while let Some(InboundJob {
-            peer,
-            request,
-            path,
-            channel,
-        }) = inbound.recv().await
-        {
+        loop {
+            let next = tokio::select! {
+                biased;
+                Some(report) = self.reports.1.recv() => {
+                    self.on_report(report);
+                    continue;
+                }
+                next = inbound.recv() => next,
+            };
+            let Some(InboundJob {
+                peer,
+                request,
+                path,
+                channel,
+            }) = next
+            else {
+                return;
+            };
             match request {
                 JobRequest::Offer { manifest } => {
                     let response = self.on_offer(peer, &manifest);
@@ -231,7 +471,117 @@ impl Executor {
         }
     }
 
+    /// A bundle's job ran (its nonce is remembered) or never will (freed).
+    fn on_report(&mut self, r: NonceReport) {
+        self.reserved_nonces.remove(&r.nonce);
+        if r.ran && self.nonces.insert(&r.nonce, r.peer, Instant::now()) {
+            self.metrics.evicted("nonce");
+        }
+    }
+
+    /// Takes one offer token from `peer`'s bucket; false when it is empty.
+    fn take_token(&mut self, peer: PeerId, now: Instant) -> bool {
+        let (rate, burst) = (
+            f64::from(self.policy.offer_rate),
+            f64::from(self.policy.offer_burst.max(1)),
+        );
+        if !self.buckets.contains_key(&peer) && self.buckets.len() >= MAX_BUCKETS {
+            // Forget peers whose bucket has refilled: they lose nothing.
+            self.buckets
+                .retain(|_, b| b.tokens + now.duration_since(b.last).as_secs_f64() * rate < burst);
+            if self.buckets.len() >= MAX_BUCKETS {
+                return false;
+            }
+        }
+        let b = self.buckets.entry(peer).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(burst);
+        b.last = now;
+        if b.tokens < 1.0 {
+            return false;
+        }
+        b.tokens -= 1.0;
+        true
+    }
+
+    /// Drops expired reservations (and their tentative nonces).
+    fn expire_reservations(&mut self, now: Instant) {
+        let nonces = &mut self.reserved_nonces;
+        self.reservations.retain(|_, r| {
+            let keep = r.expires > now;
+            if !keep {
+                nonces.remove(&r.manifest.nonce);
+            }
+            keep
+        });
+    }
+
+    fn remove_reservation(&mut self, job_id: &str) -> Option<Reservation> {
+        let r = self.reservations.remove(job_id)?;
+        self.reserved_nonces.remove(&r.manifest.nonce);
+        Some(r)
+    }
+
+    /// Makes room for one more reservation of `peer`, or says why not.
+    fn reservation_room(&mut self, peer: PeerId) -> Result<(), JobResponse> {
+        let p = &self.policy;
+        let mut held: HashMap<PeerId, usize> = HashMap::new();
+        for r in self.reservations.values() {
+            *held.entry(r.peer).or_default() += 1;
+        }
+        let mine = held.get(&peer).copied().unwrap_or(0);
+        if mine >= p.max_reservations_per_peer {
+            self.metrics.refused("peer_reservations");
+            return Err(decline(
+                DeclineReason::Busy,
+                format!(
+                    "you hold {mine} accepted offers without their bundle (at most {})",
+                    p.max_reservations_per_peer
+                ),
+            ));
+        }
+        if self.reservations.len() < p.max_reservations {
+            return Ok(());
+        }
+        // Full: the peer holding the most gives up its oldest, if it holds more than this one.
+        let heaviest = held.into_iter().max_by_key(|(_, n)| *n);
+        if let Some((victim, n)) = heaviest
+            && n > mine + 1
+        {
+            let oldest = self
+                .reservations
+                .iter()
+                .filter(|(_, r)| r.peer == victim)
+                .min_by_key(|(_, r)| r.expires)
+                .map(|(id, _)| id.clone());
+            if let Some(id) = oldest {
+                self.remove_reservation(&id);
+                self.metrics.evicted("reservation");
+                tracing::debug!(%victim, "evicted a reservation of the peer holding the most");
+                return Ok(());
+            }
+        }
+        self.metrics.refused("reservations_full");
+        Err(decline(
+            DeclineReason::Busy,
+            "too many accepted offers waiting for their bundle",
+        ))
+    }
+
     fn on_offer(&mut self, peer: PeerId, text: &str) -> JobResponse {
+        let now = Instant::now();
+        if !self.take_token(peer, now) {
+            self.metrics.refused("rate");
+            return decline(
+                DeclineReason::Busy,
+                format!(
+                    "offer rate limit: at most {} offers per second (bursts of {})",
+                    self.policy.offer_rate, self.policy.offer_burst
+                ),
+            );
+        }
         if text.len() > super::protocol::MAX_MANIFEST_BYTES {
             return decline(DeclineReason::OverLimit, "manifest larger than 64 KiB");
         }
@@ -283,42 +633,46 @@ impl Executor {
         if let Err(why) = check_clock(&manifest.created_at, p.max_clock_skew) {
             return decline(DeclineReason::Policy, why);
         }
-        let now = Instant::now();
-        self.reservations.retain(|_, r| r.expires > now);
-        if self.reservations.len() >= p.max_reservations {
+        self.expire_reservations(now);
+        if self.nonces.contains(&manifest.nonce, now)
+            || self.reserved_nonces.contains_key(&manifest.nonce)
+        {
+            self.metrics.refused("replayed_nonce");
             return decline(
-                DeclineReason::Busy,
-                "too many accepted offers waiting for their bundle",
+                DeclineReason::ReplayedNonce,
+                "this nonce was already offered here",
             );
         }
         let stats = self.pool.stats();
         if stats.queued >= self.pool.capacity().1 {
+            self.metrics.refused("queue_full");
             return decline(DeclineReason::Busy, "the job queue is full");
         }
-        match self.nonces.check(&manifest.nonce, now) {
-            Err(true) => {
-                return decline(
-                    DeclineReason::ReplayedNonce,
-                    "this nonce was already offered here",
-                );
-            }
-            Err(false) => return decline(DeclineReason::Busy, "the replay guard is full"),
-            Ok(()) => {}
+        if let Err(refusal) = self.reservation_room(peer) {
+            return refusal;
         }
         let job_id = manifest.job_id().to_owned();
         tracing::info!(job_id, %peer, "accepted offer");
-        let has_module = self.modules.get(&manifest.module.sha256).is_some();
+        let has_module = self
+            .modules
+            .lock()
+            .is_ok_and(|m| m.get(&manifest.module.sha256).is_some());
+        self.reserved_nonces
+            .insert(manifest.nonce.clone(), job_id.clone());
         self.reservations.insert(
             job_id.clone(),
             Reservation {
                 peer,
                 manifest,
-                expires: now + p.reservation_ttl,
+                expires: now + self.policy.reservation_ttl,
             },
         );
         JobResponse::Accept { job_id, has_module }
     }
 
+    /// Matches a bundle to its reservation (here, on the task) and returns the
+    /// rest of the work as a future: the bytes are checked on the blocking pool,
+    /// then the job runs on the worker pool and its receipt is signed.
     #[allow(clippy::result_large_err)]
     fn on_bundle(
         &mut self,
@@ -329,13 +683,10 @@ impl Executor {
         input: Vec<u8>,
     ) -> Result<impl std::future::Future<Output = JobResponse> + use<>, JobResponse> {
         let now = Instant::now();
-        let reservation = match self.reservations.remove(job_id) {
-            Some(r) if r.peer == peer && r.expires > now => r,
-            Some(r) => {
-                if r.peer != peer {
-                    // Not this requester's reservation: leave it in place.
-                    self.reservations.insert(job_id.to_owned(), r);
-                }
+        match self.reservations.get(job_id) {
+            Some(r) if r.peer == peer && r.expires > now => {}
+            Some(_) => {
+                // Not this requester's reservation (or expired): leave it to expire.
                 return Err(failure(
                     FailureReason::UnknownJob,
                     "no accepted offer with this job id from you",
@@ -347,47 +698,109 @@ impl Executor {
                     "no accepted offer with this job id (expired?)",
                 ));
             }
+        }
+        let Ok(permit) = self.checks.clone().try_acquire_owned() else {
+            // The reservation stays: the requester may send the bundle again.
+            return Err(failure(
+                FailureReason::Busy,
+                "too many bundles are being checked; retry",
+            ));
         };
+        let Some(reservation) = self.reservations.remove(job_id) else {
+            return Err(failure(FailureReason::UnknownJob, "no accepted offer"));
+        };
+        // The nonce stays reserved until the task reports: spent if the job ran.
         let manifest = reservation.manifest;
+        let nonce = NonceReport {
+            nonce: manifest.nonce.clone(),
+            peer,
+            ran: false,
+        };
         let module: Arc<[u8]> = match module {
             Some(bytes) => bytes.into(),
-            None => self.modules.get(&manifest.module.sha256).ok_or_else(|| {
-                failure(
-                    FailureReason::ModuleMismatch,
-                    "module bytes missing and not held here",
-                )
-            })?,
+            None => match self
+                .modules
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&manifest.module.sha256))
+            {
+                Some(held) => held,
+                None => {
+                    self.on_report(nonce);
+                    return Err(failure(
+                        FailureReason::ModuleMismatch,
+                        "module bytes missing and not held here",
+                    ));
+                }
+            },
         };
-        let request = job::exec_request(&manifest, module.clone(), input).map_err(|e| match e {
-            job::JobError::ModuleMismatch { .. } => {
-                failure(FailureReason::ModuleMismatch, e.to_string())
-            }
-            job::JobError::InputMismatch { .. } => {
-                failure(FailureReason::InputMismatch, e.to_string())
-            }
-            job::JobError::Pool(_) => failure(FailureReason::Internal, e.to_string()),
-        })?;
-        self.modules.insert(manifest.module.sha256.clone(), module);
-        tracing::info!(job_id, %peer, "running job");
-        let submitted = job::Submitted::start(&self.pool, request)
-            .map_err(|e| failure(FailureReason::Busy, e.to_string()))?
-            .placed(crate::receipt::ReceiptPlacement {
+        let (pool, identity, modules, gate, reports) = (
+            self.pool.clone(),
+            self.identity.clone(),
+            self.modules.clone(),
+            self.policy.check_gate.clone(),
+            self.reports.0.clone(),
+        );
+        Ok(async move {
+            let bytes = module.len() + input.len();
+            let checked = tokio::task::spawn_blocking(move || {
+                gate.pass(bytes);
+                job::exec_request(&manifest, module.clone(), input)
+                    .map(|request| (manifest, module, request))
+            })
+            .await;
+            let started = match checked {
+                Ok(Ok((manifest, module, request))) => {
+                    if let Ok(mut m) = modules.lock() {
+                        m.insert(manifest.module.sha256.clone(), module);
+                    }
+                    job::Submitted::start(&pool, request)
+                        .map(|s| (manifest, s))
+                        .map_err(|e| failure(FailureReason::Busy, e.to_string()))
+                }
+                Ok(Err(e)) => Err(bundle_error(e)),
+                Err(_) => Err(failure(FailureReason::Internal, "the bundle check failed")),
+            };
+            let _ = reports.send(NonceReport {
+                ran: started.is_ok(),
+                ..nonce
+            });
+            drop(permit);
+            let (manifest, submitted) = match started {
+                Ok(v) => v,
+                Err(response) => return response,
+            };
+            tracing::info!(job_id = manifest.job_id(), %peer, "running job");
+            let submitted = submitted.placed(crate::receipt::ReceiptPlacement {
                 path: path.kind.as_str().into(),
                 relay: path.relay.map(|r| r.to_string()),
                 attempt: None,
                 taken_over_from: None,
             });
-        let (pool, identity) = (self.pool.clone(), self.identity.clone());
-        Ok(async move {
             match submitted.finish(&pool, &identity, &manifest).await {
                 Ok(out) => JobResponse::Result {
                     receipt: serde_json::to_string(out.receipt.as_map()).unwrap_or_default(),
                     stdout: out.result.stdout,
                     stderr: out.result.stderr,
                 },
-                Err(_) => failure(FailureReason::Internal, "the worker pool stopped"),
+                Err(e) => {
+                    tracing::error!(error = %e, "job finished without a receipt");
+                    failure(FailureReason::Internal, e.to_string())
+                }
             }
         })
+    }
+}
+
+fn bundle_error(e: job::JobError) -> JobResponse {
+    match e {
+        job::JobError::ModuleMismatch { .. } => {
+            failure(FailureReason::ModuleMismatch, e.to_string())
+        }
+        job::JobError::InputMismatch { .. } => failure(FailureReason::InputMismatch, e.to_string()),
+        job::JobError::Pool(_) | job::JobError::Unsignable(_) => {
+            failure(FailureReason::Internal, e.to_string())
+        }
     }
 }
 
@@ -411,20 +824,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nonce_guard_refuses_replays_and_is_bounded() {
-        let mut g = NonceGuard {
-            seen: HashMap::new(),
-            order: VecDeque::new(),
-            keep: Duration::from_secs(60),
-            max: 2,
-        };
+    fn nonce_guard_is_bounded_and_charges_the_heaviest_peer() {
+        let mut g = NonceGuard::new(Duration::from_secs(60), 3);
+        let (a, b) = (PeerId::random(), PeerId::random());
         let t = Instant::now();
-        assert_eq!(g.check("a", t), Ok(()));
-        assert_eq!(g.check("a", t), Err(true));
-        assert_eq!(g.check("b", t), Ok(()));
-        assert_eq!(g.check("c", t), Err(false));
+        assert!(!g.insert("a1", a, t));
+        assert!(!g.insert("a2", a, t));
+        assert!(!g.insert("b1", b, t));
+        assert!(g.contains("a1", t));
+        // Full: b's nonce evicts the oldest of a, who holds the most.
+        assert!(g.insert("b2", b, t));
+        assert!(!g.contains("a1", t));
+        for n in ["a2", "b1", "b2"] {
+            assert!(g.contains(n, t), "{n}");
+        }
+        assert_eq!(g.seen.len(), 3);
         // After the keep period the memory is freed.
-        assert_eq!(g.check("c", t + Duration::from_secs(61)), Ok(()));
+        assert!(!g.contains("b1", t + Duration::from_secs(61)));
+        assert!(g.seen.is_empty() && g.by_peer.is_empty());
+        // Stale entries left by evictions do not pile up.
+        for i in 0..100 {
+            g.insert(&format!("x{i}"), a, t + Duration::from_secs(62));
+        }
+        assert!(g.order.len() <= 2 * 3 + 1, "{}", g.order.len());
     }
 
     #[test]

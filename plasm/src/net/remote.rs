@@ -172,6 +172,7 @@ pub fn check_receipt(
     peer: PeerId,
     manifest: &Manifest,
     stdout: &[u8],
+    stderr: &[u8],
 ) -> Result<(), String> {
     let v = receipt
         .verify()
@@ -187,6 +188,12 @@ pub fn check_receipt(
     }
     if receipt.str_field("output") != Some(&format!("sha256:{}", sha256_hex(stdout))) {
         return Err("receipt output hash does not match the bytes received".into());
+    }
+    // Version 2 binds stderr too; a version 1 receipt (an older executor) cannot.
+    if !receipt.is_v1()
+        && receipt.str_field("stderr") != Some(&format!("sha256:{}", sha256_hex(stderr)))
+    {
+        return Err("receipt stderr hash does not match the bytes received".into());
     }
     Ok(())
 }
@@ -316,24 +323,26 @@ pub async fn run_remote(
                     },
                     path,
                 ))) => match Receipt::from_json(&receipt) {
-                    Ok(receipt) => match check_receipt(&receipt, peer, manifest, &stdout) {
-                        Ok(()) => {
-                            attempts.push(Attempt {
-                                peer,
-                                rtt: Some(rtt),
-                                outcome: "succeeded".into(),
-                            });
-                            return Ok(RemoteOutput {
-                                executor: peer,
-                                receipt,
-                                stdout,
-                                stderr,
-                                attempts,
-                                path,
-                            });
+                    Ok(receipt) => {
+                        match check_receipt(&receipt, peer, manifest, &stdout, &stderr) {
+                            Ok(()) => {
+                                attempts.push(Attempt {
+                                    peer,
+                                    rtt: Some(rtt),
+                                    outcome: "succeeded".into(),
+                                });
+                                return Ok(RemoteOutput {
+                                    executor: peer,
+                                    receipt,
+                                    stdout,
+                                    stderr,
+                                    attempts,
+                                    path,
+                                });
+                            }
+                            Err(why) => why,
                         }
-                        Err(why) => why,
-                    },
+                    }
                     Err(e) => format!("unreadable receipt: {e}"),
                 },
                 Ok(Ok((JobResponse::Failure { reason, message }, _))) => {
@@ -351,4 +360,50 @@ pub async fn run_remote(
         });
     }
     Err(RemoteError::AllFailed(attempts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::manifest::ManifestBuilder;
+    use crate::runtime::pool::WorkerPool;
+    use crate::runtime::wasm3::Wasm3Runtime;
+    use std::sync::Arc;
+
+    /// Writes "out" to stdout and "err" to stderr.
+    const BOTH: &str = r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "\10\00\00\00\04\00\00\00\18\00\00\00\04\00\00\00")
+      (data (i32.const 16) "out\n")
+      (data (i32.const 24) "err\n")
+      (func (export "_start")
+        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 100)))
+        (drop (call $w (i32.const 2) (i32.const 8) (i32.const 1) (i32.const 100)))))"#;
+
+    #[test]
+    fn a_receipt_binds_stdout_and_stderr() {
+        let module = wat::parse_str(BOTH).expect("wat");
+        let manifest = ManifestBuilder::new()
+            .build(&module, b"")
+            .expect("manifest");
+        let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1).expect("pool");
+        let id = Identity::from_seed([9u8; 32]);
+        let out = crate::job::run_blocking(&pool, &id, &manifest, module.into(), vec![])
+            .expect("job runs");
+        let (stdout, stderr) = (&out.result.stdout, &out.result.stderr);
+        assert_eq!((&stdout[..], &stderr[..]), (&b"out\n"[..], &b"err\n"[..]));
+        let peer = id.peer_id();
+        assert_eq!(
+            check_receipt(&out.receipt, peer, &manifest, stdout, stderr),
+            Ok(())
+        );
+        let why = check_receipt(&out.receipt, peer, &manifest, stdout, b"forged\n")
+            .expect_err("changed stderr");
+        assert!(why.contains("stderr"), "{why}");
+        let why = check_receipt(&out.receipt, peer, &manifest, b"forged\n", stderr)
+            .expect_err("changed stdout");
+        assert!(why.contains("output"), "{why}");
+    }
 }

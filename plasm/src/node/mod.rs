@@ -8,7 +8,7 @@ pub use lifecycle::{ReloadReport, Signals};
 
 use crate::api::{ApiMetrics, ApiServer, ApiState, TlsFiles, Tokens};
 use crate::identity::{Identity, IdentityError};
-use crate::net::executor::{Executor, ExecutorPolicy};
+use crate::net::executor::{Executor, ExecutorMetrics, ExecutorPolicy};
 use crate::net::profile::next_backoff;
 use crate::net::reach::{self, RelayLimits};
 use crate::net::remote::capability_key;
@@ -164,6 +164,7 @@ pub struct Node {
     client: Client,
     identity: Arc<Identity>,
     pool: Option<Arc<WorkerPool>>,
+    executor_metrics: ExecutorMetrics,
     listen_addrs: Vec<Multiaddr>,
     tasks: Vec<JoinHandle<()>>,
     event_loop: JoinHandle<()>,
@@ -208,6 +209,7 @@ impl Node {
             listen_addrs.push(client.listen(addr.clone()).await?);
         }
         let mut tasks = Vec::new();
+        let executor_metrics = ExecutorMetrics::default();
         let pool = if executes {
             let pool = Arc::new(WorkerPool::new(
                 Arc::new(Wasm3Runtime),
@@ -216,7 +218,13 @@ impl Node {
             )?);
             let mut policy = config.policy.clone();
             policy.max_bundle_bytes = policy.max_bundle_bytes.min(settings.max_bundle_bytes);
-            let executor = Executor::new(client.clone(), pool.clone(), identity.clone(), policy);
+            let executor = Executor::new(
+                client.clone(),
+                pool.clone(),
+                identity.clone(),
+                policy,
+                executor_metrics.clone(),
+            );
             tasks.push(tokio::spawn(executor.run(inbound)));
             Some(pool)
         } else {
@@ -229,6 +237,7 @@ impl Node {
             client: client.clone(),
             identity,
             pool,
+            executor_metrics,
             listen_addrs,
             tasks,
             event_loop,
@@ -302,10 +311,13 @@ impl Node {
             Some(self.client.clone()),
         ));
         let state = ApiState {
-            metrics: Arc::new(ApiMetrics::new(&service)),
+            metrics: Arc::new(ApiMetrics::new(&service, &self.executor_metrics)),
             service: service.clone(),
             tokens,
             labels: config.policy.labels.clone(),
+            submissions: Arc::new(tokio::sync::Semaphore::new(
+                crate::api::SUBMISSION_BUDGET_KIB,
+            )),
         };
         let app = crate::api::router(state);
         self.api = Some(ApiServer::bind(addr, app, config.api_tls.clone())?);
@@ -410,15 +422,29 @@ impl Node {
         }
     }
 
-    /// Stops accepting jobs, lets running ones finish within the grace period,
-    /// then stops the API, every task and the event loop.
+    /// Stops accepting jobs, fails queued ones without running them, lets
+    /// running ones finish within the grace period, then stops the API, every
+    /// task and the event loop. Jobs still running at the end of the grace are
+    /// recorded failed and left behind: nothing waits for them.
     pub async fn shutdown(mut self) {
+        let deadline = tokio::time::Instant::now() + self.config.grace;
         if let Some(service) = &self.service {
             service.begin_shutdown();
-            let deadline = tokio::time::Instant::now() + self.config.grace;
-            while service.in_flight() > 0 && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(pool) = &self.pool {
+            let dropped = pool.close();
+            if dropped > 0 {
+                tracing::info!(dropped, "queued jobs dropped by the shutdown");
             }
+        }
+        let busy = |node: &Self| {
+            node.service.as_ref().is_some_and(|s| s.in_flight() > 0)
+                || node.pool.as_ref().is_some_and(|p| p.stats().running > 0)
+        };
+        while busy(&self) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(service) = &self.service {
             service
                 .fail_in_flight("the node shut down before the job finished")
                 .await;
@@ -431,10 +457,8 @@ impl Node {
         }
         self.client.shutdown().await;
         let _ = self.event_loop.await;
-        // Dropping the pool lets running jobs finish and joins the workers, off the async threads.
-        if let Some(pool) = self.pool {
-            let _ = tokio::task::spawn_blocking(move || drop(pool)).await;
-        }
+        // Workers still running a job exit when it ends (or with the process).
+        drop(self.pool.take());
     }
 }
 

@@ -4,10 +4,15 @@
 //! is busy and the queue is full, submission fails at once with
 //! [`PoolError::Busy`] rather than letting work pile up. Each worker has a large
 //! native stack because the interpreter recurses natively on guest calls.
+//!
+//! [`WorkerPool::close`] is the shutdown: queued jobs are dropped without
+//! running (their receivers see [`PoolError::Closed`]), running jobs go on, and
+//! nothing ever waits for them: workers are detached, so a node stops within its
+//! grace period however long a job would still take.
 
 use super::{ExecRequest, ExecResult, Outcome, Runtime};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -47,6 +52,8 @@ pub struct PoolStats {
 struct Counters {
     queued: AtomicUsize,
     running: AtomicUsize,
+    /// Set by [`WorkerPool::close`]: no new job starts.
+    closed: AtomicBool,
 }
 
 /// Hard bound of the channel under the queue; the effective queue limit is dynamic and lower.
@@ -102,12 +109,16 @@ impl WorkerPool {
         let mut handles = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         while handles.len() < workers {
             let index = handles.len();
-            let (rx, limit) = (self.rx.clone(), self.worker_limit.clone());
+            let (rx, limit, counters) = (
+                self.rx.clone(),
+                self.worker_limit.clone(),
+                self.counters.clone(),
+            );
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("plasm-worker-{index}"))
                     .stack_size(WORKER_STACK_BYTES)
-                    .spawn(move || worker(index, &rx, &limit))?,
+                    .spawn(move || worker(index, &rx, &limit, &counters))?,
             );
         }
         self.worker_limit.store(workers, Ordering::SeqCst);
@@ -138,6 +149,9 @@ impl WorkerPool {
     /// Queues a job; the receiver yields its result. Fails at once when full.
     pub fn submit(&self, request: ExecRequest) -> Result<oneshot::Receiver<ExecResult>, PoolError> {
         let tx = self.tx.as_ref().ok_or(PoolError::Closed)?;
+        if self.counters.closed.load(Ordering::SeqCst) {
+            return Err(PoolError::Closed);
+        }
         let (workers, queue) = self.capacity();
         let busy = PoolError::Busy { workers, queue };
         // Room = idle workers + free queue slots.
@@ -151,6 +165,12 @@ impl WorkerPool {
         let runtime = self.runtime.clone();
         let counters = self.counters.clone();
         let task: Task = Box::new(move || {
+            if counters.closed.load(Ordering::SeqCst) {
+                // Queued when the pool closed: never run; `done` drops, so the
+                // waiter learns the pool closed.
+                counters.queued.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
             counters.running.fetch_add(1, Ordering::SeqCst);
             let started_at = crate::time::now_rfc3339();
             counters.queued.fetch_sub(1, Ordering::SeqCst);
@@ -176,8 +196,36 @@ impl WorkerPool {
     }
 }
 
-fn worker(index: usize, rx: &Mutex<Receiver<Task>>, limit: &AtomicUsize) {
+impl WorkerPool {
+    /// Stops the pool: refuses new jobs, drops every queued one without running
+    /// it (its waiter gets [`PoolError::Closed`] at once) and lets running jobs
+    /// go on. Returns how many queued jobs were dropped.
+    pub fn close(&self) -> usize {
+        self.counters.closed.store(true, Ordering::SeqCst);
+        // Released parked workers see the flag and exit.
+        self.worker_limit.store(MAX_WORKERS, Ordering::SeqCst);
+        let mut dropped = 0;
+        // A worker holds the lock for at most its 100 ms receive timeout.
+        let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        while let Ok(task) = rx.try_recv() {
+            // Running it returns at once (closed) and drops its result sender.
+            task();
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// Whether [`Self::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.counters.closed.load(Ordering::SeqCst)
+    }
+}
+
+fn worker(index: usize, rx: &Mutex<Receiver<Task>>, limit: &AtomicUsize, counters: &Counters) {
     loop {
+        if counters.closed.load(Ordering::SeqCst) {
+            return;
+        }
         if index >= limit.load(Ordering::SeqCst) {
             // Parked by a lowered capacity; still exits when the pool closes.
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -197,13 +245,13 @@ fn worker(index: usize, rx: &Mutex<Receiver<Task>>, limit: &AtomicUsize) {
 
 impl Drop for WorkerPool {
     fn drop(&mut self) {
-        // Closing the channel lets each worker finish its job and exit; parked
-        // workers are released so they can see the closed channel.
+        // Queued jobs are dropped; each worker exits after the job it runs, on its
+        // own: nobody waits for a job that may run for minutes.
+        self.close();
         self.tx = None;
-        self.worker_limit.store(MAX_WORKERS, Ordering::SeqCst);
-        let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
-        for w in handles {
-            let _ = w.join();
-        }
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }

@@ -186,7 +186,7 @@ impl Store {
         max_module_bytes: u64,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)?;
-        let modules = ModuleStore::open(&data_dir.join("modules"), max_module_bytes)?;
+        let modules = ModuleStore::open_with(&data_dir.join("modules"), max_module_bytes, fsync)?;
         let conn = Connection::open(data_dir.join("plasm.db"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;

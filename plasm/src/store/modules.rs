@@ -5,6 +5,11 @@
 //! naming, the atomic rename and the byte bound are decided in one place. Files
 //! are written under a unique temporary name and renamed, so two processes
 //! sharing a data dir (a running node and a `plasm run`) never see half a module.
+//! With `fsync` on, the file and then the directory are synced before the module
+//! counts as stored, so a power cut cannot leave a named file with missing bytes.
+//! A file is checked against its name when read back: a torn or altered file (a
+//! crash with `fsync` off, a disk error) is removed and reported as not held, and
+//! the next upload of that module writes it again.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,15 +23,24 @@ pub struct ModuleStore {
     dir: PathBuf,
     /// Bytes of module files kept; the least recently stored go first.
     max_bytes: u64,
+    /// Sync each file and the directory before a module counts as stored.
+    fsync: bool,
 }
 
 impl ModuleStore {
-    /// Opens (creating) the directory.
+    /// Opens (creating) the directory, without syncing writes.
     pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
+        Self::open_with(dir, max_bytes, false)
+    }
+
+    /// Opens (creating) the directory; with `fsync`, every stored module is
+    /// synced to disk, file and directory, before `put` returns.
+    pub fn open_with(dir: &Path, max_bytes: u64, fsync: bool) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             max_bytes,
+            fsync,
         })
     }
 
@@ -39,7 +53,10 @@ impl ModuleStore {
     pub fn put(&self, bytes: &[u8]) -> std::io::Result<String> {
         let sha = crate::job::sha256_hex(bytes);
         let path = self.path(&sha);
-        if !path.exists() {
+        // A file of the wrong size is torn (a crash before its bytes reached the
+        // disk): write it again. Same-size damage is caught when it is read.
+        let held = std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64);
+        if !held {
             // A unique temporary name: concurrent uploads of one module must not collide.
             static NEXT: AtomicU64 = AtomicU64::new(0);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -47,13 +64,17 @@ impl ModuleStore {
                 .dir
                 .join(format!(".{sha}.{}.{n}.tmp", std::process::id()));
             // On a full disk the partial temporary file goes, so nothing half-written stays.
-            if let Err(e) = std::fs::write(&tmp, bytes) {
+            if let Err(e) = self.write_file(&tmp, bytes) {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
             if let Err(e) = std::fs::rename(&tmp, &path) {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
+            }
+            if self.fsync {
+                // The rename is durable only once the directory is.
+                std::fs::File::open(&self.dir)?.sync_all()?;
             }
             self.trim(&path)?;
         }
@@ -66,11 +87,31 @@ impl ModuleStore {
         if !is_sha256_hex(sha256) {
             return Ok(None);
         }
-        match std::fs::read(self.path(sha256)) {
-            Ok(b) => Ok(Some(b)),
+        let path = self.path(sha256);
+        match std::fs::read(&path) {
+            Ok(b) if crate::job::sha256_hex(&b) == sha256 => Ok(Some(b)),
+            Ok(b) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    bytes = b.len(),
+                    "a module file does not match its hash (torn or altered): removed"
+                );
+                let _ = std::fs::remove_file(&path);
+                Ok(None)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(path)?;
+        f.write_all(bytes)?;
+        if self.fsync {
+            f.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Deletes the oldest module files until the total fits the bound, never `keep`.
@@ -128,5 +169,27 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_torn_or_altered_file_is_detected_and_replaced() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let m = ModuleStore::open_with(&dir.path().join("modules"), 1 << 20, true).expect("open");
+        let module = b"\0asm\x01\0\0\0 some module bytes".to_vec();
+        let sha = m.put(&module).expect("put");
+        // Torn: the name is there, half the bytes are not.
+        std::fs::write(m.path(&sha), &module[..5]).expect("tear");
+        assert_eq!(m.get(&sha).expect("get"), None, "a torn file is not served");
+        assert!(!m.path(&sha).exists(), "and it is removed");
+        std::fs::write(m.path(&sha), &module[..5]).expect("tear again");
+        m.put(&module).expect("put again");
+        assert_eq!(m.get(&sha).expect("get").as_deref(), Some(&module[..]));
+        // Altered in place, same size: caught when read back.
+        let mut flipped = module.clone();
+        flipped[10] ^= 1;
+        std::fs::write(m.path(&sha), &flipped).expect("flip");
+        assert_eq!(m.get(&sha).expect("get"), None);
+        m.put(&module).expect("rewrite");
+        assert_eq!(m.get(&sha).expect("get").as_deref(), Some(&module[..]));
     }
 }
