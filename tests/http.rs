@@ -486,3 +486,55 @@ fn set_mode(path: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
+
+/// Jobs handed to peers are bounded in count and bytes: past either bound a
+/// submission gets 429 `overloaded` with `Retry-After`, and nothing is recorded
+/// for it; when the jobs out end, there is room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_jobs_in_flight_are_bounded_in_count_and_bytes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = api_config(dir.path(), None);
+    c.remote = plasm::service::RemoteLimits {
+        jobs: 2,
+        bytes: 1 << 20,
+    };
+    // No peers: every remote job looks for an executor for a few seconds, then fails.
+    let node = start(c).await;
+    let module = hello();
+    let big = vec![7u8; 700 * 1024];
+    let submit = |input: Vec<u8>| {
+        let (id, body) = submission(&module, &input, ManifestBuilder::new(), "remote");
+        let node = &node;
+        async move { (id, call(node, "POST", "/v1/jobs", None, &body).await) }
+    };
+    let (_, r) = submit(big.clone()).await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    // A second 700 KiB job would hold 1.4 MiB out with peers: refused.
+    let (refused, r) = submit(big.clone()).await;
+    assert_eq!((r.status, error_code(&r)), (429, "overloaded".into()));
+    assert!(
+        r.headers.iter().any(|(k, _)| k == "retry-after"),
+        "{:?}",
+        r.headers
+    );
+    let r = call(&node, "GET", &format!("/v1/jobs/{refused}"), None, b"").await;
+    assert_eq!(r.status, 404, "a refused job is not recorded");
+    let (_, r) = submit(vec![]).await;
+    assert_eq!(r.status, 202);
+    // Two jobs out: a third is refused, whatever its size.
+    let (_, r) = submit(vec![]).await;
+    assert_eq!((r.status, error_code(&r)), (429, "overloaded".into()));
+    let service = node.service().expect("service").clone();
+    assert_eq!(service.remote_load().0, 2);
+    assert_eq!(service.in_flight(), 2, "refused jobs hold no event channel");
+    // Once both have failed (nobody to run them), there is room again.
+    let freed = eventually(Duration::from_secs(30), || {
+        let s = service.clone();
+        async move { (s.remote_load() == (0, 0)).then_some(()) }
+    })
+    .await;
+    assert!(freed.is_some(), "remote slots were never given back");
+    let (_, r) = submit(big).await;
+    assert_eq!(r.status, 202);
+    node.shutdown().await;
+}

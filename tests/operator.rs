@@ -2,7 +2,8 @@
 //! processes: the job and node commands against an API serving TLS with a
 //! self-signed certificate (trusted with `--cacert`, refused without it), plain
 //! HTTP beyond loopback refused without `--insecure-http`, SIGHUP survived by a
-//! bootstrap node, and systemd readiness and watchdog pings on `NOTIFY_SOCKET`.
+//! bootstrap node, systemd readiness and watchdog pings on `NOTIFY_SOCKET`, and
+//! a shutdown with a full queue that keeps its grace period.
 
 mod common;
 
@@ -252,4 +253,99 @@ fn readiness_and_watchdog_reach_notify_socket() {
         }
     }
     assert!(child.wait().expect("wait").success());
+}
+
+/// Five long jobs on one worker (one running, four queued), then SIGTERM with a
+/// 1 s grace: the node exits 0 within the grace plus a small bound, the queued
+/// jobs never ran and say so, and the running one is recorded failed.
+#[test]
+fn shutdown_with_a_full_queue_keeps_its_grace() {
+    let d = tempfile::tempdir().expect("tmp");
+    let config = d.path().join("plasm.toml");
+    std::fs::write(&config, "shutdown_grace_seconds = 1\n").expect("config");
+    let config = config.display().to_string();
+    let mut node = start(
+        d.path(),
+        "n",
+        &[
+            "--config",
+            &config,
+            "--workers",
+            "1",
+            "--queue",
+            "8",
+            "--listen",
+            QUIC,
+        ],
+    );
+    // Each job spins until its fuel runs out: minutes, far beyond the grace.
+    let spin = wat::parse_str("(module (func (export \"_start\") (loop (br 0))))").expect("wat");
+    let module = d.path().join("spin.wasm");
+    std::fs::write(&module, &spin).expect("module");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let m = plasm::manifest::ManifestBuilder::new()
+            .fuel(9_000_000_000)
+            .build(&spin, b"")
+            .expect("manifest");
+        let path = d.path().join(format!("job{i}.json"));
+        std::fs::write(&path, m.as_value().to_string()).expect("manifest file");
+        let out = plasm(&[
+            "job",
+            "submit",
+            &path.display().to_string(),
+            "--module",
+            &module.display().to_string(),
+            "--placement",
+            "local",
+            "--api",
+            &node.api,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        ids.push(m.job_id().to_owned());
+    }
+    // The first job holds the worker.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = plasm(&["job", "status", &ids[0], "--api", &node.api]);
+        if text(&out.stdout).contains("running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&out.stdout));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopping = Instant::now();
+    kill(&node, "-TERM");
+    let status = loop {
+        if let Some(s) = node.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(30),
+            "still running 30 s after SIGTERM with a 1 s grace"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = stopping.elapsed();
+    eprintln!("exit {took:?} after SIGTERM (grace 1 s)");
+    assert!(status.success(), "{status:?}: {}", node.log());
+    // Grace plus the API's and the swarm's own stop, far under TimeoutStopSec (90 s).
+    assert!(
+        took < Duration::from_secs(6),
+        "took {took:?}: {}",
+        node.log()
+    );
+    let store = plasm::store::Store::open(&d.path().join("n"), false, 100).expect("store");
+    for (i, id) in ids.iter().enumerate() {
+        let row = store.job(id).expect("read").expect("job recorded");
+        let error = row.error.clone().unwrap_or_default();
+        assert_eq!(row.state.as_str(), "failed", "job {i}: {error}");
+        assert!(row.receipt.is_none(), "job {i} has a receipt");
+        let want = if i == 0 {
+            "before the job finished"
+        } else {
+            "before the job started"
+        };
+        assert!(error.contains(want), "job {i}: {error}");
+    }
 }

@@ -65,6 +65,10 @@ pub struct CapacityConfig {
     pub workers: usize,
     /// Jobs waiting for a worker (0: four per worker).
     pub queue: usize,
+    /// Jobs handed to peers and not yet answered (0: 256).
+    pub remote_jobs: usize,
+    /// MiB of module and input those jobs may hold (0: 256).
+    pub remote_mib: u64,
 }
 
 /// The store.
@@ -77,6 +81,10 @@ pub struct StoreConfig {
     pub max_outputs: u64,
     /// Bytes of module files kept (oldest removed first).
     pub max_module_bytes: u64,
+    /// Whole jobs (manifest, receipt) kept at least: the newest this many...
+    pub keep_jobs: u64,
+    /// ...and every job finished less than this many days ago.
+    pub keep_days: u64,
 }
 
 /// What the executor accepts from others.
@@ -295,6 +303,8 @@ impl Default for StoreConfig {
             fsync: false,
             max_outputs: 10_000,
             max_module_bytes: crate::store::DEFAULT_MAX_MODULE_BYTES,
+            keep_jobs: 1_000_000,
+            keep_days: 90,
         }
     }
 }
@@ -622,6 +632,21 @@ impl Config {
         c.fsync = self.store.fsync;
         c.max_outputs = self.store.max_outputs;
         c.max_module_bytes = self.store.max_module_bytes;
+        c.job_retention = crate::store::JobRetention {
+            min_jobs: self.store.keep_jobs,
+            min_age: Duration::from_secs(self.store.keep_days.saturating_mul(24 * 3600)),
+        };
+        let defaults = crate::service::RemoteLimits::default();
+        c.remote = crate::service::RemoteLimits {
+            jobs: match self.capacity.remote_jobs {
+                0 => defaults.jobs,
+                n => n,
+            },
+            bytes: match self.capacity.remote_mib {
+                0 => defaults.bytes,
+                n => n.saturating_mul(1 << 20),
+            },
+        };
         c.grace = Duration::from_secs(self.shutdown_grace_seconds);
         Ok(c)
     }

@@ -214,7 +214,7 @@ fn body_error(r: BytesRejection) -> ApiError {
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
     // The one route open to anyone takes receipts only, not 48 MiB job bodies.
-    let verify_route = post(verify).layer(DefaultBodyLimit::max(MAX_RECEIPT_BYTES));
+    let receipt_limit = DefaultBodyLimit::max(MAX_RECEIPT_BYTES);
     Router::new()
         .route("/v1/jobs", post(submit))
         .route("/v1/jobs/{job_id}", get(get_job))
@@ -222,7 +222,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{job_id}/events", get(job_events))
         .route("/v1/modules", put(put_module))
         .route("/v1/modules/{sha256}", get(get_module))
-        .route("/v1/receipts/verify", verify_route)
+        .route("/v1/receipts/verify", post(verify).layer(receipt_limit))
         .route("/v1/receipts/{job_id}", get(get_receipt))
         .route("/v1/node", get(node))
         .route("/v1/node/capacity", patch(set_capacity))

@@ -86,6 +86,11 @@ fn restart_only_changes(old: &NodeConfig, new: &NodeConfig) -> Vec<&'static str>
     check("store.fsync", old.fsync != new.fsync);
     check("store.max_outputs", old.max_outputs != new.max_outputs);
     check(
+        "store.keep_jobs/keep_days",
+        old.job_retention != new.job_retention,
+    );
+    check("capacity.remote_jobs/remote_mib", old.remote != new.remote);
+    check(
         "store.max_module_bytes",
         old.max_module_bytes != new.max_module_bytes,
     );

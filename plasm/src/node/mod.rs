@@ -91,6 +91,10 @@ pub struct NodeConfig {
     pub max_outputs: u64,
     /// Bytes of module files kept.
     pub max_module_bytes: u64,
+    /// How long whole jobs (manifest, receipt) are kept.
+    pub job_retention: crate::store::JobRetention,
+    /// Bounds on jobs handed to peers and not yet answered.
+    pub remote: crate::service::RemoteLimits,
     /// How long running jobs may finish after SIGTERM.
     pub grace: Duration,
 }
@@ -116,6 +120,8 @@ impl NodeConfig {
             fsync: false,
             max_outputs: 10_000,
             max_module_bytes: crate::store::DEFAULT_MAX_MODULE_BYTES,
+            job_retention: crate::store::JobRetention::default(),
+            remote: crate::service::RemoteLimits::default(),
             grace: Duration::from_secs(30),
             listen,
             bootstrap: Vec::new(),
@@ -286,11 +292,16 @@ impl Node {
             .data_dir
             .clone()
             .ok_or_else(|| NodeError::Config("the API needs a data dir for its store".into()))?;
-        let (fsync, max_outputs, max_modules) =
-            (config.fsync, config.max_outputs, config.max_module_bytes);
+        let (fsync, max_outputs, max_modules, keep) = (
+            config.fsync,
+            config.max_outputs,
+            config.max_module_bytes,
+            config.job_retention,
+        );
         let store =
             tokio::task::spawn_blocking(move || -> Result<Store, crate::store::StoreError> {
-                let store = Store::open_with(&dir, fsync, max_outputs, max_modules)?;
+                let store = Store::open_with(&dir, fsync, max_outputs, max_modules)?
+                    .with_job_retention(keep);
                 let recovered = store.recover()?;
                 if recovered > 0 {
                     tracing::warn!(
@@ -304,12 +315,15 @@ impl Node {
             .map_err(|e| NodeError::Config(e.to_string()))??;
         let store = Arc::new(store);
         self.tasks.push(tokio::spawn(retention(store.clone())));
-        let service = Arc::new(Service::new(
-            store,
-            self.pool.clone(),
-            self.identity.clone(),
-            Some(self.client.clone()),
-        ));
+        let service = Arc::new(
+            Service::new(
+                store,
+                self.pool.clone(),
+                self.identity.clone(),
+                Some(self.client.clone()),
+            )
+            .with_remote_limits(config.remote),
+        );
         let state = ApiState {
             metrics: Arc::new(ApiMetrics::new(&service, &self.executor_metrics)),
             service: service.clone(),
@@ -394,6 +408,11 @@ impl Node {
         &self.client
     }
 
+    /// The executor's refusal and eviction counters (all zero on non-executors).
+    pub fn executor_metrics(&self) -> &ExecutorMetrics {
+        &self.executor_metrics
+    }
+
     /// The worker pool (executing nodes only).
     pub fn pool(&self) -> Option<&Arc<WorkerPool>> {
         self.pool.as_ref()
@@ -462,17 +481,22 @@ impl Node {
     }
 }
 
-/// Clears old outputs once a second, off the async threads (see `store::retention`).
+/// Clears old outputs and deletes jobs past their retention once a second, off
+/// the async threads, one bounded batch each (see `store::retention`).
 async fn retention(store: Arc<Store>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.prune_outputs(crate::store::PRUNE_BATCH)).await
-        {
+        let pass = tokio::task::spawn_blocking(move || {
+            s.prune_outputs(crate::store::PRUNE_BATCH)?;
+            s.prune_jobs(crate::store::PRUNE_BATCH, time::OffsetDateTime::now_utc())
+        });
+        match pass.await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(deleted = n, "jobs past their retention"),
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "clearing old outputs failed; will retry"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention pass failed; will retry"),
             Err(_) => return,
         }
     }

@@ -118,6 +118,8 @@ pub struct Store {
     max_outputs: u64,
     /// Every output at or below this `seq` is already cleared (see `retention`).
     pruned_upto: std::sync::atomic::AtomicI64,
+    /// How long whole jobs (manifest, receipt) are kept (see `retention`).
+    job_retention: JobRetention,
 }
 
 impl std::fmt::Debug for Store {
@@ -129,6 +131,7 @@ impl std::fmt::Debug for Store {
 }
 
 pub use modules::{DEFAULT_MAX_MODULE_BYTES, ModuleStore};
+pub use retention::JobRetention;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -199,7 +202,14 @@ impl Store {
             modules,
             max_outputs,
             pruned_upto: std::sync::atomic::AtomicI64::new(0),
+            job_retention: JobRetention::default(),
         })
+    }
+
+    /// Sets how long whole jobs are kept (default: [`JobRetention::default`]).
+    pub fn with_job_retention(mut self, retention: JobRetention) -> Self {
+        self.job_retention = retention;
+        self
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
