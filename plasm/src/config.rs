@@ -77,7 +77,7 @@ pub struct CapacityConfig {
 pub struct StoreConfig {
     /// fsync every commit (survives power loss).
     pub fsync: bool,
-    /// Job outputs kept (receipts are always kept).
+    /// Job outputs kept (receipts follow keep_jobs/keep_days).
     pub max_outputs: u64,
     /// Bytes of module files kept (oldest removed first).
     pub max_module_bytes: u64,

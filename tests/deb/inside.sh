@@ -71,6 +71,20 @@ sleep 0.5
 systemctl is-active plasm-bootstrap
 systemctl stop plasm-bootstrap
 
+step "API tokens as a systemd credential: the dynamic user reads a 0600 root file"
+(umask 077; printf 'package-token-0123456789 admin\n' > /etc/plasm/tokens)
+mkdir -p /etc/systemd/system/plasm.service.d
+printf '[Service]\nLoadCredential=tokens:/etc/plasm/tokens\n' > /etc/systemd/system/plasm.service.d/tokens.conf
+sed -i 's|^token_file = ""|token_file = "/run/credentials/plasm.service/tokens"|' /etc/plasm/plasm.toml
+systemctl daemon-reload
+systemctl restart plasm
+for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:4611/healthz && break; sleep 0.1; done
+code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:4611/v1/node)
+[ "$code" = 401 ] || { echo "without a token: $code"; journalctl -u plasm --no-pager | tail -20; exit 1; }
+curl -fsS -H 'Authorization: Bearer package-token-0123456789' http://127.0.0.1:4611/v1/node >/dev/null
+rm -r /etc/systemd/system/plasm.service.d /etc/plasm/tokens
+systemctl daemon-reload
+
 step "apt purge leaves nothing"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq plasm >/dev/null
 for path in /usr/bin/plasm /etc/plasm /var/lib/plasm /var/lib/private/plasm /var/lib/plasm-bootstrap \

@@ -87,7 +87,7 @@ pub struct NodeConfig {
     pub insecure_http: bool,
     /// fsync every commit (survives power loss, slower).
     pub fsync: bool,
-    /// Outputs kept (newest first); receipts are always kept.
+    /// Outputs kept (newest first); receipts follow `job_retention`.
     pub max_outputs: u64,
     /// Bytes of module files kept.
     pub max_module_bytes: u64,

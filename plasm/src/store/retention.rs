@@ -7,7 +7,7 @@
 //! by `finished_at`) *and* outside the newest [`JobRetention::min_jobs`]
 //! (1,000,000 by default). Jobs not yet finished are never deleted.
 //!
-//! The store keeps the newest `max_outputs` outputs (receipts are always kept).
+//! The store keeps the newest `max_outputs` outputs (receipts are kept much longer, below).
 //! Clearing older outputs used to run inside every job's commit as an `UPDATE`
 //! over every row below the bound, so each job paid for the whole history and
 //! throughput fell as the store grew. Now a watermark remembers how far outputs
