@@ -527,7 +527,8 @@ impl Service {
             manifest,
             module,
             input: sub.input,
-            request: Some(request),
+            // A job bound for a peer never runs here: keep one copy of its input, not two.
+            request: (sub.placement != Placement::Remote).then_some(request),
             placement: sub.placement,
             slot: None,
         })
@@ -589,6 +590,7 @@ impl Service {
                     Err(e) => e,
                 }
             }
+            // (The taken request is dropped here: a job for a peer keeps one copy of its input.)
             _ => return Ok(Placed::Peer),
         };
         // Refused: forget the job, so the same manifest can be submitted again.

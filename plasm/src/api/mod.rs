@@ -143,10 +143,15 @@ pub struct ApiState {
     pub submissions: Arc<tokio::sync::Semaphore>,
 }
 
-/// Bytes of job submissions read and decoded at once, in KiB: a body takes its
-/// `Content-Length` (or the 48 MiB maximum) from it before it is read, and a
-/// submission that does not fit is answered 429 before it costs memory.
+/// Memory for job submissions being read and decoded at once, in KiB: a body
+/// takes [`DECODE_FACTOR`] times its `Content-Length` (or of the 48 MiB maximum)
+/// from it before it is read, and a submission that does not fit is answered 429
+/// before it costs memory.
 pub const SUBMISSION_BUDGET_KIB: usize = 256 * 1024;
+
+/// What decoding a submission holds at its peak, in multiples of the body: the
+/// JSON text, the base64 strings parsed out of it, and the decoded bytes.
+pub const DECODE_FACTOR: usize = 3;
 
 /// An error response.
 #[derive(Debug)]
@@ -348,7 +353,8 @@ async fn submit(
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(MAX_BODY_BYTES)
         .min(MAX_BODY_BYTES);
-    let kib = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    // Decoding holds about three times the body: the text, its strings, the bytes.
+    let kib = u32::try_from((declared * DECODE_FACTOR).div_ceil(1024).max(1)).unwrap_or(u32::MAX);
     let _budget = state
         .submissions
         .clone()

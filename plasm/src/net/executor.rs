@@ -716,15 +716,16 @@ impl Executor {
             peer,
             ran: false,
         };
-        let module: Arc<[u8]> = match module {
-            Some(bytes) => bytes.into(),
+        // Sent bytes become an `Arc` (a copy of up to 16 MiB) on the blocking pool too.
+        let module: Result<Vec<u8>, Arc<[u8]>> = match module {
+            Some(bytes) => Ok(bytes),
             None => match self
                 .modules
                 .lock()
                 .ok()
                 .and_then(|m| m.get(&manifest.module.sha256))
             {
-                Some(held) => held,
+                Some(held) => Err(held),
                 None => {
                     self.on_report(nonce);
                     return Err(failure(
@@ -742,9 +743,10 @@ impl Executor {
             self.reports.0.clone(),
         );
         Ok(async move {
-            let bytes = module.len() + input.len();
+            let bytes = module.as_ref().map_or_else(|m| m.len(), Vec::len) + input.len();
             let checked = tokio::task::spawn_blocking(move || {
                 gate.pass(bytes);
+                let module: Arc<[u8]> = module.map_or_else(|held| held, Into::into);
                 job::exec_request(&manifest, module.clone(), input)
                     .map(|request| (manifest, module, request))
             })
