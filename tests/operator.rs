@@ -314,6 +314,13 @@ fn shutdown_with_a_full_queue_keeps_its_grace() {
         assert!(Instant::now() < deadline, "{}", text(&out.stdout));
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The others wait for the worker, and say so.
+    let out = plasm(&["job", "status", &ids[1], "--api", &node.api]);
+    assert!(
+        text(&out.stdout).contains("\"queued\""),
+        "{}",
+        text(&out.stdout)
+    );
     let stopping = Instant::now();
     kill(&node, "-TERM");
     let status = loop {

@@ -159,6 +159,8 @@ pub fn sign_receipt(
 /// the network executor all run jobs through it, so receipts are signed one way.
 pub struct Submitted {
     result: tokio::sync::oneshot::Receiver<ExecResult>,
+    /// Hears when a worker begins the job (taken by [`Self::started`]).
+    started: Option<tokio::sync::oneshot::Receiver<String>>,
     queued_at: String,
     placement: ReceiptPlacement,
 }
@@ -167,11 +169,19 @@ impl Submitted {
     /// Queues `request` on `pool`; fails at once when the pool is full.
     pub fn start(pool: &WorkerPool, request: ExecRequest) -> Result<Self, PoolError> {
         let queued_at = crate::time::now_rfc3339();
+        let (tx, started) = tokio::sync::oneshot::channel();
         Ok(Self {
-            result: pool.submit(request)?,
+            result: pool.submit_observed(request, Some(tx))?,
+            started: Some(started),
             queued_at,
             placement: ReceiptPlacement::local(),
         })
+    }
+
+    /// Waits until a worker begins the job; its start time, or `None` when the
+    /// job will never start (the pool closed) or this was asked before.
+    pub async fn started(&mut self) -> Option<String> {
+        self.started.take()?.await.ok()
     }
 
     /// Records where the job came from (the receipt's `placement`); local by default.
@@ -191,6 +201,7 @@ impl Submitted {
             result,
             queued_at,
             placement,
+            ..
         } = self;
         let result = result.await.map_err(|_| PoolError::Closed)?;
         sign(pool, identity, manifest, result, queued_at, placement)
@@ -207,6 +218,7 @@ impl Submitted {
             result,
             queued_at,
             placement,
+            ..
         } = self;
         let result = result.blocking_recv().map_err(|_| PoolError::Closed)?;
         sign(pool, identity, manifest, result, queued_at, placement)

@@ -454,7 +454,6 @@ impl Service {
         match self.place(&mut job).await? {
             Placed::Local(pool, submitted) => {
                 let me = self.identity.peer_id().to_string();
-                self.emit(&job_id, "running", Some(Route::local(&me)), None);
                 tokio::spawn(self.clone().run_local(job, pool, submitted, me));
             }
             Placed::Peer => {
@@ -612,9 +611,13 @@ impl Service {
         me: String,
     ) {
         let id = job.manifest.job_id().to_owned();
-        // Recorded off the request path; `finish` comes after it in this task.
-        let (store, rid, rme) = (self.store.clone(), id.clone(), me.clone());
-        let _ = blocking(move || store.mark_running(&rid, &rme)).await;
+        let mut submitted = submitted;
+        // "running" only once a worker has begun it; until then it is queued.
+        if submitted.started().await.is_some() {
+            let (store, rid, rme) = (self.store.clone(), id.clone(), me.clone());
+            let _ = blocking(move || store.mark_running(&rid, &rme)).await;
+            self.emit(&id, "running", Some(Route::local(&me)), None);
+        }
         match submitted.finish(&pool, &self.identity, &job.manifest).await {
             Ok(out) => {
                 self.metrics.fuel.inc_by(out.result.fuel_used);

@@ -148,6 +148,16 @@ impl WorkerPool {
 
     /// Queues a job; the receiver yields its result. Fails at once when full.
     pub fn submit(&self, request: ExecRequest) -> Result<oneshot::Receiver<ExecResult>, PoolError> {
+        self.submit_observed(request, None)
+    }
+
+    /// Like [`Self::submit`], and `started` hears when a worker begins the job
+    /// (its RFC 3339 start time), so callers can say "running" only then.
+    pub fn submit_observed(
+        &self,
+        request: ExecRequest,
+        started: Option<oneshot::Sender<String>>,
+    ) -> Result<oneshot::Receiver<ExecResult>, PoolError> {
         let tx = self.tx.as_ref().ok_or(PoolError::Closed)?;
         if self.counters.closed.load(Ordering::SeqCst) {
             return Err(PoolError::Closed);
@@ -174,6 +184,9 @@ impl WorkerPool {
             counters.running.fetch_add(1, Ordering::SeqCst);
             let started_at = crate::time::now_rfc3339();
             counters.queued.fetch_sub(1, Ordering::SeqCst);
+            if let Some(tx) = started {
+                let _ = tx.send(started_at.clone());
+            }
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 super::run(runtime.as_ref(), &request)
             }))
