@@ -255,6 +255,20 @@ fn c_examples_compute_the_right_answers() {
         b"",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "9592\n");
+    // wasi-libc's sleep, usleep and nanosleep (poll_oneoff) return at once, in virtual time.
+    let out = plasm(
+        &["run", s(&c_example("sleep")), "--data-dir", s(d.path())],
+        b"",
+    );
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        ),
+        (Some(0), "slept; 0 ns of virtual time passed\n".to_owned()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

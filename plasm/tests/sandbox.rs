@@ -309,3 +309,65 @@ fn a_refused_grow_then_an_exit_is_exited_with_the_flag() {
         (Outcome::Exited, false)
     );
 }
+
+/// `poll_oneoff` is deterministic: a clock subscription fires at once (a sleep
+/// returns), stdin is readable with its unread bytes, stdout writable, another
+/// descriptor gets `EBADF`; `sock_*` answer `ENOTSOCK` on 0-2 and `EBADF` elsewhere.
+/// The module exits with the number of the first check that failed (0: all held).
+#[test]
+fn poll_oneoff_and_sockets_have_deterministic_answers() {
+    let wat = format!(
+        r#"(module {PROC_EXIT}
+      (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "sock_recv" (func $recv (param i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "sock_shutdown" (func $shut (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func $check (param $ok i32) (param $n i32)
+        (if (i32.eqz (local.get $ok)) (then (call $proc_exit (local.get $n)))))
+      (func (export "_start")
+        ;; 0: clock, userdata 7, timeout 1 s (a sleep)
+        (i64.store (i32.const 0) (i64.const 7))
+        (i32.store8 (i32.const 8) (i32.const 0))
+        (i64.store (i32.const 24) (i64.const 1000000000))
+        ;; 48: fd_read on stdin, userdata 9
+        (i64.store (i32.const 48) (i64.const 9))
+        (i32.store8 (i32.const 56) (i32.const 1))
+        (i32.store (i32.const 64) (i32.const 0))
+        ;; 96: fd_write on stdout, userdata 10
+        (i64.store (i32.const 96) (i64.const 10))
+        (i32.store8 (i32.const 104) (i32.const 2))
+        (i32.store (i32.const 112) (i32.const 1))
+        ;; 144: fd_read on fd 5, userdata 11
+        (i64.store (i32.const 144) (i64.const 11))
+        (i32.store8 (i32.const 152) (i32.const 1))
+        (i32.store (i32.const 160) (i32.const 5))
+        ;; events at 256 (32 bytes each), count at 512
+        (call $check (i32.eqz (call $poll (i32.const 0) (i32.const 256) (i32.const 4) (i32.const 512))) (i32.const 1))
+        (call $check (i32.eq (i32.load (i32.const 512)) (i32.const 4)) (i32.const 2))
+        (call $check (i64.eq (i64.load (i32.const 256)) (i64.const 7)) (i32.const 3))
+        (call $check (i32.eqz (i32.load16_u (i32.const 264))) (i32.const 4))
+        (call $check (i32.eqz (i32.load8_u (i32.const 266))) (i32.const 5))
+        (call $check (i64.eq (i64.load (i32.const 288)) (i64.const 9)) (i32.const 6))
+        (call $check (i32.eq (i32.load8_u (i32.const 298)) (i32.const 1)) (i32.const 7))
+        (call $check (i64.eq (i64.load (i32.const 304)) (i64.const 5)) (i32.const 8))
+        (call $check (i32.eq (i32.load8_u (i32.const 330)) (i32.const 2)) (i32.const 9))
+        (call $check (i64.gt_u (i64.load (i32.const 336)) (i64.const 0)) (i32.const 10))
+        (call $check (i64.eq (i64.load (i32.const 352)) (i64.const 11)) (i32.const 11))
+        (call $check (i32.eq (i32.load16_u (i32.const 360)) (i32.const 8)) (i32.const 12))
+        ;; no subscriptions: EINVAL (28)
+        (call $check (i32.eq (call $poll (i32.const 0) (i32.const 256) (i32.const 0) (i32.const 512)) (i32.const 28)) (i32.const 13))
+        ;; sockets: ENOTSOCK (57) on stdin, EBADF (8) on fd 5
+        (call $check (i32.eq (call $recv (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)) (i32.const 57)) (i32.const 14))
+        (call $check (i32.eq (call $shut (i32.const 5) (i32.const 0)) (i32.const 8)) (i32.const 15))
+        (call $proc_exit (i32.const 0))))"#
+    );
+    let pool = pool();
+    let module = wat::parse_str(&wat).expect("wat");
+    let r = run_bytes(&pool, &module, b"hello", ManifestBuilder::new());
+    assert_eq!(
+        (r.outcome, r.exit_code),
+        (Outcome::Exited, Some(0)),
+        "{:?}",
+        r.detail
+    );
+}

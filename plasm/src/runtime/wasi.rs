@@ -8,6 +8,13 @@
 //! is reachable: every other preview1 function answers `ENOSYS`, and descriptors
 //! other than 0, 1 and 2 do not exist (`EBADF`), which also tells wasi-libc that
 //! there are no preopened directories.
+//!
+//! `poll_oneoff` has deterministic semantics, so programs that sleep work: every
+//! subscription fires at once, in order (virtual time does not pass: a clock
+//! subscription is already due); stdin is readable with its unread bytes,
+//! stdout and stderr are writable with the room left under the output cap, and
+//! any other descriptor gets an event with `EBADF`. The `sock_*` calls answer
+//! `ENOTSOCK` on 0-2 and `EBADF` elsewhere: there are no sockets.
 
 use sha2::{Digest, Sha256};
 use wasm3x::{Caller, Error, Linker, Memory, Val};
@@ -24,6 +31,9 @@ const EBADF: i32 = 8;
 const EFAULT: i32 = 21;
 const EINVAL: i32 = 28;
 const ENOSYS: i32 = 52;
+const ENOTSOCK: i32 = 57;
+/// Cap on subscriptions per `poll_oneoff`, to bound host work per guest call.
+const MAX_SUBSCRIPTIONS: u32 = 1024;
 const ESPIPE: i32 = 70;
 
 /// Why guest execution stopped inside a host function.
@@ -218,6 +228,52 @@ fn read_iovs(caller: &Caller<'_, WasiCtx>, iovs: i32, count: i32) -> Result<Vec<
             (ptr, len)
         })
         .collect())
+}
+
+/// `poll_oneoff`: every subscription (48 bytes each) yields one event (32 bytes),
+/// in order, at once; see the module documentation for what each reports.
+fn poll_oneoff(
+    c: &mut Caller<'_, WasiCtx>,
+    subs: i32,
+    events: i32,
+    n: i32,
+    out: i32,
+) -> Result<(), i32> {
+    let n = u32::try_from(n).map_err(|_| EINVAL)?;
+    if n == 0 || n > MAX_SUBSCRIPTIONS {
+        return Err(EINVAL);
+    }
+    let raw = read(c, subs, n * 48)?;
+    let mut evs = vec![0u8; n as usize * 32];
+    for (sub, ev) in raw.chunks_exact(48).zip(evs.chunks_exact_mut(32)) {
+        ev[0..8].copy_from_slice(&sub[0..8]); // userdata
+        let tag = sub[8];
+        ev[10] = tag;
+        let fd = i32::from_le_bytes([sub[16], sub[17], sub[18], sub[19]]);
+        let (error, nbytes): (u16, u64) = match (tag, fd) {
+            // A clock: already due (virtual time stands still).
+            (0, _) => (0, 0),
+            (1, 0) => {
+                let ctx = c.data();
+                (0, (ctx.stdin.len() - ctx.stdin_pos) as u64)
+            }
+            (2, 1 | 2) => {
+                let ctx = c.data();
+                let used = if fd == 1 {
+                    ctx.stdout.len()
+                } else {
+                    ctx.stderr.len()
+                };
+                (0, ctx.output_cap.saturating_sub(used) as u64)
+            }
+            (1 | 2, _) => (EBADF as u16, 0),
+            _ => return Err(EINVAL),
+        };
+        ev[8..10].copy_from_slice(&error.to_le_bytes());
+        ev[16..24].copy_from_slice(&nbytes.to_le_bytes());
+    }
+    write(c, events, &evs)?;
+    write(c, out, &n.to_le_bytes())
 }
 
 fn errno(r: Result<(), i32>) -> i32 {
@@ -423,6 +479,32 @@ pub fn link(linker: &mut Linker<WasiCtx>) -> Result<(), Error> {
     linker.func_wrap(m, "fd_prestat_get", |_fd: i32, _p: i32| EBADF)?;
     linker.func_wrap(m, "fd_prestat_dir_name", |_fd: i32, _p: i32, _l: i32| EBADF)?;
     linker.func_wrap(m, "sched_yield", || ESUCCESS)?;
+    linker.func_wrap(
+        m,
+        "poll_oneoff",
+        |mut c: Caller<'_, WasiCtx>, subs: i32, events: i32, n: i32, out: i32| {
+            errno(poll_oneoff(&mut c, subs, events, n, out))
+        },
+    )?;
+    let sock = |fd: i32| {
+        if (0..=2).contains(&fd) {
+            ENOTSOCK
+        } else {
+            EBADF
+        }
+    };
+    linker.func_wrap(m, "sock_accept", move |fd: i32, _f: i32, _p: i32| sock(fd))?;
+    linker.func_wrap(
+        m,
+        "sock_recv",
+        move |fd: i32, _i: i32, _n: i32, _f: i32, _p: i32, _o: i32| sock(fd),
+    )?;
+    linker.func_wrap(
+        m,
+        "sock_send",
+        move |fd: i32, _i: i32, _n: i32, _f: i32, _p: i32| sock(fd),
+    )?;
+    linker.func_wrap(m, "sock_shutdown", move |fd: i32, _h: i32| sock(fd))?;
     linker.func_wrap(m, "proc_exit", |code: i32| -> Result<(), Error> {
         Err(Error::host(HostStop::Exit(code)))
     })?;
@@ -444,6 +526,11 @@ pub fn link(linker: &mut Linker<WasiCtx>) -> Result<(), Error> {
         "fd_prestat_get",
         "fd_prestat_dir_name",
         "sched_yield",
+        "poll_oneoff",
+        "sock_accept",
+        "sock_recv",
+        "sock_send",
+        "sock_shutdown",
         "proc_exit",
     ];
     for (name, params, _) in PREVIEW1.iter().filter(|(n, _, _)| !IMPLEMENTED.contains(n)) {
