@@ -43,6 +43,17 @@ pub const MEM_REFUSED_EXPORT: &str = "__plasm_mem_refused";
 pub const START_EXPORT: &str = "__plasm_start";
 /// Largest module accepted, in bytes.
 pub const MAX_MODULE_BYTES: usize = 64 * 1024 * 1024;
+/// Limits that refuse modules built to hurt a compiler, before any engine sees
+/// them (far above what compilers emit: clang's largest functions in big C
+/// programs are a few hundred KiB with a few thousand locals and a nesting depth
+/// in the hundreds).
+pub const MAX_FUNCTIONS: usize = 100_000;
+/// Bytes of one function body.
+pub const MAX_FUNCTION_BYTES: usize = 2 * 1024 * 1024;
+/// Locals declared by one function.
+pub const MAX_LOCALS: u32 = 20_000;
+/// Nesting depth of blocks, loops and ifs in one function.
+pub const MAX_NESTING: usize = 4_096;
 /// The only import module a job may use.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
 
@@ -75,6 +86,9 @@ pub enum ModuleError {
     /// The module exceeds the size cap.
     #[error("module is {0} bytes; the maximum is {MAX_MODULE_BYTES}")]
     TooLarge(usize),
+    /// The module exceeds a limit on its shape (functions, body size, locals, nesting).
+    #[error("module refused: {0}")]
+    TooComplex(String),
 }
 
 /// A validated, instrumented module.
@@ -216,7 +230,22 @@ pub fn instrument(
             Payload::StartSection { func, .. } => start = Some(func),
             Payload::ElementSection(r) => element_section = Some(r),
             Payload::DataCountSection { count, .. } => data_count = Some(count),
-            Payload::CodeSectionEntry(body) => code_bodies.push(body),
+            Payload::CodeSectionEntry(body) => {
+                if code_bodies.len() >= MAX_FUNCTIONS {
+                    return Err(ModuleError::TooComplex(format!(
+                        "more than {MAX_FUNCTIONS} functions"
+                    )));
+                }
+                let r = body.range();
+                let len = usize::try_from(r.end - r.start).unwrap_or(usize::MAX);
+                if len > MAX_FUNCTION_BYTES {
+                    return Err(ModuleError::TooComplex(format!(
+                        "function {} is {len} bytes (at most {MAX_FUNCTION_BYTES})",
+                        code_bodies.len()
+                    )));
+                }
+                code_bodies.push(body)
+            }
             Payload::DataSection(r) => data_section = Some(r),
             Payload::TagSection(_) => {
                 return Err(ModuleError::Unsupported("exception tags".into()));
@@ -408,7 +437,9 @@ fn meter_function(
     let mut frames = vec![Frame::Other];
     let mut accs: Vec<u64> = vec![0];
     let mut loop_costs: Vec<u64> = Vec::new();
+    let mut max_depth = 0;
     for op in &ops {
+        max_depth = max_depth.max(frames.len());
         if let Some(top) = accs.last_mut() {
             *top += 1;
         }
@@ -431,6 +462,11 @@ fn meter_function(
         }
     }
     let entry_cost = accs.first().copied().unwrap_or(1);
+    if max_depth > MAX_NESTING {
+        return Err(ModuleError::TooComplex(format!(
+            "blocks nested {max_depth} deep (at most {MAX_NESTING})"
+        )));
+    }
 
     // Pass 2: emit the body with charges. A function with loops charges its loops
     // against a local copy of the counter (cheaper in an interpreter than a global),
@@ -440,6 +476,11 @@ fn meter_function(
     for pair in body.get_locals_reader().map_err(invalid)? {
         let (count, ty) = pair.map_err(invalid)?;
         declared = declared.saturating_add(count);
+        if declared > MAX_LOCALS {
+            return Err(ModuleError::TooComplex(format!(
+                "a function declares more than {MAX_LOCALS} locals"
+            )));
+        }
         locals.push((count, rc.val_type(ty).map_err(invalid)?));
     }
     let global = Counter::Global(cx.fuel_global);
@@ -552,6 +593,51 @@ mod tests {
 
     fn no_wasi(_: &str) -> Option<FuncType> {
         None
+    }
+
+    /// A module of `funcs` functions `() -> ()`, each with `locals` i32 locals and `body`.
+    fn shaped(funcs: u32, locals: u32, body: &[wasm_encoder::Instruction<'_>]) -> Vec<u8> {
+        use wasm_encoder::{CodeSection, FunctionSection, Module, TypeSection};
+        let mut m = Module::new();
+        let mut t = TypeSection::new();
+        t.ty().function([], []);
+        m.section(&t);
+        let mut f = FunctionSection::new();
+        for _ in 0..funcs {
+            f.function(0);
+        }
+        m.section(&f);
+        let mut c = CodeSection::new();
+        for _ in 0..funcs {
+            let mut func = wasm_encoder::Function::new([(locals, ValType::I32)]);
+            for i in body {
+                func.instruction(i);
+            }
+            func.instruction(&wasm_encoder::Instruction::End);
+            c.function(&func);
+        }
+        m.section(&c);
+        m.finish()
+    }
+
+    #[test]
+    fn modules_built_to_hurt_a_compiler_are_refused_by_documented_limits() {
+        use wasm_encoder::{BlockType, Instruction as I};
+        let refused = |wasm: Vec<u8>, what: &str| match instrument(&wasm, no_wasi) {
+            Err(ModuleError::TooComplex(m)) => assert!(m.contains(what), "{m}"),
+            other => panic!("{what}: {:?}", other.map(|_| ())),
+        };
+        let nested = |depth: usize| {
+            let mut body = vec![I::Block(BlockType::Empty); depth];
+            body.extend(std::iter::repeat_n(I::End, depth));
+            body
+        };
+        // Just inside every limit: accepted.
+        assert!(instrument(&shaped(1, MAX_LOCALS, &nested(MAX_NESTING - 1)), no_wasi).is_ok());
+        refused(shaped(1, 0, &nested(MAX_NESTING + 1)), "nested");
+        refused(shaped(1, MAX_LOCALS + 1, &[]), "locals");
+        refused(shaped(1, 0, &vec![I::Nop; MAX_FUNCTION_BYTES + 1]), "bytes");
+        refused(shaped(MAX_FUNCTIONS as u32 + 1, 0, &[]), "functions");
     }
 
     fn wat(src: &str) -> Vec<u8> {
