@@ -355,7 +355,7 @@ async fn submit(
         .min(MAX_BODY_BYTES);
     // Decoding holds about three times the body: the text, its strings, the bytes.
     let kib = u32::try_from((declared * DECODE_FACTOR).div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-    let _budget = state
+    let budget = state
         .submissions
         .clone()
         .try_acquire_many_owned(kib)
@@ -398,6 +398,9 @@ async fn submit(
         }
     };
     let job_id = state.service.submit(sub).await?;
+    // Decoded and recorded: the bytes now count against the queue or the remote
+    // bounds, not the decode budget (a `?wait=true` client may hold on for 60 s).
+    drop(budget);
     if wait {
         let row = state.service.wait(&job_id, MAX_WAIT).await?;
         let done = matches!(
