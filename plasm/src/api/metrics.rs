@@ -136,7 +136,7 @@ impl ApiMetrics {
         );
         registry.register(
             "plasm_executor_refusals",
-            "Offers from peers declined to protect this node or other peers (rate, peer_reservations, reservations_full, queue_full, replayed_nonce)",
+            "Offers from peers declined to protect this node or other peers (rate, peer_reservations, reservations_full, queue_full, replayed_nonce, replay_window)",
             executor.refusals.clone(),
         );
         registry.register(

@@ -367,21 +367,19 @@ async fn submit(
                 "too many submission bytes are being received at once; retry later",
             )
         })?;
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    format!("request body exceeds {MAX_BODY_BYTES} bytes"),
-                )
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "malformed", e.to_string())
-            }
-        })?;
+    // Never more than was charged to the budget.
+    let body = axum::body::to_bytes(body, declared).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed", e.to_string())
+        }
+    })?;
     // Parsing up to 48 MiB of JSON and decoding base64: off the async threads.
     let sub = tokio::task::spawn_blocking(move || decode_submission(&body))
         .await

@@ -227,9 +227,15 @@ const MAX_BUCKETS: usize = 4096;
 
 /// Remembers the nonces of jobs that ran, for a bounded time and count. When it
 /// is full, the oldest nonce of the peer holding the most goes: a peer that
-/// fills the guard pays for it, and nobody else is refused.
+/// fills the guard pays for it, and nobody else is refused. A forgotten nonce
+/// must not become replayable, so eviction raises a floor on `created_at`: a
+/// manifest created at or before the newest evicted one is refused as too old
+/// for this node's replay window (honest manifests are fresh; the floor trails
+/// the present by the guard's turnover time).
 struct NonceGuard {
-    seen: HashMap<String, (Instant, PeerId)>,
+    seen: HashMap<String, (Instant, PeerId, time::OffsetDateTime)>,
+    /// Manifests created at or before this are refused (set by evictions).
+    floor: Option<time::OffsetDateTime>,
     /// Each peer's nonces, oldest first (eviction).
     by_peer: HashMap<PeerId, VecDeque<(Instant, String)>>,
     /// Every nonce, oldest first (expiry); may hold evicted entries until compacted.
@@ -242,6 +248,7 @@ impl NonceGuard {
     fn new(keep: Duration, max: usize) -> Self {
         Self {
             seen: HashMap::new(),
+            floor: None,
             by_peer: HashMap::new(),
             order: VecDeque::new(),
             keep,
@@ -255,8 +262,8 @@ impl NonceGuard {
                 break;
             }
             if let Some((t, n)) = self.order.pop_front()
-                && self.seen.get(&n).is_some_and(|(at, _)| *at == t)
-                && let Some((_, peer)) = self.seen.remove(&n)
+                && self.seen.get(&n).is_some_and(|(at, _, _)| *at == t)
+                && let Some((_, peer, _)) = self.seen.remove(&n)
             {
                 self.forget(peer, &n);
             }
@@ -265,17 +272,28 @@ impl NonceGuard {
         if self.order.len() > 2 * self.max {
             let seen = &self.seen;
             self.order
-                .retain(|(t, n)| seen.get(n).is_some_and(|(at, _)| at == t));
+                .retain(|(t, n)| seen.get(n).is_some_and(|(at, _, _)| at == t));
         }
     }
 
     fn forget(&mut self, peer: PeerId, nonce: &str) {
         if let Some(q) = self.by_peer.get_mut(&peer) {
-            q.retain(|(_, n)| n != nonce);
+            // Nonces expire oldest first, so the expired one is at the front
+            // (evictions pop from the front too): no scan of the queue.
+            if q.front().is_some_and(|(_, n)| n == nonce) {
+                q.pop_front();
+            } else {
+                q.retain(|(_, n)| n != nonce);
+            }
             if q.is_empty() {
                 self.by_peer.remove(&peer);
             }
         }
+    }
+
+    /// Whether a manifest created at `created` is inside the replay window.
+    fn admits(&self, created: time::OffsetDateTime) -> bool {
+        self.floor.is_none_or(|f| created > f)
     }
 
     fn contains(&mut self, nonce: &str, now: Instant) -> bool {
@@ -284,7 +302,13 @@ impl NonceGuard {
     }
 
     /// Records `nonce` for `peer`; returns whether another entry was evicted to make room.
-    fn insert(&mut self, nonce: &str, peer: PeerId, now: Instant) -> bool {
+    fn insert(
+        &mut self,
+        nonce: &str,
+        peer: PeerId,
+        now: Instant,
+        created: time::OffsetDateTime,
+    ) -> bool {
         self.purge(now);
         if self.seen.contains_key(nonce) {
             return false;
@@ -303,11 +327,13 @@ impl NonceGuard {
                 if q.is_empty() {
                     self.by_peer.remove(&p);
                 }
-                self.seen.remove(&old);
+                if let Some((_, _, c)) = self.seen.remove(&old) {
+                    self.floor = Some(self.floor.map_or(c, |f| f.max(c)));
+                }
                 evicted = true;
             }
         }
-        self.seen.insert(nonce.to_owned(), (now, peer));
+        self.seen.insert(nonce.to_owned(), (now, peer, created));
         self.by_peer
             .entry(peer)
             .or_default()
@@ -377,6 +403,7 @@ const MAX_CHECKS: usize = 8;
 struct NonceReport {
     nonce: String,
     peer: PeerId,
+    created: time::OffsetDateTime,
     ran: bool,
 }
 
@@ -474,7 +501,11 @@ impl Executor {
     /// A bundle's job ran (its nonce is remembered) or never will (freed).
     fn on_report(&mut self, r: NonceReport) {
         self.reserved_nonces.remove(&r.nonce);
-        if r.ran && self.nonces.insert(&r.nonce, r.peer, Instant::now()) {
+        if r.ran
+            && self
+                .nonces
+                .insert(&r.nonce, r.peer, Instant::now(), r.created)
+        {
             self.metrics.evicted("nonce");
         }
     }
@@ -630,8 +661,16 @@ impl Executor {
                 );
             }
         }
-        if let Err(why) = check_clock(&manifest.created_at, p.max_clock_skew) {
-            return decline(DeclineReason::Policy, why);
+        let created = match check_clock(&manifest.created_at, p.max_clock_skew) {
+            Ok(t) => t,
+            Err(why) => return decline(DeclineReason::Policy, why),
+        };
+        if !self.nonces.admits(created) {
+            self.metrics.refused("replay_window");
+            return decline(
+                DeclineReason::Policy,
+                "created_at is older than this node's replay window; build a fresh manifest",
+            );
         }
         self.expire_reservations(now);
         if self.nonces.contains(&manifest.nonce, now)
@@ -714,6 +753,9 @@ impl Executor {
         let nonce = NonceReport {
             nonce: manifest.nonce.clone(),
             peer,
+            // Checked when the offer was accepted.
+            created: check_clock(&manifest.created_at, Duration::MAX)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
             ran: false,
         };
         // Sent bytes become an `Arc` (a copy of up to 16 MiB) on the blocking pool too.
@@ -806,7 +848,7 @@ fn bundle_error(e: job::JobError) -> JobResponse {
     }
 }
 
-fn check_clock(created_at: &str, skew: Duration) -> Result<(), String> {
+fn check_clock(created_at: &str, skew: Duration) -> Result<time::OffsetDateTime, String> {
     use time::OffsetDateTime;
     use time::format_description::well_known::Rfc3339;
     let t = OffsetDateTime::parse(created_at, &Rfc3339).map_err(|e| format!("created_at: {e}"))?;
@@ -818,7 +860,7 @@ fn check_clock(created_at: &str, skew: Duration) -> Result<(), String> {
             skew.as_secs()
         ));
     }
-    Ok(())
+    Ok(t)
 }
 
 #[cfg(test)]
@@ -830,25 +872,57 @@ mod tests {
         let mut g = NonceGuard::new(Duration::from_secs(60), 3);
         let (a, b) = (PeerId::random(), PeerId::random());
         let t = Instant::now();
-        assert!(!g.insert("a1", a, t));
-        assert!(!g.insert("a2", a, t));
-        assert!(!g.insert("b1", b, t));
+        let at = |s: i64| time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);
+        assert!(!g.insert("a1", a, t, at(10)));
+        assert!(!g.insert("a2", a, t, at(20)));
+        assert!(!g.insert("b1", b, t, at(30)));
         assert!(g.contains("a1", t));
+        assert!(g.admits(at(1)), "nothing evicted: no floor");
         // Full: b's nonce evicts the oldest of a, who holds the most.
-        assert!(g.insert("b2", b, t));
+        assert!(g.insert("b2", b, t, at(40)));
         assert!(!g.contains("a1", t));
         for n in ["a2", "b1", "b2"] {
             assert!(g.contains(n, t), "{n}");
         }
         assert_eq!(g.seen.len(), 3);
+        // The forgotten nonce cannot be replayed: its manifest (created at 10)
+        // is below the floor, and so is anything as old.
+        assert!(!g.admits(at(10)) && !g.admits(at(5)));
+        assert!(g.admits(at(11)));
         // After the keep period the memory is freed.
         assert!(!g.contains("b1", t + Duration::from_secs(61)));
         assert!(g.seen.is_empty() && g.by_peer.is_empty());
         // Stale entries left by evictions do not pile up.
         for i in 0..100 {
-            g.insert(&format!("x{i}"), a, t + Duration::from_secs(62));
+            g.insert(
+                &format!("x{i}"),
+                a,
+                t + Duration::from_secs(62),
+                at(100 + i),
+            );
         }
         assert!(g.order.len() <= 2 * 3 + 1, "{}", g.order.len());
+    }
+
+    #[test]
+    fn expiring_one_peers_many_nonces_is_linear() {
+        // 100,000 nonces of one peer expiring together: the pass pops each from the
+        // front of that peer's queue (a scan per nonce would be ~5e9 compares).
+        let mut g = NonceGuard::new(Duration::from_secs(1), 100_000);
+        let p = PeerId::random();
+        let t = Instant::now();
+        for i in 0..100_000 {
+            g.insert(&format!("n{i}"), p, t, time::OffsetDateTime::UNIX_EPOCH);
+        }
+        let started = Instant::now();
+        assert!(!g.contains("n0", t + Duration::from_secs(2)));
+        assert!(g.seen.is_empty() && g.by_peer.is_empty());
+        // Generous: linear is a few ms even in a debug build; quadratic is minutes.
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -450,8 +450,11 @@ impl Node {
         if let Some(service) = &self.service {
             service.begin_shutdown();
         }
-        if let Some(pool) = &self.pool {
-            let dropped = pool.close();
+        if let Some(pool) = self.pool.clone() {
+            // `close` may wait on a worker's 100 ms receive: not on an async thread.
+            let dropped = tokio::task::spawn_blocking(move || pool.close())
+                .await
+                .unwrap_or(0);
             if dropped > 0 {
                 tracing::info!(dropped, "queued jobs dropped by the shutdown");
             }

@@ -205,6 +205,11 @@ impl WorkerPool {
                 TrySendError::Disconnected(_) => PoolError::Closed,
             }
         })?;
+        if self.counters.closed.load(Ordering::SeqCst) {
+            // `close` ran between the check above and the send: the task would
+            // sit in the queue with no worker left. Drop it like the others.
+            self.drain();
+        }
         Ok(rx)
     }
 }
@@ -213,10 +218,17 @@ impl WorkerPool {
     /// Stops the pool: refuses new jobs, drops every queued one without running
     /// it (its waiter gets [`PoolError::Closed`] at once) and lets running jobs
     /// go on. Returns how many queued jobs were dropped.
+    /// It may wait up to 100 ms for a worker's receive to time out: call it
+    /// off the async threads.
     pub fn close(&self) -> usize {
         self.counters.closed.store(true, Ordering::SeqCst);
         // Released parked workers see the flag and exit.
         self.worker_limit.store(MAX_WORKERS, Ordering::SeqCst);
+        self.drain()
+    }
+
+    /// Drops every queued task (each sees the closed flag and only lets go of its sender).
+    fn drain(&self) -> usize {
         let mut dropped = 0;
         // A worker holds the lock for at most its 100 ms receive timeout.
         let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
@@ -260,7 +272,9 @@ impl Drop for WorkerPool {
     fn drop(&mut self) {
         // Queued jobs are dropped; each worker exits after the job it runs, on its
         // own: nobody waits for a job that may run for minutes.
-        self.close();
+        if !self.is_closed() {
+            self.close();
+        }
         self.tx = None;
         self.workers
             .lock()

@@ -255,7 +255,7 @@ fn poll_oneoff(
             (0, _) => (0, 0),
             (1, 0) => {
                 let ctx = c.data();
-                (0, (ctx.stdin.len() - ctx.stdin_pos) as u64)
+                (0, ctx.stdin.len().saturating_sub(ctx.stdin_pos) as u64)
             }
             (2, 1 | 2) => {
                 let ctx = c.data();
