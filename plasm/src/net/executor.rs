@@ -390,10 +390,9 @@ pub struct Executor {
     /// Bundles being checked (hashing up to 32 MiB each) at once.
     checks: Arc<tokio::sync::Semaphore>,
     /// Bundle tasks report here whether their job ran (its nonce is spent).
-    reports: (
-        mpsc::UnboundedSender<NonceReport>,
-        mpsc::UnboundedReceiver<NonceReport>,
-    ),
+    /// Bounded by [`MAX_CHECKS`]: a task sends while it still holds its check
+    /// permit, so at most that many reports are ever pending or waiting to send.
+    reports: (mpsc::Sender<NonceReport>, mpsc::Receiver<NonceReport>),
 }
 
 /// Bundles checked at once; more are refused `busy` (each holds up to 32 MiB).
@@ -449,7 +448,7 @@ impl Executor {
             modules: Arc::new(Mutex::new(modules)),
             metrics,
             checks: Arc::new(tokio::sync::Semaphore::new(MAX_CHECKS)),
-            reports: mpsc::unbounded_channel(),
+            reports: mpsc::channel(MAX_CHECKS),
         }
     }
 
@@ -805,10 +804,14 @@ impl Executor {
                 Ok(Err(e)) => Err(bundle_error(e)),
                 Err(_) => Err(failure(FailureReason::Internal, "the bundle check failed")),
             };
-            let _ = reports.send(NonceReport {
-                ran: started.is_ok(),
-                ..nonce
-            });
+            // Sent before the permit goes: the permits bound the channel. The
+            // executor loop reads reports first, so a full channel drains at once.
+            let _ = reports
+                .send(NonceReport {
+                    ran: started.is_ok(),
+                    ..nonce
+                })
+                .await;
             drop(permit);
             let (manifest, submitted) = match started {
                 Ok(v) => v,
