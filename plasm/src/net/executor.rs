@@ -213,6 +213,8 @@ impl ExecutorMetrics {
 struct Reservation {
     peer: PeerId,
     manifest: Manifest,
+    /// `manifest.created_at`, parsed when the offer was checked.
+    created: time::OffsetDateTime,
     expires: Instant,
 }
 
@@ -702,6 +704,7 @@ impl Executor {
             Reservation {
                 peer,
                 manifest,
+                created,
                 expires: now + self.policy.reservation_ttl,
             },
         );
@@ -752,9 +755,7 @@ impl Executor {
         let nonce = NonceReport {
             nonce: manifest.nonce.clone(),
             peer,
-            // Checked when the offer was accepted.
-            created: check_clock(&manifest.created_at, Duration::MAX)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            created: reservation.created,
             ran: false,
         };
         // Sent bytes become an `Arc` (a copy of up to 16 MiB) on the blocking pool too.
