@@ -21,6 +21,9 @@ pub enum Outcome {
     OutputLimit,
     /// The module was refused before running.
     InvalidModule,
+    /// The job's calls went deeper than the logical stack-height limit
+    /// (receipt v2 only; the same depth on every engine).
+    StackOverflow,
 }
 
 impl Outcome {
@@ -33,6 +36,7 @@ impl Outcome {
             Self::MemoryLimit => "memory_limit",
             Self::OutputLimit => "output_limit",
             Self::InvalidModule => "invalid_module",
+            Self::StackOverflow => "stack_overflow",
         }
     }
 
@@ -45,6 +49,7 @@ impl Outcome {
             Self::MemoryLimit,
             Self::OutputLimit,
             Self::InvalidModule,
+            Self::StackOverflow,
         ]
         .into_iter()
         .find(|o| o.as_str() == s)

@@ -112,6 +112,7 @@ pub fn exec_request(
         stdin: input,
         limits: manifest.limits,
         random_seed: random_seed(manifest),
+        engine: manifest.requirements.runtime.clone(),
     })
 }
 
@@ -142,7 +143,10 @@ pub fn sign_receipt(
             detail: result.detail.clone(),
             fuel_used: result.fuel_used,
             fuel_limit: manifest.limits.fuel,
-            runtime: pool.runtime().info(),
+            runtime: result
+                .runtime
+                .clone()
+                .unwrap_or_else(|| pool.runtime().info()),
             started_at,
             finished_at,
             stderr_sha256: sha256_hex(&result.stderr),
@@ -272,6 +276,7 @@ pub fn run_blocking(
 /// | 125 | `memory_limit` |
 /// | 126 | `output_limit` |
 /// | 127 | `trapped` |
+/// | 119 | `stack_overflow` |
 pub fn exit_status(result: &ExecResult) -> u8 {
     use crate::runtime::Outcome;
     match result.outcome {
@@ -284,6 +289,7 @@ pub fn exit_status(result: &ExecResult) -> u8 {
         Outcome::MemoryLimit => 125,
         Outcome::OutputLimit => 126,
         Outcome::Trapped => 127,
+        Outcome::StackOverflow => 119,
     }
 }
 

@@ -20,7 +20,7 @@ final class Receipt
     public const VERSION = 'plasm.receipt/v2';
     public const VERSION_V1 = 'plasm.receipt/v1';
     private const PATHS = ['local', 'direct', 'hole-punched', 'relayed'];
-    private const OUTCOMES = ['exited', 'trapped', 'out_of_fuel', 'memory_limit', 'output_limit', 'invalid_module'];
+    private const OUTCOMES = ['exited', 'trapped', 'out_of_fuel', 'memory_limit', 'output_limit', 'invalid_module', 'stack_overflow'];
 
     private function __construct(private readonly \stdClass $data, private readonly string $json)
     {

@@ -44,7 +44,7 @@ enum Command {
     ///
     /// Exit status: the job's exit code (0-117); 118 remote run failed; 120 exit code out of range; 121 invalid input;
     /// 122 internal error; 123 invalid_module; 124 out_of_fuel; 125 memory_limit;
-    /// 126 output_limit; 127 trapped.
+    /// 126 output_limit; 127 trapped; 119 stack_overflow.
     Run(Box<run::RunArgs>),
     /// Run a node until SIGINT or SIGTERM (SIGHUP re-reads the configuration).
     Start(Box<StartArgs>),

@@ -7,8 +7,8 @@ use crate::job::{self, EXIT_INTERNAL, EXIT_INVALID_INPUT, EXIT_REMOTE};
 use crate::manifest::{Manifest, ManifestBuilder};
 use crate::net::remote::{self, RemoteOptions};
 use crate::node::{IdentitySource, Mode, Node, NodeConfig};
+use crate::runtime::engines::{ANY, EngineChoice, Engines};
 use crate::runtime::pool::WorkerPool;
-use crate::runtime::wasm3::Wasm3Runtime;
 use crate::runtime::{ExecResult, Outcome};
 use crate::store::{DEFAULT_MAX_MODULE_BYTES, ModuleStore};
 use clap::Args;
@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Cap on each of stdout and stderr, in bytes.
     #[arg(long)]
     output_limit: Option<u64>,
+    /// Engine: wasmtime (the default), wasm3, or any. Recorded in the manifest as
+    /// requirements.runtime (except any), so --remote places the job only where it is offered.
+    #[arg(long, value_parser = ["wasmtime", "wasm3", "any"])]
+    runtime: Option<String>,
     /// Where to write the signed receipt (default: not written).
     #[arg(long)]
     receipt: Option<PathBuf>,
@@ -114,6 +118,15 @@ fn job_of(
         let text = std::fs::read_to_string(&src.job)
             .map_err(|e| input(format!("cannot read {}: {e}", src.job.display())))?;
         let manifest = Manifest::from_json(&text).map_err(input)?;
+        if let (Some(asked), Some(wanted)) = (&a.runtime, &manifest.requirements.runtime)
+            && asked != wanted
+            && asked != ANY
+            && wanted != ANY
+        {
+            return Err(input(format!(
+                "the manifest requires runtime {wanted}; --runtime {asked} cannot change it"
+            )));
+        }
         let sha = &manifest.module.sha256;
         let module = match &src.module {
             Some(path) => std::fs::read(path)
@@ -150,6 +163,9 @@ fn job_of(
     if let Some(o) = a.output_limit {
         b = b.output_bytes(o);
     }
+    if let Some(r) = a.runtime.as_deref().filter(|r| *r != ANY) {
+        b = b.runtime(r);
+    }
     Ok((b.build(&module, stdin).map_err(input)?, module))
 }
 
@@ -174,7 +190,18 @@ fn run_job(a: RunArgs) -> Result<u8, Failure> {
     let out = if a.remote {
         run_remote(&a, &manifest, module, stdin)?
     } else {
-        let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1).map_err(internal)?;
+        // Only the engine this job runs on is set up: a tiny job should not pay for both.
+        let asked = manifest
+            .requirements
+            .runtime
+            .as_deref()
+            .or(a.runtime.as_deref());
+        let engine = EngineChoice::default()
+            .resolve(asked)
+            .ok_or_else(|| input(format!("unknown runtime {}", asked.unwrap_or(ANY))))?;
+        crate::runtime::cache::configure(&dir.join("cache"));
+        let engines = Engines::new(EngineChoice::only(engine)).map_err(internal)?;
+        let pool = WorkerPool::new(engines, 1, 1).map_err(internal)?;
         job::run_blocking(&pool, &id, &manifest, module.into(), stdin).map_err(|e| match e {
             job::JobError::Pool(_) => internal(e),
             other => input(other),
@@ -267,6 +294,7 @@ fn run_remote(
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
             started_at: receipt.str_field("started_at").unwrap_or("").to_owned(),
+            runtime: None,
         };
         Ok(job::JobOutput {
             result,

@@ -1,4 +1,5 @@
-//! Module validation and fuel metering by bytecode instrumentation (`plasm-fuel/1`).
+//! Module validation, fuel metering and a stack-height limit by bytecode
+//! instrumentation (`plasm-fuel/2`).
 //!
 //! Every runtime executes the bytes this module produces, so fuel counts are a
 //! property of the module and its input, not of the interpreter. The scheme:
@@ -15,6 +16,13 @@
 //! * `memory.grow` becomes a call to an injected function that refuses (returns
 //!   -1, as Wasm specifies for a failed grow) beyond the page cap in the exported
 //!   global `__plasm_mem_max`, recording the refusal in `__plasm_mem_refused`;
+//! * every function raises the exported i32 global `__plasm_depth` on entry by
+//!   its frame cost ([`FRAME_SLOTS`] + parameters + locals + highest operand
+//!   stack, known exactly from validation) and traps past [`STACK_LIMIT`]; after
+//!   each call the caller writes its own level back, so exits need no code. Both
+//!   engines' native stacks are far above the limit, so deep recursion stops at
+//!   the same call on every engine (`stack_overflow`). Injected code is not
+//!   charged, so fuel counts are those of `plasm-fuel/1`;
 //! * the start section is removed and its function exported as `__plasm_start`,
 //!   so the host runs it after setting fuel, and a trap there is an ordinary trap.
 //!
@@ -28,17 +36,31 @@ use wasm_encoder::{
     GlobalSection, GlobalType, ImportSection, Instruction, Module, TypeSection, ValType,
 };
 use wasmparser::{
-    ExternalKind, FuncType, Operator, Parser, Payload, TypeRef, Validator, WasmFeatures,
+    ExternalKind, FuncType, FuncValidatorAllocations, Operator, Parser, Payload, TypeRef,
+    ValidPayload, Validator, WasmFeatures,
 };
 
-/// Name and version of the metering scheme, recorded in receipts.
-pub const METERING: &str = "plasm-fuel/1";
+/// Name and version of the metering scheme, recorded in receipts: the fuel model
+/// of `plasm-fuel/1` plus the logical stack-height limit ([`STACK_LIMIT`]).
+pub const METERING: &str = "plasm-fuel/2";
+/// Export holding the current logical stack height (i32), in slots.
+pub const DEPTH_EXPORT: &str = "__plasm_depth";
+/// Logical stack height at which a call traps, in slots. A frame costs
+/// [`FRAME_SLOTS`] plus its parameters, locals and highest operand stack, so the
+/// same recursion stops at the same depth on every engine, well before any
+/// engine's native stack (wasm3's value stack and wasmtime's `max_wasm_stack`
+/// are set far above it).
+pub const STACK_LIMIT: u32 = 1 << 18;
+/// Fixed part of a frame's cost (return address, frame bookkeeping).
+pub const FRAME_SLOTS: u32 = 4;
 /// Export holding remaining fuel (i64).
 pub const FUEL_EXPORT: &str = "__plasm_fuel";
 /// Export holding the memory cap in pages (i32).
 pub const MEM_MAX_EXPORT: &str = "__plasm_mem_max";
 /// Export set to 1 when a grow was refused (i32).
 pub const MEM_REFUSED_EXPORT: &str = "__plasm_mem_refused";
+/// Export of the module's memory, so host functions find it on every engine.
+pub const MEMORY_EXPORT: &str = "__plasm_memory";
 /// Export of the former start function.
 pub const START_EXPORT: &str = "__plasm_start";
 /// Largest module accepted, in bytes.
@@ -104,9 +126,106 @@ pub struct Instrumented {
     pub exports: HashMap<String, (usize, Vec<wasmparser::ValType>)>,
 }
 
+impl Instrumented {
+    /// A self-contained encoding for the on-disk cache: a JSON header line
+    /// (start, initial pages, exports), then the instrumented bytes.
+    pub fn to_cache_bytes(&self) -> Vec<u8> {
+        let name = |t: &wasmparser::ValType| match t {
+            wasmparser::ValType::I32 => "i32",
+            wasmparser::ValType::I64 => "i64",
+            wasmparser::ValType::F32 => "f32",
+            _ => "f64",
+        };
+        let exports: serde_json::Map<String, serde_json::Value> = self
+            .exports
+            .iter()
+            .map(|(k, (p, r))| {
+                (
+                    k.clone(),
+                    serde_json::json!([p, r.iter().map(name).collect::<Vec<_>>()]),
+                )
+            })
+            .collect();
+        let head = serde_json::json!({
+            "has_start": self.has_start,
+            "initial_pages": self.initial_pages,
+            "exports": exports,
+        });
+        let mut out = head.to_string().into_bytes();
+        out.push(b'\n');
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
+    /// Decodes [`Instrumented::to_cache_bytes`]; `None` for anything else.
+    pub fn from_cache_bytes(raw: &[u8]) -> Option<Self> {
+        let split = raw.iter().position(|b| *b == b'\n')?;
+        let head: serde_json::Value = serde_json::from_slice(&raw[..split]).ok()?;
+        let ty = |s: &serde_json::Value| match s.as_str() {
+            Some("i32") => wasmparser::ValType::I32,
+            Some("i64") => wasmparser::ValType::I64,
+            Some("f32") => wasmparser::ValType::F32,
+            // Only "is it one i32" matters to the caller; every other type stays other.
+            _ => wasmparser::ValType::F64,
+        };
+        let mut exports = HashMap::new();
+        for (k, v) in head.get("exports")?.as_object()? {
+            let params = usize::try_from(v.get(0)?.as_u64()?).ok()?;
+            let results = v.get(1)?.as_array()?.iter().map(ty).collect();
+            exports.insert(k.clone(), (params, results));
+        }
+        Some(Self {
+            bytes: raw[split + 1..].to_vec(),
+            has_start: head.get("has_start")?.as_bool()?,
+            initial_pages: head.get("initial_pages")?.as_u64(),
+            exports,
+        })
+    }
+}
+
 fn features() -> WasmFeatures {
     // Wasm 2.0 without SIMD, which wasm3 does not run.
     WasmFeatures::WASM2.difference(WasmFeatures::SIMD)
+}
+
+/// Validates `wasm` and returns, for each defined function in order, the highest
+/// its operand stack can reach (the validator tracks it exactly), which the
+/// stack-height limit charges as part of the function's frame.
+fn validate(wasm: &[u8]) -> Result<Vec<u32>, ModuleError> {
+    let refuse = |e: wasmparser::BinaryReaderError| {
+        let msg = e.to_string();
+        if msg.contains("proposal not enabled") || msg.contains("support is not enabled") {
+            ModuleError::Unsupported(msg)
+        } else {
+            ModuleError::Invalid(msg)
+        }
+    };
+    let mut validator = Validator::new_with_features(features());
+    let mut allocs = FuncValidatorAllocations::default();
+    let mut heights = Vec::new();
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(refuse)?;
+        if let ValidPayload::Func(func, body) = validator.payload(&payload).map_err(refuse)? {
+            let mut fv = func.into_validator(allocs);
+            let mut reader = body.get_binary_reader();
+            fv.read_locals(&mut reader).map_err(refuse)?;
+            let mut max = 0;
+            while !reader.eof() {
+                let offset = reader.original_position();
+                reader
+                    .visit_operator(&mut fv.visitor(offset))
+                    .map_err(refuse)?
+                    .map_err(refuse)?;
+                max = max.max(fv.operand_stack_height());
+            }
+            reader
+                .finish_expression(&fv.visitor(reader.original_position()))
+                .map_err(refuse)?;
+            heights.push(max);
+            allocs = fv.into_allocations();
+        }
+    }
+    Ok(heights)
 }
 
 fn invalid(e: impl std::fmt::Display) -> ModuleError {
@@ -121,16 +240,7 @@ pub fn instrument(
     if wasm.len() > MAX_MODULE_BYTES {
         return Err(ModuleError::TooLarge(wasm.len()));
     }
-    Validator::new_with_features(features())
-        .validate_all(wasm)
-        .map_err(|e| {
-            let msg = e.to_string();
-            if msg.contains("proposal not enabled") || msg.contains("support is not enabled") {
-                ModuleError::Unsupported(msg)
-            } else {
-                ModuleError::Invalid(msg)
-            }
-        })?;
+    let heights = validate(wasm)?;
 
     let mut types: Vec<FuncType> = Vec::new();
     let mut type_section = None;
@@ -291,6 +401,7 @@ pub fn instrument(
     // Only functions may be imported, so defined globals start at index 0.
     let fuel_global = defined_globals;
     let (max_global, refused_global) = (fuel_global + 1, fuel_global + 2);
+    let depth_global = fuel_global + 3;
     let mut gs = GlobalSection::new();
     if let Some(r) = global_section {
         rc.parse_global_section(&mut gs, r).map_err(invalid)?;
@@ -303,6 +414,7 @@ pub fn instrument(
     gs.global(mutable(ValType::I64), &ConstExpr::i64_const(0));
     gs.global(mutable(ValType::I32), &ConstExpr::i32_const(0));
     gs.global(mutable(ValType::I32), &ConstExpr::i32_const(0));
+    gs.global(mutable(ValType::I32), &ConstExpr::i32_const(0));
     module.section(&gs);
     let mut es = ExportSection::new();
     if let Some(r) = export_section {
@@ -311,8 +423,12 @@ pub fn instrument(
     es.export(FUEL_EXPORT, ExportKind::Global, fuel_global);
     es.export(MEM_MAX_EXPORT, ExportKind::Global, max_global);
     es.export(MEM_REFUSED_EXPORT, ExportKind::Global, refused_global);
+    es.export(DEPTH_EXPORT, ExportKind::Global, depth_global);
     if let Some(f) = start {
         es.export(START_EXPORT, ExportKind::Func, f);
+    }
+    if has_memory {
+        es.export(MEMORY_EXPORT, ExportKind::Memory, 0);
     }
     module.section(&es);
     if let Some(r) = element_section {
@@ -332,9 +448,11 @@ pub fn instrument(
             .map_or(0, |t| t.params().len() as u32);
         let cx = MeterCtx {
             fuel_global,
+            depth_global,
             grow_func,
             imported_funcs,
             params,
+            max_height: heights.get(i).copied().unwrap_or(0),
         };
         cs.function(&meter_function(&mut rc, body, &cx)?);
     }
@@ -413,6 +531,10 @@ fn reload(f: &mut Function, counter: Counter) {
 /// Indices a function body needs to be metered.
 struct MeterCtx {
     fuel_global: u32,
+    /// The logical stack height global.
+    depth_global: u32,
+    /// Highest operand stack of the function being metered.
+    max_height: u32,
     grow_func: u32,
     imported_funcs: u32,
     /// Parameters of the function being metered (its first locals).
@@ -484,17 +606,26 @@ fn meter_function(
         locals.push((count, rc.val_type(ty).map_err(invalid)?));
     }
     let global = Counter::Global(cx.fuel_global);
+    // The function's own stack level, restored into the global after every call.
+    let level = cx.params + declared;
+    locals.push((1, ValType::I32));
     let counter = if loop_costs.is_empty() {
         global
     } else {
         locals.push((1, ValType::I64));
         Counter::Local {
-            local: cx.params + declared,
+            local: level + 1,
             global: cx.fuel_global,
         }
     };
+    let frame = FRAME_SLOTS
+        .saturating_add(cx.params)
+        .saturating_add(declared)
+        .saturating_add(cx.max_height)
+        .min(STACK_LIMIT + 1);
     let mut f = Function::new(locals);
     charge(&mut f, global, entry_cost);
+    enter_frame(&mut f, cx.depth_global, level, frame);
     reload(&mut f, counter);
     let mut next_loop = 0usize;
     // Open blocks inside the function body; a branch of this depth leaves the function.
@@ -551,6 +682,9 @@ fn meter_function(
                 write_back(&mut f, counter);
                 f.instruction(&rc.instruction(op).map_err(invalid)?);
                 reload(&mut f, counter);
+                // However the callee left, this frame is back on top.
+                f.instruction(&Instruction::LocalGet(level));
+                f.instruction(&Instruction::GlobalSet(cx.depth_global));
             }
             op => {
                 f.instruction(&rc.instruction(op).map_err(invalid)?);
@@ -558,6 +692,28 @@ fn meter_function(
         }
     }
     Ok(f)
+}
+
+/// Raises the logical stack height by the frame's cost, keeps the new level in
+/// `level`, and traps with `unreachable` past [`STACK_LIMIT`] (the host tells it
+/// from other traps by the height left in the global). Exits need no code: the
+/// caller restores its own level after every call.
+fn enter_frame(f: &mut Function, depth_global: u32, level: u32, frame: u32) {
+    for ins in [
+        Instruction::GlobalGet(depth_global),
+        Instruction::I32Const(frame as i32),
+        Instruction::I32Add,
+        Instruction::LocalTee(level),
+        Instruction::GlobalSet(depth_global),
+        Instruction::LocalGet(level),
+        Instruction::I32Const(STACK_LIMIT as i32),
+        Instruction::I32GtU,
+        Instruction::If(BlockType::Empty),
+        Instruction::Unreachable,
+        Instruction::End,
+    ] {
+        f.instruction(&ins);
+    }
 }
 
 /// `(func (param $delta i32) (result i32))`: grows memory unless the cap would be exceeded.

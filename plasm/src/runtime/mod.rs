@@ -6,10 +6,13 @@
 //! The trait is the seam where a second runtime (wasmtime) plugs in; because the
 //! metering lives in the bytes, both report the same fuel for the same job.
 
+pub mod cache;
+pub mod engines;
 pub mod instrument;
 pub mod pool;
 pub mod wasi;
 pub mod wasm3;
+pub mod wasmtime;
 
 pub use crate::execution::{Outcome, RuntimeInfo};
 use crate::manifest::Limits;
@@ -33,6 +36,9 @@ pub struct ExecRequest {
     pub limits: Limits,
     /// Seed of `random_get`, derived from the execution inputs.
     pub random_seed: [u8; 32],
+    /// The engine the manifest asks for (`requirements.runtime`; `None` or
+    /// `any`: the node's default).
+    pub engine: Option<String>,
 }
 
 /// What a runtime reports.
@@ -54,6 +60,8 @@ pub struct ExecResult {
     pub memory_limit_hit: bool,
     /// RFC 3339 time a worker began the job (set by the pool; empty outside it).
     pub started_at: String,
+    /// The engine that ran it (set by [`engines::Engines`]; `None`: the pool's).
+    pub runtime: Option<RuntimeInfo>,
 }
 
 impl ExecResult {
@@ -68,7 +76,122 @@ impl ExecResult {
             fuel_used: 0,
             memory_limit_hit: outcome == Outcome::MemoryLimit,
             started_at: String::new(),
+            runtime: None,
         }
+    }
+}
+
+/// How the guest's call ended, in engine-independent words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The entry point returned (its i32 result, if it has one).
+    Returned(Option<i64>),
+    /// A host function stopped the job (`proc_exit`, output cap).
+    Stopped(wasi::HostStop),
+    /// The guest trapped; the reason is one of the canonical trap names below.
+    Trapped(String),
+}
+
+/// Canonical trap reasons: each engine maps its own trap to one of these, so a
+/// receipt's `detail` does not depend on the engine that ran the job.
+pub mod trap {
+    /// `unreachable` executed (also how the metering stops a job).
+    pub const UNREACHABLE: &str = "unreachable";
+    /// A load, store or bulk memory operation out of bounds.
+    pub const MEMORY_OUT_OF_BOUNDS: &str = "out of bounds memory access";
+    /// Integer division or remainder by zero.
+    pub const DIVIDE_BY_ZERO: &str = "integer divide by zero";
+    /// Signed division overflow.
+    pub const INTEGER_OVERFLOW: &str = "integer overflow";
+    /// A float to integer conversion out of range or NaN.
+    pub const BAD_CONVERSION: &str = "invalid conversion to integer";
+    /// `call_indirect` with the wrong signature.
+    pub const INDIRECT_CALL_TYPE: &str = "indirect call type mismatch";
+    /// A table index out of bounds (call_indirect or a table operation).
+    pub const TABLE_OUT_OF_BOUNDS: &str = "undefined element";
+    /// `call_indirect` to a null entry.
+    pub const NULL_ELEMENT: &str = "uninitialized element";
+    /// The engine's native stack ran out before the logical limit (should not happen).
+    pub const NATIVE_STACK: &str = "native stack exhausted";
+}
+
+/// What an engine observed when the guest's call ended; [`conclude`] turns it
+/// into the result, the same way for every engine.
+#[derive(Debug)]
+pub struct Observed {
+    /// How the call ended.
+    pub ending: Ending,
+    /// The fuel global after the call (negative: exhausted).
+    pub fuel_left: i64,
+    /// The memory-refused global was set.
+    pub grow_refused: bool,
+    /// The logical stack height global after the call.
+    pub depth: u32,
+    /// What the job wrote.
+    pub stdout: Vec<u8>,
+    /// What the job wrote to stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Maps what an engine observed to the job's result (outcome, exit code, fuel).
+pub fn conclude(req: &ExecRequest, seen: Observed) -> ExecResult {
+    let limit = req.limits.fuel;
+    let out_of_fuel = seen.fuel_left < 0;
+    let fuel_used = if out_of_fuel {
+        limit
+    } else {
+        limit.saturating_sub(seen.fuel_left.max(0) as u64)
+    };
+    let (outcome, exit_code, detail) = match seen.ending {
+        Ending::Returned(code) => (Outcome::Exited, Some(code.unwrap_or(0)), None),
+        Ending::Stopped(wasi::HostStop::Exit(code)) => {
+            (Outcome::Exited, Some(i64::from(code)), None)
+        }
+        Ending::Stopped(wasi::HostStop::OutputLimit) => (
+            Outcome::OutputLimit,
+            None,
+            Some(format!("output exceeded {} bytes", req.limits.output_bytes)),
+        ),
+        Ending::Trapped(_) if out_of_fuel => (
+            Outcome::OutOfFuel,
+            None,
+            Some(format!("fuel limit {limit} exhausted")),
+        ),
+        Ending::Trapped(_) if seen.depth > instrument::STACK_LIMIT => (
+            Outcome::StackOverflow,
+            None,
+            Some(format!(
+                "call stack deeper than {} slots ({})",
+                instrument::STACK_LIMIT,
+                instrument::METERING
+            )),
+        ),
+        Ending::Trapped(reason) => (Outcome::Trapped, None, Some(reason)),
+    };
+    // A refused grow followed by a trap: the limit stopped the job. A job that saw
+    // the refusal (-1) and then exited on its own, with any code, exited; the
+    // receipt's `memory_limit_hit` says the limit was reached on the way.
+    let (outcome, detail) = match outcome {
+        Outcome::Trapped if seen.grow_refused => (
+            Outcome::MemoryLimit,
+            Some(format!(
+                "memory.grow beyond {} bytes refused{}",
+                req.limits.memory_bytes,
+                detail.map(|d| format!("; then {d}")).unwrap_or_default()
+            )),
+        ),
+        o => (o, detail),
+    };
+    ExecResult {
+        outcome,
+        exit_code,
+        detail,
+        stdout: seen.stdout,
+        stderr: seen.stderr,
+        fuel_used,
+        memory_limit_hit: seen.grow_refused,
+        started_at: String::new(),
+        runtime: None,
     }
 }
 
@@ -98,7 +221,25 @@ fn instrumented(module: &[u8]) -> Result<Arc<Instrumented>, ModuleError> {
     if let Some(hit) = cache.lock().ok().and_then(|c| c.0.get(&key).cloned()) {
         return Ok(hit);
     }
-    let fresh = Arc::new(instrument::instrument(module, wasi::signature)?);
+    // The disk cache (when configured) survives processes: `plasm run` is one.
+    let disk_key = format!(
+        "{}.{}.instr",
+        hex::encode(key),
+        instrument::METERING.replace('/', "-")
+    );
+    let from_disk = cache::global()
+        .and_then(|c| c.get(&disk_key))
+        .and_then(|raw| Instrumented::from_cache_bytes(&raw));
+    let fresh = match from_disk {
+        Some(hit) => Arc::new(hit),
+        None => {
+            let made = Arc::new(instrument::instrument(module, wasi::signature)?);
+            if let Some(c) = cache::global() {
+                c.put(&disk_key, &made.to_cache_bytes());
+            }
+            made
+        }
+    };
     if let Ok(mut c) = cache.lock() {
         if c.0.len() >= CACHE_ENTRIES
             && let Some(old) = c.1.pop_front()

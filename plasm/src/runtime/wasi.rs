@@ -9,11 +9,12 @@
 //! other than 0, 1 and 2 do not exist (`EBADF`), which also tells wasi-libc that
 //! there are no preopened directories.
 //!
-//! `poll_oneoff` has deterministic semantics, so programs that sleep work: every
-//! subscription fires at once, in order (virtual time does not pass: a clock
-//! subscription is already due); stdin is readable with its unread bytes,
-//! stdout and stderr are writable with the room left under the output cap, and
-//! any other descriptor gets an event with `EBADF`. The `sock_*` calls answer
+//! `poll_oneoff` has deterministic semantics, so programs that sleep work:
+//! descriptor subscriptions are always ready and are returned at once, in order
+//! (stdin readable with its unread bytes, stdout and stderr writable with the
+//! room left under the output cap, any other descriptor an event with `EBADF`),
+//! clocks staying pending as before a real timeout; a poll with only clocks
+//! makes virtual time jump, and every clock fires at once. The `sock_*` calls answer
 //! `ENOTSOCK` on 0-2 and `EBADF` elsewhere: there are no sockets.
 
 use sha2::{Digest, Sha256};
@@ -28,7 +29,8 @@ const MAX_IOVS: u32 = 1024;
 
 const ESUCCESS: i32 = 0;
 const EBADF: i32 = 8;
-const EFAULT: i32 = 21;
+/// Bad address.
+pub const EFAULT: i32 = 21;
 const EINVAL: i32 = 28;
 const ENOSYS: i32 = 52;
 const ENOTSOCK: i32 = 57;
@@ -196,30 +198,57 @@ pub fn signature(name: &str) -> Option<wasmparser::FuncType> {
     ))
 }
 
-fn memory(caller: &Caller<'_, WasiCtx>) -> Result<Memory, i32> {
-    caller.get_memory().ok_or(EFAULT)
+/// A job's memory and WASI context as one host call sees them; each engine
+/// implements it over its own caller type, so every WASI function below is
+/// written once and behaves identically on every engine.
+pub trait Guest {
+    /// The job's WASI state.
+    fn ctx(&mut self) -> &mut WasiCtx;
+    /// Copies guest memory at `ptr` into `buf` (`EFAULT` when out of bounds or no memory).
+    fn read(&mut self, ptr: u32, buf: &mut [u8]) -> Result<(), i32>;
+    /// Copies `bytes` into guest memory at `ptr` (`EFAULT` when out of bounds or no memory).
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), i32>;
 }
 
-fn read(caller: &Caller<'_, WasiCtx>, ptr: i32, len: u32) -> Result<Vec<u8>, i32> {
-    let mem = memory(caller)?;
+/// The value types of preview1 signatures, for engines that link by table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    /// i32
+    I32,
+    /// i64
+    I64,
+}
+
+/// Every preview1 function as (name, parameter types, returns an errno).
+pub fn preview1() -> impl Iterator<Item = (&'static str, Vec<ParamType>, bool)> {
+    PREVIEW1.iter().map(|(n, p, e)| {
+        let params = p
+            .iter()
+            .map(|t| match t {
+                T::I32 => ParamType::I32,
+                T::I64 => ParamType::I64,
+            })
+            .collect();
+        (*n, params, *e)
+    })
+}
+
+fn read(g: &mut dyn Guest, ptr: i32, len: u32) -> Result<Vec<u8>, i32> {
     let mut buf = vec![0u8; len as usize];
-    mem.read(caller, ptr as u32 as usize, &mut buf)
-        .map_err(|_| EFAULT)?;
+    g.read(ptr as u32, &mut buf)?;
     Ok(buf)
 }
 
-fn write(caller: &mut Caller<'_, WasiCtx>, ptr: i32, bytes: &[u8]) -> Result<(), i32> {
-    let mem = memory(caller)?;
-    mem.write(caller, ptr as u32 as usize, bytes)
-        .map_err(|_| EFAULT)
+fn write(g: &mut dyn Guest, ptr: i32, bytes: &[u8]) -> Result<(), i32> {
+    g.write(ptr as u32, bytes)
 }
 
-fn read_iovs(caller: &Caller<'_, WasiCtx>, iovs: i32, count: i32) -> Result<Vec<(i32, u32)>, i32> {
+fn read_iovs(g: &mut dyn Guest, iovs: i32, count: i32) -> Result<Vec<(i32, u32)>, i32> {
     let count = u32::try_from(count).map_err(|_| EINVAL)?;
     if count > MAX_IOVS {
         return Err(EINVAL);
     }
-    let raw = read(caller, iovs, count * 8)?;
+    let raw = read(g, iovs, count * 8)?;
     Ok(raw
         .chunks_exact(8)
         .map(|c| {
@@ -230,35 +259,40 @@ fn read_iovs(caller: &Caller<'_, WasiCtx>, iovs: i32, count: i32) -> Result<Vec<
         .collect())
 }
 
-/// `poll_oneoff`: every subscription (48 bytes each) yields one event (32 bytes),
-/// in order, at once; see the module documentation for what each reports.
-fn poll_oneoff(
-    c: &mut Caller<'_, WasiCtx>,
-    subs: i32,
-    events: i32,
-    n: i32,
-    out: i32,
-) -> Result<(), i32> {
+/// `poll_oneoff`: each subscription is 48 bytes, each event 32. Descriptor
+/// subscriptions are always ready (or fail with `EBADF`), so when there are any,
+/// they are the events, in order, and clocks stay pending, as a real poll would
+/// return before a timeout. Only when none are present does virtual time jump to
+/// the clocks, and every clock subscription fires. See the module documentation.
+fn poll_oneoff(g: &mut dyn Guest, subs: i32, events: i32, n: i32, out: i32) -> Result<(), i32> {
     let n = u32::try_from(n).map_err(|_| EINVAL)?;
     if n == 0 || n > MAX_SUBSCRIPTIONS {
         return Err(EINVAL);
     }
-    let raw = read(c, subs, n * 48)?;
-    let mut evs = vec![0u8; n as usize * 32];
-    for (sub, ev) in raw.chunks_exact(48).zip(evs.chunks_exact_mut(32)) {
-        ev[0..8].copy_from_slice(&sub[0..8]); // userdata
+    let raw = read(g, subs, n * 48)?;
+    if raw.chunks_exact(48).any(|sub| sub[8] > 2) {
+        return Err(EINVAL);
+    }
+    let any_fd = raw.chunks_exact(48).any(|sub| sub[8] != 0);
+    let mut evs = Vec::with_capacity(n as usize * 32);
+    for sub in raw.chunks_exact(48) {
         let tag = sub[8];
+        if any_fd == (tag == 0) {
+            continue;
+        }
+        let mut ev = [0u8; 32];
+        ev[0..8].copy_from_slice(&sub[0..8]); // userdata
         ev[10] = tag;
         let fd = i32::from_le_bytes([sub[16], sub[17], sub[18], sub[19]]);
         let (error, nbytes): (u16, u64) = match (tag, fd) {
-            // A clock: already due (virtual time stands still).
+            // A clock: due, since nothing else was ready (virtual time jumps).
             (0, _) => (0, 0),
             (1, 0) => {
-                let ctx = c.data();
+                let ctx = g.ctx();
                 (0, ctx.stdin.len().saturating_sub(ctx.stdin_pos) as u64)
             }
             (2, 1 | 2) => {
-                let ctx = c.data();
+                let ctx = g.ctx();
                 let used = if fd == 1 {
                     ctx.stdout.len()
                 } else {
@@ -266,14 +300,14 @@ fn poll_oneoff(
                 };
                 (0, ctx.output_cap.saturating_sub(used) as u64)
             }
-            (1 | 2, _) => (EBADF as u16, 0),
-            _ => return Err(EINVAL),
+            _ => (EBADF as u16, 0),
         };
         ev[8..10].copy_from_slice(&error.to_le_bytes());
         ev[16..24].copy_from_slice(&nbytes.to_le_bytes());
+        evs.extend_from_slice(&ev);
     }
-    write(c, events, &evs)?;
-    write(c, out, &n.to_le_bytes())
+    write(g, events, &evs)?;
+    write(g, out, &((evs.len() / 32) as u32).to_le_bytes())
 }
 
 fn errno(r: Result<(), i32>) -> i32 {
@@ -281,12 +315,7 @@ fn errno(r: Result<(), i32>) -> i32 {
 }
 
 /// Writes a list of NUL-terminated strings as (pointer array, string buffer).
-fn write_list(
-    caller: &mut Caller<'_, WasiCtx>,
-    list: &[Vec<u8>],
-    ptrs: i32,
-    buf: i32,
-) -> Result<(), i32> {
+fn write_list(g: &mut dyn Guest, list: &[Vec<u8>], ptrs: i32, buf: i32) -> Result<(), i32> {
     let mut offset = buf as u32;
     let mut table = Vec::with_capacity(list.len() * 4);
     let mut data = Vec::new();
@@ -295,252 +324,203 @@ fn write_list(
         offset = offset.checked_add(item.len() as u32).ok_or(EFAULT)?;
         data.extend_from_slice(item);
     }
-    write(caller, ptrs, &table)?;
-    write(caller, buf, &data)
+    write(g, ptrs, &table)?;
+    write(g, buf, &data)
 }
 
-fn sizes(
-    caller: &mut Caller<'_, WasiCtx>,
-    list: fn(&WasiCtx) -> &Vec<Vec<u8>>,
-    count_ptr: i32,
-    size_ptr: i32,
-) -> i32 {
-    let (n, total) = {
-        let l = list(caller.data());
-        (
-            l.len() as u32,
-            l.iter().map(|s| s.len() as u32).sum::<u32>(),
-        )
-    };
-    errno(
-        write(caller, count_ptr, &n.to_le_bytes())
-            .and_then(|()| write(caller, size_ptr, &total.to_le_bytes())),
+fn sizes(list: &[Vec<u8>]) -> (u32, u32) {
+    (
+        list.len() as u32,
+        list.iter().map(|s| s.len() as u32).sum::<u32>(),
     )
 }
 
-/// Links every preview1 function into `linker`.
-pub fn link(linker: &mut Linker<WasiCtx>) -> Result<(), Error> {
-    let m = super::instrument::WASI_MODULE;
-    linker.func_wrap(
-        m,
-        "args_sizes_get",
-        |mut c: Caller<'_, WasiCtx>, n: i32, s: i32| sizes(&mut c, |x| &x.args, n, s),
-    )?;
-    linker.func_wrap(
-        m,
-        "environ_sizes_get",
-        |mut c: Caller<'_, WasiCtx>, n: i32, s: i32| sizes(&mut c, |x| &x.env, n, s),
-    )?;
-    linker.func_wrap(
-        m,
-        "args_get",
-        |mut c: Caller<'_, WasiCtx>, p: i32, b: i32| {
-            let list = c.data().args.clone();
-            errno(write_list(&mut c, &list, p, b))
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "environ_get",
-        |mut c: Caller<'_, WasiCtx>, p: i32, b: i32| {
-            let list = c.data().env.clone();
-            errno(write_list(&mut c, &list, p, b))
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "clock_time_get",
-        |mut c: Caller<'_, WasiCtx>, _id: i32, _prec: i64, p: i32| {
-            errno(write(&mut c, p, &FIXED_TIME_NS.to_le_bytes()))
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "clock_res_get",
-        |mut c: Caller<'_, WasiCtx>, _id: i32, p: i32| errno(write(&mut c, p, &1u64.to_le_bytes())),
-    )?;
-    linker.func_wrap(
-        m,
-        "random_get",
-        |mut c: Caller<'_, WasiCtx>, p: i32, len: i32| {
-            let Ok(len) = usize::try_from(len) else {
-                return EINVAL;
-            };
-            if len > 1024 * 1024 {
-                return EINVAL;
+fn write_sizes(g: &mut dyn Guest, (n, total): (u32, u32), count_ptr: i32, size_ptr: i32) -> i32 {
+    errno(
+        write(g, count_ptr, &n.to_le_bytes())
+            .and_then(|()| write(g, size_ptr, &total.to_le_bytes())),
+    )
+}
+
+fn fd_write(g: &mut dyn Guest, fd: i32, iovs: i32, n: i32, out: i32) -> Result<i32, HostStop> {
+    if fd != 1 && fd != 2 {
+        return Ok(EBADF);
+    }
+    let iovs = match read_iovs(g, iovs, n) {
+        Ok(v) => v,
+        Err(e) => return Ok(e),
+    };
+    let mut written = 0u32;
+    for (ptr, len) in iovs {
+        let ctx = g.ctx();
+        let used = if fd == 1 {
+            ctx.stdout.len()
+        } else {
+            ctx.stderr.len()
+        };
+        let room = ctx.output_cap.saturating_sub(used);
+        let take = (len as usize).min(room);
+        let bytes = match read(g, ptr, take as u32) {
+            Ok(b) => b,
+            Err(e) => return Ok(e),
+        };
+        let ctx = g.ctx();
+        if fd == 1 {
+            ctx.stdout.extend_from_slice(&bytes)
+        } else {
+            ctx.stderr.extend_from_slice(&bytes)
+        }
+        written += take as u32;
+        if take < len as usize {
+            return Err(HostStop::OutputLimit);
+        }
+    }
+    Ok(errno(write(g, out, &written.to_le_bytes())))
+}
+
+fn fd_read(g: &mut dyn Guest, fd: i32, iovs: i32, n: i32, out: i32) -> i32 {
+    if fd != 0 {
+        return EBADF;
+    }
+    let iovs = match read_iovs(g, iovs, n) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let mut total = 0u32;
+    for (ptr, len) in iovs {
+        let ctx = g.ctx();
+        let (pos, avail) = (ctx.stdin_pos, ctx.stdin.len());
+        let take = (len as usize).min(avail - pos);
+        if take == 0 {
+            break;
+        }
+        let chunk = ctx.stdin[pos..pos + take].to_vec();
+        if let Err(e) = write(g, ptr, &chunk) {
+            return e;
+        }
+        g.ctx().stdin_pos += take;
+        total += take as u32;
+    }
+    errno(write(g, out, &total.to_le_bytes()))
+}
+
+/// Runs the preview1 function `name` with `args` (each widened to i64, in
+/// signature order; missing ones read as 0). Returns the errno to hand back
+/// (ignored for `proc_exit`), or why the job stops.
+pub fn call(g: &mut dyn Guest, name: &str, args: &[i64]) -> Result<i32, HostStop> {
+    let a = |i: usize| args.get(i).copied().unwrap_or(0) as i32;
+    let std_fd = |fd: i32| (0..=2).contains(&fd);
+    Ok(match name {
+        "args_sizes_get" => {
+            let s = sizes(&g.ctx().args);
+            write_sizes(g, s, a(0), a(1))
+        }
+        "environ_sizes_get" => {
+            let s = sizes(&g.ctx().env);
+            write_sizes(g, s, a(0), a(1))
+        }
+        "args_get" => {
+            let list = g.ctx().args.clone();
+            errno(write_list(g, &list, a(0), a(1)))
+        }
+        "environ_get" => {
+            let list = g.ctx().env.clone();
+            errno(write_list(g, &list, a(0), a(1)))
+        }
+        "clock_time_get" => errno(write(g, a(2), &FIXED_TIME_NS.to_le_bytes())),
+        "clock_res_get" => errno(write(g, a(1), &1u64.to_le_bytes())),
+        "random_get" => match usize::try_from(a(1)) {
+            Ok(len) if len <= 1024 * 1024 => {
+                let bytes = g.ctx().random_bytes(len);
+                errno(write(g, a(0), &bytes))
             }
-            let bytes = c.data_mut().random_bytes(len);
-            errno(write(&mut c, p, &bytes))
+            _ => EINVAL,
         },
-    )?;
-    linker.func_wrap(
-        m,
-        "fd_write",
-        |mut c: Caller<'_, WasiCtx>, fd: i32, iovs: i32, n: i32, out: i32| {
-            if fd != 1 && fd != 2 {
-                return Ok(EBADF);
-            }
-            let iovs = match read_iovs(&c, iovs, n) {
-                Ok(v) => v,
-                Err(e) => return Ok(e),
-            };
-            let mut written = 0u32;
-            for (ptr, len) in iovs {
-                let cap = c.data().output_cap;
-                let used = if fd == 1 {
-                    c.data().stdout.len()
-                } else {
-                    c.data().stderr.len()
-                };
-                let room = cap.saturating_sub(used);
-                let take = (len as usize).min(room);
-                let bytes = match read(&c, ptr, take as u32) {
-                    Ok(b) => b,
-                    Err(e) => return Ok(e),
-                };
-                let ctx = c.data_mut();
-                if fd == 1 {
-                    ctx.stdout.extend_from_slice(&bytes)
-                } else {
-                    ctx.stderr.extend_from_slice(&bytes)
-                }
-                written += take as u32;
-                if take < len as usize {
-                    return Err(Error::host(HostStop::OutputLimit));
-                }
-            }
-            Ok(errno(write(&mut c, out, &written.to_le_bytes())))
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "fd_read",
-        |mut c: Caller<'_, WasiCtx>, fd: i32, iovs: i32, n: i32, out: i32| {
-            if fd != 0 {
-                return EBADF;
-            }
-            let iovs = match read_iovs(&c, iovs, n) {
-                Ok(v) => v,
-                Err(e) => return e,
-            };
-            let mut total = 0u32;
-            for (ptr, len) in iovs {
-                let (pos, avail) = (c.data().stdin_pos, c.data().stdin.len());
-                let take = (len as usize).min(avail - pos);
-                if take == 0 {
-                    break;
-                }
-                let chunk = c.data().stdin[pos..pos + take].to_vec();
-                if let Err(e) = write(&mut c, ptr, &chunk) {
-                    return e;
-                }
-                c.data_mut().stdin_pos += take;
-                total += take as u32;
-            }
-            errno(write(&mut c, out, &total.to_le_bytes()))
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "fd_fdstat_get",
-        |mut c: Caller<'_, WasiCtx>, fd: i32, p: i32| {
-            if !(0..=2).contains(&fd) {
-                return EBADF;
-            }
+        "fd_write" => return fd_write(g, a(0), a(1), a(2), a(3)),
+        "fd_read" => fd_read(g, a(0), a(1), a(2), a(3)),
+        "fd_fdstat_get" if std_fd(a(0)) => {
             // fdstat: filetype u8 (2 = character device), flags u16, rights u64 x2.
             let mut st = [0u8; 24];
             st[0] = 2;
             st[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-            errno(write(&mut c, p, &st))
-        },
-    )?;
-    linker.func_wrap(
-        m,
-        "fd_filestat_get",
-        |mut c: Caller<'_, WasiCtx>, fd: i32, p: i32| {
-            if !(0..=2).contains(&fd) {
-                return EBADF;
-            }
+            errno(write(g, a(1), &st))
+        }
+        "fd_filestat_get" if std_fd(a(0)) => {
             let mut st = [0u8; 64];
             st[16] = 2;
-            errno(write(&mut c, p, &st))
-        },
-    )?;
-    linker.func_wrap(m, "fd_close", |fd: i32| {
-        if (0..=2).contains(&fd) {
-            ESUCCESS
-        } else {
-            EBADF
+            errno(write(g, a(1), &st))
         }
-    })?;
-    linker.func_wrap(m, "fd_seek", |fd: i32, _o: i64, _w: i32, _p: i32| {
-        if (0..=2).contains(&fd) { ESPIPE } else { EBADF }
-    })?;
-    linker.func_wrap(m, "fd_prestat_get", |_fd: i32, _p: i32| EBADF)?;
-    linker.func_wrap(m, "fd_prestat_dir_name", |_fd: i32, _p: i32, _l: i32| EBADF)?;
-    linker.func_wrap(m, "sched_yield", || ESUCCESS)?;
-    linker.func_wrap(
-        m,
-        "poll_oneoff",
-        |mut c: Caller<'_, WasiCtx>, subs: i32, events: i32, n: i32, out: i32| {
-            errno(poll_oneoff(&mut c, subs, events, n, out))
-        },
-    )?;
-    let sock = |fd: i32| {
-        if (0..=2).contains(&fd) {
-            ENOTSOCK
-        } else {
-            EBADF
-        }
-    };
-    linker.func_wrap(m, "sock_accept", move |fd: i32, _f: i32, _p: i32| sock(fd))?;
-    linker.func_wrap(
-        m,
-        "sock_recv",
-        move |fd: i32, _i: i32, _n: i32, _f: i32, _p: i32, _o: i32| sock(fd),
-    )?;
-    linker.func_wrap(
-        m,
-        "sock_send",
-        move |fd: i32, _i: i32, _n: i32, _f: i32, _p: i32| sock(fd),
-    )?;
-    linker.func_wrap(m, "sock_shutdown", move |fd: i32, _h: i32| sock(fd))?;
-    linker.func_wrap(m, "proc_exit", |code: i32| -> Result<(), Error> {
-        Err(Error::host(HostStop::Exit(code)))
-    })?;
+        "fd_close" if std_fd(a(0)) => ESUCCESS,
+        "fd_seek" if std_fd(a(0)) => ESPIPE,
+        "fd_fdstat_get"
+        | "fd_filestat_get"
+        | "fd_close"
+        | "fd_seek"
+        | "fd_prestat_get"
+        | "fd_prestat_dir_name" => EBADF,
+        "sched_yield" => ESUCCESS,
+        "poll_oneoff" => errno(poll_oneoff(g, a(0), a(1), a(2), a(3))),
+        "sock_accept" | "sock_recv" | "sock_send" | "sock_shutdown" if std_fd(a(0)) => ENOTSOCK,
+        "sock_accept" | "sock_recv" | "sock_send" | "sock_shutdown" => EBADF,
+        "proc_exit" => return Err(HostStop::Exit(a(0))),
+        _ => ENOSYS,
+    })
+}
 
-    const IMPLEMENTED: &[&str] = &[
-        "args_sizes_get",
-        "environ_sizes_get",
-        "args_get",
-        "environ_get",
-        "clock_time_get",
-        "clock_res_get",
-        "random_get",
-        "fd_write",
-        "fd_read",
-        "fd_fdstat_get",
-        "fd_filestat_get",
-        "fd_close",
-        "fd_seek",
-        "fd_prestat_get",
-        "fd_prestat_dir_name",
-        "sched_yield",
-        "poll_oneoff",
-        "sock_accept",
-        "sock_recv",
-        "sock_send",
-        "sock_shutdown",
-        "proc_exit",
-    ];
-    for (name, params, _) in PREVIEW1.iter().filter(|(n, _, _)| !IMPLEMENTED.contains(n)) {
+/// The wasm3 view of a host call.
+struct Wasm3Guest<'a, 'b> {
+    caller: &'a mut Caller<'b, WasiCtx>,
+    memory: Option<Memory>,
+}
+
+impl Guest for Wasm3Guest<'_, '_> {
+    fn ctx(&mut self) -> &mut WasiCtx {
+        self.caller.data_mut()
+    }
+    fn read(&mut self, ptr: u32, buf: &mut [u8]) -> Result<(), i32> {
+        let mem = self.memory.as_ref().ok_or(EFAULT)?;
+        mem.read(&*self.caller, ptr as usize, buf)
+            .map_err(|_| EFAULT)
+    }
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), i32> {
+        let mem = self.memory.as_ref().ok_or(EFAULT)?;
+        mem.write(&mut *self.caller, ptr as usize, bytes)
+            .map_err(|_| EFAULT)
+    }
+}
+
+/// Links every preview1 function into a wasm3 linker.
+pub fn link(linker: &mut Linker<WasiCtx>) -> Result<(), Error> {
+    let m = super::instrument::WASI_MODULE;
+    for (name, params, returns) in preview1() {
         let params = params.iter().map(|t| match t {
-            T::I32 => wasm3x::ValType::I32,
-            T::I64 => wasm3x::ValType::I64,
+            ParamType::I32 => wasm3x::ValType::I32,
+            ParamType::I64 => wasm3x::ValType::I64,
         });
-        let ty = wasm3x::FuncType::new(params.collect::<Vec<_>>(), [wasm3x::ValType::I32]);
-        linker.func_new(m, name, ty, |_c, _args, out| {
-            out[0] = Val::I32(ENOSYS);
+        let results: &[wasm3x::ValType] = if returns {
+            &[wasm3x::ValType::I32]
+        } else {
+            &[]
+        };
+        let ty = wasm3x::FuncType::new(params.collect::<Vec<_>>(), results.iter().copied());
+        linker.func_new(m, name, ty, move |mut caller, args, out| {
+            let mut raw = [0i64; 9];
+            for (slot, v) in raw.iter_mut().zip(args) {
+                *slot = match v {
+                    Val::I32(x) => i64::from(*x),
+                    Val::I64(x) => *x,
+                    _ => 0,
+                };
+            }
+            let memory = caller.get_memory();
+            let mut guest = Wasm3Guest {
+                caller: &mut caller,
+                memory,
+            };
+            let errno = call(&mut guest, name, &raw[..args.len().min(9)]).map_err(Error::host)?;
+            if let Some(slot) = out.first_mut() {
+                *slot = Val::I32(errno);
+            }
             Ok(())
         })?;
     }

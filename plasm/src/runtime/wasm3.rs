@@ -6,17 +6,20 @@
 //! not by wasm3: it has no memory-limit setter and no interrupt.
 
 use super::instrument::{
-    FUEL_EXPORT, Instrumented, MEM_MAX_EXPORT, MEM_REFUSED_EXPORT, METERING, START_EXPORT,
+    DEPTH_EXPORT, FUEL_EXPORT, Instrumented, MEM_MAX_EXPORT, MEM_REFUSED_EXPORT, METERING,
+    STACK_LIMIT, START_EXPORT,
 };
 use super::wasi::{self, HostStop, WasiCtx};
-use super::{ExecRequest, ExecResult, Outcome, Runtime};
+use super::{Ending, ExecRequest, ExecResult, Observed, Outcome, Runtime, conclude, trap};
 use crate::execution::RuntimeInfo;
 use wasm3x::{Config, Engine, Linker, Module, Store, Val};
 
 /// Version of the bundled Wasm3 interpreter.
 pub const WASM3_VERSION: &str = "0.9.0";
-/// Interpreter value-stack size per job; deep recursion beyond it traps.
-const STACK_BYTES: usize = 1024 * 1024;
+/// Interpreter value-stack size per job: 32 bytes per slot of the logical
+/// limit, four times what a frame needs, so the logical limit always stops deep
+/// recursion first (the memory is reserved lazily).
+const STACK_BYTES: usize = STACK_LIMIT as usize * 32;
 
 /// The wasm3 [`Runtime`].
 #[derive(Debug, Default, Clone, Copy)]
@@ -70,10 +73,11 @@ impl Runtime for Wasm3Runtime {
             }
         };
         let global = |name: &str| instance.get_global(&store, name);
-        let (Some(fuel), Some(mem_max), Some(refused)) = (
+        let (Some(fuel), Some(mem_max), Some(refused), Some(depth)) = (
             global(FUEL_EXPORT),
             global(MEM_MAX_EXPORT),
             global(MEM_REFUSED_EXPORT),
+            global(DEPTH_EXPORT),
         ) else {
             return ExecResult::refused(
                 Outcome::InvalidModule,
@@ -92,6 +96,8 @@ impl Runtime for Wasm3Runtime {
         }
 
         let mut call = |name: &str| -> Result<Option<i64>, wasm3x::Error> {
+            // Each call from the host starts at the bottom of the logical stack.
+            depth.set(&mut store, Val::I32(0))?;
             let f = instance
                 .get_func(&store, name)
                 .ok_or_else(|| wasm3x::Error::new(format!("no exported function {name}")))?;
@@ -108,64 +114,34 @@ impl Runtime for Wasm3Runtime {
         } else {
             call(&req.entry)
         };
-
-        let remaining = match fuel.get(&store) {
+        let ending = match result {
+            Ok(code) => Ending::Returned(code),
+            Err(e) => match host_stop(&e) {
+                Some(stop) => Ending::Stopped(stop),
+                None => Ending::Trapped(trap_reason(&e)),
+            },
+        };
+        let fuel_left = match fuel.get(&store) {
             Ok(Val::I64(v)) => v,
             _ => 0,
         };
         let grow_refused = matches!(refused.get(&store), Ok(Val::I32(1)));
+        let depth = match depth.get(&store) {
+            Ok(Val::I32(v)) => v as u32,
+            _ => 0,
+        };
         let ctx = store.data_mut();
-        let (stdout, stderr) = (
-            std::mem::take(&mut ctx.stdout),
-            std::mem::take(&mut ctx.stderr),
-        );
-        let out_of_fuel = remaining < 0;
-        let fuel_used = if out_of_fuel {
-            limit
-        } else {
-            limit.saturating_sub(remaining.max(0) as u64)
-        };
-        let (outcome, exit_code, detail) = match result {
-            Ok(code) => (Outcome::Exited, Some(code.unwrap_or(0)), None),
-            Err(e) => match host_stop(&e) {
-                Some(HostStop::Exit(code)) => (Outcome::Exited, Some(i64::from(code)), None),
-                Some(HostStop::OutputLimit) => (
-                    Outcome::OutputLimit,
-                    None,
-                    Some(format!("output exceeded {} bytes", req.limits.output_bytes)),
-                ),
-                None if out_of_fuel => (
-                    Outcome::OutOfFuel,
-                    None,
-                    Some(format!("fuel limit {limit} exhausted")),
-                ),
-                None => (Outcome::Trapped, None, Some(trap_reason(&e))),
+        conclude(
+            req,
+            Observed {
+                ending,
+                fuel_left,
+                grow_refused,
+                depth,
+                stdout: std::mem::take(&mut ctx.stdout),
+                stderr: std::mem::take(&mut ctx.stderr),
             },
-        };
-        // A refused grow followed by a trap: the limit stopped the job. A job that saw
-        // the refusal (-1) and then exited on its own, with any code, exited; the
-        // receipt's `memory_limit_hit` says the limit was reached on the way.
-        let (outcome, detail) = match outcome {
-            Outcome::Trapped if grow_refused => (
-                Outcome::MemoryLimit,
-                Some(format!(
-                    "memory.grow beyond {} bytes refused{}",
-                    req.limits.memory_bytes,
-                    detail.map(|d| format!("; then {d}")).unwrap_or_default()
-                )),
-            ),
-            o => (o, detail),
-        };
-        ExecResult {
-            outcome,
-            exit_code,
-            detail,
-            stdout,
-            stderr,
-            fuel_used,
-            memory_limit_hit: grow_refused,
-            started_at: String::new(),
-        }
+        )
     }
 }
 
@@ -174,8 +150,26 @@ fn host_stop(e: &wasm3x::Error) -> Option<HostStop> {
     source.downcast_ref::<HostStop>().copied()
 }
 
+/// Wasm3's trap messages, mapped to plasm's canonical names.
 fn trap_reason(e: &wasm3x::Error) -> String {
     let s = e.to_string();
-    let s = s.strip_prefix("wasm trap: ").unwrap_or(&s);
-    s.chars().take(512).collect()
+    let known = [
+        ("unreachable", trap::UNREACHABLE),
+        ("out of bounds memory access", trap::MEMORY_OUT_OF_BOUNDS),
+        ("divide by zero", trap::DIVIDE_BY_ZERO),
+        ("integer overflow", trap::INTEGER_OVERFLOW),
+        ("invalid conversion", trap::BAD_CONVERSION),
+        ("indirect call type mismatch", trap::INDIRECT_CALL_TYPE),
+        ("undefined element", trap::TABLE_OUT_OF_BOUNDS),
+        ("out of bounds table access", trap::TABLE_OUT_OF_BOUNDS),
+        ("null table element", trap::NULL_ELEMENT),
+        ("stack overflow", trap::NATIVE_STACK),
+    ];
+    match known.iter().find(|(needle, _)| s.contains(needle)) {
+        Some((_, name)) => (*name).to_owned(),
+        None => {
+            let s = s.strip_prefix("wasm trap: ").unwrap_or(&s);
+            s.chars().take(512).collect()
+        }
+    }
 }
