@@ -14,7 +14,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use futures::executor::block_on;
 use libp2p::request_response::Codec as _;
 use plasm::net::protocol::{JOB_PROTOCOL, JobRequest, JobResponse};
-use plasm::runtime::{self, ExecRequest, wasi, wasm3::Wasm3Runtime};
+use plasm::runtime::{self, ExecRequest, wasi, wasm3::Wasm3Runtime, wasmtime::WasmtimeRuntime};
 use wasm_encoder::{
     CodeSection, DataSection, EntityType, ExportKind, ExportSection, Function, FunctionSection,
     ImportSection, Instruction, MemorySection, MemoryType, TypeSection, ValType,
@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("jcs", jcs),
     ("instrument", instrument),
     ("wasi", wasi),
+    ("differential", differential),
 ];
 
 /// Manifest parsing and validation: never a panic; a manifest that validates
@@ -148,7 +149,9 @@ pub fn instrument(data: &[u8]) {
         }
     };
     if let Ok(out) = runtime::instrument::instrument(&wasm, wasi::signature) {
-        let features = wasmparser::WasmFeatures::WASM2.difference(wasmparser::WasmFeatures::SIMD);
+        let features = wasmparser::WasmFeatures::WASM2
+            .difference(wasmparser::WasmFeatures::SIMD)
+            .difference(wasmparser::WasmFeatures::GC_TYPES);
         if let Err(e) = wasmparser::Validator::new_with_features(features).validate_all(&out.bytes)
         {
             panic!("instrumented output does not validate: {e}");
@@ -274,8 +277,130 @@ pub fn wasi(data: &[u8]) {
             output_bytes: 4096,
         },
         random_seed: [7; 32],
+        engine: None,
     };
     let a = runtime::run(&Wasm3Runtime, &request);
     let b = runtime::run(&Wasm3Runtime, &request);
     assert_eq!(a, b, "the same guest ran twice gives the same result");
+    let c = runtime::run(wasmtime_engine(), &request);
+    assert_eq!(a, c, "wasm3 and wasmtime give the same result");
+}
+
+/// The outcome of one differential run, for the corpus test's tally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Differential {
+    /// wasm-smith gave no module, or plasm refused it before any engine ran (the same on both).
+    Skipped,
+    /// Both engines gave this outcome (and equal output, exit code and fuel).
+    Agreed(runtime::Outcome),
+}
+
+fn wasmtime_engine() -> &'static WasmtimeRuntime {
+    static ENGINE: std::sync::OnceLock<WasmtimeRuntime> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(|| WasmtimeRuntime::new().expect("wasmtime engine"))
+}
+
+/// Runs one wasm-smith module on both engines; panics on any difference in
+/// outcome, exit code, detail, stdout, stderr, fuel or memory flag.
+pub fn differential_run(data: &[u8]) -> Differential {
+    let mut u = Unstructured::new(data);
+    // With reference types on, wasm-smith nearly always uses externref, which plasm
+    // refuses on both engines; a quarter of the inputs keep them, the rest run.
+    let reference_types = data.first().is_some_and(|b| b % 4 == 0);
+    // Every module exports `_start: () -> ()` (wasm-smith builds to a required
+    // export list), so every generated module runs.
+    let required = {
+        let mut m = wasm_encoder::Module::new();
+        let mut t = wasm_encoder::TypeSection::new();
+        t.ty().function([], []);
+        let mut f = wasm_encoder::FunctionSection::new();
+        f.function(0);
+        let mut e = wasm_encoder::ExportSection::new();
+        e.export("_start", wasm_encoder::ExportKind::Func, 0);
+        let mut c = wasm_encoder::CodeSection::new();
+        let mut body = wasm_encoder::Function::new([]);
+        body.instruction(&Instruction::End);
+        c.function(&body);
+        m.section(&t).section(&f).section(&e).section(&c);
+        m.finish()
+    };
+    let config = wasm_smith::Config {
+        exports: Some(required),
+        min_funcs: 1,
+        reference_types_enabled: reference_types,
+        ..smith_config()
+    };
+    let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
+        return Differential::Skipped;
+    };
+    let wasm = module.to_bytes();
+    let instrumented = match runtime::instrument::instrument(&wasm, wasi::signature) {
+        Ok(i) => i,
+        Err(e) => {
+            if std::env::var_os("PLASM_DIFF_DEBUG").is_some() {
+                eprintln!("skipped: {e}");
+            }
+            return Differential::Skipped;
+        }
+    };
+    let mut entries: Vec<&String> = instrumented
+        .exports
+        .iter()
+        .filter(|(_, (params, results))| {
+            *params == 0 && (results.is_empty() || results == &[wasmparser::ValType::I32])
+        })
+        .map(|(name, _)| name)
+        .collect();
+    entries.sort();
+    let Some(entry) = entries.first() else {
+        return Differential::Skipped;
+    };
+    let request = ExecRequest {
+        module: wasm.into(),
+        entry: (*entry).clone(),
+        args: vec![],
+        env: vec![],
+        stdin: vec![],
+        limits: plasm::manifest::Limits {
+            fuel: 200_000,
+            memory_bytes: 4 * 1024 * 1024,
+            output_bytes: 4096,
+        },
+        random_seed: [3; 32],
+        engine: None,
+    };
+    // Deep recursion needs the worker pool's stack, not a test thread's.
+    let (a, b) = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(64 * 1024 * 1024)
+            .spawn_scoped(s, || {
+                (
+                    runtime::run(&Wasm3Runtime, &request),
+                    runtime::run(wasmtime_engine(), &request),
+                )
+            })
+            .expect("thread")
+            .join()
+            .expect("no panic in the engines")
+    });
+    assert_eq!(
+        a,
+        b,
+        "wasm3 and wasmtime differ on {}",
+        hex_of(&request.module)
+    );
+    Differential::Agreed(a.outcome)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(4096)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Fuzz target: [`differential_run`].
+pub fn differential(data: &[u8]) {
+    let _ = differential_run(data);
 }

@@ -195,6 +195,54 @@ impl ProfileOverrides {
     }
 }
 
+/// Engines (`[runtime]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Engines offered: `wasmtime`, `wasm3` (default both).
+    pub engines: Vec<String>,
+    /// Engine for jobs that do not ask for one (default `wasmtime`).
+    pub default: String,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        let d = crate::runtime::engines::EngineChoice::default();
+        Self {
+            engines: d.offered.iter().map(|e| e.as_str().to_owned()).collect(),
+            default: d.default.as_str().to_owned(),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    fn choice(&self) -> Result<crate::runtime::engines::EngineChoice, ConfigError> {
+        use crate::runtime::engines::{EngineChoice, EngineName};
+        let parse = |key: &str, s: &str| {
+            EngineName::parse(s)
+                .ok_or_else(|| value_err(key, format!("{s}: expected wasmtime or wasm3")))
+        };
+        let mut offered = Vec::new();
+        for e in &self.engines {
+            let e = parse("runtime.engines", e)?;
+            if !offered.contains(&e) {
+                offered.push(e);
+            }
+        }
+        if offered.is_empty() {
+            return Err(value_err("runtime.engines", "offer at least one engine"));
+        }
+        let default = parse("runtime.default", &self.default)?;
+        if !offered.contains(&default) {
+            return Err(value_err(
+                "runtime.default",
+                format!("{default} is not in runtime.engines"),
+            ));
+        }
+        Ok(EngineChoice { offered, default })
+    }
+}
+
 /// Reachability (`[network]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -260,6 +308,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Reachability.
     pub network: NetworkConfig,
+    /// Engines.
+    pub runtime: RuntimeConfig,
 }
 
 impl Default for Config {
@@ -280,6 +330,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             network: NetworkConfig::default(),
+            runtime: RuntimeConfig::default(),
         }
     }
 }
@@ -590,6 +641,7 @@ impl Config {
             circuits_per_ip_per_minute: r.circuits_per_ip_per_minute,
         });
         c.policy.labels = self.labels.clone();
+        c.policy.engines = self.runtime.choice()?;
         c.policy.max_fuel = self.limits.max_fuel;
         c.policy.max_memory_bytes = self.limits.max_memory_bytes;
         c.policy.max_output_bytes = self.limits.max_output_bytes;

@@ -560,7 +560,20 @@ impl Service {
     /// Local first when allowed and the pool has room; otherwise a peer. A job the
     /// pool refuses is forgotten, so the same manifest can be submitted again.
     async fn place(&self, job: &mut Accepted) -> Result<Placed, ServiceError> {
-        let refused = match (job.placement, &self.pool, job.request.take()) {
+        // A job asking for an engine this node does not offer runs on a peer that
+        // does (placement any), or is refused (placement local).
+        let asked = job.manifest.requirements.runtime.clone();
+        let pool = self
+            .pool
+            .as_ref()
+            .filter(|p| p.runtime().offers(asked.as_deref()));
+        if self.pool.is_some() && pool.is_none() && job.placement == Placement::Local {
+            return Err(ServiceError::Unprocessable(format!(
+                "this node does not offer runtime {}",
+                asked.as_deref().unwrap_or("any")
+            )));
+        }
+        let refused = match (job.placement, pool, job.request.take()) {
             (Placement::Local | Placement::Any, Some(pool), Some(request)) => {
                 match job::Submitted::start(pool, request) {
                     Ok(submitted) => return Ok(Placed::Local(pool.clone(), submitted)),

@@ -30,6 +30,8 @@ plasm job output "$id" | grep -q "hello from the package"
 plasm node status | grep -q "^peer_id"
 plasm receipt get "$id" > /tmp/receipt.json
 plasm receipt verify /tmp/receipt.json
+# The default engine is wasmtime, a JIT, running under the hardened unit.
+grep -q '"wasmtime"' /tmp/receipt.json || { echo "job did not run on wasmtime"; cat /tmp/receipt.json; exit 1; }
 curl -fsS -X POST --data-binary @/tmp/receipt.json http://127.0.0.1:4611/v1/receipts/verify | grep -q '"valid":true'
 
 step "man pages follow the command tree"

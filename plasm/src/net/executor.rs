@@ -21,6 +21,7 @@ use super::{Client, InboundJob};
 use crate::identity::Identity;
 use crate::job;
 use crate::manifest::Manifest;
+use crate::runtime::engines::EngineChoice;
 use crate::runtime::pool::WorkerPool;
 use libp2p::PeerId;
 use prometheus_client::metrics::counter::Counter;
@@ -33,8 +34,8 @@ use tokio::sync::mpsc;
 /// What an executor accepts from others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecutorPolicy {
-    /// Runtime name this node runs.
-    pub runtime: String,
+    /// Engines this node offers to others.
+    pub engines: EngineChoice,
     /// Labels this node advertises.
     pub labels: Vec<String>,
     /// Largest fuel budget accepted.
@@ -72,7 +73,7 @@ pub struct ExecutorPolicy {
 impl Default for ExecutorPolicy {
     fn default() -> Self {
         Self {
-            runtime: "wasm3".into(),
+            engines: EngineChoice::default(),
             labels: Vec::new(),
             max_fuel: 10_000_000_000,
             max_memory_bytes: 256 * 1024 * 1024,
@@ -623,11 +624,12 @@ impl Executor {
         };
         let p = &self.policy;
         if let Some(rt) = &manifest.requirements.runtime
-            && *rt != p.runtime
+            && p.engines.resolve(Some(rt)).is_none()
         {
+            let offered: Vec<&str> = p.engines.offered.iter().map(|e| e.as_str()).collect();
             return decline(
                 DeclineReason::UnsupportedRuntime,
-                format!("this node runs {}, not {rt}", p.runtime),
+                format!("this node runs {}, not {rt}", offered.join(", ")),
             );
         }
         if let Some(missing) = manifest

@@ -106,18 +106,31 @@ pub async fn find_executors(
     manifest: &Manifest,
     want: usize,
 ) -> Result<Vec<PeerId>, RemoteError> {
-    let key = match manifest.requirements.labels.first() {
-        Some(label) => capability_key("label", label),
-        None => capability_key(
-            "runtime",
-            manifest.requirements.runtime.as_deref().unwrap_or("wasm3"),
-        ),
+    use crate::runtime::engines::ANY;
+    // A job that names no engine looks for `any`, and for `wasm3`, which nodes
+    // older than the engine choice advertise alone.
+    let keys = match (
+        manifest.requirements.labels.first(),
+        manifest.requirements.runtime.as_deref(),
+    ) {
+        (Some(label), _) => vec![capability_key("label", label)],
+        (None, None | Some(ANY)) => vec![
+            capability_key("runtime", ANY),
+            capability_key("runtime", "wasm3"),
+        ],
+        (None, Some(rt)) => vec![capability_key("runtime", rt)],
     };
     // A node that has just started may not have joined the DHT yet: an empty answer
     // is retried a few times (about 3.5 s in all) before it becomes an error.
     let mut found = Vec::new();
     for pause_ms in [500u64, 1000, 2000, 0] {
-        found = find_once(client, &key, want).await;
+        for key in &keys {
+            for peer in find_once(client, key, want).await {
+                if found.len() < want && !found.contains(&peer) {
+                    found.push(peer);
+                }
+            }
+        }
         if !found.is_empty() || pause_ms == 0 {
             break;
         }
@@ -125,7 +138,10 @@ pub async fn find_executors(
     }
     if found.is_empty() {
         return Err(RemoteError::NoExecutors(
-            String::from_utf8_lossy(key.as_ref()).into_owned(),
+            keys.iter()
+                .map(|k| String::from_utf8_lossy(k.as_ref()).into_owned())
+                .collect::<Vec<_>>()
+                .join(" or "),
         ));
     }
     Ok(found)

@@ -13,8 +13,8 @@ use crate::net::profile::next_backoff;
 use crate::net::reach::{self, RelayLimits};
 use crate::net::remote::capability_key;
 use crate::net::{self, Client, NetConfig, NetError, NetEvent, TransportKind};
+use crate::runtime::engines::Engines;
 use crate::runtime::pool::WorkerPool;
-use crate::runtime::wasm3::Wasm3Runtime;
 use crate::service::Service;
 use crate::store::Store;
 use libp2p::multiaddr::Protocol;
@@ -217,11 +217,9 @@ impl Node {
         let mut tasks = Vec::new();
         let executor_metrics = ExecutorMetrics::default();
         let pool = if executes {
-            let pool = Arc::new(WorkerPool::new(
-                Arc::new(Wasm3Runtime),
-                config.workers,
-                config.queue,
-            )?);
+            let engines = Engines::new(config.policy.engines.clone())
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let pool = Arc::new(WorkerPool::new(engines, config.workers, config.queue)?);
             let mut policy = config.policy.clone();
             policy.max_bundle_bytes = policy.max_bundle_bytes.min(settings.max_bundle_bytes);
             let executor = Executor::new(
@@ -507,10 +505,15 @@ async fn retention(store: Arc<Store>) {
 
 /// The provider keys an executor advertises. Nothing secret goes into them.
 pub fn capabilities(policy: &ExecutorPolicy) -> Vec<libp2p::kad::RecordKey> {
-    let mut keys = vec![
-        capability_key("runtime", &policy.runtime),
-        capability_key("arch", std::env::consts::ARCH),
-    ];
+    // One key per engine, and `any` for jobs that do not ask for one.
+    let mut keys: Vec<_> = policy
+        .engines
+        .offered
+        .iter()
+        .map(|e| capability_key("runtime", e.as_str()))
+        .collect();
+    keys.push(capability_key("runtime", crate::runtime::engines::ANY));
+    keys.push(capability_key("arch", std::env::consts::ARCH));
     keys.extend(policy.labels.iter().map(|l| capability_key("label", l)));
     keys
 }

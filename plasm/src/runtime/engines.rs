@@ -139,6 +139,10 @@ impl Runtime for Engines {
             .unwrap_or_else(|| Wasm3Runtime.info())
     }
 
+    fn offers(&self, requested: Option<&str>) -> bool {
+        self.choice.resolve(requested).is_some()
+    }
+
     fn execute(&self, module: &Instrumented, req: &ExecRequest) -> ExecResult {
         let Some(engine) = self
             .choice

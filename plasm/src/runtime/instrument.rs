@@ -23,7 +23,8 @@
 //!   engines' native stacks are far above the limit, so deep recursion stops at
 //!   the same call on every engine (`stack_overflow`). Injected code is not
 //!   charged, so fuel counts are those of `plasm-fuel/1`;
-//! * the start section is removed and its function exported as `__plasm_start`,
+//! * the start section is removed and its function exported, through a wrapper
+//!   that only calls it, as `__plasm_start`,
 //!   so the host runs it after setting fuel, and a trap there is an ordinary trap.
 //!
 //! Appending the injected function and globals after the module's own keeps every
@@ -184,8 +185,12 @@ impl Instrumented {
 }
 
 fn features() -> WasmFeatures {
-    // Wasm 2.0 without SIMD, which wasm3 does not run.
-    WasmFeatures::WASM2.difference(WasmFeatures::SIMD)
+    // Wasm 2.0 without SIMD, which wasm3 does not run, and without externref
+    // (GC types), which wasmtime runs only with its garbage collector compiled in;
+    // funcref tables (what compilers emit) stay.
+    WasmFeatures::WASM2
+        .difference(WasmFeatures::SIMD)
+        .difference(WasmFeatures::GC_TYPES)
 }
 
 /// Validates `wasm` and returns, for each defined function in order, the highest
@@ -194,7 +199,10 @@ fn features() -> WasmFeatures {
 fn validate(wasm: &[u8]) -> Result<Vec<u32>, ModuleError> {
     let refuse = |e: wasmparser::BinaryReaderError| {
         let msg = e.to_string();
-        if msg.contains("proposal not enabled") || msg.contains("support is not enabled") {
+        if msg.contains("proposal not enabled")
+            || msg.contains("support is not enabled")
+            || msg.contains("are disallowed")
+        {
             ModuleError::Unsupported(msg)
         } else {
             ModuleError::Invalid(msg)
@@ -324,6 +332,12 @@ pub fn instrument(
                     if e.name.starts_with("__plasm_") {
                         return Err(ModuleError::ReservedExport(e.name.into()));
                     }
+                    // wasm3 looks exports up as C strings, so "a\0b" would be found as "a".
+                    if e.name.contains('\0') {
+                        return Err(ModuleError::Unsupported(
+                            "an export name containing a NUL byte".into(),
+                        ));
+                    }
                     if e.kind == ExternalKind::Func {
                         let ty = func_types
                             .get(e.index as usize)
@@ -372,6 +386,9 @@ pub fn instrument(
         rc.parse_type_section(&mut ts, r).map_err(invalid)?;
     }
     ts.ty().function([ValType::I32], [ValType::I32]);
+    // `() -> ()`, for the start wrapper.
+    let unit_type = grow_type + 1;
+    ts.ty().function([], []);
     module.section(&ts);
     if let Some(r) = import_section {
         let mut s = ImportSection::new();
@@ -386,6 +403,13 @@ pub fn instrument(
     }
     if has_memory {
         fs.function(grow_type);
+    }
+    // The start function is exported through a wrapper of its own: an engine may
+    // keep one export name per function (wasm3 does), and the module may export
+    // its start function under another name already.
+    let start_wrapper = grow_func + u32::from(has_memory);
+    if start.is_some() {
+        fs.function(unit_type);
     }
     module.section(&fs);
     if let Some(r) = table_section {
@@ -424,8 +448,8 @@ pub fn instrument(
     es.export(MEM_MAX_EXPORT, ExportKind::Global, max_global);
     es.export(MEM_REFUSED_EXPORT, ExportKind::Global, refused_global);
     es.export(DEPTH_EXPORT, ExportKind::Global, depth_global);
-    if let Some(f) = start {
-        es.export(START_EXPORT, ExportKind::Func, f);
+    if start.is_some() {
+        es.export(START_EXPORT, ExportKind::Func, start_wrapper);
     }
     if has_memory {
         es.export(MEMORY_EXPORT, ExportKind::Memory, 0);
@@ -458,6 +482,12 @@ pub fn instrument(
     }
     if has_memory {
         cs.function(&grow_function(max_global, refused_global));
+    }
+    if let Some(f) = start {
+        let mut w = Function::new([]);
+        w.instruction(&Instruction::Call(f));
+        w.instruction(&Instruction::End);
+        cs.function(&w);
     }
     module.section(&cs);
     if let Some(r) = data_section {
@@ -551,6 +581,7 @@ fn meter_function(
     while !reader.eof() {
         ops.push(reader.read().map_err(invalid)?);
     }
+    let ops = strip_dead_code(ops);
     // Pass 1: static cost of the function outside loops, and of each loop outside nested loops.
     enum Frame {
         Loop(usize),
@@ -692,6 +723,45 @@ fn meter_function(
         }
     }
     Ok(f)
+}
+
+/// Removes the code that follows an unconditional branch (`br`, `br_table`,
+/// `return`, `unreachable`) up to the `end` or `else` that closes its block. It
+/// can never run, it is not charged, and engines disagree on it: wasm3 fails to
+/// compile some operators on the polymorphic stack of dead code that wasmtime
+/// accepts, which would make one valid module give two outcomes.
+fn strip_dead_code(ops: Vec<Operator<'_>>) -> Vec<Operator<'_>> {
+    let mut live = Vec::with_capacity(ops.len());
+    // Blocks opened inside the dead region, while in one.
+    let mut dead: Option<usize> = None;
+    for op in ops {
+        if let Some(depth) = dead.as_mut() {
+            match op {
+                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
+                    *depth += 1;
+                }
+                Operator::End | Operator::Else if *depth == 0 => {
+                    dead = None;
+                    live.push(op);
+                }
+                Operator::End => *depth -= 1,
+                _ => {}
+            }
+            continue;
+        }
+        let ends_flow = matches!(
+            op,
+            Operator::Br { .. }
+                | Operator::BrTable { .. }
+                | Operator::Return
+                | Operator::Unreachable
+        );
+        live.push(op);
+        if ends_flow {
+            dead = Some(0);
+        }
+    }
+    live
 }
 
 /// Raises the logical stack height by the frame's cost, keeps the new level in

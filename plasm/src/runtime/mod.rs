@@ -204,6 +204,11 @@ pub trait Runtime: Send + Sync + 'static {
     fn info(&self) -> RuntimeInfo;
     /// Runs an already-instrumented module.
     fn execute(&self, module: &Instrumented, request: &ExecRequest) -> ExecResult;
+    /// Whether a job asking for engine `requested` (`None` or `any`: no
+    /// preference) can run here.
+    fn offers(&self, requested: Option<&str>) -> bool {
+        requested.is_none_or(|r| r == engines::ANY || r == self.info().name)
+    }
 }
 
 /// Instrumented modules kept by content hash: instrumentation depends only on the

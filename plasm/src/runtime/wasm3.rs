@@ -163,12 +163,14 @@ fn trap_reason(e: &wasm3x::Error) -> String {
         ("undefined element", trap::TABLE_OUT_OF_BOUNDS),
         ("out of bounds table access", trap::TABLE_OUT_OF_BOUNDS),
         ("null table element", trap::NULL_ELEMENT),
+        ("uninitialized element", trap::NULL_ELEMENT),
         ("stack overflow", trap::NATIVE_STACK),
     ];
     match known.iter().find(|(needle, _)| s.contains(needle)) {
         Some((_, name)) => (*name).to_owned(),
         None => {
             let s = s.strip_prefix("wasm trap: ").unwrap_or(&s);
+            let s = s.strip_prefix("[trap] ").unwrap_or(s);
             s.chars().take(512).collect()
         }
     }
