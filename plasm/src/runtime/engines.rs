@@ -139,6 +139,13 @@ impl Runtime for Engines {
             .unwrap_or_else(|| Wasm3Runtime.info())
     }
 
+    fn info_for(&self, req: &ExecRequest) -> RuntimeInfo {
+        self.choice
+            .resolve(req.engine.as_deref())
+            .and_then(|e| self.engine(e))
+            .map_or_else(|| self.info(), Runtime::info)
+    }
+
     fn offers(&self, requested: Option<&str>) -> bool {
         self.choice.resolve(requested).is_some()
     }

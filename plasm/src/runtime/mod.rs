@@ -204,6 +204,10 @@ pub trait Runtime: Send + Sync + 'static {
     fn info(&self) -> RuntimeInfo;
     /// Runs an already-instrumented module.
     fn execute(&self, module: &Instrumented, request: &ExecRequest) -> ExecResult;
+    /// The engine that runs (or would run) `request`.
+    fn info_for(&self, _request: &ExecRequest) -> RuntimeInfo {
+        self.info()
+    }
     /// Whether a job asking for engine `requested` (`None` or `any`: no
     /// preference) can run here.
     fn offers(&self, requested: Option<&str>) -> bool {

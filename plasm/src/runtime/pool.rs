@@ -196,6 +196,11 @@ impl WorkerPool {
             counters.running.fetch_sub(1, Ordering::SeqCst);
             let mut result = result;
             result.started_at = started_at;
+            // A module refused before any engine ran is still signed in the name of
+            // the engine the job asked for.
+            if result.runtime.is_none() {
+                result.runtime = Some(runtime.info_for(&request));
+            }
             let _ = done.send(result);
         });
         tx.try_send(task).map_err(|e| {

@@ -54,12 +54,15 @@ struct State {
     limits: StoreLimits,
 }
 
+/// Compiled modules by instrumented hash, with their insertion order (LRU-ish).
+type Compiled = (HashMap<[u8; 32], InstancePre<State>>, VecDeque<[u8; 32]>);
+
 /// The wasmtime [`Runtime`].
 pub struct WasmtimeRuntime {
     engine: Engine,
     linker: Linker<State>,
     compat: String,
-    compiled: Mutex<(HashMap<[u8; 32], InstancePre<State>>, VecDeque<[u8; 32]>)>,
+    compiled: Mutex<Compiled>,
 }
 
 impl std::fmt::Debug for WasmtimeRuntime {
