@@ -5,8 +5,8 @@
 use plasm::identity::Identity;
 use plasm::job;
 use plasm::manifest::ManifestBuilder;
-use plasm::runtime::pool::{PoolError, WorkerPool};
 use plasm::runtime::engines::{EngineChoice, Engines};
+use plasm::runtime::pool::{PoolError, WorkerPool};
 use plasm::runtime::wasm3::Wasm3Runtime;
 use plasm::runtime::{ExecResult, Outcome};
 use std::sync::Arc;
@@ -30,7 +30,11 @@ fn run_bytes(pool: &WorkerPool, module: &[u8], input: &[u8], b: ManifestBuilder)
     let id = Identity::from_seed([5u8; 32]);
     let mut results = Vec::new();
     for engine in ["wasm3", "wasmtime"] {
-        let manifest = b.clone().runtime(engine).build(module, input).expect("manifest");
+        let manifest = b
+            .clone()
+            .runtime(engine)
+            .build(module, input)
+            .expect("manifest");
         let out = job::run_blocking(pool, &id, &manifest, module.to_vec().into(), input.to_vec())
             .expect("job");
         let v = out
