@@ -2,7 +2,8 @@
 //!
 //! * whole-process `plasm run` of a trivial job, start to signed receipt;
 //! * metering overhead: the same function run from the original and from the
-//!   instrumented module on wasm3;
+//!   instrumented module, on wasm3 and on wasmtime;
+//! * wasmtime against native code, wasm3 and the wasmtime CLI (`engines.rs`);
 //! * receipt verifications per second on one core.
 //!
 //! * the HTTP API: sequential latency, sustained throughput, and (`--soak N`) a
@@ -13,6 +14,7 @@
 //! with the method that produced it (`report.rs`), and `--json` writes them all.
 
 pub mod api;
+pub mod engines;
 pub mod report;
 
 use report::{Figure, Report};
@@ -87,7 +89,9 @@ impl Default for BenchOptions {
 }
 
 /// The sections `--only` accepts.
-pub const SECTIONS: &[&str] = &["process", "metering", "verify", "network", "api", "memory"];
+pub const SECTIONS: &[&str] = &[
+    "process", "metering", "engines", "verify", "network", "api", "memory",
+];
 
 /// Runs the chosen measurements, prints each figure with its method, and writes `--json`.
 pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
@@ -116,6 +120,9 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     }
     if want("metering") {
         metering(&mut report, iterations)?;
+    }
+    if want("engines") {
+        engines::figures(&mut report, iterations)?;
     }
     if want("verify") {
         verifications(&mut report);
@@ -171,8 +178,41 @@ fn metering(report: &mut Report, iterations: usize) -> Result<(), BenchError> {
         }
     }
     let n = iterations.clamp(3, 15);
+    let wasmtime = crate::runtime::wasmtime::WasmtimeRuntime::new().map_err(fail)?;
     for (id, name, module, func) in jobs {
         let (plain, metered, fuel) = overhead(&module, func, n)?;
+        let instrumented = instrument(&module, wasi::signature).map_err(fail)?;
+        let args = ["2000000".to_owned()];
+        let (mut wt_plain, mut wt_metered) = (Duration::MAX, Duration::MAX);
+        let mut wt_fuel = None;
+        for _ in 0..n {
+            let p = wasmtime
+                .time_call(&module, func, &args, None)
+                .map_err(fail)?;
+            let m = wasmtime
+                .time_call(&instrumented.bytes, func, &args, Some(1 << 50))
+                .map_err(fail)?;
+            wt_plain = wt_plain.min(p.call);
+            wt_metered = wt_metered.min(m.call);
+            wt_fuel = m.fuel;
+        }
+        report.add(
+            Figure::new(
+                &format!("metering.{id}.wasmtime"),
+                format!(
+                    "{name} on wasmtime: plain {:.2} ms, metered {:.2} ms, fuel {}; overhead",
+                    ms(wt_plain),
+                    ms(wt_metered),
+                    wt_fuel.unwrap_or(0)
+                ),
+                wt_metered.as_secs_f64() / wt_plain.as_secs_f64(),
+                "x",
+            )
+            .method(format!(
+                "the exported function's call alone (compile and instantiation excluded), best of {n} for each module"
+            ))
+            .goal("<= 1.15x"),
+        );
         report.add(
             Figure::new(
                 &format!("metering.{id}"),

@@ -543,6 +543,57 @@ fn charge(f: &mut Function, counter: Counter, cost: u64) {
     }
 }
 
+/// Bytes (or table entries) a bulk operation may move per unit of fuel.
+pub const BULK_UNIT: u32 = 64;
+
+/// The operations whose cost grows with a length operand (the top of the stack).
+fn is_bulk(op: &Operator<'_>) -> bool {
+    matches!(
+        op,
+        Operator::MemoryFill { .. }
+            | Operator::MemoryCopy { .. }
+            | Operator::MemoryInit { .. }
+            | Operator::TableFill { .. }
+            | Operator::TableCopy { .. }
+            | Operator::TableInit { .. }
+    )
+}
+
+/// Charges `length / BULK_UNIT` (the length stays on the stack for the operation),
+/// so filling 256 MiB costs 4 Mi units, not 1, and fuel bounds the time it takes.
+fn charge_length(f: &mut Function, counter: Counter, scratch: u32) {
+    f.instruction(&Instruction::LocalTee(scratch));
+    let amount = |f: &mut Function| {
+        f.instruction(&Instruction::LocalGet(scratch));
+        f.instruction(&Instruction::I64ExtendI32U);
+        f.instruction(&Instruction::I64Const(i64::from(
+            BULK_UNIT.trailing_zeros(),
+        )));
+        f.instruction(&Instruction::I64ShrU);
+    };
+    match counter {
+        Counter::Global(g) => {
+            f.instruction(&Instruction::GlobalGet(g));
+            amount(f);
+            f.instruction(&Instruction::I64Sub);
+            f.instruction(&Instruction::GlobalSet(g));
+            f.instruction(&Instruction::GlobalGet(g));
+        }
+        Counter::Local { local, .. } => {
+            f.instruction(&Instruction::LocalGet(local));
+            amount(f);
+            f.instruction(&Instruction::I64Sub);
+            f.instruction(&Instruction::LocalTee(local));
+        }
+    }
+    f.instruction(&Instruction::I64Const(0));
+    f.instruction(&Instruction::I64LtS);
+    f.instruction(&Instruction::If(BlockType::Empty));
+    write_back(f, counter);
+    f.instruction(&Instruction::Unreachable);
+    f.instruction(&Instruction::End);
+}
+
 /// Stack-neutral copy of a local counter to the global (no-op for the global counter).
 fn write_back(f: &mut Function, counter: Counter) {
     if let Counter::Local { local, global } = counter {
@@ -649,6 +700,12 @@ fn meter_function(
             global: cx.fuel_global,
         }
     };
+    // Bulk memory and table operations are charged by their length, which needs
+    // a scratch local to copy the length operand.
+    let scratch = level + 1 + u32::from(!loop_costs.is_empty());
+    if ops.iter().any(is_bulk) {
+        locals.push((1, ValType::I32));
+    }
     let frame = FRAME_SLOTS
         .saturating_add(cx.params)
         .saturating_add(declared)
@@ -665,6 +722,10 @@ fn meter_function(
         match op {
             Operator::MemoryGrow { .. } => {
                 f.instruction(&Instruction::Call(cx.grow_func));
+            }
+            ref bulk if is_bulk(bulk) => {
+                charge_length(&mut f, counter, scratch);
+                f.instruction(&rc.instruction(op).map_err(invalid)?);
             }
             Operator::Loop { .. } => {
                 depth += 1;

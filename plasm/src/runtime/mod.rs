@@ -136,7 +136,8 @@ pub struct Observed {
 /// Maps what an engine observed to the job's result (outcome, exit code, fuel).
 pub fn conclude(req: &ExecRequest, seen: Observed) -> ExecResult {
     let limit = req.limits.fuel;
-    let out_of_fuel = seen.fuel_left < 0;
+    let out_of_fuel =
+        seen.fuel_left < 0 || matches!(seen.ending, Ending::Stopped(wasi::HostStop::HostBudget));
     let fuel_used = if out_of_fuel {
         limit
     } else {
@@ -147,6 +148,13 @@ pub fn conclude(req: &ExecRequest, seen: Observed) -> ExecResult {
         Ending::Stopped(wasi::HostStop::Exit(code)) => {
             (Outcome::Exited, Some(i64::from(code)), None)
         }
+        Ending::Stopped(wasi::HostStop::HostBudget) => (
+            Outcome::OutOfFuel,
+            None,
+            Some(format!(
+                "fuel limit {limit} exhausted by host calls (their work is counted apart)"
+            )),
+        ),
         Ending::Stopped(wasi::HostStop::OutputLimit) => (
             Outcome::OutputLimit,
             None,

@@ -223,8 +223,7 @@ impl WorkerPool {
     /// Stops the pool: refuses new jobs, drops every queued one without running
     /// it (its waiter gets [`PoolError::Closed`] at once) and lets running jobs
     /// go on. Returns how many queued jobs were dropped.
-    /// It may wait up to 100 ms for a worker's receive to time out: call it
-    /// off the async threads.
+    /// It never waits for a worker (every `plasm run` process ends through here).
     pub fn close(&self) -> usize {
         self.counters.closed.store(true, Ordering::SeqCst);
         // Released parked workers see the flag and exit.
@@ -235,8 +234,14 @@ impl WorkerPool {
     /// Drops every queued task (each sees the closed flag and only lets go of its sender).
     fn drain(&self) -> usize {
         let mut dropped = 0;
-        // A worker holds the lock for at most its 100 ms receive timeout.
-        let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        // A worker holding the lock is idle, waiting in its receive: any task it
+        // takes now runs as closed (drops its sender at once), and what is left is
+        // dropped with the receiver when the workers exit. So never wait for it.
+        let rx = match self.rx.try_lock() {
+            Ok(rx) => rx,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return 0,
+        };
         while let Ok(task) = rx.try_recv() {
             // Running it returns at once (closed) and drops its result sender.
             task();

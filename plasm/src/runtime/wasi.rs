@@ -47,6 +47,9 @@ pub enum HostStop {
     /// A write would exceed `limits.output_bytes`.
     #[error("output limit reached")]
     OutputLimit,
+    /// Host calls did more work than the job's fuel budget allows.
+    #[error("host calls exceeded the fuel budget")]
+    HostBudget,
 }
 
 /// The state a job's WASI calls act on.
@@ -64,6 +67,10 @@ pub struct WasiCtx {
     rng_seed: [u8; 32],
     rng_counter: u64,
     rng_buf: Vec<u8>,
+    /// Work done by host calls, in fuel units (see [`call`]).
+    host_units: u64,
+    /// The most host work allowed (the job's fuel limit; unlimited by default).
+    host_budget: u64,
 }
 
 impl WasiCtx {
@@ -86,8 +93,21 @@ impl WasiCtx {
             stdin,
             output_cap,
             rng_seed,
+            host_budget: u64::MAX,
             ..Self::default()
         }
+    }
+
+    /// Bounds the work host calls may do to `units` (the job's fuel limit), so
+    /// fuel bounds a job's time even when it spends it in host calls.
+    pub fn with_budget(mut self, units: u64) -> Self {
+        self.host_budget = units;
+        self
+    }
+
+    /// Work host calls did so far, in fuel units.
+    pub fn host_units(&self) -> u64 {
+        self.host_units
     }
 
     fn random_bytes(&mut self, n: usize) -> Vec<u8> {
@@ -241,6 +261,13 @@ fn read(g: &mut dyn Guest, ptr: i32, len: u32) -> Result<Vec<u8>, i32> {
 
 fn write(g: &mut dyn Guest, ptr: i32, bytes: &[u8]) -> Result<(), i32> {
     g.write(ptr as u32, bytes)
+}
+
+/// Bytes an iovec list asks to move (0 when it cannot be read: the call fails anyway).
+fn iov_bytes(g: &mut dyn Guest, iovs: i32, count: i32) -> u64 {
+    read_iovs(g, iovs, count)
+        .map(|v| v.iter().map(|(_, len)| u64::from(*len)).sum())
+        .unwrap_or(0)
 }
 
 fn read_iovs(g: &mut dyn Guest, iovs: i32, count: i32) -> Result<Vec<(i32, u32)>, i32> {
@@ -407,8 +434,26 @@ fn fd_read(g: &mut dyn Guest, fd: i32, iovs: i32, n: i32, out: i32) -> i32 {
 /// Runs the preview1 function `name` with `args` (each widened to i64, in
 /// signature order; missing ones read as 0). Returns the errno to hand back
 /// (ignored for `proc_exit`), or why the job stops.
+///
+/// Every call costs host work, counted apart from the instruction fuel and
+/// bounded by the same limit: 1 unit, plus 1 per 64 bytes it may move (iovec
+/// lengths, argument and environment lists, subscriptions), plus 1 per 8 bytes
+/// of `random_get` (hashing). Past the budget the job stops as out of fuel.
 pub fn call(g: &mut dyn Guest, name: &str, args: &[i64]) -> Result<i32, HostStop> {
     let a = |i: usize| args.get(i).copied().unwrap_or(0) as i32;
+    let units = 1 + match name {
+        "random_get" => u64::from(a(1) as u32) / 8,
+        "args_get" => g.ctx().args.iter().map(|s| s.len() as u64).sum::<u64>() / 64,
+        "environ_get" => g.ctx().env.iter().map(|s| s.len() as u64).sum::<u64>() / 64,
+        "poll_oneoff" => u64::from(a(2) as u32),
+        "fd_write" | "fd_read" => u64::from(a(2) as u32) + iov_bytes(g, a(1), a(2)) / 64,
+        _ => 0,
+    };
+    let ctx = g.ctx();
+    ctx.host_units = ctx.host_units.saturating_add(units);
+    if ctx.host_units > ctx.host_budget {
+        return Err(HostStop::HostBudget);
+    }
     let std_fd = |fd: i32| (0..=2).contains(&fd);
     Ok(match name {
         "args_sizes_get" => {

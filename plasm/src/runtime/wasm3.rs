@@ -32,7 +32,7 @@ impl Runtime for Wasm3Runtime {
             version: WASM3_VERSION.into(),
             metering: METERING.into(),
             config_sha256: RuntimeInfo::config_hash(&format!(
-                "engine=wasm3 {WASM3_VERSION}; stack_bytes={STACK_BYTES}; features=wasm2-simd; metering={METERING}"
+                "engine=wasm3 {WASM3_VERSION}; stack_bytes={STACK_BYTES}; features=wasm2-simd-gc_types; metering={METERING}"
             )),
         }
     }
@@ -48,7 +48,8 @@ impl Runtime for Wasm3Runtime {
             req.stdin.clone(),
             usize::try_from(req.limits.output_bytes).unwrap_or(usize::MAX),
             req.random_seed,
-        );
+        )
+        .with_budget(req.limits.fuel);
         let mut store = Store::new(&engine, ctx);
         let compiled = match Module::new(&engine, &module.bytes) {
             Ok(m) => m,

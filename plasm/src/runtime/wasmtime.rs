@@ -4,9 +4,10 @@
 //! functions ([`wasi::call`]) registered on a wasmtime linker, so stdout,
 //! stderr, exit code, outcome and fuel are identical on both engines; only the
 //! receipt's runtime fields differ (decision 0028). wasmtime's own fuel is off:
-//! plasm's instrumentation is the one fuel model. Epoch interruption is only the
-//! wall-clock kill ([`WALL_LIMIT`]), and a `StoreLimits` sits just above the
-//! instrumented `memory.grow` cap, so neither decides an ordinary outcome.
+//! plasm's instrumentation is the one fuel model, and it bounds time too (bulk
+//! operations and host calls are charged by size), so there is no epoch
+//! interruption: its check at every loop header cost 1.75x on a C sieve. A
+//! `StoreLimits` sits just above the instrumented `memory.grow` cap.
 //!
 //! Determinism settings: no threads, no SIMD or relaxed SIMD, no proposals
 //! beyond what plasm's validator admits, and no NaN canonicalization (a test
@@ -38,11 +39,6 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 /// (at most 65,536 frames of a few dozen bytes, or 2^18 slots of 16 bytes), and
 /// below the pool's 64 MiB worker stacks.
 const MAX_WASM_STACK: usize = 24 * 1024 * 1024;
-/// Epoch tick.
-const TICK: Duration = Duration::from_millis(100);
-/// Wall-clock kill: a job still running after this long is stopped. Fuel is
-/// the real limit; this only guards against a host far slower than expected.
-pub const WALL_LIMIT: Duration = Duration::from_secs(15 * 60);
 /// Compiled modules kept in memory.
 const MEMORY_CACHE: usize = 64;
 /// Table entries a store may allocate.
@@ -91,7 +87,7 @@ fn config() -> Config {
         .wasm_extended_const(false)
         .cranelift_nan_canonicalization(false)
         .consume_fuel(false)
-        .epoch_interruption(true)
+        .epoch_interruption(false)
         // Not async, but wasmtime checks max_wasm_stack against this field anyway.
         .async_stack_size(MAX_WASM_STACK)
         .max_wasm_stack(MAX_WASM_STACK);
@@ -110,18 +106,6 @@ impl WasmtimeRuntime {
             engine.precompile_compatibility_hash().hash(&mut h);
             format!("{:016x}", h.finish())
         };
-        // The ticker holds only a weak handle, so it ends with the engine.
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("plasm-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(TICK);
-                }
-            })
-            .map_err(|e| EngineError(e.to_string()))?;
         Ok(Self {
             engine,
             linker,
@@ -175,6 +159,81 @@ impl WasmtimeRuntime {
     }
 }
 
+/// What [`WasmtimeRuntime::time_call`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Timed {
+    /// Compiling the module (Cranelift).
+    pub compile: Duration,
+    /// Instantiating the compiled module.
+    pub instantiate: Duration,
+    /// The exported function's call alone.
+    pub call: Duration,
+    /// Fuel used, for an instrumented module.
+    pub fuel: Option<i64>,
+}
+
+impl WasmtimeRuntime {
+    /// For `plasm bench`: compiles `bytes` (plain or instrumented), instantiates
+    /// it and calls `func` with `args` as argv, timing each step apart. An
+    /// instrumented module gets `fuel` and a 64 MiB memory cap.
+    pub fn time_call(
+        &self,
+        bytes: &[u8],
+        func: &str,
+        args: &[String],
+        fuel: Option<i64>,
+    ) -> Result<Timed, String> {
+        let t = std::time::Instant::now();
+        let module = Module::new(&self.engine, bytes).map_err(|e| e.to_string())?;
+        let compile = t.elapsed();
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| e.to_string())?;
+        let wasi = WasiCtx::new(args, &[], vec![], 1 << 20, [0; 32]);
+        let mut store = Store::new(
+            &self.engine,
+            State {
+                wasi,
+                limits: StoreLimitsBuilder::new().build(),
+            },
+        );
+        let t = std::time::Instant::now();
+        let instance = pre.instantiate(&mut store).map_err(|e| e.to_string())?;
+        let instantiate = t.elapsed();
+        let fuel_global = instance.get_global(&mut store, FUEL_EXPORT);
+        if let (Some(g), Some(f)) = (fuel_global, fuel) {
+            g.set(&mut store, Val::I64(f)).map_err(|e| e.to_string())?;
+            if let Some(m) = instance.get_global(&mut store, MEM_MAX_EXPORT) {
+                m.set(&mut store, Val::I32(1024))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let f = instance
+            .get_func(&mut store, func)
+            .ok_or_else(|| format!("no function {func}"))?;
+        let mut out = vec![Val::I32(0); f.ty(&store).results().len()];
+        let t = std::time::Instant::now();
+        let result = f.call(&mut store, &[], &mut out);
+        let call = t.elapsed();
+        if let Err(e) = result
+            && e.downcast_ref::<HostStop>() != Some(&HostStop::Exit(0))
+        {
+            return Err(e.to_string());
+        }
+        let fuel = match (fuel_global, fuel) {
+            (Some(g), Some(f)) => g.get(&mut store).i64().map(|left| f - left),
+            _ => None,
+        };
+        Ok(Timed {
+            compile,
+            instantiate,
+            call,
+            fuel,
+        })
+    }
+}
+
 /// Deserializes compiled code that this node wrote to its own 0600 cache and
 /// whose digest was just checked ([`super::cache::DiskCache::get`]).
 ///
@@ -198,8 +257,7 @@ impl Runtime for WasmtimeRuntime {
             metering: METERING.into(),
             config_sha256: RuntimeInfo::config_hash(&format!(
                 "engine=wasmtime {WASMTIME_VERSION}; cranelift; max_wasm_stack={MAX_WASM_STACK}; \
-                 features=wasm2-simd; nan_canonicalization=off; epoch_kill={}s; metering={METERING}",
-                WALL_LIMIT.as_secs()
+                 features=wasm2-simd-gc_types; nan_canonicalization=off; metering={METERING}"
             )),
         }
     }
@@ -216,7 +274,8 @@ impl Runtime for WasmtimeRuntime {
             req.stdin.clone(),
             usize::try_from(req.limits.output_bytes).unwrap_or(usize::MAX),
             req.random_seed,
-        );
+        )
+        .with_budget(req.limits.fuel);
         // One page above plasm's own cap: the instrumented grow refuses first.
         let memory_cap = usize::try_from(req.limits.memory_bytes)
             .unwrap_or(usize::MAX)
@@ -228,8 +287,6 @@ impl Runtime for WasmtimeRuntime {
             .build();
         let mut store = Store::new(&self.engine, State { wasi, limits });
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline((WALL_LIMIT.as_millis() / TICK.as_millis()) as u64);
-        store.epoch_deadline_trap();
         let instance = match pre.instantiate(&mut store) {
             Ok(i) => i,
             Err(e) => {
@@ -317,7 +374,6 @@ fn trap_reason(e: &::wasmtime::Error) -> String {
         Some(Trap::TableOutOfBounds) => trap::TABLE_OUT_OF_BOUNDS.into(),
         Some(Trap::IndirectCallToNull) => trap::NULL_ELEMENT.into(),
         Some(Trap::StackOverflow) => trap::NATIVE_STACK.into(),
-        Some(Trap::Interrupt) => format!("wall-clock limit of {} s", WALL_LIMIT.as_secs()),
         _ => e.to_string().chars().take(512).collect(),
     }
 }
@@ -366,8 +422,10 @@ fn link(engine: &Engine, linker: &mut Linker<State>) -> ::wasmtime::Result<()> {
                         _ => 0,
                     };
                 }
+                // `memory` only for the bench's uninstrumented modules.
                 let memory = caller
                     .get_export(MEMORY_EXPORT)
+                    .or_else(|| caller.get_export("memory"))
                     .and_then(|e| e.into_memory());
                 let mut guest = WasmtimeGuest {
                     caller: &mut caller,
