@@ -445,3 +445,42 @@ fn nan_bits_agree_between_engines() {
     let bits = u32::from_le_bytes([r.stdout[0], r.stdout[1], r.stdout[2], r.stdout[3]]);
     assert!(f32::from_bits(bits).is_nan());
 }
+
+/// plasm-fuel/2 bounds time: a bulk operation pays for its length, and host-call
+/// work counts against the fuel limit, so neither can turn one unit of fuel into
+/// unbounded work (there is no wall-clock interrupt).
+#[test]
+fn bulk_operations_and_host_calls_pay_for_their_size() {
+    let pool = pool();
+    let fill = |len: u32| {
+        format!(
+            "(module (memory 1) (func (export \"_start\") (memory.fill (i32.const 0) (i32.const 7) (i32.const {len}))))"
+        )
+    };
+    let small = run_wat(&pool, &fill(0), ManifestBuilder::new());
+    let large = run_wat(&pool, &fill(65536), ManifestBuilder::new());
+    assert_eq!(
+        (small.outcome, large.outcome),
+        (Outcome::Exited, Outcome::Exited)
+    );
+    assert_eq!(large.fuel_used - small.fuel_used, 65536 / 64);
+    // A fill loop runs out of fuel after a bounded number of bytes.
+    let bomb = "(module (memory 1) (func (export \"_start\")
+        (loop (memory.fill (i32.const 0) (i32.const 7) (i32.const 65536)) (br 0))))";
+    let r = run_wat(&pool, bomb, ManifestBuilder::new().fuel(1_000_000));
+    assert_eq!((r.outcome, r.fuel_used), (Outcome::OutOfFuel, 1_000_000));
+    // random_get of 64 KiB in a loop: the host work runs out before the instructions do.
+    let random = "(module
+        (import \"wasi_snapshot_preview1\" \"random_get\" (func $rg (param i32 i32) (result i32)))
+        (memory 2) (func (export \"_start\")
+        (loop (drop (call $rg (i32.const 0) (i32.const 65536))) (br 0))))";
+    let r = run_wat(&pool, random, ManifestBuilder::new().fuel(1_000_000));
+    assert_eq!(r.outcome, Outcome::OutOfFuel, "{r:?}");
+    assert!(
+        r.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("host calls")),
+        "{r:?}"
+    );
+    assert_eq!(r.fuel_used, 1_000_000);
+}

@@ -70,7 +70,10 @@ impl Runtime for Wasm3Runtime {
         let instance = match linker.instantiate(&mut store, &compiled) {
             Ok(i) => i,
             Err(e) => {
-                return ExecResult::refused(Outcome::Trapped, format!("instantiation failed: {e}"));
+                return ExecResult::refused(
+                    Outcome::Trapped,
+                    format!("instantiation failed: {}", trap_reason(&e)),
+                );
             }
         };
         let global = |name: &str| instance.get_global(&store, name);
@@ -166,6 +169,12 @@ fn trap_reason(e: &wasm3x::Error) -> String {
         ("null table element", trap::NULL_ELEMENT),
         ("uninitialized element", trap::NULL_ELEMENT),
         ("stack overflow", trap::NATIVE_STACK),
+        // Instantiation: an element or data segment beyond its table or memory.
+        ("table underflow", trap::TABLE_OUT_OF_BOUNDS),
+        ("table overflow", trap::TABLE_OUT_OF_BOUNDS),
+        ("data segment", trap::MEMORY_OUT_OF_BOUNDS),
+        ("memory underflow", trap::MEMORY_OUT_OF_BOUNDS),
+        ("memory overflow", trap::MEMORY_OUT_OF_BOUNDS),
     ];
     match known.iter().find(|(needle, _)| s.contains(needle)) {
         Some((_, name)) => (*name).to_owned(),
