@@ -7,7 +7,7 @@ examples/build.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace
+PLASM_EXAMPLES_REQUIRED=1 cargo test --workspace
 # Fuzz smoke: every corpus replays on stable; with a nightly and cargo-fuzz, each target runs briefly.
 scripts/fuzz-smoke.sh 10
 # The API is what schemas/openapi.yaml says: schemathesis, all checks and phases, two passes.

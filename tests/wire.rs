@@ -14,6 +14,7 @@ use plasm::manifest::ManifestBuilder;
 use plasm::net::protocol::{DeclineReason, FailureReason, JOB_PROTOCOL, JobRequest, JobResponse};
 use plasm::net::remote::{self, RemoteOptions};
 use plasm::node::{Mode, Node};
+use plasm::runtime::engines::{EngineChoice, EngineName};
 use std::time::Duration;
 
 async fn offer(client: &Node, exec: &Node, manifest: String) -> JobResponse {
@@ -40,6 +41,8 @@ async fn hello_runs(client: &Node, exec: &Node) {
 async fn pair(max_request_bytes: u64) -> (Node, Node) {
     let mut c = memory_config(Mode::Node, &[]);
     c.net.limits.max_request_bytes = max_request_bytes;
+    // A host that forbids W+X memory: wasm3 only, so a wasmtime job is declined.
+    c.policy.engines = EngineChoice::only(EngineName::Wasm3);
     let exec = start(c).await;
     let client = start(memory_config(Mode::Client, &[])).await;
     client

@@ -484,3 +484,43 @@ fn bulk_operations_and_host_calls_pay_for_their_size() {
     );
     assert_eq!(r.fuel_used, 1_000_000);
 }
+
+/// Every C example (built by examples/build.sh, which the test script runs
+/// first) gives the same output, exit code and fuel on both engines.
+#[test]
+fn every_c_example_agrees_on_both_engines() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/build");
+    let cases: &[(&str, &[&str], &[u8])] = &[
+        ("primes", &["20000"], b""),
+        ("reverse", &[], b"stressed"),
+        ("sha256sum", &[], b"abc"),
+        ("sleep", &[], b""),
+        ("sieve", &["100000"], b""),
+        ("matmul", &["20"], b""),
+        ("dp", &["200"], b""),
+    ];
+    let pool = pool();
+    let mut ran = 0;
+    for (name, args, input) in cases {
+        let Ok(module) = std::fs::read(root.join(format!("{name}.wasm"))) else {
+            eprintln!("{name}.wasm not built (run examples/build.sh): skipped");
+            continue;
+        };
+        let mut b = ManifestBuilder::new();
+        for a in *args {
+            b = b.arg(*a);
+        }
+        let r = run_bytes(&pool, &module, input, b);
+        assert_eq!(
+            (r.outcome, r.exit_code),
+            (Outcome::Exited, Some(0)),
+            "{name}: {r:?}"
+        );
+        assert!(!r.stdout.is_empty(), "{name} printed nothing");
+        ran += 1;
+    }
+    // The test script builds the examples; without them this test proves nothing.
+    if std::env::var_os("PLASM_EXAMPLES_REQUIRED").is_some() {
+        assert_eq!(ran, cases.len());
+    }
+}

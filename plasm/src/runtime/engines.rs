@@ -169,3 +169,20 @@ impl Runtime for Engines {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_runs_only_on_an_engine_offered_here() {
+        let both = EngineChoice::default();
+        assert_eq!(both.resolve(None), Some(EngineName::Wasmtime));
+        assert_eq!(both.resolve(Some(ANY)), Some(EngineName::Wasmtime));
+        assert_eq!(both.resolve(Some("wasm3")), Some(EngineName::Wasm3));
+        assert_eq!(both.resolve(Some("wasm4")), None);
+        let small = EngineChoice::only(EngineName::Wasm3);
+        assert_eq!(small.resolve(None), Some(EngineName::Wasm3));
+        assert_eq!(small.resolve(Some("wasmtime")), None);
+    }
+}
