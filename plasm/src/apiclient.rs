@@ -223,7 +223,7 @@ impl ApiClient {
         on_event: impl FnMut(&str, &str) -> bool,
     ) -> Result<u16, ClientError> {
         let url = format!("{}{path}", self.base);
-        follow_events(&self.http, &url, self.token.as_deref(), on_event).await
+        follow_resuming(&self.http, &url, self.token.as_deref(), on_event).await
     }
 }
 
@@ -255,7 +255,36 @@ pub async fn events(
     token: Option<&str>,
     on_event: impl FnMut(&str, &str) -> bool,
 ) -> Result<u16, ClientError> {
-    follow_events(shared()?, url, token, on_event).await
+    follow_resuming(shared()?, url, token, on_event).await
+}
+
+/// Times a dropped event stream is resumed (with `Last-Event-ID`) before the
+/// caller hears that it ended.
+const RESUMES: u32 = 5;
+
+/// Follows an event stream, reconnecting with `Last-Event-ID` when it breaks or
+/// ends before `on_event` said stop (a node restarting, a proxy timing out).
+async fn follow_resuming(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    mut on_event: impl FnMut(&str, &str) -> bool,
+) -> Result<u16, ClientError> {
+    let mut last_id = None;
+    let mut tries = 0;
+    loop {
+        let attempt = follow_events(http, url, token, &mut last_id, &mut on_event).await;
+        match attempt {
+            Ok((status, true)) => return Ok(status),
+            Ok((status, false)) if status != 200 => return Ok(status),
+            // An answer that is not a stream, or too large, will not get better.
+            Err(e @ (ClientError::TooLarge { .. } | ClientError::Url(_))) => return Err(e),
+            other if tries >= RESUMES => return other.map(|(status, _)| status),
+            _ => {}
+        }
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(200 << tries)).await;
+    }
 }
 
 async fn send(
@@ -318,32 +347,40 @@ async fn send(
     })
 }
 
+/// One connection of an event stream: the status, and whether `on_event` said stop.
 async fn follow_events(
     http: &reqwest::Client,
     url: &str,
     token: Option<&str>,
-    mut on_event: impl FnMut(&str, &str) -> bool,
-) -> Result<u16, ClientError> {
+    last_id: &mut Option<String>,
+    on_event: &mut impl FnMut(&str, &str) -> bool,
+) -> Result<(u16, bool), ClientError> {
     let mut req = http
         .get(url)
         .header(reqwest::header::ACCEPT, "text/event-stream");
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
+    if let Some(id) = last_id.as_deref() {
+        req = req.header("Last-Event-ID", id);
+    }
     let mut resp = req.send().await?;
     let status = resp.status().as_u16();
     if status != 200 {
-        return Ok(status);
+        return Ok((status, false));
     }
     let mut parser = SseParser::default();
     while let Some(chunk) = resp.chunk().await? {
         for (event, data) in parser.feed(&chunk)? {
+            if parser.id.is_some() {
+                last_id.clone_from(&parser.id);
+            }
             if !on_event(&event, &data) {
-                return Ok(status);
+                return Ok((status, true));
             }
         }
     }
-    Ok(status)
+    Ok((status, false))
 }
 
 /// An incremental `text/event-stream` parser with bounded buffers.
@@ -352,6 +389,8 @@ struct SseParser {
     line: Vec<u8>,
     event: String,
     data: String,
+    /// The last `id:` seen (the stream's position, for `Last-Event-ID`).
+    id: Option<String>,
 }
 
 impl SseParser {
@@ -379,6 +418,8 @@ impl SseParser {
                     ));
                 }
                 self.event.clear();
+            } else if let Some(v) = line.strip_prefix("id:") {
+                self.id = Some(v.trim().to_owned());
             } else if let Some(v) = line.strip_prefix("event:") {
                 self.event = v.trim().to_owned();
             } else if let Some(v) = line.strip_prefix("data:") {

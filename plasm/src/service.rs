@@ -156,6 +156,11 @@ impl From<StoreError> for ServiceError {
 /// A state change of a job, as streamed to clients.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct JobEvent {
+    /// The event's id on this node: increasing, and across restarts too (at
+    /// least the microseconds since the epoch), so a client's `Last-Event-ID`
+    /// from before a restart never hides newer events. Sent as the SSE `id`.
+    #[serde(skip)]
+    pub id: u64,
     /// Job id.
     pub job_id: String,
     /// `queued`, `offered`, `running`, `succeeded`, `failed`.
@@ -168,6 +173,34 @@ pub struct JobEvent {
     pub detail: Option<String>,
     /// RFC 3339 time.
     pub at: String,
+    /// Fuel the job used, once known (on `succeeded`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel_used: Option<u64>,
+}
+
+/// How many recent events the node keeps for clients of `GET /v1/events` that
+/// reconnect with `Last-Event-ID` (older ones are gone: such a client is told to
+/// reload).
+pub const EVENT_HISTORY: usize = 256;
+
+/// The node-wide event feed: recent events, for replay, and the live channel.
+#[derive(Debug)]
+struct Feed {
+    recent: std::collections::VecDeque<JobEvent>,
+    tx: broadcast::Sender<JobEvent>,
+}
+
+/// What a node-wide subscriber gets: the events after its `Last-Event-ID` still
+/// held ([`EVENT_HISTORY`]), whether they are all of them, and the live channel
+/// from there on (no gap: both are taken under one lock).
+#[derive(Debug)]
+pub struct FeedSubscription {
+    /// Held events newer than the id asked for, oldest first.
+    pub replay: Vec<JobEvent>,
+    /// False when events after that id were already dropped from the history.
+    pub complete: bool,
+    /// Everything from now on.
+    pub live: broadcast::Receiver<JobEvent>,
 }
 
 /// Where a job ran and how its bytes got there: the `placement` object of the
@@ -274,7 +307,12 @@ pub struct Service {
     pool: Option<Arc<WorkerPool>>,
     identity: Arc<Identity>,
     client: Option<Client>,
-    events: Mutex<HashMap<String, broadcast::Sender<JobEvent>>>,
+    /// Jobs in flight: their event channel and the id of their latest event.
+    events: Mutex<HashMap<String, (broadcast::Sender<JobEvent>, u64)>>,
+    /// Every job's events, for the node-wide stream.
+    feed: Mutex<Feed>,
+    /// The latest event id handed out.
+    event_seq: std::sync::atomic::AtomicU64,
     /// Failures the store could not record (a full disk), newest last, bounded:
     /// answered from here until a restart marks the jobs failed in the store.
     unrecorded: Mutex<std::collections::VecDeque<(String, String)>>,
@@ -316,6 +354,11 @@ impl Service {
             identity,
             client,
             events: Mutex::new(HashMap::new()),
+            feed: Mutex::new(Feed {
+                recent: std::collections::VecDeque::with_capacity(EVENT_HISTORY),
+                tx: broadcast::channel(EVENT_HISTORY).0,
+            }),
+            event_seq: std::sync::atomic::AtomicU64::new(0),
             unrecorded: Mutex::new(std::collections::VecDeque::new()),
             shutting_down: AtomicBool::new(false),
             remote_limits: RemoteLimits::default(),
@@ -403,31 +446,97 @@ impl Service {
     }
 
     fn emit(&self, job_id: &str, state: &str, route: Option<Route>, detail: Option<String>) {
+        self.emit_event(job_id, state, route, detail, None);
+    }
+
+    fn emit_event(
+        &self,
+        job_id: &str,
+        state: &str,
+        route: Option<Route>,
+        detail: Option<String>,
+        fuel_used: Option<u64>,
+    ) {
+        let now = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros(),
+        )
+        .unwrap_or(u64::MAX);
+        let prev = self
+            .event_seq
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last.saturating_add(1)))
+            })
+            .unwrap_or(0);
         let event = JobEvent {
+            id: now.max(prev.saturating_add(1)),
             job_id: job_id.to_owned(),
             state: state.to_owned(),
             executor: route.as_ref().map(|r| r.executor.clone()),
             placement: route,
             detail,
             at: crate::time::now_rfc3339(),
+            fuel_used,
         };
         if let Ok(mut map) = self.events.lock() {
-            if let Some(tx) = map.get(job_id) {
-                let _ = tx.send(event);
+            if let Some((tx, last)) = map.get_mut(job_id) {
+                *last = event.id;
+                let _ = tx.send(event.clone());
             }
             if state == "succeeded" || state == "failed" {
                 map.remove(job_id);
             }
         }
+        if let Ok(mut feed) = self.feed.lock() {
+            if feed.recent.len() >= EVENT_HISTORY {
+                feed.recent.pop_front();
+            }
+            feed.recent.push_back(event.clone());
+            let _ = feed.tx.send(event);
+        }
     }
 
-    /// Live events of a job still in flight.
-    pub fn subscribe(&self, job_id: &str) -> Option<broadcast::Receiver<JobEvent>> {
+    /// Live events of a job still in flight, with the id of its latest event.
+    pub fn subscribe(&self, job_id: &str) -> Option<(broadcast::Receiver<JobEvent>, u64)> {
         self.events
             .lock()
             .ok()?
             .get(job_id)
-            .map(|tx| tx.subscribe())
+            .map(|(tx, last)| (tx.subscribe(), *last))
+    }
+
+    /// Every job's events from now on, after the ones newer than `after` still held.
+    pub fn subscribe_all(&self, after: Option<u64>) -> Option<FeedSubscription> {
+        let feed = self.feed.lock().ok()?;
+        let (replay, complete) = match after {
+            None => (Vec::new(), true),
+            Some(after) => {
+                let replay: Vec<JobEvent> = feed
+                    .recent
+                    .iter()
+                    .filter(|e| e.id > after)
+                    .cloned()
+                    .collect();
+                // Complete when the history reaches back to `after` (or nothing
+                // was ever dropped from it).
+                let complete = feed.recent.len() < EVENT_HISTORY
+                    || feed.recent.front().is_some_and(|e| e.id <= after);
+                (replay, complete)
+            }
+        };
+        Some(FeedSubscription {
+            replay,
+            complete,
+            live: feed.tx.subscribe(),
+        })
+    }
+
+    /// The newest `limit` jobs, newest first.
+    pub async fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRow>, ServiceError> {
+        let store = self.store.clone();
+        blocking(move || store.recent_jobs(limit)).await
     }
 
     /// Accepts a submission; returns the job id once the job is durably queued.
@@ -449,11 +558,12 @@ impl Service {
         let job_id = job.manifest.job_id().to_owned();
         let (tx, _) = broadcast::channel(16);
         if let Ok(mut map) = self.events.lock() {
-            map.insert(job_id.clone(), tx);
+            map.insert(job_id.clone(), (tx, 0));
         }
         match self.place(&mut job).await? {
             Placed::Local(pool, submitted) => {
                 let me = self.identity.peer_id().to_string();
+                self.emit(&job_id, "queued", Some(Route::local(&me)), None);
                 tokio::spawn(self.clone().run_local(job, pool, submitted, me));
             }
             Placed::Peer => {
@@ -693,6 +803,7 @@ impl Service {
         stdout: Vec<u8>,
     ) {
         let outcome = receipt.str_field("outcome").unwrap_or("unknown").to_owned();
+        let fuel_used = receipt.as_map().get("fuel_used").and_then(Value::as_u64);
         let text = serde_json::to_string(receipt.as_map()).unwrap_or_default();
         let (store, id, r) = (self.store.clone(), job_id.to_owned(), route.clone());
         // Durable before anyone hears about it.
@@ -725,7 +836,7 @@ impl Service {
                 path: route.path.clone(),
             })
             .inc();
-        self.emit(job_id, "succeeded", Some(route), Some(outcome));
+        self.emit_event(job_id, "succeeded", Some(route), Some(outcome), fuel_used);
     }
 
     async fn fail(&self, job_id: &str, why: &str) {
@@ -762,7 +873,7 @@ impl Service {
 
     /// Waits until the job ends or `timeout` passes, then returns its stored state.
     pub async fn wait(&self, job_id: &str, timeout: Duration) -> Result<JobRow, ServiceError> {
-        if let Some(mut rx) = self.subscribe(job_id) {
+        if let Some((mut rx, _)) = self.subscribe(job_id) {
             let _ = tokio::time::timeout(timeout, async {
                 while let Ok(e) = rx.recv().await {
                     if e.state == "succeeded" || e.state == "failed" {

@@ -5,20 +5,39 @@ declare(strict_types=1);
 namespace Plasm;
 
 /**
- * A client of a plasm node's HTTP API (ext-curl). Every error answer becomes a
- * typed exception (see ApiException::from), timeouts a TimeoutException.
+ * A client of a plasm node's HTTP API. Every error answer becomes a typed
+ * exception (see ApiException::from), timeouts a TimeoutException.
+ *
+ * By default it speaks through ext-curl and needs no package. A framework can
+ * pass its own PSR-18 client with PSR-17 request and stream factories instead
+ * (all three, or none); timeouts are then that client's configuration.
  */
 final class Client
 {
+    /** Times events() resumes a broken stream (Last-Event-ID) before giving up. */
+    public const RESUMES = 5;
+
     private readonly string $baseUrl;
+    private readonly Transport $transport;
 
     public function __construct(
         string $baseUrl = 'http://127.0.0.1:4611',
         private readonly ?string $token = null,
         private readonly float $timeout = 30.0,
-        private readonly float $connectTimeout = 5.0,
+        float $connectTimeout = 5.0,
+        ?\Psr\Http\Client\ClientInterface $httpClient = null,
+        ?\Psr\Http\Message\RequestFactoryInterface $requestFactory = null,
+        ?\Psr\Http\Message\StreamFactoryInterface $streamFactory = null,
     ) {
         $this->baseUrl = rtrim($baseUrl, '/');
+        $given = ($httpClient !== null) + ($requestFactory !== null) + ($streamFactory !== null);
+        if ($given === 3) {
+            $this->transport = new Psr18Transport($httpClient, $requestFactory, $streamFactory);
+        } elseif ($given === 0) {
+            $this->transport = new CurlTransport($connectTimeout);
+        } else {
+            throw new \InvalidArgumentException('a PSR-18 client needs both PSR-17 factories (request and stream)');
+        }
     }
 
     /** Stores a module on the node; returns its SHA-256 (hex). */
@@ -40,25 +59,76 @@ final class Client
     }
 
     /**
-     * Waits until the job succeeds or fails and returns its state.
+     * The job's events as they happen (GET /v1/jobs/{id}/events): first its
+     * current state, then each change, ending after `succeeded` or `failed`.
+     * Keys are the event ids; values the decoded events (`job_id`, `state`,
+     * `placement`, `detail`, ...). A stream that breaks is resumed with
+     * `Last-Event-ID` (up to RESUMES times), so no change is lost or repeated.
+     *
+     * @return \Generator<string,array>
+     * @throws TimeoutException|ConnectionException|ApiException
+     */
+    public function events(string $jobId, ?string $lastEventId = null, float $timeout = 60.0): \Generator
+    {
+        $deadline = microtime(true) + $timeout;
+        $url = $this->baseUrl . '/v1/jobs/' . rawurlencode($jobId) . '/events';
+        $resumes = 0;
+        while (true) {
+            $headers = ['Accept' => 'text/event-stream'] + $this->auth();
+            if ($lastEventId !== null) {
+                $headers['Last-Event-ID'] = $lastEventId;
+            }
+            $left = $deadline - microtime(true);
+            if ($left <= 0) {
+                throw new TimeoutException("job $jobId did not end within {$timeout}s");
+            }
+            $parser = new EventStream();
+            try {
+                $stream = $this->transport->stream($url, $headers, $left);
+                foreach ($stream as $chunk) {
+                    foreach ($parser->feed($chunk) as $e) {
+                        $lastEventId = $e['id'] ?? $lastEventId;
+                        if ($e['event'] !== 'state') {
+                            continue;
+                        }
+                        $event = json_decode($e['data'], true);
+                        if (!is_array($event)) {
+                            throw new PlasmException("GET /v1/jobs/$jobId/events: an event is not JSON");
+                        }
+                        yield (string) ($e['id'] ?? '') => $event;
+                        if (in_array($event['state'] ?? null, ['succeeded', 'failed'], true)) {
+                            return;
+                        }
+                    }
+                }
+                [$status, $body] = $stream->getReturn();
+                if ($status >= 400) {
+                    throw $this->error('GET', $status, [], $body);
+                }
+                $why = 'the stream ended before the job did';
+            } catch (ConnectionException $e) {
+                // A node restarting: resume from where we were.
+                $why = $e->getMessage();
+            }
+            if (++$resumes > self::RESUMES) {
+                throw new ConnectionException("GET /v1/jobs/$jobId/events: $why (resumed " . self::RESUMES . ' times)');
+            }
+            usleep(min(100_000 << $resumes, 2_000_000));
+        }
+    }
+
+    /**
+     * Waits until the job succeeds or fails (following its event stream) and
+     * returns its stored state, receipt included.
      *
      * @throws TimeoutException
      */
     public function wait(string $jobId, float $timeout = 60.0): array
     {
-        $deadline = microtime(true) + $timeout;
-        $pause = 0.01;
-        while (true) {
-            $status = $this->status($jobId);
-            if (in_array($status['state'], ['succeeded', 'failed'], true)) {
-                return $status;
-            }
-            if (microtime(true) >= $deadline) {
-                throw new TimeoutException("job $jobId still {$status['state']} after {$timeout}s");
-            }
-            usleep((int) ($pause * 1e6));
-            $pause = min($pause * 2, 0.5);
+        foreach ($this->events($jobId, null, $timeout) as $event) {
+            // The generator ends after the final state.
         }
+        return $this->status($jobId);
     }
 
     /** The job's stdout. */
@@ -148,47 +218,28 @@ final class Client
         return $v;
     }
 
+    /** @return array<string,string> */
+    private function auth(): array
+    {
+        return $this->token !== null ? ['Authorization' => 'Bearer ' . $this->token] : [];
+    }
+
+    /** @param array<string,string> $headers */
+    private function error(string $method, int $status, array $headers, string $text): ApiException
+    {
+        $decoded = json_decode($text, true);
+        $e = is_array($decoded) && is_array($decoded['error'] ?? null) ? $decoded['error'] : [];
+        $retry = isset($headers['retry-after']) ? (int) $headers['retry-after'] : null;
+        return ApiException::from($status, (string) ($e['code'] ?? 'unknown'), (string) ($e['message'] ?? $text), $retry);
+    }
+
     /** @return array{0:int,1:string} status and body */
     private function request(string $method, string $path, ?string $body = null, string $type = 'application/json', ?float $timeout = null): array
     {
-        $headers = [];
-        $ch = curl_init($this->baseUrl . $path);
-        $h = ['Content-Type: ' . $type, 'Expect:'];
-        if ($this->token !== null) {
-            $h[] = 'Authorization: Bearer ' . $this->token;
-        }
-        curl_setopt_array($ch, [
-            CURLOPT_CUSTOMREQUEST => $method,
-            CURLOPT_RETURNTRANSFER => true,
-            CURLOPT_HTTPHEADER => $h,
-            CURLOPT_TIMEOUT_MS => (int) (($timeout ?? $this->timeout) * 1000),
-            CURLOPT_CONNECTTIMEOUT_MS => (int) ($this->connectTimeout * 1000),
-            CURLOPT_HEADERFUNCTION => function ($ch, string $line) use (&$headers): int {
-                $parts = explode(':', $line, 2);
-                if (count($parts) === 2) {
-                    $headers[strtolower(trim($parts[0]))] = trim($parts[1]);
-                }
-                return strlen($line);
-            },
-        ]);
-        if ($body !== null) {
-            curl_setopt($ch, CURLOPT_POSTFIELDS, $body);
-        }
-        $text = curl_exec($ch);
-        $errno = curl_errno($ch);
-        $status = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
-        $error = curl_error($ch);
-        curl_close($ch);
-        if ($errno === CURLE_OPERATION_TIMEDOUT) {
-            throw new TimeoutException("$method $path timed out");
-        }
-        if ($text === false || $errno !== 0) {
-            throw new ConnectionException("$method $path: $error");
-        }
+        $h = ['Content-Type' => $type] + $this->auth();
+        [$status, $headers, $text] = $this->transport->send($method, $this->baseUrl . $path, $h, $body, $timeout ?? $this->timeout);
         if ($status >= 400) {
-            $e = json_decode($text, true)['error'] ?? [];
-            $retry = isset($headers['retry-after']) ? (int) $headers['retry-after'] : null;
-            throw ApiException::from($status, (string) ($e['code'] ?? 'unknown'), (string) ($e['message'] ?? $text), $retry);
+            throw $this->error($method, $status, $headers, $text);
         }
         return [$status, $text];
     }

@@ -19,55 +19,19 @@ use Plasm\UnprocessableException;
  */
 final class IntegrationTest extends TestCase
 {
-    /** @var list<array{proc: resource, dir: string}> */
-    private static array $nodes = [];
     private static string $apiA;
     private static string $peerB;
     private static string $module;
 
-    private static function bin(): string
-    {
-        $bin = getenv('PLASM_BIN') ?: __DIR__ . '/../../target/debug/plasm';
-        if (!is_executable($bin)) {
-            self::fail("$bin is missing: build it with `cargo build --bin plasm` (scripts/test.sh does)");
-        }
-        return $bin;
-    }
-
     /** @return array{listen: string, api: string, peer: string} */
     private static function start(array $args): array
     {
-        $dir = sys_get_temp_dir() . '/plasm-php-' . bin2hex(random_bytes(6));
-        mkdir($dir);
-        $cmd = array_merge([self::bin(), 'start', '--data-dir', $dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/udp/0/quic-v1'], $args);
-        $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['file', '/dev/null', 'w']], $pipes);
-        self::assertIsResource($proc);
-        self::$nodes[] = ['proc' => $proc, 'dir' => $dir];
-        $listen = $api = '';
-        $deadline = microtime(true) + 20;
-        while (($listen === '' || $api === '') && microtime(true) < $deadline) {
-            $line = fgets($pipes[1]);
-            if ($line === false) {
-                break;
-            }
-            if (str_starts_with($line, 'listening ')) {
-                $listen = trim(substr($line, 10));
-            } elseif (str_starts_with($line, 'api ')) {
-                $api = trim(substr($line, 4));
-            }
-        }
-        self::assertNotSame('', $api, 'the node printed its API address');
-        $parts = explode('/p2p/', $listen);
-        return ['listen' => $listen, 'api' => $api, 'peer' => end($parts)];
+        return Nodes::start($args);
     }
 
     public static function setUpBeforeClass(): void
     {
-        $module = __DIR__ . '/../../examples/build/reverse.wasm';
-        if (!is_file($module)) {
-            self::fail('examples/build/reverse.wasm is missing: run examples/build.sh');
-        }
-        self::$module = (string) file_get_contents($module);
+        self::$module = Nodes::example('reverse');
         // B is the public entry point (it also executes); A starts the default way.
         $b = self::start(['--public']);
         $a = self::start(['--bootstrap', $b['listen']]);
@@ -91,11 +55,7 @@ final class IntegrationTest extends TestCase
 
     public static function tearDownAfterClass(): void
     {
-        foreach (self::$nodes as $n) {
-            proc_terminate($n['proc']);
-            proc_close($n['proc']);
-            exec('rm -rf ' . escapeshellarg($n['dir']));
-        }
+        Nodes::stopAll();
     }
 
     public function testRunLocallyReturnsOutputAndAVerifiedReceipt(): void

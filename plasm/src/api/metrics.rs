@@ -55,6 +55,10 @@ pub struct ApiMetrics {
     /// Reachability counters mirrored from the event loop at scrape time, in the
     /// order of [`reach_counters`].
     reach: Vec<Counter>,
+    /// Requests refused by the origin policy (another site's page, a non-loopback Host).
+    pub origin_refused: Counter,
+    /// Event streams refused because [`super::MAX_STREAMS`] were open.
+    pub streams_refused: Counter,
 }
 
 /// Name, help, and the value in the event loop's counters.
@@ -191,6 +195,17 @@ impl ApiMetrics {
                 c
             })
             .collect();
+        let (origin_refused, streams_refused) = (Counter::default(), Counter::default());
+        registry.register(
+            "plasm_http_origin_refused",
+            "Requests refused by the origin policy (another site's page, a non-loopback Host on a loopback API)",
+            origin_refused.clone(),
+        );
+        registry.register(
+            "plasm_http_streams_refused",
+            "Event streams refused because the node serves its maximum at once",
+            streams_refused.clone(),
+        );
         registry.register(
             "plasm_http_request_duration_seconds",
             "HTTP request durations by route",
@@ -206,6 +221,8 @@ impl ApiMetrics {
             relays_held,
             relay_server_held,
             reach,
+            origin_refused,
+            streams_refused,
         }
     }
 

@@ -6,10 +6,13 @@
 //! scopes cover it (`read` for GET, `submit` for POST/PUT, `admin` for PATCH and
 //! everything else).
 
+pub mod dashboard;
 pub mod metrics;
+pub mod origin;
 pub mod serve;
 
 pub use metrics::ApiMetrics;
+pub use origin::OriginPolicy;
 pub use serve::{ApiServer, TlsFiles};
 
 use crate::receipt::Receipt;
@@ -141,7 +144,18 @@ pub struct ApiState {
     pub metrics: Arc<ApiMetrics>,
     /// KiB of submission bodies being read and decoded at once ([`SUBMISSION_BUDGET_KIB`]).
     pub submissions: Arc<tokio::sync::Semaphore>,
+    /// Event streams open at once ([`MAX_STREAMS`]).
+    pub streams: Arc<tokio::sync::Semaphore>,
+    /// Which browsers may call ([`origin`]).
+    pub origin: OriginPolicy,
 }
+
+/// Event streams (`/v1/events`, `/v1/jobs/{id}/events`) a node serves at once;
+/// one more is answered 429.
+pub const MAX_STREAMS: usize = 256;
+
+/// Most jobs `GET /v1/jobs` lists.
+pub const MAX_LIST: usize = 500;
 
 /// Memory for job submissions being read and decoded at once, in KiB: a body
 /// takes [`DECODE_FACTOR`] times its `Content-Length` (or of the 48 MiB maximum)
@@ -221,7 +235,10 @@ pub fn router(state: ApiState) -> Router {
     // The one route open to anyone takes receipts only, not 48 MiB job bodies.
     let receipt_limit = DefaultBodyLimit::max(MAX_RECEIPT_BYTES);
     Router::new()
-        .route("/v1/jobs", post(submit))
+        .route("/", get(dashboard::page))
+        .route("/ui/{file}", get(dashboard::asset))
+        .route("/v1/jobs", post(submit).get(list_jobs))
+        .route("/v1/events", get(all_events))
         .route("/v1/jobs/{job_id}", get(get_job))
         .route("/v1/jobs/{job_id}/output", get(get_output))
         .route("/v1/jobs/{job_id}/events", get(job_events))
@@ -255,8 +272,18 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let open =
-        route == "/healthz" || (route == "/v1/receipts/verify" && request.method() == Method::POST);
+    if let Err(e) = state.origin.check(request.headers()) {
+        tracing::debug!(error = %e, "request refused by the origin policy");
+        state.metrics.origin_refused.inc();
+        return ApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", e.to_string())
+            .into_response();
+    }
+    // The dashboard's page and assets hold no data of their own (the page shows
+    // the node's status only when the node has no token file): open, like healthz.
+    let open = route == "/healthz"
+        || route == "/"
+        || route == "/ui/{file}"
+        || (route == "/v1/receipts/verify" && request.method() == Method::POST);
     if let (Some(tokens), false) = (&state.tokens, open) {
         let needed = match *request.method() {
             Method::GET | Method::HEAD => "read",
@@ -316,7 +343,7 @@ fn decode_b64(field: &str, s: Option<String>) -> Result<Option<Vec<u8>>, ApiErro
         })
 }
 
-fn job_json(row: &JobRow) -> Value {
+pub(crate) fn job_json(row: &JobRow) -> Value {
     let receipt = row
         .receipt
         .as_deref()
@@ -475,36 +502,164 @@ async fn get_output(
     }
 }
 
+/// A slot for one event stream, or 429.
+fn stream_permit(state: &ApiState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state.streams.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.streams_refused.inc();
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!("this node serves {MAX_STREAMS} event streams at once"),
+        )
+    })
+}
+
+/// The `Last-Event-ID` a reconnecting client sent (ignored when not a number).
+fn last_event_id(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn state_event(ev: &crate::service::JobEvent) -> Option<Event> {
+    Event::default()
+        .event("state")
+        .id(ev.id.to_string())
+        .json_data(ev)
+        .ok()
+}
+
+fn is_final(state: &str) -> bool {
+    state == "succeeded" || state == "failed"
+}
+
+/// `GET /v1/jobs/{id}/events`: the job's current state, then each change until
+/// it ends. A client reconnecting with `Last-Event-ID` at least the job's latest
+/// event id is not sent that state again.
 async fn job_events(
     State(state): State<ApiState>,
     Path(job_id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let rx = state.service.subscribe(&job_id);
+    let permit = stream_permit(&state)?;
+    let live = state.service.subscribe(&job_id);
     let current = state.service.job(&job_id).await?;
-    let first = Event::default()
-        .event("state")
-        .json_data(job_json(&current))
-        .map_err(|_| ServiceError::Internal)?;
-    let stream = futures::stream::unfold((Some(first), rx), |(first, mut rx)| async move {
-        if let Some(e) = first {
-            return Some((Ok::<_, std::convert::Infallible>(e), (None, rx)));
+    let seen = match (&live, last_event_id(&headers)) {
+        (Some((_, latest)), Some(last)) => *latest > 0 && last >= *latest,
+        _ => false,
+    };
+    let first = if seen {
+        None
+    } else {
+        let mut e = Event::default()
+            .event("state")
+            .json_data(job_json(&current))
+            .map_err(|_| ServiceError::Internal)?;
+        if let Some((_, latest)) = &live {
+            e = e.id(latest.to_string());
         }
-        let r = rx.as_mut()?;
-        loop {
-            match r.recv().await {
-                Ok(ev) => {
-                    let terminal = ev.state == "succeeded" || ev.state == "failed";
-                    let event = Event::default().event("state").json_data(&ev).ok()?;
-                    return Some((Ok(event), (None, if terminal { None } else { rx })));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return None,
+        Some(e)
+    };
+    // A job that has ended (or ends before we listen) has nothing more to say.
+    let rx = if is_final(current.state.as_str()) {
+        None
+    } else {
+        live.map(|(rx, _)| rx)
+    };
+    let stream =
+        futures::stream::unfold((first, rx, permit), |(first, mut rx, permit)| async move {
+            if let Some(e) = first {
+                return Some((Ok::<_, std::convert::Infallible>(e), (None, rx, permit)));
             }
-        }
-    });
+            let r = rx.as_mut()?;
+            loop {
+                match r.recv().await {
+                    Ok(ev) => {
+                        let event = state_event(&ev)?;
+                        let rx = if is_final(&ev.state) { None } else { rx };
+                        return Some((Ok(event), (None, rx, permit)));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return None,
+                }
+            }
+        });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// `GET /v1/events`: every job's state changes on this node, as they happen.
+/// With `Last-Event-ID`, the held events after it come first; when some were
+/// already dropped (or the client falls behind), a `reset` event tells it to
+/// reload the job list.
+async fn all_events(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let permit = stream_permit(&state)?;
+    let sub = state
+        .service
+        .subscribe_all(last_event_id(&headers))
+        .ok_or(ServiceError::Internal)?;
+    let reset = || Event::default().event("reset").data("reload the job list");
+    let mut first: std::collections::VecDeque<Event> =
+        sub.replay.iter().filter_map(state_event).collect();
+    if !sub.complete {
+        first.push_front(reset());
+    }
+    let stream = futures::stream::unfold(
+        (first, sub.live, permit),
+        move |(mut first, mut rx, permit)| async move {
+            if let Some(e) = first.pop_front() {
+                return Some((Ok::<_, std::convert::Infallible>(e), (first, rx, permit)));
+            }
+            let event = match rx.recv().await {
+                Ok(ev) => state_event(&ev)?,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Event::default().event("reset").data("reload the job list")
+                }
+                Err(_) => return None,
+            };
+            Some((Ok(event), (first, rx, permit)))
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// `GET /v1/jobs?limit=N`: the newest jobs, newest first (default 50).
+async fn list_jobs(
+    State(state): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match q.get("limit") {
+        None => 50,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIST).contains(n))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    format!("limit must be an integer from 1 to {MAX_LIST}"),
+                )
+            })?,
+    };
+    if let Some(k) = q.keys().find(|k| *k != "limit") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("unknown query parameter {k:?}; expected limit"),
+        ));
+    }
+    let jobs = state.service.recent_jobs(limit).await?;
+    Ok(Json(
+        json!({"jobs": jobs.iter().map(job_json).collect::<Vec<_>>()}),
+    ))
 }
 
 async fn put_module(
@@ -601,6 +756,11 @@ async fn verify(body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiE
 }
 
 async fn node(State(state): State<ApiState>) -> Json<Value> {
+    Json(node_value(&state).await)
+}
+
+/// The body of `GET /v1/node` (also what the dashboard's page shows without JavaScript).
+pub(crate) async fn node_value(state: &ApiState) -> Value {
     let s = &state.service;
     let info = match s.client() {
         Some(c) => c.info().await.ok(),
@@ -608,7 +768,16 @@ async fn node(State(state): State<ApiState>) -> Json<Value> {
     };
     let (workers, queue) = s.pool().map_or((0, 0), |p| p.capacity());
     let stats = s.pool().map(|p| p.stats());
-    Json(json!({
+    // Every engine the pool offers; `runtime` is the default one.
+    let runtimes: Vec<&str> = s.pool().map_or_else(Vec::new, |p| {
+        crate::runtime::engines::EngineName::ALL
+            .into_iter()
+            .map(crate::runtime::engines::EngineName::as_str)
+            .filter(|e| p.runtime().offers(Some(e)))
+            .collect()
+    });
+    let default_runtime = s.pool().map(|p| p.runtime().info().name);
+    json!({
         "peer_id": s.identity().peer_id().to_string(),
         "public_key": s.identity().public_key_b64(),
         "listen_addrs": info.as_ref().map(|i| i.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
@@ -624,10 +793,10 @@ async fn node(State(state): State<ApiState>) -> Json<Value> {
             "relay_server": {"reservations": i.stats.relay_reservations_held, "circuits_total": i.stats.relay_circuits_accepted},
         })),
         "connected_peers": info.as_ref().map_or(0, |i| i.connected.len()),
-        "capabilities": {"runtime": "wasm3", "arch": std::env::consts::ARCH, "labels": state.labels, "executes": s.pool().is_some()},
+        "capabilities": {"runtime": default_runtime, "runtimes": runtimes, "arch": std::env::consts::ARCH, "labels": state.labels, "executes": s.pool().is_some()},
         "capacity": {"workers": workers, "queue": queue, "queued": stats.map_or(0, |x| x.queued), "running": stats.map_or(0, |x| x.running)},
         "version": env!("CARGO_PKG_VERSION"),
-    }))
+    })
 }
 
 /// `PATCH /v1/node/capacity`: an object whose members, when present, are integers
@@ -697,6 +866,11 @@ async fn set_capacity(
 }
 
 async fn peers(State(state): State<ApiState>) -> Json<Value> {
+    Json(peers_value(&state).await)
+}
+
+/// The body of `GET /v1/peers`.
+pub(crate) async fn peers_value(state: &ApiState) -> Value {
     let mut out = Vec::new();
     if let Some(c) = state.service.client()
         && let Ok(info) = c.info().await
@@ -711,7 +885,7 @@ async fn peers(State(state): State<ApiState>) -> Json<Value> {
             out.push(json!({"peer_id": p.to_string(), "rtt_ms": rtt}));
         }
     }
-    Json(json!({"peers": out}))
+    json!({"peers": out})
 }
 
 async fn healthz() -> Json<Value> {

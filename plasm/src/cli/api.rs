@@ -3,13 +3,14 @@
 //! `plasm node status`, `plasm job submit|status|watch|output|receipt`,
 //! `plasm receipt get` and `plasm peers`.
 
+use super::progress::Status;
 use super::{JobSource, read_input, read_module, runtime};
 use crate::apiclient::ApiClient;
 use crate::manifest::{Manifest, ManifestBuilder};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -291,39 +292,66 @@ async fn submit(a: SubmitArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Shows a job's events on stderr until it ends (one rewritten line on a
-/// terminal, a line per event when piped), then returns the stored job.
+/// Where an event or a job says it runs, in words.
+fn place(v: &Value) -> Option<String> {
+    let p = &v["placement"];
+    match (
+        p["path"].as_str(),
+        p["executor"].as_str().or(v["executor"].as_str()),
+    ) {
+        (Some("local"), _) => Some("here (local pool)".into()),
+        (Some(path), Some(peer)) => Some(match p["relay"].as_str() {
+            Some(relay) => format!("{peer} ({path} via {relay})"),
+            None => format!("{peer} ({path})"),
+        }),
+        (None, Some(peer)) => Some(peer.to_owned()),
+        _ => None,
+    }
+}
+
+/// Shows a job's progress on stderr until it ends (a live line on a terminal,
+/// a line per change when piped), then returns the stored job.
 async fn watch(c: &ApiClient, job_id: &str) -> Result<Value, String> {
-    let tty = std::io::stderr().is_terminal();
+    let short: String = job_id.chars().take(12).collect();
+    let mut progress = Some(super::progress::Progress::new(&short));
+    let mut last = Status::default();
     let status = c
         .events(&format!("/v1/jobs/{job_id}/events"), |_, data| {
             let v: Value = serde_json::from_str(data).unwrap_or_default();
             let state = v["state"].as_str().unwrap_or("?").to_owned();
-            let p = &v["placement"];
-            let path = match (p["path"].as_str(), p["relay"].as_str()) {
-                (Some(path), Some(relay)) => format!(" ({path} via {relay})"),
-                (Some(path), None) => format!(" ({path})"),
-                _ => String::new(),
+            let done = state == "succeeded" || state == "failed";
+            last = Status {
+                state,
+                place: place(&v).or(last.place.take()),
+                fuel: v["fuel_used"]
+                    .as_u64()
+                    .or_else(|| v["receipt"]["fuel_used"].as_u64()),
+                detail: v["detail"].as_str().map(str::to_owned),
             };
-            let line = format!(
-                "{job_id:.12} {state}{}{path}",
-                v["executor"]
-                    .as_str()
-                    .map(|e| format!(" on {e}"))
-                    .unwrap_or_default()
-            );
-            if tty {
-                eprint!("\r\x1b[2K{line}");
-            } else {
-                eprintln!("{line}");
+            if let Some(p) = progress.as_mut() {
+                p.update(last.clone());
             }
-            !(state == "succeeded" || state == "failed")
+            !done
         })
-        .await
-        .map_err(|e| format!("events of job {job_id}: {e}"))?;
-    if tty && status == 200 {
-        eprintln!();
+        .await;
+    let job = match status {
+        Ok(_) => json(c, &format!("/v1/jobs/{job_id}")).await,
+        Err(e) => Err(format!("events of job {job_id}: {e}")),
+    };
+    if let Some(p) = progress.take() {
+        match &job {
+            Ok(j) if j["state"] == "succeeded" || j["state"] == "failed" => p.finish(Status {
+                state: j["state"].as_str().unwrap_or("?").to_owned(),
+                place: place(j).or(last.place),
+                fuel: j["receipt"]["fuel_used"].as_u64().or(last.fuel),
+                detail: j["receipt"]["outcome"]
+                    .as_str()
+                    .or(j["error"].as_str())
+                    .map(str::to_owned),
+            }),
+            _ => p.abandon(),
+        }
     }
     // The stored job: its final state, or why there is none (404 for an unknown id).
-    json(c, &format!("/v1/jobs/{job_id}")).await
+    job
 }

@@ -10,6 +10,7 @@
 //! people go to stderr, results to stdout.
 
 mod api;
+mod progress;
 mod receipt;
 mod run;
 mod start;

@@ -1,11 +1,12 @@
 //! `plasm run`: a job in this process's sandbox, or with `--remote` on a peer
 //! found through the DHT, with the documented exit statuses (0-127).
 
+use super::progress::Status;
 use super::{DataDir, JobSource, read_input, read_module, runtime};
 use crate::identity::Identity;
 use crate::job::{self, EXIT_INTERNAL, EXIT_INVALID_INPUT, EXIT_REMOTE};
 use crate::manifest::{Manifest, ManifestBuilder};
-use crate::net::remote::{self, RemoteOptions};
+use crate::net::remote::{self, RemoteOptions, RemoteStage};
 use crate::node::{IdentitySource, Mode, Node, NodeConfig};
 use crate::runtime::engines::{ANY, EngineChoice, Engines};
 use crate::runtime::pool::WorkerPool;
@@ -260,7 +261,37 @@ fn run_remote(
         config.data_dir = None;
         config.bootstrap = a.bootstrap.clone();
         let node = Node::start(config).await.map_err(internal)?;
+        let (stage_tx, mut stage_rx) = tokio::sync::watch::channel(RemoteStage::Looking);
+        let short: String = manifest.job_id().chars().take(12).collect();
+        let mut progress = super::progress::Progress::new(&short);
+        let shown = tokio::spawn(async move {
+            loop {
+                let status = match &*stage_rx.borrow_and_update() {
+                    RemoteStage::Looking => Status {
+                        state: "looking for executors".into(),
+                        ..Status::default()
+                    },
+                    RemoteStage::Offering(n) => Status {
+                        state: format!(
+                            "offering to {n} executor{}",
+                            if *n == 1 { "" } else { "s" }
+                        ),
+                        ..Status::default()
+                    },
+                    RemoteStage::Running(peer) => Status {
+                        state: "running".into(),
+                        place: Some(peer.to_string()),
+                        ..Status::default()
+                    },
+                };
+                progress.update(status);
+                if stage_rx.changed().await.is_err() {
+                    return progress;
+                }
+            }
+        });
         let options = RemoteOptions {
+            progress: Some(Arc::new(stage_tx)),
             peers: a.peer.clone(),
             lan_wait: if lan {
                 std::time::Duration::from_secs(3)
@@ -271,8 +302,31 @@ fn run_remote(
         };
         let result =
             remote::run_remote(node.client(), manifest, module.into(), stdin, &options).await;
+        // The options hold the only sender: dropping them ends the display task.
+        drop(options);
+        let progress = shown.await.ok();
         node.shutdown().await;
-        let out = result.map_err(|e| Failure::Remote(e.to_string()))?;
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                if let Some(p) = progress {
+                    p.abandon();
+                }
+                return Err(Failure::Remote(e.to_string()));
+            }
+        };
+        if let Some(p) = progress {
+            p.finish(Status {
+                state: out
+                    .receipt
+                    .str_field("outcome")
+                    .unwrap_or("finished")
+                    .to_owned(),
+                place: Some(format!("{} ({})", out.executor, out.path)),
+                fuel: out.receipt.u64_field("fuel_used"),
+                detail: None,
+            });
+        }
         eprintln!("plasm: ran on {} ({})", out.executor, out.path);
         let receipt = &out.receipt;
         let result = ExecResult {

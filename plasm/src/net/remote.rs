@@ -34,6 +34,21 @@ pub struct RemoteOptions {
     /// How long the bytes wait for a relayed connection to be hole-punched before
     /// they go through the relay anyway.
     pub punch_wait: Duration,
+    /// Where the run is, for a progress display (a watch channel keeps only the
+    /// latest stage: a slow reader never holds the run up).
+    pub progress: Option<Arc<tokio::sync::watch::Sender<RemoteStage>>>,
+}
+
+/// How far a remote run has got.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RemoteStage {
+    /// Looking up executors (LAN, DHT).
+    #[default]
+    Looking,
+    /// Offering the job to this many executors.
+    Offering(usize),
+    /// The job's bytes went to this executor, which runs it.
+    Running(PeerId),
 }
 
 impl Default for RemoteOptions {
@@ -45,6 +60,7 @@ impl Default for RemoteOptions {
             max_candidates: 8,
             lan_wait: Duration::ZERO,
             punch_wait: Duration::from_secs(2),
+            progress: None,
         }
     }
 }
@@ -255,6 +271,12 @@ pub async fn run_remote(
         let _ = find_executors(client, manifest, options.max_candidates).await;
         options.peers.clone()
     };
+    let stage = |s: RemoteStage| {
+        if let Some(p) = &options.progress {
+            p.send_replace(s);
+        }
+    };
+    stage(RemoteStage::Offering(candidates.len()));
     let mut attempts = Vec::new();
     // Connect first: a request to an unreachable peer would otherwise wait for its own dial.
     let connects = candidates
@@ -322,6 +344,7 @@ pub async fn run_remote(
     accepted.sort_by_key(|(rtt, _, _)| *rtt);
     for (rtt, peer, has_module) in accepted {
         wait_for_direct(client, peer, options.punch_wait).await;
+        stage(RemoteStage::Running(peer));
         let bundle = JobRequest::Bundle {
             job_id: manifest.job_id().to_owned(),
             module: (!has_module).then(|| module.to_vec()),

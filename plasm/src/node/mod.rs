@@ -330,6 +330,11 @@ impl Node {
             submissions: Arc::new(tokio::sync::Semaphore::new(
                 crate::api::SUBMISSION_BUDGET_KIB,
             )),
+            streams: Arc::new(tokio::sync::Semaphore::new(crate::api::MAX_STREAMS)),
+            origin: crate::api::OriginPolicy {
+                tls: config.api_tls.is_some(),
+                loopback: addr.ip().is_loopback(),
+            },
         };
         let app = crate::api::router(state);
         self.api = Some(ApiServer::bind(addr, app, config.api_tls.clone())?);

@@ -356,6 +356,34 @@ impl Store {
             .optional()?)
     }
 
+    /// The newest `limit` jobs, newest first (the dashboard's list). `seq` is
+    /// indexed, so this reads `limit` rows whatever the table holds.
+    pub fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT job_id, manifest, state, placement, executor, submitted_at, started_at, finished_at, error, receipt,
+                    path, relay
+             FROM jobs ORDER BY seq DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok(JobRow {
+                job_id: r.get(0)?,
+                manifest: r.get(1)?,
+                state: JobState::parse(&r.get::<_, String>(2)?),
+                placement: r.get(3)?,
+                executor: r.get(4)?,
+                submitted_at: r.get(5)?,
+                started_at: r.get(6)?,
+                finished_at: r.get(7)?,
+                error: r.get(8)?,
+                receipt: r.get(9)?,
+                path: r.get(10)?,
+                relay: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// A job's stdout, when kept.
     pub fn output(&self, job_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
