@@ -2,7 +2,9 @@
 # Installs what building and testing plasm needs on Debian 12, only when missing.
 #   build:    a C compiler and libclang (the wasm3x binding compiles Wasm3 and runs bindgen)
 #   examples: clang, lld, wasi-libc and the wasm32 compiler runtime (C jobs for wasm32-wasi)
-#   PHP SDK tests: php-cli, php-curl, phpunit (PHP 8.2 with sodium built in)
+#   PHP SDK tests: php-cli, php-curl, phpunit (PHP 8.2 with sodium built in), composer
+#     (composer validate), Debian's Guzzle and PSR-17/18 packages (the PSR-18 client test)
+#   dashboard test: chromium, chromium-driver, python3-selenium (headless, --no-sandbox)
 #   package tests: lintian, debootstrap, systemd-container, zstd (cargo-deb comes from crates.io)
 #   NAT lab: iptables (MASQUERADE, loss), python3-minimal (the NFQUEUE delayer)
 #   API contract test: python3-venv (schemathesis from PyPI, pinned, in a venv)
@@ -12,7 +14,7 @@ set -euo pipefail
 
 packages=(gcc libclang-dev)
 if [ "${1:-}" != "demo" ]; then
-  packages+=(clang lld wasi-libc libclang-rt-14-dev-wasm32 php-cli php-curl phpunit lintian debootstrap systemd-container zstd iptables python3-minimal python3-venv)
+  packages+=(clang lld wasi-libc libclang-rt-14-dev-wasm32 php-cli php-curl phpunit composer php-guzzlehttp-guzzle php-guzzlehttp-psr7 php-psr-http-client php-psr-http-factory chromium chromium-driver python3-selenium lintian debootstrap systemd-container zstd iptables python3-minimal python3-venv)
 fi
 missing=()
 for p in "${packages[@]}"; do

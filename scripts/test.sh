@@ -14,8 +14,11 @@ scripts/fuzz-smoke.sh 10
 scripts/contract.sh target/debug/plasm
 # NAT lab: real processes in network namespaces behind NAT routers (needs root).
 tests/netns/run.sh
-# The PHP SDK against the shared vectors and real nodes (uses target/debug/plasm).
+# The PHP SDK: its composer.json, then the shared vectors and real nodes (uses target/debug/plasm).
+(cd sdk-php && COMPOSER_ALLOW_SUPERUSER=1 composer validate --strict --no-interaction)
 phpunit -c sdk-php/phpunit.xml
+# The dashboard in headless chromium against real nodes (Selenium).
+tests/browser/run.sh
 # The Debian package: build it, lint it, install it under a real systemd (needs root).
 packaging/build-deb.sh
 lintian --fail-on error target/debian/plasm_*_amd64.deb

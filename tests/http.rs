@@ -166,7 +166,8 @@ async fn every_route_answers() {
         .json()
         .expect("json");
     assert_eq!(n["peer_id"], json!(node.peer_id().to_string()));
-    assert_eq!(n["capabilities"]["runtime"], "wasm3");
+    assert_eq!(n["capabilities"]["runtime"], "wasmtime");
+    assert_eq!(n["capabilities"]["runtimes"], json!(["wasmtime", "wasm3"]));
     assert!(n["capacity"]["workers"].as_u64().is_some());
     let r = call(
         &node,
@@ -536,5 +537,126 @@ async fn remote_jobs_in_flight_are_bounded_in_count_and_bytes() {
     assert!(freed.is_some(), "remote slots were never given back");
     let (_, r) = submit(big).await;
     assert_eq!(r.status, 202);
+    node.shutdown().await;
+}
+
+/// Sends one raw HTTP/1.1 request and reads the answer until `until` holds for
+/// the text so far, the server closes, or 20 s pass (an event stream never ends).
+async fn raw_until(addr: SocketAddr, request_head: &str, until: impl Fn(&str) -> bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request_head.as_bytes()).await.expect("write");
+    let (mut text, mut buf) = (String::new(), [0u8; 4096]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !until(&text) {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            _ => break,
+        }
+    }
+    text
+}
+
+fn event_ids(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_wide_stream_lists_resumes_and_keeps_browsers_to_their_origin() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let node = start(api_config(dir.path(), None)).await;
+    let addr = node.api_addr().expect("api");
+    let stream = |last: Option<u64>| {
+        let extra = last
+            .map(|l| format!("Last-Event-ID: {l}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "GET /v1/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{extra}\r\n"
+        )
+    };
+    let done = |t: &str| t.contains("\"state\":\"succeeded\"");
+
+    // Follow the node, then submit: the stream carries the job from queued to succeeded.
+    let head = stream(None);
+    let follower = tokio::spawn(async move { raw_until(addr, &head, done).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (id, body) = submission(&hello(), b"", ManifestBuilder::new(), "local");
+    assert_eq!(
+        call(&node, "POST", "/v1/jobs", None, &body).await.status,
+        202
+    );
+    let text = follower.await.expect("follower");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("event: state"), "{text}");
+    assert!(text.contains(&format!("\"job_id\":\"{id}\"")), "{text}");
+    assert!(text.contains("\"state\":\"queued\""), "{text}");
+    assert!(
+        text.contains("\"fuel_used\":"),
+        "the final event names the fuel: {text}"
+    );
+    let ids = event_ids(&text);
+    assert!(
+        ids.len() >= 3 && ids.windows(2).all(|w| w[0] < w[1]),
+        "{ids:?}"
+    );
+
+    // Reconnecting after the first event replays only the later ones.
+    let again = raw_until(addr, &stream(Some(ids[0])), done).await;
+    assert_eq!(event_ids(&again), ids[1..].to_vec(), "{again}");
+
+    // The job list, newest first, with a bounded limit.
+    let r = call(&node, "GET", "/v1/jobs?limit=1", None, b"").await;
+    assert_eq!(r.json().expect("json")["jobs"][0]["job_id"], json!(id));
+    for bad in ["limit=0", "limit=501", "limit=x", "other=1"] {
+        let r = call(&node, "GET", &format!("/v1/jobs?{bad}"), None, b"").await;
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (400, "malformed".into()),
+            "{bad}"
+        );
+    }
+
+    // The page and its assets; no other file.
+    let page = call(&node, "GET", "/", None, b"").await;
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains(&node.peer_id().to_string()));
+    assert_eq!(
+        call(&node, "GET", "/ui/app.js", None, b"").await.status,
+        200
+    );
+    assert_eq!(
+        call(&node, "GET", "/ui/../Cargo.toml", None, b"")
+            .await
+            .status,
+        404
+    );
+
+    // Another site's page cannot submit; a rebinding name cannot ask; this origin can.
+    let close = |t: &str| t.contains("\r\n\r\n");
+    let post = |origin: &str| {
+        format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        )
+    };
+    let r = raw_until(addr, &post("http://evil.example"), |_| false).await;
+    assert!(
+        r.starts_with("HTTP/1.1 403") && r.contains("forbidden_origin"),
+        "{r}"
+    );
+    let r = raw_until(addr, &post(&format!("http://{addr}")), |_| false).await;
+    assert!(
+        r.starts_with("HTTP/1.1 400"),
+        "same origin reaches the route: {r}"
+    );
+    let r = raw_until(
+        addr,
+        "GET /v1/node HTTP/1.1\r\nHost: evil.example:4611\r\nConnection: close\r\n\r\n",
+        close,
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
     node.shutdown().await;
 }

@@ -356,3 +356,87 @@ fn shutdown_with_a_full_queue_keeps_its_grace() {
         assert!(error.contains(want), "job {i}: {error}");
     }
 }
+
+/// The sieve example (examples/build.sh), a job of about half a second.
+fn sieve() -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/build/sieve.wasm");
+    assert!(
+        p.exists(),
+        "{} is missing: run examples/build.sh",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+#[test]
+fn job_watch_draws_a_live_line_on_a_terminal_and_plain_lines_when_piped() {
+    let d = tempfile::tempdir().expect("tmp");
+    // Started the documented way (a QUIC listener on loopback for the test's sake).
+    let node = start(d.path(), "n", &["--listen", QUIC]);
+    let module = sieve();
+    let submit = || {
+        let out = plasm(&[
+            "job",
+            "submit",
+            "--api",
+            &node.api,
+            "--placement",
+            "local",
+            "--fuel",
+            "9000000000",
+            "--arg",
+            "60000000",
+            &module,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    };
+
+    // Piped: one `key=value` line per change, nothing redrawn.
+    let id = submit();
+    let out = plasm(&["job", "watch", "--api", &node.api, &id]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with(&format!("job={} state=", &id[..12]))),
+        "{err}"
+    );
+    let last = lines.last().expect("a line");
+    assert!(
+        last.contains("state=succeeded") && last.contains(" fuel=") && last.contains("elapsed="),
+        "{last}"
+    );
+    assert!(last.contains("where=\"here (local pool)\""), "{last}");
+
+    // On a terminal (a pseudo-terminal from script(1)): a live line redrawn in
+    // place, ending with the state, the place, the fuel and the elapsed time.
+    let id = submit();
+    let cmd = format!(
+        "{} job watch --api {} {id}",
+        plasm_bin().display(),
+        node.api
+    );
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .output()
+        .expect("script(1) from bsdutils");
+    let tty = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{tty}");
+    assert!(
+        tty.contains('\r') || tty.contains("\x1b["),
+        "redrawn in place: {tty:?}"
+    );
+    assert!(
+        !tty.contains("job="),
+        "no piped lines on a terminal: {tty:?}"
+    );
+    let end = tty.rsplit('\r').next().unwrap_or_default();
+    assert!(
+        tty.contains("succeeded · here (local pool) · fuel ") && tty.contains("s]"),
+        "{tty:?} (last: {end:?})"
+    );
+}

@@ -133,14 +133,19 @@ fn short(id: &str) -> String {
 /// Where a job runs, as the page says it: here, or on which peer by which path.
 fn place(job: &Value) -> (String, bool) {
     let p = &job["placement"];
+    // A job another executor gave up and this one took over says so (receipt v2).
+    let taken = job["receipt"]["placement"]["taken_over_from"]
+        .as_str()
+        .map(|from| format!(", taken over from {}", short(from)))
+        .unwrap_or_default();
     match (p["path"].as_str(), p["executor"].as_str()) {
-        (Some("local"), _) => ("here (local pool)".into(), false),
+        (Some("local"), _) => (format!("here (local pool{taken})"), false),
         (Some(path), Some(peer)) => {
             let via = p["relay"]
                 .as_str()
                 .map(|r| format!(" via relay {}", short(r)))
                 .unwrap_or_default();
-            (format!("peer {} ({path}{via})", short(peer)), true)
+            (format!("peer {} ({path}{via}{taken})", short(peer)), true)
         }
         _ => match p["requested"].as_str() {
             Some(req) => (format!("not placed yet (asked: {req})"), false),
@@ -340,6 +345,8 @@ mod tests {
         let jobs = vec![
             json!({"job_id": "a\"b", "state": "succeeded", "placement": {"path": "relayed", "executor": "12D3KooWexecutorpeer", "relay": "12D3KooWrelaypeer"}, "receipt": {"outcome": "exited"}}),
             json!({"job_id": "c", "state": "running", "placement": {"path": "local", "executor": "me"}}),
+            json!({"job_id": "d", "state": "succeeded", "placement": {"path": "direct", "executor": "12D3KooWexecutorpeer"},
+                   "receipt": {"placement": {"taken_over_from": "12D3KooWfirstexecutor"}}}),
         ];
         let html = render(
             Some(&(node, json!({"peers": []}), jobs)),
@@ -350,6 +357,7 @@ mod tests {
         assert!(html.contains("data-job=\"a&quot;b\""));
         assert!(html.contains("peer 12D3KooW…orpeer (relayed via relay 12D3KooW…aypeer)"));
         assert!(html.contains("here (local pool)"));
+        assert!(html.contains("peer 12D3KooW…orpeer (direct, taken over from 12D3KooW…ecutor)"));
         assert!(html.contains("wasmtime, wasm3"));
         assert!(
             !html.contains("http://") && !html.contains("https://"),

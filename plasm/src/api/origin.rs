@@ -86,10 +86,13 @@ mod tests {
     fn headers(host: Option<&str>, origin: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         if let Some(v) = host {
-            h.insert(header::HOST, HeaderValue::from_str(v).unwrap());
+            h.insert(header::HOST, HeaderValue::from_str(v).expect("header text"));
         }
         if let Some(v) = origin {
-            h.insert(header::ORIGIN, HeaderValue::from_str(v).unwrap());
+            h.insert(
+                header::ORIGIN,
+                HeaderValue::from_str(v).expect("header text"),
+            );
         }
         h
     }

@@ -63,6 +63,12 @@ pub struct SubmitArgs {
     /// Wait for the end, showing progress, then print the output.
     #[arg(long)]
     wait: bool,
+    /// Fuel budget of a module's job (default: the manifest schema's default).
+    #[arg(long, conflicts_with = "module")]
+    fuel: Option<u64>,
+    /// Engine a module's job asks for (wasmtime, wasm3; default: any).
+    #[arg(long, value_parser = ["wasmtime", "wasm3", "any"], conflicts_with = "module")]
+    runtime: Option<String>,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -242,6 +248,9 @@ async fn submit(a: SubmitArgs) -> Result<(), String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let src = &a.source;
     let input = read_input(src.input.as_deref())?;
+    if src.is_manifest() && (a.fuel.is_some() || a.runtime.is_some()) {
+        return Err("--fuel and --runtime shape a module's job; a manifest carries its own".into());
+    }
     let (manifest, module) = if src.is_manifest() {
         let text = std::fs::read_to_string(&src.job)
             .map_err(|e| format!("cannot read {}: {e}", src.job.display()))?;
@@ -253,6 +262,12 @@ async fn submit(a: SubmitArgs) -> Result<(), String> {
         let mut b = ManifestBuilder::new();
         for arg in &src.args {
             b = b.arg(arg);
+        }
+        if let Some(f) = a.fuel {
+            b = b.fuel(f);
+        }
+        if let Some(r) = a.runtime.as_deref().filter(|r| *r != "any") {
+            b = b.runtime(r);
         }
         (
             b.build(&module, &input).map_err(|e| e.to_string())?,

@@ -73,7 +73,7 @@ impl Progress {
     fn words(s: &Status) -> String {
         let mut out = s.state.clone();
         if let Some(p) = &s.place {
-            out.push_str(&format!(" on {p}"));
+            out.push_str(&format!(" · {p}"));
         }
         if let Some(f) = s.fuel {
             out.push_str(&format!(" · fuel {}", thousands(f)));

@@ -268,14 +268,13 @@ fn run_remote(
             loop {
                 let status = match &*stage_rx.borrow_and_update() {
                     RemoteStage::Looking => Status {
-                        state: "looking for executors".into(),
+                        state: "looking".into(),
+                        detail: Some("for executors".into()),
                         ..Status::default()
                     },
                     RemoteStage::Offering(n) => Status {
-                        state: format!(
-                            "offering to {n} executor{}",
-                            if *n == 1 { "" } else { "s" }
-                        ),
+                        state: "offering".into(),
+                        detail: Some(format!("to {n} executor{}", if *n == 1 { "" } else { "s" })),
                         ..Status::default()
                     },
                     RemoteStage::Running(peer) => Status {

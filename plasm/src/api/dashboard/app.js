@@ -171,19 +171,21 @@
   // --- jobs ----------------------------------------------------------------
   // Where a job runs: here, or on which peer by which path (remote execution is
   // always visible, with the relay when its bytes went through one).
-  function place(p) {
+  function place(p, receipt) {
     p = p || {};
-    if (p.path === 'local') return { text: 'here (local pool)', remote: false };
+    const from = receipt && receipt.placement && receipt.placement.taken_over_from;
+    const taken = from ? ', taken over from ' + short(from) : '';
+    if (p.path === 'local') return { text: 'here (local pool' + taken + ')', remote: false };
     if (p.path && p.executor) {
       const via = p.relay ? ' via relay ' + short(p.relay) : '';
-      return { text: 'peer ' + short(p.executor) + ' (' + p.path + via + ')', remote: true };
+      return { text: 'peer ' + short(p.executor) + ' (' + p.path + via + taken + ')', remote: true };
     }
     if (p.requested) return { text: 'not placed yet (asked: ' + p.requested + ')', remote: false };
     return { text: '—', remote: false };
   }
 
   function jobRow(j) {
-    const pl = place(j.placement);
+    const pl = place(j.placement, j.receipt);
     const outcome = j.receipt && j.receipt.outcome ? j.receipt.outcome : txt(j.error || j.detail);
     const receiptCell = el('td', { class: 'receipt' });
     if (j.receipt) {
