@@ -14,7 +14,7 @@ loopback port), then checks, in headless chromium:
   * another origin cannot submit (Origin policy), nor a rebinding Host.
 Writes a screenshot when PLASM_SCREENSHOT names a file.
 
-Usage: dashboard_test.py PLASM_BIN MODULE_DIR
+Usage: dashboard_test.py PLASM_BIN REPO_DIR
 """
 
 import json
@@ -31,7 +31,8 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-PLASM, MODULES = sys.argv[1], sys.argv[2]
+PLASM, REPO = sys.argv[1], sys.argv[2]
+MODULES = os.path.join(REPO, "examples", "build")
 FAILURES = []
 
 
@@ -48,17 +49,19 @@ def start_node(extra=()):
          "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.time() + 30
-    api = None
-    while time.time() < deadline and api is None:
+    api = listen = None
+    while time.time() < deadline and (api is None or listen is None):
         line = proc.stdout.readline()
         if not line:
             break
         if line.startswith("api "):
             api = line.split()[1].strip()
-    if api is None:
+        elif line.startswith("listening "):
+            listen = line.split()[1].strip()
+    if api is None or listen is None:
         proc.kill()
-        sys.exit("the node did not print its API address")
-    return proc, api, data
+        sys.exit("the node did not print its API and listen addresses")
+    return proc, api, listen
 
 
 def http(method, url, body=None, headers=None):
@@ -101,11 +104,24 @@ def row_state(d, job):
         "return r ? r.dataset.state : null;", job)
 
 
+def submit(api, *args):
+    return subprocess.run([PLASM, "job", "submit", "--api", api, *args],
+                          capture_output=True, text=True, timeout=120)
+
+
 def main():
-    node, api, _ = start_node()
-    procs = [node]
+    # B executes and is the entry point; A, whose dashboard is tested, starts the
+    # default way and finds B through the DHT.
+    executor, b_api, b_listen = start_node(["--public"])
+    node, api, _ = start_node(["--bootstrap", b_listen])
+    procs = [executor, node]
     d = None
     try:
+        b_peer = json.loads(http("GET", b_api + "/v1/node")[2])["peer_id"]
+        hello = os.path.join(REPO, "examples", "wat", "hello.wat")
+        remote = wait_for("a remote job on B", lambda: submit(
+            api, "--placement", "remote", "--wait", hello).returncode == 0, timeout=60, every=0.3)
+        check(remote is not None, "A runs a job on B (found through the DHT)")
         # Without JavaScript: the server-rendered page is a readable status page.
         status, headers, body = http("GET", api + "/")
         html = body.decode()
@@ -134,10 +150,8 @@ def main():
         check("wasmtime" in d.find_element(By.ID, "node-runtimes").text, "the page lists the runtimes")
 
         # A job submitted through the API appears and reaches its final state live.
-        sub = subprocess.run(
-            [PLASM, "job", "submit", "--api", api, "--placement", "local",
-             "--fuel", "9000000000", "--arg", "60000000", os.path.join(MODULES, "sieve.wasm")],
-            capture_output=True, text=True, timeout=60)
+        sub = submit(api, "--placement", "local", "--fuel", "9000000000", "--arg", "60000000",
+                     os.path.join(MODULES, "sieve.wasm"))
         job = sub.stdout.strip()
         check(sub.returncode == 0 and len(job) == 64, f"plasm job submit gave a job id ({sub.stderr.strip()})")
         seen = []
@@ -155,6 +169,13 @@ def main():
         check(d.execute_script("return window.__plasmMarker") == 1, "no reload: the row changed live")
         where = d.find_element(By.CSS_SELECTOR, f'tr[data-job="{job}"] td.where').text
         check(where == "here (local pool)", f"the row says where the job ran: {where!r}")
+        remote_rows = d.execute_script(
+            "return [...document.querySelectorAll('#jobs-body td.where.remote')].map(e => e.textContent)")
+        short_b = b_peer[:8] + "…" + b_peer[-6:]
+        check(any(r.startswith(f"peer {short_b} (") for r in remote_rows),
+              f"the remote job's row names the peer and the path: {remote_rows}")
+        peers = d.execute_script("return document.getElementById('peers-body').textContent")
+        check(short_b in peers, f"B is in the peers table: {peers!r}")
 
         # Its receipt verifies; a tampered one is invalid.
         d.find_element(By.CSS_SELECTOR, f'tr[data-job="{job}"] button.verify').click()

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/../.."
 plasm=${PLASM_BIN:-target/debug/plasm}
 [ -x "$plasm" ] || { echo "browser test: $plasm is missing (cargo build --bin plasm)"; exit 1; }
 [ -f examples/build/sieve.wasm ] || examples/build.sh
-exec /usr/bin/python3 tests/browser/dashboard_test.py "$(realpath "$plasm")" "$(realpath examples/build)"
+exec /usr/bin/python3 tests/browser/dashboard_test.py "$(realpath "$plasm")" "$(pwd)"
