@@ -536,7 +536,11 @@ impl Service {
     /// The newest `limit` jobs, newest first.
     pub async fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRow>, ServiceError> {
         let store = self.store.clone();
-        blocking(move || store.recent_jobs(limit)).await
+        let mut rows = blocking(move || store.recent_jobs(limit)).await?;
+        for row in &mut rows {
+            self.local_path(row);
+        }
+        Ok(rows)
     }
 
     /// Accepts a submission; returns the job id once the job is durably queued.
@@ -868,7 +872,18 @@ impl Service {
             row.state = crate::store::JobState::Failed;
             row.error = Some(why.clone());
         }
+        self.local_path(&mut row);
         Ok(row)
+    }
+
+    /// A job running on this node's own pool has no stored path until it ends
+    /// (the path is written with the receipt): it is `local` all the same.
+    fn local_path(&self, row: &mut JobRow) {
+        if row.path.is_none()
+            && row.executor.as_deref() == Some(self.identity.peer_id().to_string().as_str())
+        {
+            row.path = Some("local".into());
+        }
     }
 
     /// Waits until the job ends or `timeout` passes, then returns its stored state.
