@@ -19,8 +19,8 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^plasm-fuzz$')
 # Release without the workspace's thin LTO and at opt-level 1: linking LTO binaries costs
-# minutes, and since wasmtime (Cranelift) is in every target, opt-level 3 doubled the build
-# (1,242 s of a CI run) for a smoke of seconds per target. -s none: no sanitizer (the code
+# minutes, and with wasmtime (Cranelift) in the targets the opt-level 3 build took
+# 1,242 s of a busy CI run, for a smoke of seconds per target. -s none: no sanitizer (the code
 # is safe Rust); debug assertions stay on.
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1
 t0=$(date +%s)
