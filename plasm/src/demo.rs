@@ -221,6 +221,9 @@ async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
         "   curl -s -X POST --data-binary @receipt.json http://127.0.0.1:4611/v1/receipts/verify"
     );
     println!("   plasm receipt verify receipt.json");
+    println!(
+        "   open http://127.0.0.1:4611/ in a browser: the node's dashboard (live jobs, receipts)"
+    );
 
     println!("\n== shutting the mesh down");
     for n in [a, b, boot] {
