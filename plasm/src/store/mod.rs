@@ -133,6 +133,28 @@ impl std::fmt::Debug for Store {
 pub use modules::{DEFAULT_MAX_MODULE_BYTES, ModuleStore};
 pub use retention::JobRetention;
 
+/// The columns [`job_row`] reads, in its order.
+const JOB_COLUMNS: &str = "job_id, manifest, state, placement, executor, submitted_at, \
+    started_at, finished_at, error, receipt, path, relay";
+
+/// A [`JobRow`] from a row selected with [`JOB_COLUMNS`].
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        job_id: r.get(0)?,
+        manifest: r.get(1)?,
+        state: JobState::parse(&r.get::<_, String>(2)?),
+        placement: r.get(3)?,
+        executor: r.get(4)?,
+        submitted_at: r.get(5)?,
+        started_at: r.get(6)?,
+        finished_at: r.get(7)?,
+        error: r.get(8)?,
+        receipt: r.get(9)?,
+        path: r.get(10)?,
+        relay: r.get(11)?,
+    })
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
@@ -332,26 +354,9 @@ impl Store {
         Ok(self
             .conn()
             .query_row(
-                "SELECT job_id, manifest, state, placement, executor, submitted_at, started_at, finished_at, error, receipt,
-                        path, relay
-                 FROM jobs WHERE job_id = ?1",
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?1"),
                 params![job_id],
-                |r| {
-                    Ok(JobRow {
-                        job_id: r.get(0)?,
-                        manifest: r.get(1)?,
-                        state: JobState::parse(&r.get::<_, String>(2)?),
-                        placement: r.get(3)?,
-                        executor: r.get(4)?,
-                        submitted_at: r.get(5)?,
-                        started_at: r.get(6)?,
-                        finished_at: r.get(7)?,
-                        error: r.get(8)?,
-                        receipt: r.get(9)?,
-                        path: r.get(10)?,
-                        relay: r.get(11)?,
-                    })
-                },
+                job_row,
             )
             .optional()?)
     }
@@ -360,27 +365,10 @@ impl Store {
     /// indexed, so this reads `limit` rows whatever the table holds.
     pub fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRow>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT job_id, manifest, state, placement, executor, submitted_at, started_at, finished_at, error, receipt,
-                    path, relay
-             FROM jobs ORDER BY seq DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-            Ok(JobRow {
-                job_id: r.get(0)?,
-                manifest: r.get(1)?,
-                state: JobState::parse(&r.get::<_, String>(2)?),
-                placement: r.get(3)?,
-                executor: r.get(4)?,
-                submitted_at: r.get(5)?,
-                started_at: r.get(6)?,
-                finished_at: r.get(7)?,
-                error: r.get(8)?,
-                receipt: r.get(9)?,
-                path: r.get(10)?,
-                relay: r.get(11)?,
-            })
-        })?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], job_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
