@@ -34,6 +34,20 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("differential", differential),
 ];
 
+/// A fixed xorshift byte stream: the same bytes for the same seed on every run
+/// (the committed seed corpora and the differential corpus depend on it).
+pub fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// Manifest parsing and validation: never a panic; a manifest that validates
 /// validates again from its own value with the same job id.
 pub fn manifest(data: &[u8]) {

@@ -5,21 +5,8 @@
 //! CI runs a bounded smoke form (`PLASM_DIFF_MODULES`, default 400); the full
 //! corpus is `PLASM_DIFF_MODULES=10000 cargo test --release -p plasm-fuzz --test differential`.
 
-use plasm_fuzz::{Differential, differential_run};
+use plasm_fuzz::{Differential, differential_run, noise};
 use std::collections::BTreeMap;
-
-/// A fixed xorshift stream, so module `i` is the same on every run.
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 #[test]
 fn generated_modules_give_the_same_result_on_both_engines() {
@@ -31,7 +18,7 @@ fn generated_modules_give_the_same_result_on_both_engines() {
     for i in 0..n {
         // Sizes vary so wasm-smith builds small and large modules.
         let len = 64 + (i as usize * 97) % 4096;
-        let key = match differential_run(&bytes(i + 1, len)) {
+        let key = match differential_run(&noise(i + 1, len)) {
             Differential::Skipped => "skipped (refused before running: externref)".to_owned(),
             Differential::Agreed(o) => o.as_str().to_owned(),
         };

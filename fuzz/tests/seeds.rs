@@ -23,19 +23,6 @@ fn put(name: &str, file: &str, bytes: &[u8]) {
     std::fs::write(dir(name).join(file), bytes).expect("write seed");
 }
 
-/// A fixed xorshift stream, so the seeds are the same on every run.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 #[test]
 #[ignore = "writes the committed seed corpora"]
 fn write_seeds() {
@@ -137,12 +124,12 @@ fn write_seeds() {
     }
     for i in 0..8u64 {
         let mut smith = vec![0u8]; // even first byte: wasm-smith builds a module from the rest
-        smith.extend(noise(i, 512 + 256 * i as usize));
+        smith.extend(plasm_fuzz::noise(i, 512 + 256 * i as usize));
         put("instrument", &format!("smith-{i}"), &smith);
         put(
             "wasi",
             &format!("guest-{i}"),
-            &noise(100 + i, 256 + 128 * i as usize),
+            &plasm_fuzz::noise(100 + i, 256 + 128 * i as usize),
         );
     }
 }
