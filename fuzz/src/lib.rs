@@ -292,6 +292,7 @@ pub fn wasi(data: &[u8]) {
         },
         random_seed: [7; 32],
         engine: None,
+        cancel: Default::default(),
     };
     let a = runtime::run(&Wasm3Runtime, &request);
     let b = runtime::run(&Wasm3Runtime, &request);
@@ -382,6 +383,7 @@ pub fn differential_run(data: &[u8]) -> Differential {
         },
         random_seed: [3; 32],
         engine: None,
+        cancel: Default::default(),
     };
     // Deep recursion needs the worker pool's stack, not a test thread's.
     let (a, b) = std::thread::scope(|s| {

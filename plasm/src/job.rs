@@ -39,6 +39,10 @@ pub enum JobError {
     /// The worker pool refused the job.
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// The job ended for a reason of this machine (worker crash, compile limit,
+    /// wall deadline, cancel): no receipt is signed (decision 0033).
+    #[error("{}: {}", .0.kind.as_str(), .0.detail)]
+    Aborted(crate::runtime::Abort),
     /// The receipt's members have no canonical form, so nothing was signed.
     #[error("the receipt could not be signed: {0}")]
     Unsignable(#[from] crate::jcs::CanonError),
@@ -113,6 +117,7 @@ pub fn exec_request(
         limits: manifest.limits,
         random_seed: random_seed(manifest),
         engine: manifest.requirements.runtime.clone(),
+        cancel: Default::default(),
     })
 }
 
@@ -237,6 +242,9 @@ fn sign(
     queued_at: String,
     placement: ReceiptPlacement,
 ) -> Result<JobOutput, JobError> {
+    if let Some(abort) = result.aborted {
+        return Err(JobError::Aborted(abort));
+    }
     let finished_at = crate::time::now_rfc3339();
     let receipt = sign_receipt(
         manifest,

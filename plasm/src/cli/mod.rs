@@ -110,6 +110,19 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Run jobs for a node on stdin/stdout (started by the node, never by people).
+    #[command(hide = true)]
+    Worker {
+        /// Engines offered, comma-separated.
+        #[arg(long, default_value = "wasmtime,wasm3")]
+        engines: String,
+        /// The engine of jobs that do not ask for one.
+        #[arg(long, default_value = "wasmtime")]
+        default: String,
+        /// RLIMIT_DATA of this process.
+        #[arg(long, default_value_t = 2 << 30)]
+        memory_bytes: u64,
+    },
     /// Write a shell completion script to stdout.
     #[command(hide = true)]
     Completions {
@@ -118,10 +131,30 @@ enum Command {
     },
 }
 
+fn worker(engines: &str, default: &str, memory_bytes: u64) -> u8 {
+    use crate::runtime::engines::{EngineChoice, EngineName};
+    let offered: Option<Vec<EngineName>> = engines.split(',').map(EngineName::parse).collect();
+    let (Some(offered), Some(default)) = (offered, EngineName::parse(default)) else {
+        return 2;
+    };
+    crate::runtime::worker::child::serve(EngineChoice { offered, default }, memory_bytes)
+}
+
 /// Runs the parsed command line and returns the process exit status.
 pub fn dispatch(cli: Cli) -> ExitCode {
+    // A worker enters its sandbox before anything else runs (no logging: its
+    // stderr goes nowhere, and it answers on its pipe).
+    if let Command::Worker {
+        engines,
+        default,
+        memory_bytes,
+    } = &cli.command
+    {
+        return ExitCode::from(worker(engines, default, *memory_bytes));
+    }
     init_logging(&cli.log_format);
     match cli.command {
+        Command::Worker { .. } => ExitCode::from(2),
         Command::Run(args) => run::run(*args),
         Command::Start(args) => report(start::start(*args)),
         Command::Config(args) => report(start::print_config(&args)),

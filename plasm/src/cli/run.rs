@@ -347,6 +347,7 @@ fn run_remote(
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
             started_at: receipt.str_field("started_at").unwrap_or("").to_owned(),
+            aborted: None,
             runtime: None,
         };
         Ok(job::JobOutput {

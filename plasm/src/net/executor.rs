@@ -848,7 +848,7 @@ fn bundle_error(e: job::JobError) -> JobResponse {
             failure(FailureReason::ModuleMismatch, e.to_string())
         }
         job::JobError::InputMismatch { .. } => failure(FailureReason::InputMismatch, e.to_string()),
-        job::JobError::Pool(_) | job::JobError::Unsignable(_) => {
+        job::JobError::Pool(_) | job::JobError::Unsignable(_) | job::JobError::Aborted(_) => {
             failure(FailureReason::Internal, e.to_string())
         }
     }

@@ -13,7 +13,7 @@ use crate::net::profile::next_backoff;
 use crate::net::reach::{self, RelayLimits};
 use crate::net::remote::capability_key;
 use crate::net::{self, Client, NetConfig, NetError, NetEvent, TransportKind};
-use crate::runtime::engines::Engines;
+use crate::runtime::worker::ProcessRuntime;
 use crate::runtime::pool::WorkerPool;
 use crate::service::Service;
 use crate::store::Store;
@@ -97,6 +97,8 @@ pub struct NodeConfig {
     pub remote: crate::service::RemoteLimits,
     /// How long running jobs may finish after SIGTERM.
     pub grace: Duration,
+    /// How worker processes are started and bounded.
+    pub sandbox: crate::runtime::worker::Settings,
 }
 
 impl NodeConfig {
@@ -123,6 +125,7 @@ impl NodeConfig {
             job_retention: crate::store::JobRetention::default(),
             remote: crate::service::RemoteLimits::default(),
             grace: Duration::from_secs(30),
+            sandbox: crate::runtime::worker::Settings::default(),
             listen,
             bootstrap: Vec::new(),
             mode: Mode::Node,
@@ -217,9 +220,20 @@ impl Node {
         let mut tasks = Vec::new();
         let executor_metrics = ExecutorMetrics::default();
         let pool = if executes {
-            let engines = Engines::new(config.policy.engines.clone())
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let pool = Arc::new(WorkerPool::new(engines, config.workers, config.queue)?);
+            // A node never runs a job in its own process (decision 0033).
+            let choice = config.policy.engines.clone();
+            let (sandbox, prespawn) = (config.sandbox.clone(), config.workers);
+            let engines = tokio::task::spawn_blocking(move || {
+                ProcessRuntime::new(choice, sandbox, prespawn)
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let pool = Arc::new(WorkerPool::new(
+                Arc::new(engines),
+                config.workers,
+                config.queue,
+            )?);
             let mut policy = config.policy.clone();
             policy.max_bundle_bytes = policy.max_bundle_bytes.min(settings.max_bundle_bytes);
             let executor = Executor::new(
@@ -469,6 +483,10 @@ impl Node {
         while busy(&self) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The grace is over: jobs still running lose their worker processes.
+        if let Some(pool) = &self.pool {
+            pool.runtime().kill_running();
+        }
         if let Some(service) = &self.service {
             service
                 .fail_in_flight("the node shut down before the job finished")
@@ -482,7 +500,7 @@ impl Node {
         }
         self.client.shutdown().await;
         let _ = self.event_loop.await;
-        // Workers still running a job exit when it ends (or with the process).
+        // Idle worker processes end with the pool's runtime.
         drop(self.pool.take());
     }
 }

@@ -9,10 +9,12 @@
 pub mod cache;
 pub mod engines;
 pub mod instrument;
+pub mod phase;
 pub mod pool;
 pub mod wasi;
 pub mod wasm3;
 pub mod wasmtime;
+pub mod worker;
 
 pub use crate::execution::{Outcome, RuntimeInfo};
 use crate::manifest::Limits;
@@ -39,6 +41,86 @@ pub struct ExecRequest {
     /// The engine the manifest asks for (`requirements.runtime`; `None` or
     /// `any`: the node's default).
     pub engine: Option<String>,
+    /// Cancels the job from another thread (the API's `DELETE`, shutdown).
+    pub cancel: CancelToken,
+}
+
+/// Why a job ended for a reason of the machine that ran it, not of the job: the
+/// same job may succeed elsewhere, so no receipt is ever signed for it and an
+/// audit by re-execution never compares it (decision 0033).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AbortKind {
+    /// Compiling the module took more time or memory than the worker allows.
+    CompileLimit,
+    /// The worker process died (aborted, killed by the kernel, lost its pipe).
+    WorkerCrashed,
+    /// The wall deadline derived from the fuel limit passed (a backstop).
+    Deadline,
+    /// The job was cancelled (API, shutdown).
+    Cancelled,
+}
+
+impl AbortKind {
+    /// The spelling in the API, events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CompileLimit => "compile_limit",
+            Self::WorkerCrashed => "worker_crashed",
+            Self::Deadline => "deadline",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A job that ended without a deterministic outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abort {
+    /// What happened.
+    pub kind: AbortKind,
+    /// The details, for people.
+    pub detail: String,
+}
+
+/// A handle that cancels one job: before it starts, or while a worker process
+/// runs it (the worker is killed).
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    cancelled: std::sync::atomic::AtomicBool,
+    /// The worker process running the job, while one does.
+    pid: std::sync::Mutex<Option<u32>>,
+}
+
+impl CancelToken {
+    /// Cancels the job; the worker running it, if any, is killed at once.
+    pub fn cancel(&self) {
+        self.0
+            .cancelled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let pid = self.0.pid.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pid) = *pid {
+            worker::kill(pid);
+        }
+    }
+
+    /// Whether [`Self::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records the worker running the job (`None`: no longer). Held under the same
+    /// lock as the kill, so a pid is never killed after it was detached and reaped.
+    pub(crate) fn attach(&self, pid: Option<u32>) {
+        let mut slot = self.0.pid.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = pid;
+        if let Some(pid) = pid
+            && self.is_cancelled()
+        {
+            worker::kill(pid);
+        }
+    }
 }
 
 /// What a runtime reports.
@@ -62,6 +144,8 @@ pub struct ExecResult {
     pub started_at: String,
     /// The engine that ran it (set by [`engines::Engines`]; `None`: the pool's).
     pub runtime: Option<RuntimeInfo>,
+    /// Set when the job ended for a reason of the machine (no receipt is signed).
+    pub aborted: Option<Abort>,
 }
 
 impl ExecResult {
@@ -77,7 +161,15 @@ impl ExecResult {
             memory_limit_hit: outcome == Outcome::MemoryLimit,
             started_at: String::new(),
             runtime: None,
+            aborted: None,
         }
+    }
+
+    /// A job that ended without a deterministic outcome.
+    pub fn aborted(kind: AbortKind, detail: String) -> Self {
+        let mut r = Self::refused(Outcome::Trapped, detail.clone());
+        r.aborted = Some(Abort { kind, detail });
+        r
     }
 }
 
@@ -200,6 +292,7 @@ pub fn conclude(req: &ExecRequest, seen: Observed) -> ExecResult {
         memory_limit_hit: seen.grow_refused,
         started_at: String::new(),
         runtime: None,
+        aborted: None,
     }
 }
 
@@ -220,6 +313,22 @@ pub trait Runtime: Send + Sync + 'static {
     /// preference) can run here.
     fn offers(&self, requested: Option<&str>) -> bool {
         requested.is_none_or(|r| r == engines::ANY || r == self.info().name)
+    }
+    /// The whole job: validation, instrumentation, compilation and execution.
+    /// In this process by default; [`worker::ProcessRuntime`] sends it to a
+    /// supervised worker process.
+    fn run_job(&self, request: &ExecRequest) -> ExecResult {
+        run(self, request)
+    }
+    /// How jobs are isolated from this process, for `plasm node status`.
+    fn isolation(&self) -> Option<worker::SandboxReport> {
+        None
+    }
+    /// Kills every job running now (shutdown, once its grace is over).
+    fn kill_running(&self) {}
+    /// Counters of the worker processes, when jobs run in them.
+    fn worker_stats(&self) -> Option<Arc<worker::supervisor::WorkerStats>> {
+        None
     }
 }
 
@@ -271,7 +380,8 @@ fn instrumented(module: &[u8]) -> Result<Arc<Instrumented>, ModuleError> {
 }
 
 /// Validates, instruments and checks a module against the request, then runs it.
-pub fn run(runtime: &dyn Runtime, request: &ExecRequest) -> ExecResult {
+pub fn run<R: Runtime + ?Sized>(runtime: &R, request: &ExecRequest) -> ExecResult {
+    phase::enter(phase::Phase::Compile);
     let module = match instrumented(&request.module) {
         Ok(m) => m,
         Err(e) => return ExecResult::refused(Outcome::InvalidModule, e.to_string()),

@@ -188,7 +188,7 @@ impl WorkerPool {
                 let _ = tx.send(started_at.clone());
             }
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                super::run(runtime.as_ref(), &request)
+                runtime.run_job(&request)
             }))
             .unwrap_or_else(|_| {
                 ExecResult::refused(Outcome::Trapped, "internal runtime error".into())

@@ -67,6 +67,7 @@ impl Runtime for Wasm3Runtime {
                 format!("linking WASI failed: {e}"),
             );
         }
+        super::phase::enter(super::phase::Phase::Run);
         let instance = match linker.instantiate(&mut store, &compiled) {
             Ok(i) => i,
             Err(e) => {

@@ -267,6 +267,7 @@ impl Runtime for WasmtimeRuntime {
             Ok(p) => p,
             Err(e) => return ExecResult::refused(Outcome::InvalidModule, e),
         };
+        super::phase::enter(super::phase::Phase::Run);
         let limit = req.limits.fuel;
         let wasi = WasiCtx::new(
             &req.args,
