@@ -113,6 +113,12 @@ pub enum ServiceError {
     /// Valid JSON but unusable: bytes do not match the manifest, module not held, placement impossible. HTTP 422.
     #[error("{0}")]
     Unprocessable(String),
+    /// A limit of the manifest is above the node's maximum (named). HTTP 422.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The request conflicts with the job's state (cancel of a finished job). HTTP 409.
+    #[error("{0}")]
+    Conflict(String),
     /// The job id or nonce was already submitted. HTTP 409.
     #[error("a job with this manifest or nonce was already submitted (job {0})")]
     Duplicate(String),
@@ -284,6 +290,10 @@ pub struct Metrics {
     pub fuel: Counter,
     /// Submissions refused because too many jobs or bytes were out with peers.
     pub overloaded: Counter,
+    /// Submissions refused because a limit was above the node's maximum.
+    pub over_maximum: Counter,
+    /// Jobs cancelled through the API.
+    pub cancelled: Counter,
 }
 
 impl Metrics {
@@ -293,6 +303,66 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+}
+
+/// How to stop a job in flight.
+enum Stop {
+    /// Queued or running on this node's pool.
+    Local(crate::runtime::CancelToken),
+    /// Out with a peer: tells the task waiting for it to give up.
+    Peer(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The largest limits a job submitted to this node's API may ask for; above
+/// them the job is refused (422) with the limit named. Defaults: what the
+/// executor accepts from peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobMaxima {
+    /// Largest `limits.fuel`.
+    pub fuel: u64,
+    /// Largest `limits.memory_bytes`.
+    pub memory_bytes: u64,
+    /// Largest `limits.output_bytes`.
+    pub output_bytes: u64,
+}
+
+impl Default for JobMaxima {
+    fn default() -> Self {
+        let p = crate::net::executor::ExecutorPolicy::default();
+        Self {
+            fuel: p.max_fuel,
+            memory_bytes: p.max_memory_bytes,
+            output_bytes: p.max_output_bytes,
+        }
+    }
+}
+
+impl JobMaxima {
+    /// Refuses limits above the maxima, naming the limit, its maximum and the key that raises it.
+    pub fn check(&self, limits: &crate::manifest::Limits) -> Result<(), ServiceError> {
+        for (name, key, asked, max) in [
+            ("limits.fuel", "limits.max_fuel", limits.fuel, self.fuel),
+            (
+                "limits.memory_bytes",
+                "limits.max_memory_bytes",
+                limits.memory_bytes,
+                self.memory_bytes,
+            ),
+            (
+                "limits.output_bytes",
+                "limits.max_output_bytes",
+                limits.output_bytes,
+                self.output_bytes,
+            ),
+        ] {
+            if asked > max {
+                return Err(ServiceError::LimitExceeded(format!(
+                    "{name} {asked} is above this node's maximum {max}: ask for less, or raise `{key}` in the node's configuration"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -319,6 +389,10 @@ pub struct Service {
     shutting_down: AtomicBool,
     remote_limits: RemoteLimits,
     remote: Arc<Mutex<RemoteLoad>>,
+    /// The largest limits a job submitted here may ask for.
+    maxima: JobMaxima,
+    /// How to stop each job in flight (`DELETE /v1/jobs/{id}`).
+    cancels: Mutex<HashMap<String, Stop>>,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -363,7 +437,48 @@ impl Service {
             shutting_down: AtomicBool::new(false),
             remote_limits: RemoteLimits::default(),
             remote: Arc::default(),
+            maxima: JobMaxima::default(),
+            cancels: Mutex::default(),
             metrics: Metrics::default(),
+        }
+    }
+
+    /// Replaces the largest limits a submitted job may ask for.
+    pub fn with_maxima(mut self, maxima: JobMaxima) -> Self {
+        self.maxima = maxima;
+        self
+    }
+
+    /// Cancels a job in flight: one queued or running here is stopped (its
+    /// worker killed); one out with a peer is abandoned and its remote slot
+    /// released (the executor is not told: decision 0033). The job ends
+    /// `failed` with a `cancelled` reason and no receipt. A finished job is
+    /// refused with [`ServiceError::Conflict`].
+    pub async fn cancel(&self, job_id: &str) -> Result<(), ServiceError> {
+        let stop = self
+            .cancels
+            .lock()
+            .map_err(|_| ServiceError::Internal)?
+            .remove(job_id);
+        match stop {
+            Some(Stop::Local(token)) => {
+                token.cancel();
+                self.metrics.cancelled.inc();
+                Ok(())
+            }
+            Some(Stop::Peer(stop)) => {
+                // The task records the failure (unless its answer came first).
+                let _ = stop.send(());
+                self.metrics.cancelled.inc();
+                Ok(())
+            }
+            None => {
+                let row = self.job(job_id).await?;
+                Err(ServiceError::Conflict(format!(
+                    "job {job_id} is {} and can no longer be cancelled",
+                    row.state.as_str()
+                )))
+            }
         }
     }
 
@@ -487,6 +602,9 @@ impl Service {
             }
             if state == "succeeded" || state == "failed" {
                 map.remove(job_id);
+                if let Ok(mut c) = self.cancels.lock() {
+                    c.remove(job_id);
+                }
             }
         }
         if let Ok(mut feed) = self.feed.lock() {
@@ -577,7 +695,11 @@ impl Service {
                     None,
                     Some("looking for an executor".into()),
                 );
-                tokio::spawn(self.clone().run_on_peer(job));
+                let (stop, stopped) = tokio::sync::oneshot::channel();
+                if let Ok(mut c) = self.cancels.lock() {
+                    c.insert(job_id.clone(), Stop::Peer(stop));
+                }
+                tokio::spawn(self.clone().run_on_peer(job, stopped));
             }
         }
         Ok(job_id)
@@ -602,14 +724,18 @@ impl Service {
         }
         // Schema validation, a module file read and hashing up to 32 MiB: on the
         // blocking pool, never on the async threads.
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || Self::check(&store, sub))
+        let (store, maxima) = (self.store.clone(), self.maxima);
+        let checked = tokio::task::spawn_blocking(move || Self::check(&store, sub, &maxima))
             .await
-            .map_err(|_| ServiceError::Internal)?
+            .map_err(|_| ServiceError::Internal)?;
+        if let Err(ServiceError::LimitExceeded(_)) = &checked {
+            self.metrics.over_maximum.inc();
+        }
+        checked
     }
 
     /// The blocking part of [`Self::validate`].
-    fn check(store: &Store, sub: Submission) -> Result<Accepted, ServiceError> {
+    fn check(store: &Store, sub: Submission, maxima: &JobMaxima) -> Result<Accepted, ServiceError> {
         let manifest = Manifest::from_value(sub.manifest).map_err(|e| match e {
             ManifestError::Schema {
                 path,
@@ -622,6 +748,7 @@ impl Service {
             },
             other => ServiceError::Unprocessable(other.to_string()),
         })?;
+        maxima.check(&manifest.limits)?;
         let module: Arc<[u8]> = match sub.module {
             Some(bytes) => bytes.into(),
             None => store
@@ -689,6 +816,10 @@ impl Service {
         }
         let refused = match (job.placement, pool, job.request.take()) {
             (Placement::Local | Placement::Any, Some(pool), Some(request)) => {
+                let token = request.cancel.clone();
+                if let Ok(mut c) = self.cancels.lock() {
+                    c.insert(job.manifest.job_id().to_owned(), Stop::Local(token));
+                }
                 match job::Submitted::start(pool, request) {
                     Ok(submitted) => return Ok(Placed::Local(pool.clone(), submitted)),
                     Err(PoolError::Busy { .. })
@@ -721,6 +852,9 @@ impl Service {
         };
         // Refused: forget the job, so the same manifest can be submitted again.
         let job_id = job.manifest.job_id().to_owned();
+        if let Ok(mut c) = self.cancels.lock() {
+            c.remove(&job_id);
+        }
         let (store, id) = (self.store.clone(), job_id.clone());
         let _ = blocking(move || store.delete_job(&id)).await;
         if let Ok(mut map) = self.events.lock() {
@@ -766,20 +900,24 @@ impl Service {
 
     /// Finds an executor through the DHT, runs the job there, stores its verified receipt.
     /// The job's remote slot is given back when this returns.
-    async fn run_on_peer(self: Arc<Self>, job: Accepted) {
+    async fn run_on_peer(
+        self: Arc<Self>,
+        job: Accepted,
+        stopped: tokio::sync::oneshot::Receiver<()>,
+    ) {
         let _slot = job.slot;
         let id = job.manifest.job_id().to_owned();
         let Some(client) = self.client.clone() else {
             return self.fail(&id, "this node has no network").await;
         };
-        let r = remote::run_remote(
-            &client,
-            &job.manifest,
-            job.module,
-            job.input,
-            &RemoteOptions::default(),
-        )
-        .await;
+        let options = RemoteOptions::default();
+        let run = remote::run_remote(&client, &job.manifest, job.module, job.input, &options);
+        let r = tokio::select! {
+            r = run => r,
+            Ok(()) = stopped => {
+                return self.fail(&id, "cancelled: abandoned while out with a peer").await;
+            }
+        };
         match r {
             Ok(out) => {
                 let route = Route {

@@ -148,6 +148,42 @@ impl ApiMetrics {
             "Entries evicted from a full table (reservation, nonce), taken from the peer holding the most",
             executor.evictions.clone(),
         );
+        if let Some(stats) = service.pool().and_then(|p| p.runtime().worker_stats()) {
+            for (name, help, c) in [
+                (
+                    "plasm_worker_spawned",
+                    "Worker processes started",
+                    &stats.spawned,
+                ),
+                (
+                    "plasm_jobs_aborted_worker_crashed",
+                    "Jobs ended because their worker process died (no receipt)",
+                    &stats.crashed,
+                ),
+                (
+                    "plasm_jobs_aborted_compile_limit",
+                    "Jobs ended because preparing the module passed the compile deadline or the worker's memory (no receipt)",
+                    &stats.compile_limit,
+                ),
+                (
+                    "plasm_jobs_aborted_deadline",
+                    "Jobs ended by their fuel-derived wall deadline (no receipt)",
+                    &stats.deadline,
+                ),
+                (
+                    "plasm_jobs_aborted_cancelled",
+                    "Jobs cancelled while queued or running (no receipt)",
+                    &stats.cancelled,
+                ),
+            ] {
+                registry.register(name, help, c.clone());
+            }
+        }
+        registry.register(
+            "plasm_api_over_maximum",
+            "Submissions refused because a limit was above the node's maximum",
+            service.metrics.over_maximum.clone(),
+        );
         let g = |r: &mut Registry, name: &str, help: &str, m: &Gauge| {
             r.register(name, help, m.clone());
         };

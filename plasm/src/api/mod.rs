@@ -205,6 +205,8 @@ impl From<ServiceError> for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest")
             }
             ServiceError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            ServiceError::LimitExceeded(_) => (StatusCode::UNPROCESSABLE_ENTITY, "over_maximum"),
+            ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ServiceError::Duplicate(_) => (StatusCode::CONFLICT, "replayed_nonce"),
             ServiceError::Busy => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             ServiceError::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
@@ -240,7 +242,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs", post(submit))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/events", get(all_events))
-        .route("/v1/jobs/{job_id}", get(get_job))
+        .route("/v1/jobs/{job_id}", get(get_job).delete(cancel_job))
         .route("/v1/jobs/{job_id}/output", get(get_output))
         .route("/v1/jobs/{job_id}/events", get(job_events))
         .route("/v1/modules", put(put_module))
@@ -288,7 +290,7 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
     if let (Some(tokens), false) = (&state.tokens, open) {
         let needed = match *request.method() {
             Method::GET | Method::HEAD => "read",
-            Method::POST | Method::PUT => "submit",
+            Method::POST | Method::PUT | Method::DELETE => "submit",
             _ => "admin",
         };
         let presented = request
@@ -479,6 +481,19 @@ async fn get_job(
     Path(job_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(job_json(&state.service.job(&job_id).await?)))
+}
+
+/// `DELETE /v1/jobs/{id}`: cancels a queued or running job (202), 409 when it
+/// has finished, 404 when unknown.
+async fn cancel_job(
+    State(state): State<ApiState>,
+    Path(job_id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.service.cancel(&job_id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": job_id, "state": "cancelling"})),
+    ))
 }
 
 async fn get_output(
@@ -796,6 +811,16 @@ pub(crate) async fn node_value(state: &ApiState) -> Value {
         "connected_peers": info.as_ref().map_or(0, |i| i.connected.len()),
         "capabilities": {"runtime": default_runtime, "runtimes": runtimes, "arch": std::env::consts::ARCH, "labels": state.labels, "executes": s.pool().is_some()},
         "capacity": {"workers": workers, "queue": queue, "queued": stats.map_or(0, |x| x.queued), "running": stats.map_or(0, |x| x.running)},
+        "sandbox": s.pool().and_then(|p| p.runtime().isolation()).map(|r| json!({
+            "summary": r.summary(),
+            "worker_processes": r.process,
+            "seccomp": r.seccomp,
+            "landlock": r.landlock,
+            "no_new_privs": r.no_new_privs,
+            "memory_limit_bytes": r.memory_limit_bytes,
+            "env_cleared": r.env_cleared,
+            "notes": r.notes,
+        })),
         "version": env!("CARGO_PKG_VERSION"),
     })
 }

@@ -13,8 +13,8 @@ use crate::net::profile::next_backoff;
 use crate::net::reach::{self, RelayLimits};
 use crate::net::remote::capability_key;
 use crate::net::{self, Client, NetConfig, NetError, NetEvent, TransportKind};
-use crate::runtime::worker::ProcessRuntime;
 use crate::runtime::pool::WorkerPool;
+use crate::runtime::worker::ProcessRuntime;
 use crate::service::Service;
 use crate::store::Store;
 use libp2p::multiaddr::Protocol;
@@ -223,12 +223,11 @@ impl Node {
             // A node never runs a job in its own process (decision 0033).
             let choice = config.policy.engines.clone();
             let (sandbox, prespawn) = (config.sandbox.clone(), config.workers);
-            let engines = tokio::task::spawn_blocking(move || {
-                ProcessRuntime::new(choice, sandbox, prespawn)
-            })
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let engines =
+                tokio::task::spawn_blocking(move || ProcessRuntime::new(choice, sandbox, prespawn))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
             let pool = Arc::new(WorkerPool::new(
                 Arc::new(engines),
                 config.workers,
@@ -334,7 +333,12 @@ impl Node {
                 self.identity.clone(),
                 Some(self.client.clone()),
             )
-            .with_remote_limits(config.remote),
+            .with_remote_limits(config.remote)
+            .with_maxima(crate::service::JobMaxima {
+                fuel: config.policy.max_fuel,
+                memory_bytes: config.policy.max_memory_bytes,
+                output_bytes: config.policy.max_output_bytes,
+            }),
         );
         let state = ApiState {
             metrics: Arc::new(ApiMetrics::new(&service, &self.executor_metrics)),

@@ -43,7 +43,7 @@ use wasmparser::{
 
 /// Name and version of the metering scheme, recorded in receipts: the fuel model
 /// of `plasm-fuel/1` plus the logical stack-height limit ([`STACK_LIMIT`]).
-pub const METERING: &str = "plasm-fuel/2";
+pub const METERING: &str = "plasm-fuel/3";
 /// Export holding the current logical stack height (i32), in slots.
 pub const DEPTH_EXPORT: &str = "__plasm_depth";
 /// Logical stack height at which a call traps, in slots. A frame costs
@@ -125,9 +125,29 @@ pub struct Instrumented {
     pub initial_pages: Option<u64>,
     /// Exported functions: name → (parameter count, result types).
     pub exports: HashMap<String, (usize, Vec<wasmparser::ValType>)>,
+    /// Initial entries of all its tables (tables never grow: `table.grow` is refused).
+    pub table_entries: u64,
+    /// Tables defined.
+    pub tables: u64,
 }
 
 impl Instrumented {
+    /// Bytes of `limits.memory_bytes` taken before the first page of linear
+    /// memory: tables and the instance, rounded up to whole pages.
+    pub fn reserved_bytes(&self) -> u64 {
+        let raw = self
+            .table_entries
+            .saturating_mul(TABLE_ENTRY_BYTES)
+            .saturating_add(INSTANCE_BYTES);
+        raw.div_ceil(65_536).saturating_mul(65_536)
+    }
+
+    /// The linear memory a job may have under `memory_bytes`, once tables and
+    /// the instance are counted.
+    pub fn memory_cap_bytes(&self, memory_bytes: u64) -> u64 {
+        memory_bytes.saturating_sub(self.reserved_bytes())
+    }
+
     /// A self-contained encoding for the on-disk cache: a JSON header line
     /// (start, initial pages, exports), then the instrumented bytes.
     pub fn to_cache_bytes(&self) -> Vec<u8> {
@@ -151,6 +171,8 @@ impl Instrumented {
             "has_start": self.has_start,
             "initial_pages": self.initial_pages,
             "exports": exports,
+            "table_entries": self.table_entries,
+            "tables": self.tables,
         });
         let mut out = head.to_string().into_bytes();
         out.push(b'\n');
@@ -180,6 +202,8 @@ impl Instrumented {
             has_start: head.get("has_start")?.as_bool()?,
             initial_pages: head.get("initial_pages")?.as_u64(),
             exports,
+            table_entries: head.get("table_entries")?.as_u64()?,
+            tables: head.get("tables")?.as_u64()?,
         })
     }
 }
@@ -255,6 +279,7 @@ pub fn instrument(
     let mut import_section = None;
     let mut func_section = None;
     let mut table_section = None;
+    let (mut tables, mut table_entries) = (0usize, 0u64);
     let mut memory_section = None;
     let mut global_section = None;
     let mut export_section = None;
@@ -304,7 +329,19 @@ pub fn instrument(
                 }
                 func_section = Some(r);
             }
-            Payload::TableSection(r) => table_section = Some(r),
+            Payload::TableSection(r) => {
+                for t in r.clone() {
+                    let t = t.map_err(invalid)?;
+                    table_entries = table_entries.saturating_add(t.ty.initial);
+                    tables += 1;
+                }
+                if tables > MAX_TABLES {
+                    return Err(ModuleError::TooComplex(format!(
+                        "{tables} tables (at most {MAX_TABLES})"
+                    )));
+                }
+                table_section = Some(r);
+            }
             Payload::MemorySection(r) => {
                 let mems: Vec<_> = r
                     .clone()
@@ -500,6 +537,8 @@ pub fn instrument(
         has_start: start.is_some(),
         initial_pages,
         exports,
+        table_entries,
+        tables: tables as u64,
     })
 }
 
@@ -542,6 +581,21 @@ fn charge(f: &mut Function, counter: Counter, cost: u64) {
         }
     }
 }
+
+/// Most `locals × blocks` in one function. Optimising compilers keep every live
+/// local's state per block, so this product (not the function's size) is what
+/// makes Cranelift's time and memory explode: 8,000 locals live across 60,000
+/// `if` blocks asked for 52 GB in a 469 KB module. Refused before compiling,
+/// the same way on every engine (decision 0035).
+pub const MAX_FUNCTION_SHAPE: u64 = 1 << 24;
+/// Most tables a module may define.
+pub const MAX_TABLES: usize = 16;
+/// Bytes one table entry costs against `limits.memory_bytes` (a funcref is a
+/// pointer on both engines; wasm3 keeps one more per entry).
+pub const TABLE_ENTRY_BYTES: u64 = 16;
+/// Bytes every instance costs against `limits.memory_bytes` beside its memory
+/// and tables (engine structures, globals, the WASI context), rounded to a page.
+pub const INSTANCE_BYTES: u64 = 65_536;
 
 /// Bytes (or table entries) a bulk operation may move per unit of fuel.
 pub const BULK_UNIT: u32 = 64;
@@ -642,8 +696,15 @@ fn meter_function(
     let mut accs: Vec<u64> = vec![0];
     let mut loop_costs: Vec<u64> = Vec::new();
     let mut max_depth = 0;
+    let mut blocks: u64 = 1;
     for op in &ops {
         max_depth = max_depth.max(frames.len());
+        if matches!(
+            op,
+            Operator::Loop { .. } | Operator::Block { .. } | Operator::If { .. } | Operator::Else
+        ) {
+            blocks += 1;
+        }
         if let Some(top) = accs.last_mut() {
             *top += 1;
         }
@@ -686,6 +747,13 @@ fn meter_function(
             )));
         }
         locals.push((count, rc.val_type(ty).map_err(invalid)?));
+    }
+    let shape = u64::from(cx.params + declared + 1).saturating_mul(blocks);
+    if shape > MAX_FUNCTION_SHAPE {
+        return Err(ModuleError::TooComplex(format!(
+            "a function has {} locals across {blocks} blocks ({shape}, at most {MAX_FUNCTION_SHAPE} locals × blocks): split it into smaller functions",
+            cx.params + declared
+        )));
     }
     let global = Counter::Global(cx.fuel_global);
     // The function's own stack level, restored into the global after every call.
@@ -920,7 +988,20 @@ mod tests {
             body
         };
         // Just inside every limit: accepted.
-        assert!(instrument(&shaped(1, MAX_LOCALS, &nested(MAX_NESTING - 1)), no_wasi).is_ok());
+        assert!(instrument(&shaped(1, 0, &nested(MAX_NESTING - 1)), no_wasi).is_ok());
+        assert!(instrument(&shaped(1, MAX_LOCALS, &[]), no_wasi).is_ok());
+        // locals × blocks: just under MAX_FUNCTION_SHAPE passes, just over is refused.
+        let blocks = |n: usize| {
+            let mut body = Vec::new();
+            for _ in 0..n {
+                body.push(I::Block(BlockType::Empty));
+                body.push(I::End);
+            }
+            body
+        };
+        let per = (MAX_FUNCTION_SHAPE / 10_001) as u32;
+        assert!(instrument(&shaped(1, per - 1, &blocks(10_000)), no_wasi).is_ok());
+        refused(shaped(1, per + 1, &blocks(10_000)), "locals × blocks");
         refused(shaped(1, 0, &nested(MAX_NESTING + 1)), "nested");
         refused(shaped(1, MAX_LOCALS + 1, &[]), "locals");
         refused(shaped(1, 0, &vec![I::Nop; MAX_FUNCTION_BYTES + 1]), "bytes");

@@ -386,13 +386,27 @@ pub fn run<R: Runtime + ?Sized>(runtime: &R, request: &ExecRequest) -> ExecResul
         Ok(m) => m,
         Err(e) => return ExecResult::refused(Outcome::InvalidModule, e.to_string()),
     };
-    let cap_pages = request.limits.memory_bytes / 65536;
+    // Tables and the instance count against the memory limit before linear memory.
+    let reserved = module.reserved_bytes();
+    if reserved > request.limits.memory_bytes {
+        return ExecResult::refused(
+            Outcome::MemoryLimit,
+            format!(
+                "{} tables of {} entries and the instance need {reserved} bytes, above the memory limit of {} bytes",
+                module.tables, module.table_entries, request.limits.memory_bytes
+            ),
+        );
+    }
+    let cap_pages = module.memory_cap_bytes(request.limits.memory_bytes) / 65536;
     if let Some(initial) = module.initial_pages
         && initial > cap_pages
     {
         return ExecResult::refused(
             Outcome::MemoryLimit,
-            format!("initial memory of {initial} pages exceeds the cap of {cap_pages} pages"),
+            format!(
+                "initial memory of {initial} pages exceeds the cap of {cap_pages} pages ({} bytes of the memory limit go to tables and the instance)",
+                reserved
+            ),
         );
     }
     match module.exports.get(&request.entry) {

@@ -187,12 +187,10 @@ impl WorkerPool {
             if let Some(tx) = started {
                 let _ = tx.send(started_at.clone());
             }
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                runtime.run_job(&request)
-            }))
-            .unwrap_or_else(|_| {
-                ExecResult::refused(Outcome::Trapped, "internal runtime error".into())
-            });
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.run_job(&request)))
+                .unwrap_or_else(|_| {
+                    ExecResult::refused(Outcome::Trapped, "internal runtime error".into())
+                });
             counters.running.fetch_sub(1, Ordering::SeqCst);
             let mut result = result;
             result.started_at = started_at;

@@ -309,7 +309,8 @@ impl Runtime for WasmtimeRuntime {
                 "instrumentation globals missing".into(),
             );
         };
-        let cap_pages = i32::try_from(req.limits.memory_bytes / 65536).unwrap_or(i32::MAX);
+        let cap_pages = i32::try_from(module.memory_cap_bytes(req.limits.memory_bytes) / 65536)
+            .unwrap_or(i32::MAX);
         let set = fuel
             .set(
                 &mut store,

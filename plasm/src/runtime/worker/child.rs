@@ -58,7 +58,9 @@ pub fn serve(choice: EngineChoice, memory_bytes: u64) -> u8 {
             Err(_) => return 2,
         };
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| engines.run_job(&request)))
-            .unwrap_or_else(|_| ExecResult::refused(Outcome::Trapped, "internal runtime error".into()));
+            .unwrap_or_else(|_| {
+                ExecResult::refused(Outcome::Trapped, "internal runtime error".into())
+            });
         let mut out = std::io::stdout().lock();
         if protocol::write_result(&mut out, &result).is_err() {
             return 1;

@@ -199,9 +199,8 @@ pub fn read_result(r: &mut impl Read, head: &[u8], output_cap: usize) -> io::Res
     let head: ResultHeader = serde_json::from_slice(head).map_err(json_err)?;
     let stdout = expect(r, BYTES, output_cap)?;
     let stderr = expect(r, BYTES, output_cap)?;
-    let outcome = Outcome::parse(&head.outcome).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, "unknown outcome from worker")
-    })?;
+    let outcome = Outcome::parse(&head.outcome)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown outcome from worker"))?;
     Ok(ExecResult {
         outcome,
         exit_code: head.exit_code,
@@ -211,12 +210,14 @@ pub fn read_result(r: &mut impl Read, head: &[u8], output_cap: usize) -> io::Res
         fuel_used: head.fuel_used,
         memory_limit_hit: head.memory_limit_hit,
         started_at: String::new(),
-        runtime: head.runtime.map(|[name, version, metering, config_sha256]| RuntimeInfo {
-            name,
-            version,
-            metering,
-            config_sha256,
-        }),
+        runtime: head
+            .runtime
+            .map(|[name, version, metering, config_sha256]| RuntimeInfo {
+                name,
+                version,
+                metering,
+                config_sha256,
+            }),
         aborted: None,
     })
 }

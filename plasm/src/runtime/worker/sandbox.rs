@@ -43,7 +43,11 @@ impl SandboxReport {
             self.landlock,
             if self.no_new_privs { "on" } else { "off" },
             self.memory_limit_bytes >> 20,
-            if self.env_cleared { "cleared" } else { "NOT cleared" },
+            if self.env_cleared {
+                "cleared"
+            } else {
+                "NOT cleared"
+            },
         )
     }
 }
@@ -99,7 +103,9 @@ fn seccomp() -> Result<(), String> {
         arch,
     )
     .map_err(|e| e.to_string())?;
-    let program: BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
+    let program: BpfProgram = filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())?;
     // Also sets no_new_privs, which installing a filter without privileges needs.
     seccompiler::apply_filter(&program).map_err(|e| e.to_string())
 }
@@ -158,9 +164,10 @@ pub fn enter(memory_bytes: u64) -> SandboxReport {
         }
     }
     if report.landlock != "full" && report.notes.iter().all(|n| !n.starts_with("landlock")) {
-        report
-            .notes
-            .push(format!("landlock: {} (kernel without full support)", report.landlock));
+        report.notes.push(format!(
+            "landlock: {} (kernel without full support)",
+            report.landlock
+        ));
     }
     // Three inherited pipes are all a worker uses; no more files can be opened.
     if let Err(e) = limit(Resource::Nofile, 16) {

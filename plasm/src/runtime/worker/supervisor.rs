@@ -10,11 +10,12 @@
 //! [`AbortKind`] and the next job gets a fresh worker. Workers are started from
 //! one long-lived thread with `PR_SET_PDEATHSIG`, so they die with the node.
 
-use super::protocol::{self, Hello};
 use super::SandboxReport;
+use super::protocol::{self, Hello};
 use crate::execution::RuntimeInfo;
 use crate::runtime::engines::{EngineChoice, Engines};
 use crate::runtime::{AbortKind, ExecRequest, ExecResult, Instrumented, Outcome, Runtime};
+use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -98,15 +99,15 @@ pub fn worker_exe() -> Result<PathBuf, WorkerError> {
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     /// Worker processes started.
-    pub spawned: AtomicU64,
+    pub spawned: Counter,
     /// Jobs ended by a crashed worker.
-    pub crashed: AtomicU64,
+    pub crashed: Counter,
     /// Jobs ended by their compile limit.
-    pub compile_limit: AtomicU64,
+    pub compile_limit: Counter,
     /// Jobs ended by their wall deadline.
-    pub deadline: AtomicU64,
+    pub deadline: Counter,
     /// Jobs cancelled while a worker ran them.
-    pub cancelled: AtomicU64,
+    pub cancelled: Counter,
 }
 
 struct Worker {
@@ -289,7 +290,11 @@ fn spawn_worker(exe: &Path, choice: &EngineChoice, memory: u64) -> Result<(Worke
 impl ProcessRuntime {
     /// Starts `prespawn` workers (at least one, which proves the binary works
     /// and reports the sandbox) for the engines in `choice`.
-    pub fn new(choice: EngineChoice, settings: Settings, prespawn: usize) -> Result<Self, WorkerError> {
+    pub fn new(
+        choice: EngineChoice,
+        settings: Settings,
+        prespawn: usize,
+    ) -> Result<Self, WorkerError> {
         let exe = match &settings.exe {
             Some(e) => e.clone(),
             None => worker_exe()?,
@@ -301,7 +306,8 @@ impl ProcessRuntime {
         // One thread starts every worker and lives as long as this runtime, so
         // `PR_SET_PDEATHSIG`-style parent death is tied to it, not to a pool thread.
         let (tx, rx) = mpsc::channel::<SpawnReply>();
-        let (spawn_exe, spawn_choice, memory) = (exe.clone(), choice.clone(), settings.memory_bytes);
+        let (spawn_exe, spawn_choice, memory) =
+            (exe.clone(), choice.clone(), settings.memory_bytes);
         std::thread::Builder::new()
             .name("plasm-spawner".into())
             .spawn(move || {
@@ -353,14 +359,19 @@ impl ProcessRuntime {
             .recv()
             .map_err(|_| "the worker spawner stopped".to_string())?;
         if got.is_ok() {
-            self.stats.spawned.fetch_add(1, Ordering::Relaxed);
+            self.stats.spawned.inc();
         }
         got
     }
 
     /// Kills every worker running a job (shutdown after its grace).
     pub fn kill_running(&self) {
-        for pid in self.running.lock().unwrap_or_else(|e| e.into_inner()).keys() {
+        for pid in self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+        {
             super::kill(*pid);
         }
     }
@@ -375,13 +386,13 @@ impl ProcessRuntime {
 
     fn supervise(&self, req: &ExecRequest) -> ExecResult {
         if req.cancel.is_cancelled() {
-            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            self.stats.cancelled.inc();
             return ExecResult::aborted(AbortKind::Cancelled, "cancelled before it started".into());
         }
         let mut worker = match self.take_worker() {
             Ok(w) => w,
             Err(e) => {
-                self.stats.crashed.fetch_add(1, Ordering::Relaxed);
+                self.stats.crashed.inc();
                 return ExecResult::aborted(
                     AbortKind::WorkerCrashed,
                     format!("no worker process could be started: {e}"),
@@ -395,7 +406,9 @@ impl ProcessRuntime {
             .insert(pid, ());
         req.cancel.attach(Some(pid));
         let fired = Arc::new(AtomicBool::new(false));
-        let mut token = self.watchdog.arm(pid, self.settings.compile_timeout, &fired);
+        let mut token = self
+            .watchdog
+            .arm(pid, self.settings.compile_timeout, &fired);
         let mut compiling = true;
         let output_cap = usize::try_from(req.limits.output_bytes)
             .unwrap_or(usize::MAX)
@@ -450,7 +463,10 @@ impl ProcessRuntime {
             _ => {
                 let status = worker.end();
                 let (kind, detail) = if req.cancel.is_cancelled() {
-                    (AbortKind::Cancelled, "cancelled; its worker was killed".to_string())
+                    (
+                        AbortKind::Cancelled,
+                        "cancelled; its worker was killed".to_string(),
+                    )
                 } else if fired.load(Ordering::SeqCst) && compiling {
                     (
                         AbortKind::CompileLimit,
@@ -490,7 +506,7 @@ impl ProcessRuntime {
                     AbortKind::Deadline => &self.stats.deadline,
                     AbortKind::WorkerCrashed => &self.stats.crashed,
                 };
-                counter.fetch_add(1, Ordering::Relaxed);
+                counter.inc();
                 tracing::warn!(kind = kind.as_str(), %detail, "job aborted");
                 let mut result = ExecResult::aborted(kind, detail);
                 result.runtime = Some(self.local.info_for(req));
@@ -503,7 +519,12 @@ impl ProcessRuntime {
 impl Drop for ProcessRuntime {
     fn drop(&mut self) {
         self.kill_running();
-        for worker in self.idle.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for worker in self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             let _ = worker.end();
         }
     }
