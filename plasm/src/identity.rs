@@ -40,6 +40,21 @@ pub enum IdentityError {
         /// Its current permission bits.
         mode: u32,
     },
+    /// The data dir or the key belongs to another user, or others may write it:
+    /// another user could plant a key this process would sign with.
+    #[error(
+        "{path} belongs to uid {owner} (mode {mode:o}) but plasm runs as uid {euid}; it must be this user's and not writable by group or others: run `chown {euid} {path}` and `chmod go-w {path}`, or point --data-dir at a directory of your own"
+    )]
+    NotOwned {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
     /// The key file does not hold an Ed25519 libp2p keypair.
     #[error("identity key file {path} is not an Ed25519 libp2p keypair")]
     Malformed {
@@ -65,6 +80,26 @@ impl std::fmt::Debug for Identity {
             .field("peer_id", &self.peer_id)
             .finish_non_exhaustive()
     }
+}
+
+/// Refuses a file or directory that is not this process's user's own, or that
+/// group or others may write (decision 0036).
+pub fn owned_by_me(path: &Path) -> Result<(), IdentityError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).map_err(|source| IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let euid = rustix::process::geteuid().as_raw();
+    if meta.uid() != euid || meta.mode() & 0o022 != 0 {
+        return Err(IdentityError::NotOwned {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            mode: meta.mode() & 0o7777,
+            euid,
+        });
+    }
+    Ok(())
 }
 
 impl Identity {
@@ -105,9 +140,15 @@ impl Identity {
             fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))
                 .map_err(io(data_dir))?;
         }
+        owned_by_me(data_dir)?;
         let path = data_dir.join(KEY_FILE);
-        match fs::metadata(&path) {
+        match fs::symlink_metadata(&path) {
             Ok(meta) => {
+                // A symlinked key could point at any file another user chose.
+                if meta.file_type().is_symlink() {
+                    return Err(IdentityError::Permissions { path, mode: 0o777 });
+                }
+                owned_by_me(&path)?;
                 let mode = meta.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
                     return Err(IdentityError::Permissions { path, mode });

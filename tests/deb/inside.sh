@@ -34,6 +34,14 @@ plasm receipt verify /tmp/receipt.json
 grep -q '"wasmtime"' /tmp/receipt.json || { echo "job did not run on wasmtime"; cat /tmp/receipt.json; exit 1; }
 curl -fsS -X POST --data-binary @/tmp/receipt.json http://127.0.0.1:4611/v1/receipts/verify | grep -q '"valid":true'
 
+step "the packaged unit keeps the worker sandbox on (decision 0034)"
+curl -fsS http://127.0.0.1:4611/v1/node > /tmp/node.json
+sed 's/.*"sandbox":\({[^}]*}\).*/\1/' /tmp/node.json
+for want in '"worker_processes":true' '"seccomp":true' '"no_new_privs":true' '"env_cleared":true' '"landlock":"full"'; do
+  grep -q "$want" /tmp/node.json || { echo "sandbox under systemd lacks $want"; exit 1; }
+done
+grep -q '"memory_limit_bytes":0' /tmp/node.json && { echo "no worker memory limit under systemd"; exit 1; }
+
 step "man pages follow the command tree"
 for page in plasm plasm-job plasm-job-submit plasm-job-watch plasm-node-status plasm-receipt-verify; do
   [ -e "/usr/share/man/man1/$page.1.gz" ] || { echo "missing man page $page"; exit 1; }

@@ -122,6 +122,9 @@ enum Command {
         /// RLIMIT_DATA of this process.
         #[arg(long, default_value_t = 2 << 30)]
         memory_bytes: u64,
+        /// Enter the sandbox, then try to open a socket (a test: the filter must kill this process).
+        #[arg(long)]
+        probe_socket: bool,
     },
     /// Write a shell completion script to stdout.
     #[command(hide = true)]
@@ -148,8 +151,14 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         engines,
         default,
         memory_bytes,
+        probe_socket,
     } = &cli.command
     {
+        if *probe_socket {
+            crate::runtime::worker::sandbox::enter(*memory_bytes);
+            // Reached only when the filter is off.
+            return ExitCode::from(u8::from(std::net::UdpSocket::bind("127.0.0.1:0").is_err()));
+        }
         return ExitCode::from(worker(engines, default, *memory_bytes));
     }
     init_logging(&cli.log_format);

@@ -1,15 +1,22 @@
-//! The node's own on-disk cache of instrumented modules and compiled code.
+//! `plasm run`'s own on-disk cache of instrumented modules and compiled code.
 //!
 //! Instrumenting a 30 MB module, or compiling it with Cranelift, costs far more
 //! than running a short job, and `plasm run` is a fresh process every time, so
-//! both results are kept on disk by content hash. Entries are written only by
-//! this process's user into a 0700 directory, as 0600 files holding a SHA-256
-//! of their payload; an entry with the wrong mode, owner or digest is deleted
-//! and rebuilt. Compiled code is deserialized only from here, never from bytes
-//! a peer sent (decision 0028). The directory is bounded: beyond
-//! [`MAX_ENTRIES`] files or [`MAX_BYTES`] bytes, the least recently written go.
+//! both results are kept on disk by content hash. (A node's worker processes
+//! open no files and cache in memory: decision 0033.) The directory must belong
+//! to this process's effective user and be 0700, or the cache is off: root
+//! pointed at another user's data dir must never load what that user planted.
+//! Each entry is a 0600 file whose first 32 bytes are an HMAC-SHA256, under a
+//! per-cache secret (`.key`, 0600), of the entry's name and payload, so an entry
+//! is bound to its key (which names the plasm build, the metering and the
+//! engine configuration) and cannot be forged without the secret (decision
+//! 0036). An entry with the wrong mode, owner or MAC is deleted and rebuilt.
+//! Compiled code is deserialized only from here, never from bytes a peer sent
+//! (decision 0028). The directory is bounded: beyond [`MAX_ENTRIES`] files or
+//! [`MAX_BYTES`] bytes, the least recently written go.
 
-use sha2::{Digest, Sha256};
+use hmac::{KeyInit, Mac};
+use sha2::Sha256;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -22,10 +29,63 @@ pub const MAX_ENTRIES: usize = 512;
 pub const MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// A cache directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DiskCache {
     dir: PathBuf,
     uid: u32,
+    secret: zeroize::Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for DiskCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskCache")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The secret's file name inside the cache directory.
+const SECRET_FILE: &str = ".key";
+
+fn mac(secret: &[u8; 32], key: &str, payload: &[u8]) -> [u8; 32] {
+    let Ok(mut m) = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret) else {
+        return [0; 32];
+    };
+    m.update(&(key.len() as u64).to_le_bytes());
+    m.update(key.as_bytes());
+    m.update(payload);
+    m.finalize().into_bytes().into()
+}
+
+/// Reads the cache's secret, creating it (0600, this user's) on first use.
+fn secret(dir: &Path, uid: u32) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+    let path = dir.join(SECRET_FILE);
+    if let Ok(meta) = fs::symlink_metadata(&path) {
+        if !meta.is_file() || meta.uid() != uid || meta.mode() & 0o077 != 0 || meta.len() != 32 {
+            tracing::warn!(path = %path.display(), "cache secret is not a private file of this user; cache off");
+            return None;
+        }
+        let bytes = zeroize::Zeroizing::new(fs::read(&path).ok()?);
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(bytes.get(..32)?);
+        return Some(out);
+    }
+    let mut out = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(out.as_mut()).ok()?;
+    let tmp = dir.join(format!("{SECRET_FILE}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .ok()?;
+    f.write_all(out.as_ref()).ok()?;
+    // Another process may have made one meanwhile: use whichever won the rename.
+    fs::rename(&tmp, &path).ok()?;
+    let bytes = zeroize::Zeroizing::new(fs::read(&path).ok()?);
+    out.copy_from_slice(bytes.get(..32)?);
+    Some(out)
 }
 
 impl DiskCache {
@@ -33,11 +93,23 @@ impl DiskCache {
     /// private: the cache is an optimisation and never a reason to fail a job.
     pub fn open(dir: &Path) -> Option<Self> {
         fs::create_dir_all(dir).ok()?;
+        let uid = rustix::process::geteuid().as_raw();
+        let meta = fs::symlink_metadata(dir).ok()?;
+        if !meta.is_dir() || meta.uid() != uid {
+            tracing::warn!(
+                dir = %dir.display(),
+                owner = meta.uid(),
+                uid,
+                "the cache directory is not this user's own; cache off (chown it, or use a data dir of your own)"
+            );
+            return None;
+        }
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).ok()?;
-        let meta = fs::metadata(dir).ok()?;
-        (meta.mode() & 0o077 == 0).then(|| Self {
+        let secret = secret(dir, uid)?;
+        Some(Self {
             dir: dir.to_owned(),
-            uid: meta.uid(),
+            uid,
+            secret,
         })
     }
 
@@ -51,7 +123,7 @@ impl DiskCache {
             return None;
         }
         let bytes = fs::read(&path).ok()?;
-        if bytes.len() < 32 || Sha256::digest(&bytes[32..]).as_slice() != &bytes[..32] {
+        if bytes.len() < 32 || mac(&self.secret, key, &bytes[32..]).as_slice() != &bytes[..32] {
             tracing::warn!(path = %path.display(), "cache entry is torn or altered; removed");
             let _ = fs::remove_file(&path);
             return None;
@@ -77,7 +149,7 @@ impl DiskCache {
             .mode(0o600)
             .open(&tmp)?;
         let written = f
-            .write_all(&Sha256::digest(payload))
+            .write_all(&mac(&self.secret, key, payload))
             .and_then(|()| f.write_all(payload));
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
@@ -95,6 +167,7 @@ impl DiskCache {
         };
         let mut entries: Vec<(std::time::SystemTime, u64, PathBuf)> = rd
             .filter_map(Result::ok)
+            .filter(|e| e.file_name() != SECRET_FILE)
             .filter_map(|e| {
                 let m = e.metadata().ok()?;
                 Some((m.modified().ok()?, m.len(), e.path()))
@@ -150,6 +223,16 @@ mod tests {
         fs::write(&path, &raw).expect("write");
         assert_eq!(cache.get("k"), None);
         assert!(!path.exists());
+        // An entry renamed to another key (e.g. compiled code of another module): refused.
+        cache.put("a", b"payload");
+        fs::rename(dir.path().join("c/a"), dir.path().join("c/b")).expect("rename");
+        assert_eq!(cache.get("b"), None);
+        // An entry written with another cache's secret: refused.
+        let other = DiskCache::open(&dir.path().join("d")).expect("open");
+        other.put("k", b"payload");
+        fs::copy(dir.path().join("d/k"), &path).expect("copy");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(cache.get("k"), None);
         // A world-readable file: refused and deleted.
         cache.put("k", b"payload");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");

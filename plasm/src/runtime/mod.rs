@@ -348,10 +348,13 @@ fn instrumented(module: &[u8]) -> Result<Arc<Instrumented>, ModuleError> {
         return Ok(hit);
     }
     // The disk cache (when configured) survives processes: `plasm run` is one.
+    // Keyed by the plasm build and the metering: an entry another build wrote
+    // is never used (its instrumentation may differ).
     let disk_key = format!(
-        "{}.{}.instr",
+        "{}.{}.{}.instr",
         hex::encode(key),
-        instrument::METERING.replace('/', "-")
+        instrument::METERING.replace('/', "-"),
+        env!("CARGO_PKG_VERSION")
     );
     let from_disk = cache::global()
         .and_then(|c| c.get(&disk_key))

@@ -125,7 +125,12 @@ impl WasmtimeRuntime {
         {
             return Ok(pre);
         }
-        let disk_key = format!("{}.{}.cwasm", hex::encode(key), self.compat);
+        let disk_key = format!(
+            "{}.{}.{}.cwasm",
+            hex::encode(key),
+            self.compat,
+            env!("CARGO_PKG_VERSION")
+        );
         let disk = super::cache::global();
         let cached = disk
             .and_then(|c| c.get(&disk_key))
