@@ -109,7 +109,16 @@ fn live_locals(locals: usize, blocks: usize) -> Vec<u8> {
         );
     }
     w.push_str("))");
-    wat::parse_str(&w).expect("wat")
+    parse(&w)
+}
+
+/// Text to bytes; a parse error is shown without the (megabytes of) source.
+fn parse(w: &str) -> Vec<u8> {
+    wat::parse_str(w).unwrap_or_else(|e| {
+        let mut m = e.to_string();
+        m.truncate(300);
+        panic!("wat: {m}")
+    })
 }
 
 fn deep_nesting(depth: usize) -> Vec<u8> {
@@ -121,16 +130,17 @@ fn deep_nesting(depth: usize) -> Vec<u8> {
         w.push(')');
     }
     w.push_str("))");
-    wat::parse_str(&w).expect("wat")
+    parse(&w)
 }
 
 fn huge_br_table(targets: usize) -> Vec<u8> {
-    let mut w = String::from("(module (func (export \"_start\") (block $out (loop $l (br_table");
+    let mut w =
+        String::from("(module (func (export \"_start\") block $out loop $l i32.const 1 br_table");
     for i in 0..targets {
         w.push_str(if i % 2 == 0 { " $l" } else { " $out" });
     }
-    w.push_str(" $out (i32.const 1)))))");
-    wat::parse_str(&w).expect("wat")
+    w.push_str(" $out end end))");
+    parse(&w)
 }
 
 fn many_functions(n: usize) -> Vec<u8> {
@@ -142,7 +152,7 @@ fn many_functions(n: usize) -> Vec<u8> {
         );
     }
     w.push_str(" (func (export \"_start\") (drop (call $f0))))");
-    wat::parse_str(&w).expect("wat")
+    parse(&w)
 }
 
 fn many_signatures(n: usize) -> Vec<u8> {
@@ -160,7 +170,7 @@ fn many_signatures(n: usize) -> Vec<u8> {
         );
     }
     w.push_str("))");
-    wat::parse_str(&w).expect("wat")
+    parse(&w)
 }
 
 /// Random nests of blocks, loops and locals inside every shape limit (seeded).
@@ -202,7 +212,7 @@ fn random_shape(seed: u64) -> Vec<u8> {
         w.push(')');
     }
     w.push_str("))");
-    wat::parse_str(&w).expect("wat")
+    parse(&w)
 }
 
 #[test]
@@ -221,6 +231,7 @@ fn compile_bombs_cost_only_their_job() {
         ),
         ("deep nesting", deep_nesting(4_000)),
         ("huge br_table", huge_br_table(400_000)),
+        ("br_table at its limit", huge_br_table(32_767)),
         ("100,000 small functions", many_functions(99_000)),
         ("many call_indirect signatures", many_signatures(20_000)),
         ("random shape 1", random_shape(1)),
@@ -287,14 +298,14 @@ fn tables_count_against_the_memory_limit() {
         w.push_str(" (table 10000000 funcref)");
     }
     w.push_str(" (func (export \"_start\")))");
-    let bomb = wat::parse_str(&w).expect("wat");
+    let bomb = parse(&w);
     // 17 tables: refused by count.
     let mut w17 = String::from("(module");
     for _ in 0..17 {
         w17.push_str(" (table 1 funcref)");
     }
     w17.push_str(" (func (export \"_start\")))");
-    let many = wat::parse_str(&w17).expect("wat");
+    let many = parse(&w17);
     rt().block_on(async {
         let id = submit(&api, &bomb, ManifestBuilder::new()).await;
         let v = finished(&api, &id, Duration::from_secs(30)).await;
@@ -445,4 +456,138 @@ fn the_node_reports_its_sandbox_and_a_worker_cannot_open_a_socket() {
         .expect("probe");
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(31), "{:?}", out.status);
+}
+
+/// Host and port of a node's API URL.
+fn host_port(p: &Proc) -> String {
+    p.api
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+#[test]
+fn a_trickling_body_is_cut_off_and_holds_nothing() {
+    use std::io::{Read, Write};
+    let d = tempfile::tempdir().expect("tmp");
+    let n = node(d.path(), "n");
+    let api = client(&n);
+    let addr = host_port(&n);
+    // Two connections declare 48 + 37 MiB and send a byte every second.
+    let trickle = |mib: usize| {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+            let head = format!(
+                "POST /v1/jobs HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                mib << 20
+            );
+            s.write_all(head.as_bytes()).expect("head");
+            let t = Instant::now();
+            for _ in 0..60 {
+                if s.write_all(b" ").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                s.set_nonblocking(true).expect("nonblocking");
+                let mut buf = [0u8; 512];
+                let got = s.read(&mut buf).unwrap_or(0);
+                s.set_nonblocking(false).expect("blocking");
+                if got > 0 {
+                    return (
+                        String::from_utf8_lossy(&buf[..got]).into_owned(),
+                        t.elapsed(),
+                    );
+                }
+            }
+            (String::new(), t.elapsed())
+        })
+    };
+    let (a, b) = (trickle(48), trickle(37));
+    std::thread::sleep(Duration::from_secs(1));
+    // Meanwhile an ordinary 1 MiB submission is taken (no 429 for lack of budget).
+    rt().block_on(async {
+        let input = vec![b'x'; 1 << 20];
+        let m = ManifestBuilder::new()
+            .build(&hello(), &input)
+            .expect("manifest");
+        let body = json!({
+            "manifest": m.as_value(),
+            "module": base64::engine::general_purpose::STANDARD.encode(hello()),
+            "input": base64::engine::general_purpose::STANDARD.encode(&input),
+            "placement": "local",
+        });
+        let r = api
+            .request("POST", "/v1/jobs", body.to_string().as_bytes())
+            .await
+            .expect("submit");
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    });
+    for t in [a, b] {
+        let (answer, took) = t.join().expect("trickler");
+        eprintln!(
+            "trickler answered after {took:?}: {}",
+            answer.lines().next().unwrap_or("")
+        );
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("too_slow"), "{answer}");
+        assert!(took < Duration::from_secs(12), "{took:?}");
+    }
+}
+
+#[test]
+fn one_client_cannot_hold_every_event_stream() {
+    use std::io::{Read, Write};
+    let d = tempfile::tempdir().expect("tmp");
+    let tokens = d.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "holder-token-0123456789 read,submit\nother-token-0123456789 read\n",
+    )
+    .expect("tokens");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let n = spawn_node(
+        d.path(),
+        "n",
+        &[
+            "--listen",
+            QUIC,
+            "--api-token-file",
+            &tokens.display().to_string(),
+        ],
+    );
+    let addr = host_port(&n);
+    let open = |token: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        let req = format!(
+            "GET /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).expect("request");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        let got = s.read(&mut buf).expect("status line");
+        (s, String::from_utf8_lossy(&buf[..got]).into_owned())
+    };
+    let mut held = Vec::new();
+    for i in 0..16 {
+        let (s, status) = open("holder-token-0123456789");
+        assert!(status.starts_with("HTTP/1.1 200"), "stream {i}: {status}");
+        held.push(s);
+    }
+    let (_, status) = open("holder-token-0123456789");
+    assert!(status.starts_with("HTTP/1.1 429"), "the 17th: {status}");
+    let (_other, status) = open("other-token-0123456789");
+    assert!(
+        status.starts_with("HTTP/1.1 200"),
+        "another client: {status}"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_again, status) = open("holder-token-0123456789");
+    assert!(
+        status.starts_with("HTTP/1.1 200"),
+        "after closing: {status}"
+    );
 }

@@ -6,6 +6,7 @@
 //! scopes cover it (`read` for GET, `submit` for POST/PUT, `admin` for PATCH and
 //! everything else).
 
+pub mod clients;
 pub mod dashboard;
 pub mod metrics;
 pub mod origin;
@@ -148,6 +149,8 @@ pub struct ApiState {
     pub streams: Arc<tokio::sync::Semaphore>,
     /// Which browsers may call ([`origin`]).
     pub origin: OriginPolicy,
+    /// What each client holds of the budget and the streams ([`clients`]).
+    pub clients: Arc<clients::Clients>,
 }
 
 /// Event streams (`/v1/events`, `/v1/jobs/{id}/events`) a node serves at once;
@@ -318,6 +321,19 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
             Some(_) => {}
         }
     }
+    let mut request = request;
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .filter(|_| state.tokens.is_some());
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let key = clients::ClientKey::new(token, peer);
+    request.extensions_mut().insert(key);
     let response = next.run(request).await;
     state
         .metrics
@@ -373,6 +389,7 @@ pub(crate) fn job_json(row: &JobRow) -> Value {
 async fn submit(
     State(state): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
+    axum::Extension(client): axum::Extension<clients::ClientKey>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
@@ -397,19 +414,20 @@ async fn submit(
                 "too many submission bytes are being received at once; retry later",
             )
         })?;
-    // Never more than was charged to the budget.
-    let body = axum::body::to_bytes(body, declared).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("request body exceeds {MAX_BODY_BYTES} bytes"),
-            )
-        } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed", e.to_string())
-        }
+    // One client holds at most its share of the budget.
+    let _share = state.clients.budget(&client, kib).ok_or_else(|| {
+        state.service.metrics.overloaded.inc();
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            format!(
+                "this client is already sending submissions that hold {} MiB of the decode budget (its share); retry when they are done",
+                clients::MAX_KIB_PER_CLIENT / 1024
+            ),
+        )
     })?;
+    // Never more than was charged to the budget, and at a minimum rate.
+    let body = read_body(body, declared).await?;
     // Parsing up to 48 MiB of JSON and decoding base64: off the async threads.
     let sub = tokio::task::spawn_blocking(move || decode_submission(&body))
         .await
@@ -447,6 +465,74 @@ async fn submit(
         Json(json!({"job_id": job_id, "state": "queued"})),
     )
         .into_response())
+}
+
+/// Reads a body of at most `limit` bytes that keeps up [`clients::MIN_BODY_RATE`]
+/// after [`clients::BODY_GRACE`]: a client trickling bytes is cut off (408)
+/// instead of holding its share of the decode budget for ever.
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let started = Instant::now();
+    let too_slow = || {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "too_slow",
+            format!(
+                "the request body arrived slower than {} KiB/s after the first {} s; send it faster",
+                clients::MIN_BODY_RATE / 1024,
+                clients::BODY_GRACE.as_secs()
+            ),
+        )
+    };
+    // The byte count the client must have sent by now.
+    let owed = |elapsed: Duration| {
+        elapsed
+            .saturating_sub(clients::BODY_GRACE)
+            .as_millis()
+            .saturating_mul(u128::from(clients::MIN_BODY_RATE))
+            / 1000
+    };
+    let mut body = body;
+    let mut out = Vec::with_capacity(limit.min(1 << 20));
+    loop {
+        // Wait at most until the moment the client falls behind the rate.
+        let received = out.len() as u128;
+        let mut wait = clients::BODY_GRACE;
+        while owed(started.elapsed() + wait) > received && wait > Duration::from_millis(10) {
+            wait /= 2;
+        }
+        let frame = match tokio::time::timeout(wait, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    format!("request body: {e}"),
+                ));
+            }
+            Ok(None) => break,
+            Err(_) => {
+                if owed(started.elapsed()) > out.len() as u128 {
+                    return Err(too_slow());
+                }
+                continue;
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+                ));
+            }
+            out.extend_from_slice(&data);
+        }
+        if owed(started.elapsed()) > out.len() as u128 {
+            return Err(too_slow());
+        }
+    }
+    Ok(Bytes::from(out))
 }
 
 /// Parses a submission body (on the blocking pool).
@@ -519,14 +605,44 @@ async fn get_output(
 }
 
 /// A slot for one event stream, or 429.
-fn stream_permit(state: &ApiState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    state.streams.clone().try_acquire_owned().map_err(|_| {
+fn stream_permit(
+    state: &ApiState,
+    client: &clients::ClientKey,
+) -> Result<(tokio::sync::OwnedSemaphorePermit, clients::Lease), ApiError> {
+    let mine = state.clients.stream(client).ok_or_else(|| {
+        state.metrics.streams_refused.inc();
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "this client holds {} event streams already (its share); close one first",
+                clients::MAX_STREAMS_PER_CLIENT
+            ),
+        )
+    })?;
+    let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
         state.metrics.streams_refused.inc();
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_streams",
             format!("this node serves {MAX_STREAMS} event streams at once"),
         )
+    })?;
+    Ok((permit, mine))
+}
+
+/// Ends a stream after [`clients::STREAM_IDLE`] without an item (keep-alives
+/// are not items): a client that stopped reading frees its slot.
+fn idle_bounded<S: futures::Stream + Send + 'static>(
+    stream: S,
+) -> impl futures::Stream<Item = S::Item> + Send {
+    use futures::StreamExt;
+    let stream = Box::pin(stream);
+    futures::stream::unfold(stream, |mut s| async move {
+        match tokio::time::timeout(clients::STREAM_IDLE, s.next()).await {
+            Ok(Some(item)) => Some((item, s)),
+            _ => None,
+        }
     })
 }
 
@@ -556,9 +672,10 @@ fn is_final(state: &str) -> bool {
 async fn job_events(
     State(state): State<ApiState>,
     Path(job_id): Path<String>,
+    axum::Extension(client): axum::Extension<clients::ClientKey>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let permit = stream_permit(&state)?;
+    let permit = stream_permit(&state, &client)?;
     let live = state.service.subscribe(&job_id);
     let current = state.service.job(&job_id).await?;
     let seen = match (&live, last_event_id(&headers)) {
@@ -601,7 +718,7 @@ async fn job_events(
                 }
             }
         });
-    Ok(Sse::new(stream)
+    Ok(Sse::new(idle_bounded(stream))
         .keep_alive(KeepAlive::default())
         .into_response())
 }
@@ -612,9 +729,10 @@ async fn job_events(
 /// reload the job list.
 async fn all_events(
     State(state): State<ApiState>,
+    axum::Extension(client): axum::Extension<clients::ClientKey>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let permit = stream_permit(&state)?;
+    let permit = stream_permit(&state, &client)?;
     let sub = state
         .service
         .subscribe_all(last_event_id(&headers))
@@ -641,7 +759,7 @@ async fn all_events(
             Some((Ok(event), (first, rx, permit)))
         },
     );
-    Ok(Sse::new(stream)
+    Ok(Sse::new(idle_bounded(stream))
         .keep_alive(KeepAlive::default())
         .into_response())
 }

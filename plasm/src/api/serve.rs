@@ -105,7 +105,8 @@ impl ApiServer {
         let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
         let local = listener.local_addr().map_err(bind_err)?;
         let handle = Handle::new();
-        let service = app.into_make_service();
+        // Each request knows its connection: a tokenless client is its connection (api::clients).
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let task = match &tls {
             Some((_, config)) => {
                 let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config.clone())

@@ -349,6 +349,7 @@ impl Node {
                 crate::api::SUBMISSION_BUDGET_KIB,
             )),
             streams: Arc::new(tokio::sync::Semaphore::new(crate::api::MAX_STREAMS)),
+            clients: Arc::default(),
             origin: crate::api::OriginPolicy {
                 tls: config.api_tls.is_some(),
                 loopback: addr.ip().is_loopback(),

@@ -588,6 +588,9 @@ fn charge(f: &mut Function, counter: Counter, cost: u64) {
 /// `if` blocks asked for 52 GB in a 469 KB module. Refused before compiling,
 /// the same way on every engine (decision 0035).
 pub const MAX_FUNCTION_SHAPE: u64 = 1 << 24;
+/// Most targets of one `br_table`: Cranelift refuses a jump table a little below
+/// 2^16 entries while wasm3 runs it, so plasm refuses above this for both.
+pub const MAX_BR_TABLE: u32 = 32_768;
 /// Most tables a module may define.
 pub const MAX_TABLES: usize = 16;
 /// Bytes one table entry costs against `limits.memory_bytes` (a funcref is a
@@ -741,6 +744,12 @@ fn meter_function(
             Operator::Block { .. } | Operator::If { .. } => frames.push(Frame::Other),
             Operator::TableGrow { .. } => {
                 return Err(ModuleError::Unsupported("table.grow".into()));
+            }
+            Operator::BrTable { targets } if targets.len() > MAX_BR_TABLE => {
+                return Err(ModuleError::TooComplex(format!(
+                    "a br_table with {} targets (at most {MAX_BR_TABLE})",
+                    targets.len()
+                )));
             }
             Operator::End => {
                 if let Some(Frame::Loop(i)) = frames.pop() {

@@ -14,7 +14,7 @@ use super::SandboxReport;
 use super::protocol::{self, Hello};
 use crate::execution::RuntimeInfo;
 use crate::runtime::engines::{EngineChoice, Engines};
-use crate::runtime::{AbortKind, ExecRequest, ExecResult, Instrumented, Outcome, Runtime};
+use crate::runtime::{AbortKind, ExecRequest, ExecResult, Instrumented, Runtime};
 use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter};
@@ -151,10 +151,13 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
+/// A worker pid, when to kill it, and whether it was.
+type Armed = (u32, Instant, Arc<AtomicBool>);
+
 /// Kills workers whose job passed its deadline.
 struct Watchdog {
-    /// token → (pid, deadline, fired flag).
-    armed: Mutex<HashMap<u64, (u32, Instant, Arc<AtomicBool>)>>,
+    /// token → what to kill when.
+    armed: Mutex<HashMap<u64, Armed>>,
     wake: Condvar,
     next: AtomicU64,
 }
@@ -564,6 +567,3 @@ impl Runtime for ProcessRuntime {
         Some(self.stats.clone())
     }
 }
-
-#[allow(unused_imports)]
-use Outcome as _;
