@@ -505,7 +505,8 @@ fn a_trickling_body_is_cut_off_and_holds_nothing() {
     };
     let (a, b) = (trickle(48), trickle(37));
     std::thread::sleep(Duration::from_secs(1));
-    // Meanwhile an ordinary 1 MiB submission is taken (no 429 for lack of budget).
+    // Meanwhile an ordinary 1 MiB submission is taken once the tricklers are cut
+    // off (429 with Retry-After while they hold the budget, never for long).
     rt().block_on(async {
         let input = vec![b'x'; 1 << 20];
         let m = ManifestBuilder::new()
@@ -517,11 +518,20 @@ fn a_trickling_body_is_cut_off_and_holds_nothing() {
             "input": base64::engine::general_purpose::STANDARD.encode(&input),
             "placement": "local",
         });
-        let r = api
-            .request("POST", "/v1/jobs", body.to_string().as_bytes())
-            .await
-            .expect("submit");
-        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+        let t = Instant::now();
+        loop {
+            let r = api
+                .request("POST", "/v1/jobs", body.to_string().as_bytes())
+                .await
+                .expect("submit");
+            if r.status == 202 {
+                break;
+            }
+            assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+            assert!(t.elapsed() < Duration::from_secs(15), "budget still held");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        eprintln!("an ordinary submission was taken after {:?}", t.elapsed());
     });
     for t in [a, b] {
         let (answer, took) = t.join().expect("trickler");

@@ -59,6 +59,16 @@ final class Client
     }
 
     /**
+     * Cancels a queued or running job (DELETE /v1/jobs/{id}): it ends `failed`
+     * with an error starting `cancelled`, and no receipt. A job that has already
+     * finished raises an ApiException with status 409 (code `conflict`).
+     */
+    public function cancel(string $jobId): void
+    {
+        $this->json('DELETE', '/v1/jobs/' . rawurlencode($jobId));
+    }
+
+    /**
      * The job's events as they happen (GET /v1/jobs/{id}/events): first its
      * current state, then each change, ending after `succeeded` or `failed`.
      * Keys are the event ids; values the decoded events (`job_id`, `state`,

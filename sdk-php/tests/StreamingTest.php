@@ -94,6 +94,29 @@ final class StreamingTest extends TestCase
         self::assertSame('local', $job['placement']['path']);
     }
 
+    public function testCancelStopsARunningJobWithoutAReceipt(): void
+    {
+        $client = new Client(self::$api);
+        // A loop that would run for minutes.
+        $spin = "\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x09\x01\x07\0\x03\x40\x0c\0\x0b\x0b";
+        $id = $client->submit((new Job($spin))->withFuel(9_000_000_000)->withPlacement('local'));
+        foreach ($client->events($id) as $event) {
+            if ($event['state'] === 'running') {
+                $client->cancel($id);
+            }
+        }
+        $job = $client->status($id);
+        self::assertSame('failed', $job['state']);
+        self::assertStringStartsWith('cancelled', (string) $job['error']);
+        self::assertNull($job['receipt']);
+        try {
+            $client->cancel($id);
+            self::fail('cancelling a finished job must fail');
+        } catch (\Plasm\ApiException $e) {
+            self::assertSame(409, $e->status);
+        }
+    }
+
     public function testEventsOfAnUnknownJobThrowNotFound(): void
     {
         $this->expectException(NotFoundException::class);

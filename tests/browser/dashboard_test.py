@@ -8,6 +8,7 @@ loopback port), then checks, in headless chromium:
     without a reload, through a non-final state first;
   * the stored receipt verifies, a tampered one shows as invalid;
   * capacity can be set from the page;
+  * a running job can be cancelled from the page;
   * nothing is requested from anywhere but the node, and the browser logs no
     error (a CSP violation would be one);
   * on a node with a token file, the token is asked once and kept for the tab;
@@ -191,6 +192,20 @@ def main():
         out = d.find_element(By.ID, "verify-result")
         valid = wait_for("a verdict on the tampered receipt", lambda: out.get_attribute("data-valid"))
         check(valid == "false" and "invalid" in out.text, f"a tampered receipt shows as invalid: {out.text!r}")
+
+        # A running job is cancelled from the page: it ends failed, without a receipt.
+        spin = os.path.join(tempfile.mkdtemp(prefix="plasm-spin-"), "spin.wat")
+        with open(spin, "w") as f:
+            f.write('(module (func (export "_start") (loop (br 0))))')
+        sub = submit(api, "--placement", "local", "--fuel", "9000000000", spin)
+        spinning = sub.stdout.strip()
+        wait_for("the spinning job runs", lambda: row_state(d, spinning) == "running", timeout=30)
+        d.find_element(By.CSS_SELECTOR, f'tr[data-job="{spinning}"] button.cancel').click()
+        wait_for("the cancelled job ends", lambda: row_state(d, spinning) == "failed", timeout=30)
+        gone = json.loads(http("GET", f"{api}/v1/jobs/{spinning}")[2])
+        check(gone["state"] == "failed" and gone["receipt"] is None
+              and str(gone["error"]).startswith("cancelled"),
+              f"a job cancelled from the page ends failed, no receipt ({gone['error']!r})")
 
         # Capacity from the page.
         w = d.find_element(By.ID, "set-workers")

@@ -15,9 +15,10 @@ use std::time::Duration;
 
 /// Event streams one client may hold at once.
 pub const MAX_STREAMS_PER_CLIENT: usize = 16;
-/// Share of the submission decode budget one client may hold, in KiB (half of it:
-/// one 48 MiB submission fits, two clients cannot starve everyone).
-pub const MAX_KIB_PER_CLIENT: u32 = (super::SUBMISSION_BUDGET_KIB / 2) as u32;
+/// Share of the submission decode budget one client may hold, in KiB: one
+/// submission of the largest size, never two.
+pub const MAX_KIB_PER_CLIENT: u32 =
+    (super::MAX_BODY_BYTES * super::DECODE_FACTOR).div_ceil(1024) as u32;
 /// Bytes per second a request body must keep up after [`BODY_GRACE`].
 pub const MIN_BODY_RATE: u64 = 256 * 1024;
 /// Time a body may take before [`MIN_BODY_RATE`] applies.

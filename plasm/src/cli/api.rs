@@ -93,6 +93,8 @@ pub enum JobCommand {
     Output(JobIdArgs),
     /// Print a finished job's signed receipt.
     Receipt(JobIdArgs),
+    /// Cancel a queued or running job (it ends failed, without a receipt).
+    Cancel(JobIdArgs),
 }
 
 /// Runs an API call to completion on a one-thread runtime.
@@ -154,6 +156,12 @@ pub fn node(command: NodeCommand) -> ExitCode {
         for a in list(&n["listen_addrs"]) {
             println!("listening     {a}");
         }
+        if let Some(summary) = n["sandbox"]["summary"].as_str() {
+            println!("sandbox       {summary}");
+            for note in list(&n["sandbox"]["notes"]) {
+                println!("sandbox note  {note}");
+            }
+        }
         let cap = &n["capacity"];
         println!(
             "capacity      {} workers, queue {} ({} queued, {} running)",
@@ -196,6 +204,14 @@ pub fn peers(api: ApiArgs) -> ExitCode {
 pub fn job(command: JobCommand) -> ExitCode {
     match command {
         JobCommand::Submit(a) => call(submit(*a)),
+        JobCommand::Cancel(a) => call(async move {
+            let c = a.api.client()?;
+            c.call("DELETE", &format!("/v1/jobs/{}", a.job_id), b"")
+                .await
+                .map_err(|e| format!("cancel {}: {e}", a.job_id))?;
+            println!("job {} cancelling", a.job_id);
+            Ok(())
+        }),
         JobCommand::Status(a) => call(async move {
             let v = json(&a.api.client()?, &format!("/v1/jobs/{}", a.job_id)).await?;
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());

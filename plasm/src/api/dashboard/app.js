@@ -193,6 +193,21 @@
       const verdict = el('span', { class: 'verdict' });
       b.addEventListener('click', () => verifyStored(j.job_id, verdict));
       receiptCell.append(b, ' ', verdict);
+    } else if (!FINAL.has(j.state)) {
+      // A job still queued or running can be stopped (DELETE /v1/jobs/{id}).
+      const b = el('button', { type: 'button', class: 'cancel', text: 'cancel' });
+      const said = el('span', { class: 'verdict' });
+      b.addEventListener('click', async () => {
+        b.disabled = true;
+        try {
+          await api('DELETE', '/v1/jobs/' + encodeURIComponent(j.job_id));
+          said.textContent = 'cancelling…';
+        } catch (e) {
+          said.textContent = e.message;
+          b.disabled = false;
+        }
+      });
+      receiptCell.append(b, ' ', said);
     } else {
       receiptCell.textContent = '—';
     }
