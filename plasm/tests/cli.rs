@@ -342,3 +342,162 @@ fn identity_key_is_created_private() {
             .contains("secret")
     );
 }
+
+/// Root pointed at another user's data dir (`--data-dir`, `sudo` keeping `HOME`)
+/// must neither sign with a key that user planted nor load a cache entry that user
+/// planted (decision 0036). Runs only as root (CI runs as root); the other user is
+/// `nobody`, and `runuser` plants as that user.
+#[test]
+fn another_users_data_dir_key_and_cache_are_refused() {
+    if rustix_euid() != 0 {
+        eprintln!("skipped: needs root to own files as another user");
+        return;
+    }
+    let d = tempfile::tempdir().expect("tmp");
+    let hello = root().join("examples/wat/hello.wat");
+    // A data dir created and filled by `nobody`.
+    let theirs = d.path().join("theirs");
+    std::fs::create_dir(&theirs).expect("dir");
+    let chown = |p: &Path| {
+        let ok = Command::new("chown")
+            .args(["-R", "nobody", s(p)])
+            .status()
+            .expect("chown");
+        assert!(ok.success());
+    };
+    chown(&theirs);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // `nobody` makes an identity there with the same binary.
+    let planted = Command::new("runuser")
+        .args(["-u", "nobody", "--", PLASM, "id", "--data-dir", s(&theirs)])
+        .output()
+        .expect("runuser");
+    assert!(
+        planted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&planted.stderr)
+    );
+    let out = plasm(&["run", s(&hello), "--data-dir", s(&theirs)], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "root ran with nobody's data dir: {err}"
+    );
+    assert!(
+        err.contains("chown") && err.contains("belongs to uid"),
+        "{err}"
+    );
+    // A group-writable data dir of root's own is refused too.
+    let open = d.path().join("open");
+    std::fs::create_dir(&open).expect("dir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o775)).expect("chmod");
+    let out = plasm(&["run", s(&hello), "--data-dir", s(&open)], b"");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chmod go-w"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // root's own data dir, whose cache/ another user took over and planted in:
+    // the cache is off, the job runs right, nothing planted is used.
+    let mine = d.path().join("mine");
+    let out = plasm(&["run", s(&hello), "--data-dir", s(&mine)], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cache = mine.join("cache");
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .expect("cache")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_none_or(|n| n != ".key"))
+        .collect();
+    assert!(!entries.is_empty(), "the first run filled the cache");
+    // Another module's compiled code moved under this module's name (a valid entry
+    // of this very cache, so its MAC checks out for its own name only): refused.
+    let other = root().join("examples/wat/reverse.wat");
+    let out = plasm(&["run", s(&other), "--data-dir", s(&mine)], b"swapped");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let compiled = |dir: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("cache")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect();
+        v.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        v
+    };
+    let both = compiled(&cache);
+    assert_eq!(both.len(), 2, "{both:?}");
+    std::fs::copy(&both[1], &both[0]).expect("swap");
+    let out = plasm(&["run", s(&hello), "--data-dir", s(&mine)], b"");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from plasm\n");
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .expect("cache")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_none_or(|n| n != ".key"))
+        .collect();
+    for e in &entries {
+        // Planted: same names, garbage payloads with a fresh SHA-256 header (the old check).
+        let payload = b"planted by another user";
+        let mut bytes = Sha256::digest(payload).to_vec();
+        bytes.extend_from_slice(payload);
+        std::fs::write(e, bytes).expect("plant");
+    }
+    chown(&cache);
+    let out = plasm(&["run", s(&hello), "--data-dir", s(&mine)], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from plasm\n");
+    // Given back to root, the planted entries fail their MAC and are replaced.
+    let ok = Command::new("chown")
+        .args(["-R", "root", s(&cache)])
+        .status()
+        .expect("chown");
+    assert!(ok.success());
+    let out = plasm(&["run", s(&hello), "--data-dir", s(&mine)], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = plasm(
+        &["run", s(&other), "--input", "-", "--data-dir", s(&mine)],
+        b"again",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "niaga");
+    for e in &entries {
+        let bytes = std::fs::read(e).unwrap_or_default();
+        assert!(
+            !bytes.ends_with(b"planted by another user"),
+            "{} was kept",
+            e.display()
+        );
+    }
+}
+
+fn rustix_euid() -> u32 {
+    // The tests crate has no rustix: `id -u` is what a user would run.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(u32::MAX)
+}

@@ -389,6 +389,7 @@ pub struct Executor {
     nonces: NonceGuard,
     buckets: HashMap<PeerId, Bucket>,
     modules: Arc<Mutex<ModuleCache>>,
+    strikes: Arc<Mutex<Strikes>>,
     metrics: ExecutorMetrics,
     /// Bundles being checked (hashing up to 32 MiB each) at once.
     checks: Arc<tokio::sync::Semaphore>,
@@ -396,6 +397,54 @@ pub struct Executor {
     /// Bounded by [`MAX_CHECKS`]: a task sends while it still holds its check
     /// permit, so at most that many reports are ever pending or waiting to send.
     reports: (mpsc::Sender<NonceReport>, mpsc::Receiver<NonceReport>),
+}
+
+/// Jobs of one peer that may end by exhausting a worker (compile limit, crash,
+/// deadline) within [`STRIKE_WINDOW`] before its offers are declined.
+const MAX_STRIKES: usize = 3;
+/// How long a strike counts.
+const STRIKE_WINDOW: Duration = Duration::from_secs(600);
+/// Peers whose strikes are remembered at once.
+const MAX_STRIKE_PEERS: usize = 4096;
+
+/// Recent jobs of each peer that exhausted a worker: a peer that keeps sending
+/// bombs is refused for a while (`plasm_executor_refusals_total{reason="aborts"}`).
+#[derive(Debug, Default)]
+struct Strikes(HashMap<PeerId, VecDeque<Instant>>);
+
+impl Strikes {
+    fn add(&mut self, peer: PeerId, now: Instant) {
+        if !self.0.contains_key(&peer) && self.0.len() >= MAX_STRIKE_PEERS {
+            self.0.retain(|_, t| {
+                t.back()
+                    .is_some_and(|b| now.duration_since(*b) < STRIKE_WINDOW)
+            });
+            if self.0.len() >= MAX_STRIKE_PEERS {
+                return;
+            }
+        }
+        let t = self.0.entry(peer).or_default();
+        t.push_back(now);
+        while t.len() > MAX_STRIKES {
+            t.pop_front();
+        }
+    }
+
+    /// When `peer` may offer again, if it is refused now.
+    fn refused_until(&mut self, peer: PeerId, now: Instant) -> Option<Instant> {
+        let t = self.0.get_mut(&peer)?;
+        while t
+            .front()
+            .is_some_and(|f| now.duration_since(*f) >= STRIKE_WINDOW)
+        {
+            t.pop_front();
+        }
+        if t.is_empty() {
+            self.0.remove(&peer);
+            return None;
+        }
+        (t.len() >= MAX_STRIKES).then(|| t.front().map_or(now, |f| *f + STRIKE_WINDOW))
+    }
 }
 
 /// Bundles checked at once; more are refused `busy` (each holds up to 32 MiB).
@@ -449,6 +498,7 @@ impl Executor {
             nonces,
             buckets: HashMap::new(),
             modules: Arc::new(Mutex::new(modules)),
+            strikes: Arc::default(),
             metrics,
             checks: Arc::new(tokio::sync::Semaphore::new(MAX_CHECKS)),
             reports: mpsc::channel(MAX_CHECKS),
@@ -612,6 +662,22 @@ impl Executor {
                 format!(
                     "offer rate limit: at most {} offers per second (bursts of {})",
                     self.policy.offer_rate, self.policy.offer_burst
+                ),
+            );
+        }
+        let until = self
+            .strikes
+            .lock()
+            .ok()
+            .and_then(|mut s| s.refused_until(peer, now));
+        if let Some(until) = until {
+            self.metrics.refused("aborts");
+            return decline(
+                DeclineReason::Busy,
+                format!(
+                    "{MAX_STRIKES} of this peer's jobs exhausted a worker (compile limit, crash or deadline) in the last {} s; offers refused for {} s more",
+                    STRIKE_WINDOW.as_secs(),
+                    until.saturating_duration_since(now).as_secs()
                 ),
             );
         }
@@ -779,12 +845,13 @@ impl Executor {
                 }
             },
         };
-        let (pool, identity, modules, gate, reports) = (
+        let (pool, identity, modules, gate, reports, strikes) = (
             self.pool.clone(),
             self.identity.clone(),
             self.modules.clone(),
             self.policy.check_gate.clone(),
             self.reports.0.clone(),
+            self.strikes.clone(),
         );
         Ok(async move {
             let bytes = module.as_ref().map_or_else(|m| m.len(), Vec::len) + input.len();
@@ -834,7 +901,13 @@ impl Executor {
                     stderr: out.result.stderr,
                 },
                 Err(e) => {
-                    tracing::error!(error = %e, "job finished without a receipt");
+                    if let job::JobError::Aborted(a) = &e
+                        && a.kind != crate::runtime::AbortKind::Cancelled
+                        && let Ok(mut s) = strikes.lock()
+                    {
+                        s.add(peer, Instant::now());
+                    }
+                    tracing::warn!(error = %e, %peer, "job finished without a receipt");
                     failure(FailureReason::Internal, e.to_string())
                 }
             }
@@ -945,6 +1018,28 @@ mod tests {
         c.insert("c".into(), vec![0u8; 11].into());
         assert!(c.get("c").is_none());
         assert!(c.bytes <= 10);
+    }
+
+    #[test]
+    fn a_peer_whose_jobs_keep_exhausting_workers_is_refused_for_a_while() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut s = Strikes::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_STRIKES {
+            assert!(s.refused_until(a, t0).is_none(), "after {i} strikes");
+            s.add(a, t0);
+        }
+        let until = s.refused_until(a, t0).expect("refused");
+        assert_eq!(until, t0 + STRIKE_WINDOW);
+        assert!(s.refused_until(b, t0).is_none(), "another peer is not");
+        assert!(
+            s.refused_until(a, t0 + STRIKE_WINDOW).is_none(),
+            "the window passed"
+        );
+        for _ in 0..MAX_STRIKE_PEERS + 10 {
+            s.add(PeerId::random(), t0);
+        }
+        assert!(s.0.len() <= MAX_STRIKE_PEERS, "bounded");
     }
 
     #[test]
