@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Fuzz smoke for CI: every corpus replays as an ordinary test on stable (always), then, when a
 # nightly toolchain and cargo-fuzz are present, each target is fuzzed briefly from its corpus.
-#   scripts/fuzz-smoke.sh [SECONDS_PER_TARGET]     (default 10; six targets)
+#   scripts/fuzz-smoke.sh [SECONDS_PER_TARGET]     (default 10 s per target)
 # Longer runs, by hand:  cargo +nightly fuzz run TARGET --features libfuzzer -- -runs=1000000
 # A crash found here is kept by libFuzzer in fuzz/artifacts/TARGET/; copy it to
 # fuzz/regressions/TARGET/ so the stable replay keeps it as a regression test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
+# The worker target runs jobs in `plasm worker` processes of this binary (built by scripts/test.sh).
+PLASM_WORKER_EXE=${PLASM_WORKER_EXE:-$PWD/target/debug/plasm}
+export PLASM_WORKER_EXE
 cargo test -p plasm-fuzz --test corpus -- --nocapture 2>&1 | grep -E "replayed|test result"
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   echo "fuzz smoke: no nightly toolchain here; the corpus replay above is the whole smoke"

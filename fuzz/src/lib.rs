@@ -32,6 +32,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("instrument", instrument),
     ("wasi", wasi),
     ("differential", differential),
+    ("worker", worker),
 ];
 
 /// A fixed xorshift byte stream: the same bytes for the same seed on every run
@@ -315,9 +316,9 @@ fn wasmtime_engine() -> &'static WasmtimeRuntime {
     ENGINE.get_or_init(|| WasmtimeRuntime::new().expect("wasmtime engine"))
 }
 
-/// Runs one wasm-smith module on both engines; panics on any difference in
-/// outcome, exit code, detail, stdout, stderr, fuel or memory flag.
-pub fn differential_run(data: &[u8]) -> Differential {
+/// A job for the wasm-smith module `data` makes (exporting `_start`), or `None`
+/// when wasm-smith gives no module or plasm refuses it before any engine runs.
+fn smith_request(data: &[u8]) -> Option<ExecRequest> {
     let mut u = Unstructured::new(data);
     // With reference types on, wasm-smith nearly always uses externref, which plasm
     // refuses on both engines; a quarter of the inputs keep them, the rest run.
@@ -346,7 +347,7 @@ pub fn differential_run(data: &[u8]) -> Differential {
         ..smith_config()
     };
     let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
-        return Differential::Skipped;
+        return None;
     };
     let wasm = module.to_bytes();
     let instrumented = match runtime::instrument::instrument(&wasm, wasi::signature) {
@@ -355,7 +356,7 @@ pub fn differential_run(data: &[u8]) -> Differential {
             if std::env::var_os("PLASM_DIFF_DEBUG").is_some() {
                 eprintln!("skipped: {e}");
             }
-            return Differential::Skipped;
+            return None;
         }
     };
     let mut entries: Vec<&String> = instrumented
@@ -367,10 +368,8 @@ pub fn differential_run(data: &[u8]) -> Differential {
         .map(|(name, _)| name)
         .collect();
     entries.sort();
-    let Some(entry) = entries.first() else {
-        return Differential::Skipped;
-    };
-    let request = ExecRequest {
+    let entry = entries.first()?;
+    Some(ExecRequest {
         module: wasm.into(),
         entry: (*entry).clone(),
         args: vec![],
@@ -384,6 +383,14 @@ pub fn differential_run(data: &[u8]) -> Differential {
         random_seed: [3; 32],
         engine: None,
         cancel: Default::default(),
+    })
+}
+
+/// Runs one wasm-smith module on both engines; panics on any difference in
+/// outcome, exit code, detail, stdout, stderr, fuel or memory flag.
+pub fn differential_run(data: &[u8]) -> Differential {
+    let Some(request) = smith_request(data) else {
+        return Differential::Skipped;
     };
     // Deep recursion needs the worker pool's stack, not a test thread's.
     let (a, b) = std::thread::scope(|s| {
@@ -414,6 +421,66 @@ fn hex_of(bytes: &[u8]) -> String {
         .take(4096)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The worker processes every fuzzed job goes through (the `plasm` binary from
+/// `PLASM_WORKER_EXE`, or next to this executable).
+fn worker_runtime() -> &'static runtime::worker::ProcessRuntime {
+    static WORKERS: std::sync::OnceLock<runtime::worker::ProcessRuntime> =
+        std::sync::OnceLock::new();
+    WORKERS.get_or_init(|| {
+        let settings = runtime::worker::Settings {
+            memory_bytes: 1 << 30,
+            ..runtime::worker::Settings::default()
+        };
+        runtime::worker::ProcessRuntime::new(runtime::engines::EngineChoice::default(), settings, 1)
+            .expect("worker processes (set PLASM_WORKER_EXE to the plasm binary)")
+    })
+}
+
+/// Fuzz target: a generated module through a sandboxed worker process under its
+/// limits. The worker must answer (never crash: `worker_crashed` is a defect;
+/// only the compile limit or the deadline may end it without a result) and must
+/// give exactly what the same engine gives in this process.
+pub fn worker(data: &[u8]) {
+    let _ = worker_run(data);
+}
+
+/// [`worker`], saying how the job ended: `None` when no job was generated, else
+/// the outcome both gave, or the machine limit that ended the worker's run.
+pub fn worker_run(data: &[u8]) -> Option<String> {
+    use runtime::Runtime as _;
+    let mut request = smith_request(data)?;
+    request.limits.fuel = 2_000_000;
+    let mut remote = worker_runtime().run_job(&request);
+    if let Some(abort) = &remote.aborted {
+        assert!(
+            matches!(
+                abort.kind,
+                runtime::AbortKind::CompileLimit | runtime::AbortKind::Deadline
+            ),
+            "the worker ended {abort:?} on {}",
+            hex_of(&request.module)
+        );
+        return Some(abort.kind.as_str().to_owned());
+    }
+    let mut here = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(64 * 1024 * 1024)
+            .spawn_scoped(s, || runtime::run(wasmtime_engine(), &request))
+            .expect("thread")
+            .join()
+            .expect("no panic in the engine")
+    });
+    remote.runtime = None;
+    here.runtime = None;
+    assert_eq!(
+        remote,
+        here,
+        "a worker and this process differ on {}",
+        hex_of(&request.module)
+    );
+    Some(here.outcome.as_str().to_owned())
 }
 
 /// Fuzz target: [`differential_run`].

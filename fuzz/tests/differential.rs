@@ -5,7 +5,7 @@
 //! CI runs a bounded smoke form (`PLASM_DIFF_MODULES`, default 400); the full
 //! corpus is `PLASM_DIFF_MODULES=10000 cargo test --release -p plasm-fuzz --test differential`.
 
-use plasm_fuzz::{Differential, differential_run, noise};
+use plasm_fuzz::{Differential, differential_run, noise, worker_run};
 use std::collections::BTreeMap;
 
 #[test]
@@ -31,6 +31,29 @@ fn generated_modules_give_the_same_result_on_both_engines() {
         .map(|(_, v)| v)
         .sum();
     // A generator that produced nothing runnable would test nothing.
+    assert!(
+        ran * 2 > n as usize,
+        "only {ran} of {n} modules ran: {tally:?}"
+    );
+}
+
+/// The same generator through sandboxed worker processes (the node's path): each
+/// job must end as it does in this process, and no worker may crash.
+/// `PLASM_WORKER_MODULES` (default 100).
+#[test]
+fn generated_modules_run_the_same_in_a_worker_process() {
+    let n: u64 = std::env::var("PLASM_WORKER_MODULES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..n {
+        let len = 64 + (i as usize * 131) % 4096;
+        let key = worker_run(&noise(i + 7, len)).unwrap_or_else(|| "skipped".to_owned());
+        *tally.entry(key).or_default() += 1;
+    }
+    println!("{n} modules through workers, 0 mismatches: {tally:?}");
+    let ran = n as usize - tally.get("skipped").copied().unwrap_or(0);
     assert!(
         ran * 2 > n as usize,
         "only {ran} of {n} modules ran: {tally:?}"
