@@ -879,7 +879,21 @@ impl Service {
             let _ = blocking(move || store.mark_running(&rid, &rme)).await;
             self.emit(&id, "running", Some(Route::local(&me)), None);
         }
-        match submitted.finish(&pool, &self.identity, &job.manifest).await {
+        let finished = submitted.finish(&pool, &self.identity, &job.manifest).await;
+        // Settle a race with `cancel`: whoever removes the job's entry first wins.
+        // Gone already: a cancel was answered 202, so the job ends cancelled even
+        // if its result came first; still there: later cancels find it finished (409).
+        let cancelled_meanwhile = self
+            .cancels
+            .lock()
+            .map(|mut c| c.remove(&id).is_none())
+            .unwrap_or(false);
+        if cancelled_meanwhile && finished.is_ok() {
+            return self
+                .fail(&id, "cancelled: the cancel came as the job finished; its result was discarded")
+                .await;
+        }
+        match finished {
             Ok(out) => {
                 self.metrics.fuel.inc_by(out.result.fuel_used);
                 self.finish(&id, Route::local(&me), out.receipt, out.result.stdout)

@@ -19,8 +19,10 @@ pub const MAX_STREAMS_PER_CLIENT: usize = 16;
 /// submission of the largest size, never two.
 pub const MAX_KIB_PER_CLIENT: u32 =
     (super::MAX_BODY_BYTES * super::DECODE_FACTOR).div_ceil(1024) as u32;
-/// Bytes per second a request body must keep up after [`BODY_GRACE`].
-pub const MIN_BODY_RATE: u64 = 256 * 1024;
+/// Bytes per second a request body must keep up after [`BODY_GRACE`]: holding
+/// the largest share then takes sending 48 MiB every 50 s, real load rather than
+/// a trickle (a client just above 300 KiB/s held its share for 160 s).
+pub const MIN_BODY_RATE: u64 = 1024 * 1024;
 /// Time a body may take before [`MIN_BODY_RATE`] applies.
 pub const BODY_GRACE: Duration = Duration::from_secs(5);
 /// An event stream with no job event for this long ends.

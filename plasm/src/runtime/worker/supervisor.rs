@@ -451,9 +451,10 @@ impl ProcessRuntime {
             .remove(&pid);
         match answer {
             Ok(result) if !fired.load(Ordering::SeqCst) && !req.cancel.is_cancelled() => {
-                // A worker that grew past half its limit (caches, fragmentation)
-                // is replaced before it fails an innocent job.
-                if worker.rss() > self.settings.memory_bytes / 2 {
+                // A worker that grew past a quarter of its limit (its module
+                // caches, fragmentation) is replaced before it fails an innocent
+                // job: the next job may need its memory plus a compile.
+                if worker.rss() > self.settings.memory_bytes / 4 {
                     let _ = worker.end();
                 } else {
                     self.idle
