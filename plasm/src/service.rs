@@ -890,7 +890,10 @@ impl Service {
             .unwrap_or(false);
         if cancelled_meanwhile && finished.is_ok() {
             return self
-                .fail(&id, "cancelled: the cancel came as the job finished; its result was discarded")
+                .fail(
+                    &id,
+                    "cancelled: the cancel came as the job finished; its result was discarded",
+                )
                 .await;
         }
         match finished {
