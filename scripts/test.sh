@@ -21,6 +21,9 @@ phpunit -c sdk-php/phpunit.xml
 tests/browser/run.sh
 # The Debian package: build it, lint it, install it under a real systemd (needs root).
 packaging/build-deb.sh
+# Fuel bounds time: every operation mix in scripts/bench/fuel/ at 1e8 fuel, both engines,
+# on the release binary the package was built from (goal 5 ns per unit; fails above 15).
+scripts/bench-isolation.sh --check 15 target/release/plasm
 lintian --fail-on error target/debian/plasm_*_amd64.deb
 if [ "$(id -u)" -eq 0 ]; then
   tests/deb/run.sh

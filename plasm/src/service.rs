@@ -310,8 +310,8 @@ impl Metrics {
 enum Stop {
     /// Queued or running on this node's pool.
     Local(crate::runtime::CancelToken),
-    /// Out with a peer: tells the task waiting for it to give up.
-    Peer(tokio::sync::oneshot::Sender<()>),
+    /// Out with a peer: tells the task waiting for it to give up (taken once).
+    Peer(Option<tokio::sync::oneshot::Sender<()>>),
 }
 
 /// The largest limits a job submitted to this node's API may ask for; above
@@ -455,27 +455,36 @@ impl Service {
     /// `failed` with a `cancelled` reason and no receipt. A finished job is
     /// refused with [`ServiceError::Conflict`].
     pub async fn cancel(&self, job_id: &str) -> Result<(), ServiceError> {
-        let stop = self
-            .cancels
-            .lock()
-            .map_err(|_| ServiceError::Internal)?
-            .remove(job_id);
-        match stop {
-            Some(Stop::Local(token)) => {
-                token.cancel();
-                self.metrics.cancelled.inc();
-                Ok(())
+        // Decided under the map's lock: `run_local` removes the entry under the
+        // same lock before it keeps a result, so a cancel answered 202 always wins.
+        // The entry stays until the job's final event: cancelling again is 202 too.
+        let taken = {
+            let mut cancels = self.cancels.lock().map_err(|_| ServiceError::Internal)?;
+            match cancels.get_mut(job_id) {
+                Some(Stop::Local(token)) => {
+                    let first = !token.is_cancelled();
+                    token.cancel();
+                    Some(first)
+                }
+                Some(Stop::Peer(stop)) => {
+                    // The task records the failure (unless its answer came first).
+                    let first = stop.take().map(|s| s.send(())).is_some();
+                    Some(first)
+                }
+                None => None,
             }
-            Some(Stop::Peer(stop)) => {
-                // The task records the failure (unless its answer came first).
-                let _ = stop.send(());
-                self.metrics.cancelled.inc();
+        };
+        match taken {
+            Some(first) => {
+                if first {
+                    self.metrics.cancelled.inc();
+                }
                 Ok(())
             }
             None => {
                 let row = self.job(job_id).await?;
                 Err(ServiceError::Conflict(format!(
-                    "job {job_id} is {} and can no longer be cancelled",
+                    "job {job_id} has finished (or is finishing: {}) and can no longer be cancelled",
                     row.state.as_str()
                 )))
             }
@@ -697,7 +706,7 @@ impl Service {
                 );
                 let (stop, stopped) = tokio::sync::oneshot::channel();
                 if let Ok(mut c) = self.cancels.lock() {
-                    c.insert(job_id.clone(), Stop::Peer(stop));
+                    c.insert(job_id.clone(), Stop::Peer(Some(stop)));
                 }
                 tokio::spawn(self.clone().run_on_peer(job, stopped));
             }
@@ -880,13 +889,16 @@ impl Service {
             self.emit(&id, "running", Some(Route::local(&me)), None);
         }
         let finished = submitted.finish(&pool, &self.identity, &job.manifest).await;
-        // Settle a race with `cancel`: whoever removes the job's entry first wins.
-        // Gone already: a cancel was answered 202, so the job ends cancelled even
-        // if its result came first; still there: later cancels find it finished (409).
+        // Settle a race with `cancel`, under the map's lock: a cancel that came
+        // first (answered 202) makes the job end cancelled even if its result came
+        // first; once the entry is gone, later cancels find it finished (409).
         let cancelled_meanwhile = self
             .cancels
             .lock()
-            .map(|mut c| c.remove(&id).is_none())
+            .map(|mut c| match c.remove(&id) {
+                Some(Stop::Local(token)) => token.is_cancelled(),
+                _ => false,
+            })
             .unwrap_or(false);
         if cancelled_meanwhile && finished.is_ok() {
             return self

@@ -437,7 +437,7 @@ fn fd_read(g: &mut dyn Guest, fd: i32, iovs: i32, n: i32, out: i32) -> i32 {
 ///
 /// Every call costs host work, counted apart from the instruction fuel and
 /// bounded by the same limit: 1 unit, plus 1 per 64 bytes it may move (iovec
-/// lengths, argument and environment lists), 4 per iovec and per subscription,
+/// lengths, argument and environment lists), 8 per iovec, 4 per subscription,
 /// and 1 per byte of `random_get` (hashing). The prices are measured (plasm-fuel/3,
 /// decision 0035): each keeps a unit under about 5 ns of wall time on x86_64.
 /// Past the budget the job stops as out of fuel.
@@ -448,7 +448,7 @@ pub fn call(g: &mut dyn Guest, name: &str, args: &[i64]) -> Result<i32, HostStop
         "args_get" => g.ctx().args.iter().map(|s| s.len() as u64).sum::<u64>() / 64,
         "environ_get" => g.ctx().env.iter().map(|s| s.len() as u64).sum::<u64>() / 64,
         "poll_oneoff" => 4 * u64::from(a(2) as u32),
-        "fd_write" | "fd_read" => 4 * u64::from(a(2) as u32) + iov_bytes(g, a(1), a(2)) / 64,
+        "fd_write" | "fd_read" => 8 * u64::from(a(2) as u32) + iov_bytes(g, a(1), a(2)) / 64,
         _ => 0,
     };
     let ctx = g.ctx();
