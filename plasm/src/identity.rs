@@ -11,8 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signer, SigningKey};
 use libp2p_identity::{Keypair, PeerId, ed25519};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -163,23 +162,11 @@ impl Identity {
                         .to_protobuf_encoding()
                         .map_err(|_| IdentityError::Malformed { path: path.clone() })?,
                 );
-                // Written to a temporary name and renamed so a crash never leaves a torn key behind.
-                let tmp = data_dir.join(format!(".{KEY_FILE}.tmp"));
-                let _ = fs::remove_file(&tmp);
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .map_err(io(&tmp))?;
-                f.write_all(&encoded).map_err(io(&tmp))?;
-                f.sync_all().map_err(io(&tmp))?;
-                fs::rename(&tmp, &path).map_err(io(&path))?;
-                // The rename survives a power cut only once the directory is synced:
-                // without it a fresh node could come back with a new identity.
-                fs::File::open(data_dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io(data_dir))?;
+                // Whole or not at all, synced with its directory: a crash never
+                // leaves a torn key, and a power cut never a fresh node with a new
+                // identity.
+                crate::privfile::write(data_dir, KEY_FILE, &[encoded.as_slice()], true)
+                    .map_err(io(&path))?;
                 Ok(id)
             }
             Err(e) => Err(IdentityError::Io { path, source: e }),

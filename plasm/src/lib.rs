@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod net;
 pub mod node;
 pub mod notify;
+pub mod privfile;
 pub mod receipt;
 pub mod runtime;
 pub mod service;

@@ -18,8 +18,7 @@
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -72,17 +71,8 @@ fn secret(dir: &Path, uid: u32) -> Option<zeroize::Zeroizing<[u8; 32]>> {
     }
     let mut out = zeroize::Zeroizing::new([0u8; 32]);
     getrandom::fill(out.as_mut()).ok()?;
-    let tmp = dir.join(format!("{SECRET_FILE}.tmp"));
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .ok()?;
-    f.write_all(out.as_ref()).ok()?;
+    crate::privfile::write(dir, SECRET_FILE, &[out.as_ref()], true).ok()?;
     // Another process may have made one meanwhile: use whichever won the rename.
-    fs::rename(&tmp, &path).ok()?;
     let bytes = zeroize::Zeroizing::new(fs::read(&path).ok()?);
     out.copy_from_slice(bytes.get(..32)?);
     Some(out)
@@ -140,24 +130,8 @@ impl DiskCache {
     }
 
     fn try_put(&self, key: &str, payload: &[u8]) -> std::io::Result<()> {
-        let mut nonce = [0u8; 8];
-        let _ = getrandom::fill(&mut nonce);
-        let tmp = self.dir.join(format!(".{key}.{}.tmp", hex::encode(nonce)));
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let written = f
-            .write_all(&mac(&self.secret, key, payload))
-            .and_then(|()| f.write_all(payload));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        fs::rename(&tmp, self.dir.join(key)).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+        let tag = mac(&self.secret, key, payload);
+        crate::privfile::write(&self.dir, key, &[&tag, payload], false)
     }
 
     /// Keeps the directory under its bounds, dropping the oldest entries first.
