@@ -125,6 +125,9 @@ enum Command {
         /// Enter the sandbox, then try to open a socket (a test: the filter must kill this process).
         #[arg(long)]
         probe_socket: bool,
+        /// Enter the sandbox and print which measures are on, as JSON (a test of the environment).
+        #[arg(long)]
+        probe_sandbox: bool,
     },
     /// Write a shell completion script to stdout.
     #[command(hide = true)]
@@ -152,8 +155,14 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         default,
         memory_bytes,
         probe_socket,
+        probe_sandbox,
     } = &cli.command
     {
+        if *probe_sandbox {
+            let report = crate::runtime::worker::sandbox::enter(*memory_bytes);
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            return ExitCode::SUCCESS;
+        }
         if *probe_socket {
             crate::runtime::worker::sandbox::enter(*memory_bytes);
             // Reached only when the filter is off.
