@@ -165,7 +165,7 @@ pub fn enter(memory_bytes: u64) -> SandboxReport {
     }
     if report.landlock != "full" && report.notes.iter().all(|n| !n.starts_with("landlock")) {
         report.notes.push(format!(
-            "landlock: {} (kernel without full support)",
+            "landlock: {} (the kernel, or a syscall filter above this process, refused it)",
             report.landlock
         ));
     }
