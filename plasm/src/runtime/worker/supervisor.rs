@@ -390,7 +390,7 @@ impl ProcessRuntime {
     fn supervise(&self, req: &ExecRequest) -> ExecResult {
         if req.cancel.is_cancelled() {
             self.stats.cancelled.inc();
-            return ExecResult::aborted(AbortKind::Cancelled, "cancelled before it started".into());
+            return ExecResult::aborted(AbortKind::Cancelled, "stopped before it started".into());
         }
         let mut worker = match self.take_worker() {
             Ok(w) => w,
@@ -469,7 +469,7 @@ impl ProcessRuntime {
                 let (kind, detail) = if req.cancel.is_cancelled() {
                     (
                         AbortKind::Cancelled,
-                        "cancelled; its worker was killed".to_string(),
+                        "the worker running it was killed".to_string(),
                     )
                 } else if fired.load(Ordering::SeqCst) && compiling {
                     (
