@@ -286,9 +286,25 @@ pub fn run_blocking(
 /// | 127 | `trapped` |
 /// | 119 | `stack_overflow` |
 pub fn exit_status(result: &ExecResult) -> u8 {
+    outcome_exit_status(result.outcome, result.exit_code.map(i64::from))
+}
+
+/// [`exit_status`] of a finished job from its receipt's `outcome` and `exit_code`
+/// (`None` when the receipt names no outcome this build knows). The CLI's API
+/// commands, the API's job status, the dashboard and the PHP SDK all use this table.
+pub fn receipt_exit_status(receipt: &serde_json::Map<String, serde_json::Value>) -> Option<u8> {
+    let outcome = crate::runtime::Outcome::parse(receipt.get("outcome")?.as_str()?)?;
+    Some(outcome_exit_status(
+        outcome,
+        receipt.get("exit_code").and_then(serde_json::Value::as_i64),
+    ))
+}
+
+/// [`exit_status`] from an outcome and an exit code.
+pub fn outcome_exit_status(outcome: crate::runtime::Outcome, exit_code: Option<i64>) -> u8 {
     use crate::runtime::Outcome;
-    match result.outcome {
-        Outcome::Exited => match result.exit_code {
+    match outcome {
+        Outcome::Exited => match exit_code {
             Some(c @ 0..=117) => c as u8,
             _ => 120,
         },

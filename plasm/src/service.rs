@@ -179,9 +179,24 @@ pub struct JobEvent {
     pub detail: Option<String>,
     /// RFC 3339 time.
     pub at: String,
-    /// Fuel the job used, once known (on `succeeded`).
+    /// Fuel the job used, once known (when it ends with a receipt).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel_used: Option<u64>,
+    /// The receipt's outcome, when the job ends with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// `plasm run`'s exit status for the job (0 is the only success), when it ends
+    /// with a receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<u8>,
+}
+
+/// What a job's final event says about a receipt.
+#[derive(Debug, Default)]
+struct Ended {
+    fuel_used: Option<u64>,
+    outcome: Option<String>,
+    exit_status: Option<u8>,
 }
 
 /// How many recent events the node keeps for clients of `GET /v1/events` that
@@ -579,8 +594,9 @@ impl Service {
         state: &str,
         route: Option<Route>,
         detail: Option<String>,
-        fuel_used: Option<u64>,
+        ended: Option<Ended>,
     ) {
+        let ended = ended.unwrap_or_default();
         let now = u64::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -602,7 +618,9 @@ impl Service {
             placement: route,
             detail,
             at: crate::time::now_rfc3339(),
-            fuel_used,
+            fuel_used: ended.fuel_used,
+            outcome: ended.outcome,
+            exit_status: ended.exit_status,
         };
         if let Ok(mut map) = self.events.lock() {
             if let Some((tx, last)) = map.get_mut(job_id) {
@@ -975,6 +993,7 @@ impl Service {
     ) {
         let outcome = receipt.str_field("outcome").unwrap_or("unknown").to_owned();
         let fuel_used = receipt.as_map().get("fuel_used").and_then(Value::as_u64);
+        let exit_status = crate::job::receipt_exit_status(receipt.as_map());
         let text = serde_json::to_string(receipt.as_map()).unwrap_or_default();
         let (store, id, r) = (self.store.clone(), job_id.to_owned(), route.clone());
         // Durable before anyone hears about it.
@@ -1007,7 +1026,24 @@ impl Service {
                 path: route.path.clone(),
             })
             .inc();
-        self.emit_event(job_id, "succeeded", Some(route), Some(outcome), fuel_used);
+        // A job that ended with a receipt succeeded only when `plasm run` would exit 0
+        // for it: a trap, running out of fuel or exit code 3 is a failure with a receipt.
+        let state = if exit_status == Some(0) {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.emit_event(
+            job_id,
+            state,
+            Some(route),
+            Some(outcome.clone()),
+            Some(Ended {
+                fuel_used,
+                outcome: Some(outcome),
+                exit_status,
+            }),
+        );
     }
 
     async fn fail(&self, job_id: &str, why: &str) {

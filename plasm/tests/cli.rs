@@ -100,12 +100,12 @@ fn run_writes_a_receipt_that_verifies_and_tampering_is_caught() {
     assert_eq!(v.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&v.stderr).contains("signature"));
     let v = plasm(&["receipt", "verify", "-"], b"{not json");
-    assert_eq!(v.status.code(), Some(2));
+    assert_eq!(v.status.code(), Some(121));
     let v = plasm(
         &["receipt", "verify", s(&d.path().join("missing.json"))],
         b"",
     );
-    assert_eq!(v.status.code(), Some(2));
+    assert_eq!(v.status.code(), Some(121));
     let v = plasm(&["receipt", "verify", "-"], rec.to_string().as_bytes());
     assert_eq!(v.status.code(), Some(0));
 }

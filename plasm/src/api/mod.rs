@@ -367,9 +367,22 @@ pub(crate) fn job_json(row: &JobRow) -> Value {
         .receipt
         .as_deref()
         .and_then(|r| serde_json::from_str::<Value>(r).ok());
+    let exit_status = receipt
+        .as_ref()
+        .and_then(Value::as_object)
+        .and_then(crate::job::receipt_exit_status);
+    // Stored as succeeded means "ended with a verified receipt"; it is reported as
+    // succeeded only when `plasm run` would exit 0 for it (rows of older releases too).
+    let state = match (row.state, exit_status) {
+        (crate::store::JobState::Succeeded, Some(0)) => "succeeded",
+        (crate::store::JobState::Succeeded, _) => "failed",
+        (s, _) => s.as_str(),
+    };
     json!({
         "job_id": row.job_id,
-        "state": row.state.as_str(),
+        "state": state,
+        "outcome": receipt.as_ref().and_then(|r| r["outcome"].as_str()),
+        "exit_status": exit_status,
         // What was asked for, where it ran and which way its bytes went.
         "placement": {
             "requested": row.placement,

@@ -10,7 +10,6 @@ use crate::manifest::{Manifest, ManifestBuilder};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -102,6 +101,47 @@ fn call(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     super::report(runtime(false).and_then(|rt| rt.block_on(f)))
 }
 
+/// Runs an API call that ends with a job's exit status (`plasm run`'s table).
+fn call_status(f: impl std::future::Future<Output = Result<u8, String>>) -> ExitCode {
+    match runtime(false).and_then(|rt| rt.block_on(f)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("plasm: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The exit status of an ended job, as `plasm run` gives it, and a line on stderr
+/// when it is not 0: the receipt's outcome (trapped 127, out_of_fuel 124, exit code 3
+/// gives 3, …), or 118 for a job that ended without a receipt (no executor completed
+/// it, it was cancelled, or the node failed).
+fn ended(job_id: &str, job: &Value) -> u8 {
+    match job["exit_status"].as_u64().and_then(|c| u8::try_from(c).ok()) {
+        Some(0) => 0,
+        Some(code) => {
+            let exit = match job["receipt"]["exit_code"].as_i64() {
+                Some(c) => format!(", exit code {c}"),
+                None => String::new(),
+            };
+            eprintln!(
+                "plasm: job {job_id} failed: {}{exit} (exit status {code})",
+                job["outcome"].as_str().unwrap_or("unknown outcome")
+            );
+            code
+        }
+        None => {
+            eprintln!(
+                "plasm: job {job_id} {}: {} (exit status {})",
+                job["state"].as_str().unwrap_or("ended"),
+                job["error"].as_str().unwrap_or("no receipt"),
+                crate::job::EXIT_REMOTE
+            );
+            crate::job::EXIT_REMOTE
+        }
+    }
+}
+
 /// `plasm node status`.
 pub fn node(command: NodeCommand) -> ExitCode {
     let NodeCommand::Status(api) = command;
@@ -114,11 +154,11 @@ pub fn node(command: NodeCommand) -> ExitCode {
                 .map(|a| a.iter().map(s).collect::<Vec<_>>())
                 .unwrap_or_default()
         };
-        println!("peer_id       {}", s(&n["peer_id"]));
-        println!("public_key    {}", s(&n["public_key"]));
-        println!("version       {}", s(&n["version"]));
+        outln!("peer_id       {}", s(&n["peer_id"]));
+        outln!("public_key    {}", s(&n["public_key"]));
+        outln!("version       {}", s(&n["version"]));
         let caps = &n["capabilities"];
-        println!(
+        outln!(
             "role          {}",
             if caps["executes"] == true {
                 format!(
@@ -132,7 +172,7 @@ pub fn node(command: NodeCommand) -> ExitCode {
         );
         let r = &n["reachability"];
         let external = list(&r["external_addrs"]);
-        println!(
+        outln!(
             "reachability  {} (DHT {} mode, profile {}{})",
             s(&r["status"]),
             s(&r["dht_mode"]),
@@ -140,30 +180,30 @@ pub fn node(command: NodeCommand) -> ExitCode {
             if r["hidden"] == true { ", hidden" } else { "" }
         );
         for a in &external {
-            println!("reachable at  {a}");
+            outln!("reachable at  {a}");
         }
         for relay in list(&r["relays"]) {
-            println!("relay         {relay}");
+            outln!("relay         {relay}");
         }
         let lan = list(&r["lan_peers"]);
         if !lan.is_empty() {
-            println!("lan peers     {}", lan.join(", "));
+            outln!("lan peers     {}", lan.join(", "));
         }
-        println!(
+        outln!(
             "hole punches  {} of {} succeeded",
             r["hole_punches"]["successes"], r["hole_punches"]["attempts"]
         );
         for a in list(&n["listen_addrs"]) {
-            println!("listening     {a}");
+            outln!("listening     {a}");
         }
         if let Some(summary) = n["sandbox"]["summary"].as_str() {
-            println!("sandbox       {summary}");
+            outln!("sandbox       {summary}");
             for note in list(&n["sandbox"]["notes"]) {
-                println!("sandbox note  {note}");
+                outln!("sandbox note  {note}");
             }
         }
         let cap = &n["capacity"];
-        println!(
+        outln!(
             "capacity      {} workers, queue {} ({} queued, {} running)",
             cap["workers"], cap["queue"], cap["queued"], cap["running"]
         );
@@ -180,7 +220,7 @@ pub fn node(command: NodeCommand) -> ExitCode {
             sorted.sort_by(f64::total_cmp);
             format!(", median rtt {:.2} ms", sorted[sorted.len() / 2])
         };
-        println!("peers         {count} connected{rtt}");
+        outln!("peers         {count} connected{rtt}");
         Ok(())
     })
 }
@@ -194,7 +234,7 @@ pub fn peers(api: ApiArgs) -> ExitCode {
                 .as_f64()
                 .map(|r| format!("{r:.2} ms"))
                 .unwrap_or_else(|| "-".into());
-            println!("{}  {rtt}", p["peer_id"].as_str().unwrap_or("?"));
+            outln!("{}  {rtt}", p["peer_id"].as_str().unwrap_or("?"));
         }
         Ok(())
     })
@@ -203,30 +243,24 @@ pub fn peers(api: ApiArgs) -> ExitCode {
 /// `plasm job …`.
 pub fn job(command: JobCommand) -> ExitCode {
     match command {
-        JobCommand::Submit(a) => call(submit(*a)),
+        JobCommand::Submit(a) => call_status(submit(*a)),
         JobCommand::Cancel(a) => call(async move {
             let c = a.api.client()?;
             c.call("DELETE", &format!("/v1/jobs/{}", a.job_id), b"")
                 .await
                 .map_err(|e| format!("cancel {}: {e}", a.job_id))?;
-            println!("job {} cancelling", a.job_id);
+            outln!("job {} cancelling", a.job_id);
             Ok(())
         }),
         JobCommand::Status(a) => call(async move {
             let v = json(&a.api.client()?, &format!("/v1/jobs/{}", a.job_id)).await?;
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             Ok(())
         }),
-        JobCommand::Watch(a) => call(async move {
+        JobCommand::Watch(a) => call_status(async move {
             let c = a.api.client()?;
             let job = watch(&c, &a.job_id).await?;
-            match job["state"].as_str() {
-                Some("succeeded") => Ok(()),
-                _ => Err(format!(
-                    "job {} {}: {}",
-                    a.job_id, job["state"], job["error"]
-                )),
-            }
+            Ok(ended(&a.job_id, &job))
         }),
         JobCommand::Output(a) => call(async move {
             let c = a.api.client()?;
@@ -234,9 +268,7 @@ pub fn job(command: JobCommand) -> ExitCode {
                 .call("GET", &format!("/v1/jobs/{}/output", a.job_id), b"")
                 .await
                 .map_err(|e| e.to_string())?;
-            std::io::stdout()
-                .write_all(&out.body)
-                .map_err(|e| e.to_string())
+            super::write_stdout(&out.body)
         }),
         JobCommand::Receipt(a) => call(async move {
             let c = a.api.client()?;
@@ -244,7 +276,7 @@ pub fn job(command: JobCommand) -> ExitCode {
                 .call("GET", &format!("/v1/receipts/{}", a.job_id), b"")
                 .await
                 .map_err(|e| e.to_string())?;
-            println!("{}", String::from_utf8_lossy(&r.body));
+            outln!("{}", String::from_utf8_lossy(&r.body));
             Ok(())
         }),
     }
@@ -260,7 +292,7 @@ async fn json(c: &ApiClient, path: &str) -> Result<Value, String> {
         .ok_or_else(|| format!("GET {}{path}: the answer is not JSON", c.base()))
 }
 
-async fn submit(a: SubmitArgs) -> Result<(), String> {
+async fn submit(a: SubmitArgs) -> Result<u8, String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let src = &a.source;
     let input = read_input(src.input.as_deref())?;
@@ -307,20 +339,20 @@ async fn submit(a: SubmitArgs) -> Result<(), String> {
         .and_then(|v| v["job_id"].as_str().map(str::to_owned))
         .ok_or("no job_id in the answer")?;
     if !a.wait {
-        println!("{job_id}");
-        return Ok(());
+        outln!("{job_id}");
+        return Ok(0);
     }
     let job = watch(&c, &job_id).await?;
-    if job["state"] != "succeeded" {
-        return Err(format!("job {job_id} {}: {}", job["state"], job["error"]));
+    // A job that ended with a receipt has output whatever its outcome (a trapped
+    // job's stdout up to the trap), as with `plasm run`.
+    if job["receipt"].is_object() {
+        let out = c
+            .call("GET", &format!("/v1/jobs/{job_id}/output"), b"")
+            .await
+            .map_err(|e| e.to_string())?;
+        super::write_stdout(&out.body)?;
     }
-    let out = c
-        .call("GET", &format!("/v1/jobs/{job_id}/output"), b"")
-        .await
-        .map_err(|e| e.to_string())?;
-    std::io::stdout()
-        .write_all(&out.body)
-        .map_err(|e| e.to_string())
+    Ok(ended(&job_id, &job))
 }
 
 /// Where an event or a job says it runs, in words.
@@ -375,10 +407,10 @@ async fn watch(c: &ApiClient, job_id: &str) -> Result<Value, String> {
                 state: j["state"].as_str().unwrap_or("?").to_owned(),
                 place: place(j).or(last.place),
                 fuel: j["receipt"]["fuel_used"].as_u64().or(last.fuel),
-                detail: j["receipt"]["outcome"]
-                    .as_str()
-                    .or(j["error"].as_str())
-                    .map(str::to_owned),
+                detail: match (j["outcome"].as_str(), j["exit_status"].as_u64()) {
+                    (Some(o), Some(code)) => Some(format!("{o}, exit status {code}")),
+                    _ => j["error"].as_str().map(str::to_owned),
+                },
             }),
             _ => p.abandon(),
         }

@@ -9,6 +9,17 @@
 //! (offline verification). Commands return a process exit status; messages for
 //! people go to stderr, results to stdout.
 
+/// `println!` for command results: a reader that has gone (`plasm node status |
+/// head -1`) ends the command quietly instead of a panic.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($t)*) {
+            $crate::cli::stdout_failed(e)
+        }
+    }};
+}
+
 mod api;
 mod progress;
 mod receipt;
@@ -183,8 +194,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Peers(args) => api::peers(args),
         Command::Receipt { command } => receipt::receipt(command),
         Command::Id { data_dir } => report(data_dir.identity().map(|id| {
-            println!("peer_id    {}", id.peer_id());
-            println!("public_key {}", id.public_key_b64());
+            outln!("peer_id    {}", id.peer_id());
+            outln!("public_key {}", id.public_key_b64());
         })),
         Command::Demo => report(
             runtime(true).and_then(|rt| rt.block_on(crate::demo::run()).map_err(|e| e.to_string())),
@@ -247,6 +258,25 @@ fn report<T>(r: Result<T, String>) -> ExitCode {
     }
 }
 
+/// Stdout failed: a reader that has gone ends the command with status 0 (what it
+/// wanted has been written); any other error is reported.
+pub(crate) fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("plasm: cannot write to stdout: {e}");
+    std::process::exit(i32::from(crate::job::EXIT_INTERNAL));
+}
+
+/// Writes `bytes` to stdout; a reader that has gone (`| head`) ends the command quietly.
+fn write_stdout(bytes: &[u8]) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
 /// A tokio runtime for one command (multi-threaded for nodes, one thread for API calls).
 fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, String> {
     let mut b = if multi_thread {
@@ -262,8 +292,10 @@ fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, String> {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLASM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colour only on a terminal: a log file or the journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 /// `plasm receipt …`.
 #[derive(Subcommand, Debug)]
 pub enum ReceiptCommand {
-    /// Verify a receipt: exit 0 valid, 1 invalid (the failed check on stderr), 2 unreadable or malformed.
+    /// Verify a receipt: exit 0 valid, 1 invalid (the failed check on stderr), 121 unreadable or malformed.
     Verify {
         /// Receipt file, or - for stdin.
         file: String,
@@ -38,24 +38,24 @@ fn verify(file: &str) -> ExitCode {
         Ok(t) => t,
         Err(e) => {
             eprintln!("plasm: cannot read receipt {file}: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(crate::job::EXIT_INVALID_INPUT);
         }
     };
     let receipt = match Receipt::from_json(&text) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("plasm: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(crate::job::EXIT_INVALID_INPUT);
         }
     };
     match receipt.verify() {
         Ok(v) => {
-            println!("valid: job {} executed by {}", v.job_id, v.peer_id);
+            outln!("valid: job {} executed by {}", v.job_id, v.peer_id);
             ExitCode::SUCCESS
         }
         Err(e @ VerifyError::Malformed(_)) => {
             eprintln!("plasm: {e}");
-            ExitCode::from(2)
+            ExitCode::from(crate::job::EXIT_INVALID_INPUT)
         }
         Err(e) => {
             eprintln!("invalid: check {} failed: {e}", e.check());

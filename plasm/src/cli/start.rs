@@ -109,7 +109,7 @@ impl StartArgs {
 pub fn print_config(a: &StartArgs) -> Result<(), String> {
     let c = a.effective()?;
     c.to_node_config().map_err(|e| e.to_string())?;
-    print!("{}", c.to_toml());
+    super::write_stdout(c.to_toml().as_bytes())?;
     Ok(())
 }
 

@@ -24,8 +24,22 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 type Reply<T> = oneshot::Sender<T>;
-/// Providers found so far, how many are wanted, and who waits for them.
-type ProviderQuery = (HashSet<PeerId>, usize, Reply<HashSet<PeerId>>);
+/// A provider lookup in flight: what it has found, when to answer, and who waits.
+struct ProviderQuery {
+    found: HashSet<PeerId>,
+    /// Answer once this many are known.
+    want: usize,
+    /// Answer this long after the first provider is found, however many are known:
+    /// the rest of the query may wait on peers that never answer (Kademlia's own
+    /// timeout is 20 s), and a requester needs candidates, not all of them.
+    settle: Duration,
+    /// The settle timer is running.
+    settling: bool,
+    reply: Reply<HashSet<PeerId>>,
+}
+
+/// A settle timer: fires with the query it belongs to.
+type SettleTimer = std::pin::Pin<Box<dyn std::future::Future<Output = QueryId> + Send>>;
 
 /// A job response and the path it came back on.
 type Traced = Result<(JobResponse, Path), NetError>;
@@ -62,12 +76,17 @@ pub struct EventLoop {
     pending_bootstrap: HashMap<QueryId, Reply<Result<(), NetError>>>,
     pending_provide: HashMap<QueryId, Reply<Result<(), NetError>>>,
     pending_providers: HashMap<QueryId, ProviderQuery>,
+    settle_timers: futures::stream::FuturesUnordered<SettleTimer>,
     pending_requests: HashMap<OutboundRequestId, (PeerId, Reply<Traced>)>,
     rtts: HashMap<PeerId, Duration>,
     reach: Reach,
     connections: HashMap<ConnectionId, Conn>,
     /// Direct connections DCUtR made.
     punched: HashSet<ConnectionId>,
+    /// Peers reached by a hole punch: every direct connection to them while any
+    /// connection stays open came from the punch (with QUIC both sides dial at once,
+    /// and the job may travel on the other side's connection).
+    punched_peers: HashSet<PeerId>,
     /// Peers whose relayed connections close once no request to them is pending.
     drop_relayed: HashSet<PeerId>,
     /// Relayed connections asked to close, not closed yet.
@@ -104,11 +123,13 @@ impl EventLoop {
             pending_bootstrap: HashMap::new(),
             pending_provide: HashMap::new(),
             pending_providers: HashMap::new(),
+            settle_timers: futures::stream::FuturesUnordered::new(),
             pending_requests: HashMap::new(),
             rtts: HashMap::new(),
             reach,
             connections: HashMap::new(),
             punched: HashSet::new(),
+            punched_peers: HashSet::new(),
             drop_relayed: HashSet::new(),
             closing: HashMap::new(),
             deferred: Vec::new(),
@@ -125,6 +146,9 @@ impl EventLoop {
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(id) = self.settle_timers.next(), if !self.settle_timers.is_empty() => {
+                    self.answer_providers(id);
+                }
                 _ = tick.tick() => {
                     self.maintain_relays();
                     self.release_overdue();
@@ -215,10 +239,23 @@ impl EventLoop {
                     }
                 }
             }
-            Command::GetProviders { key, want, reply } => {
+            Command::GetProviders {
+                key,
+                want,
+                settle,
+                reply,
+            } => {
                 let id = swarm.behaviour_mut().kad.get_providers(key);
-                self.pending_providers
-                    .insert(id, (HashSet::new(), want.max(1), reply));
+                self.pending_providers.insert(
+                    id,
+                    ProviderQuery {
+                        found: HashSet::new(),
+                        want: want.max(1),
+                        settle,
+                        settling: false,
+                        reply,
+                    },
+                );
             }
             Command::Request {
                 peer,
@@ -354,6 +391,7 @@ impl EventLoop {
                         .any(|c| c.peer == peer_id && reach::is_relayed(&c.remote))
                 {
                     self.punched.insert(connection_id);
+                    self.punched_peers.insert(peer_id);
                 }
                 self.connections.insert(
                     connection_id,
@@ -383,6 +421,7 @@ impl EventLoop {
                 }
                 if num_established == 0 {
                     self.rtts.remove(&peer_id);
+                    self.punched_peers.remove(&peer_id);
                     self.drop_relayed.remove(&peer_id);
                     self.reach.remove_relay_candidate(&peer_id);
                     let _ = self.events.send(NetEvent::PeerDisconnected(peer_id));
@@ -489,6 +528,7 @@ impl EventLoop {
                         tracing::info!(peer = %remote_peer_id, "hole punched: direct connection");
                         self.reach.stats.hole_punch_successes += 1;
                         self.punched.insert(connection);
+                        self.punched_peers.insert(remote_peer_id);
                         self.drop_relayed.insert(remote_peer_id);
                         self.close_relayed_if_idle(remote_peer_id);
                         let _ = self.events.send(NetEvent::HolePunched(remote_peer_id));
@@ -555,24 +595,39 @@ impl EventLoop {
                 }
             }
             QueryResult::GetProviders(r) => {
-                if let Some((found, want, _)) = self.pending_providers.get_mut(&id)
+                let me = *self.swarm.local_peer_id();
+                let mut dial = Vec::new();
+                let mut settle_from_now = None;
+                if let Some(q) = self.pending_providers.get_mut(&id)
                     && let Ok(GetProvidersOk::FoundProviders { providers, .. }) = r
                 {
-                    // Provider addresses live only as long as the query: dial now, while
-                    // the swarm can still resolve them, so the requester can reach them later.
-                    let me = *self.swarm.local_peer_id();
                     for peer in providers {
-                        if found.len() >= *want || peer == me {
+                        if q.found.len() >= q.want || peer == me {
                             continue;
                         }
-                        found.insert(peer);
-                        if !self.swarm.is_connected(&peer) {
-                            let opts = DialOpts::peer_id(peer)
-                                .condition(PeerCondition::DisconnectedAndNotDialing)
-                                .build();
-                            let _ = self.swarm.dial(opts);
-                        }
+                        q.found.insert(peer);
+                        dial.push(peer);
                     }
+                    if !q.found.is_empty() && !q.settling {
+                        q.settling = true;
+                        settle_from_now = Some(q.settle);
+                    }
+                }
+                // Provider addresses live only as long as the query: dial now, while
+                // the swarm can still resolve them, so the requester can reach them later.
+                for peer in dial {
+                    if !self.swarm.is_connected(&peer) {
+                        let opts = DialOpts::peer_id(peer)
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .build();
+                        let _ = self.swarm.dial(opts);
+                    }
+                }
+                if let Some(settle) = settle_from_now {
+                    self.settle_timers.push(Box::pin(async move {
+                        tokio::time::sleep(settle).await;
+                        id
+                    }));
                 }
                 // Once enough providers are known, answering (and ending the query) saves the
                 // round trips to the rest of the closest peers.
@@ -580,15 +635,23 @@ impl EventLoop {
                     || self
                         .pending_providers
                         .get(&id)
-                        .is_some_and(|(f, want, _)| f.len() >= *want);
-                if done && let Some((found, _, reply)) = self.pending_providers.remove(&id) {
-                    let _ = reply.send(found);
-                    if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                        query.finish();
-                    }
+                        .is_some_and(|q| q.found.len() >= q.want);
+                if done {
+                    self.answer_providers(id);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Answers a provider lookup with what it has found and ends its query (a no-op
+    /// when it was answered already).
+    fn answer_providers(&mut self, id: QueryId) {
+        if let Some(q) = self.pending_providers.remove(&id) {
+            let _ = q.reply.send(q.found);
+            if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                query.finish();
+            }
         }
     }
 
@@ -745,7 +808,7 @@ impl EventLoop {
                 kind: PathKind::Relayed,
                 relay: relay_of(&c.remote),
             },
-            _ if self.punched.contains(&connection) => Path {
+            Some(c) if self.punched.contains(&connection) || self.punched_peers.contains(&c.peer) => Path {
                 kind: PathKind::HolePunched,
                 relay: None,
             },

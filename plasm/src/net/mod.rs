@@ -24,6 +24,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Capacity of the command channel into the event loop.
 const COMMAND_QUEUE: usize = 256;
+
+/// How long a provider lookup goes on after its first provider is found: long enough
+/// for the closest peers asked in the same round to answer (a loopback or LAN round
+/// trip is well under it), short enough that a peer that never answers costs no one.
+pub const PROVIDER_SETTLE: Duration = Duration::from_millis(300);
 /// Capacity of the inbound job-request channel to the executor.
 pub const INBOUND_QUEUE: usize = 64;
 /// Capacity of the domain-event broadcast.
@@ -207,10 +212,12 @@ pub enum Command {
         key: kad::RecordKey,
         reply: oneshot::Sender<Result<(), NetError>>,
     },
-    /// Find providers of a key; answer once `want` are known or the query ends.
+    /// Find providers of a key; answer once `want` are known, `settle` after the
+    /// first is known, or when the query ends.
     GetProviders {
         key: kad::RecordKey,
         want: usize,
+        settle: Duration,
         reply: oneshot::Sender<HashSet<PeerId>>,
     },
     /// Send a job request and wait for its response (and the path it took).
@@ -299,14 +306,20 @@ impl Client {
             .await?
     }
 
-    /// Finds providers of `key`, answering as soon as `want` are known (else when the query ends).
+    /// Finds providers of `key`, answering as soon as `want` are known, [`PROVIDER_SETTLE`]
+    /// after the first one is known, or when the query ends.
     pub async fn get_providers(
         &self,
         key: kad::RecordKey,
         want: usize,
     ) -> Result<HashSet<PeerId>, NetError> {
-        self.ask(|reply| Command::GetProviders { key, want, reply })
-            .await
+        self.ask(|reply| Command::GetProviders {
+            key,
+            want,
+            settle: PROVIDER_SETTLE,
+            reply,
+        })
+        .await
     }
 
     /// Sends a job request and waits for the response.

@@ -2,10 +2,11 @@
 //! send the bytes, verify the receipt, and fall over to the next on failure.
 
 use super::protocol::{JobRequest, JobResponse};
-use super::{Client, NetError, NetEvent, Path};
+use super::{Client, NetError, NetEvent, Path, PathKind};
 use crate::job::sha256_hex;
 use crate::manifest::Manifest;
 use crate::receipt::Receipt;
+use futures::StreamExt;
 use libp2p::{PeerId, kad};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,14 +138,34 @@ pub async fn find_executors(
         (None, Some(rt)) => vec![capability_key("runtime", rt)],
     };
     // A node that has just started may not have joined the DHT yet: an empty answer
-    // is retried a few times (about 3.5 s in all) before it becomes an error.
+    // is retried a few times (about 3.5 s in all) before it becomes an error. The keys
+    // are looked up at once; when one lookup has found executors, the others get
+    // `PROVIDER_SETTLE` more and no longer (a key nobody provides would otherwise hold
+    // the run until Kademlia's query timeout).
     let mut found = Vec::new();
     for pause_ms in [500u64, 1000, 2000, 0] {
-        for key in &keys {
-            for peer in find_once(client, key, want).await {
+        let mut lookups: futures::stream::FuturesUnordered<_> =
+            keys.iter().map(|key| find_once(client, key, want)).collect();
+        let mut settle_by: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match settle_by {
+                Some(at) => match tokio::time::timeout_at(at, lookups.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+                None => lookups.next().await,
+            };
+            let Some(peers) = next else { break };
+            for peer in peers {
                 if found.len() < want && !found.contains(&peer) {
                     found.push(peer);
                 }
+            }
+            if found.len() >= want {
+                break;
+            }
+            if !found.is_empty() && settle_by.is_none() {
+                settle_by = Some(tokio::time::Instant::now() + super::PROVIDER_SETTLE);
             }
         }
         if !found.is_empty() || pause_ms == 0 {
@@ -228,6 +249,24 @@ pub fn check_receipt(
         return Err("receipt stderr hash does not match the bytes received".into());
     }
     Ok(())
+}
+
+/// The path a receipt's signed placement names (version 2), so that what the CLI, the
+/// API and the dashboard print is what the executor signed; `None` for a version 1
+/// receipt, which has no placement (the requester's own view is used then).
+pub fn signed_path(receipt: &Receipt) -> Option<Path> {
+    let p = receipt.as_map().get("placement")?;
+    let kind = match p.get("path")?.as_str()? {
+        "direct" => PathKind::Direct,
+        "hole-punched" => PathKind::HolePunched,
+        "relayed" => PathKind::Relayed,
+        _ => return None,
+    };
+    let relay = match p.get("relay").and_then(|r| r.as_str()) {
+        Some(r) => Some(r.parse().ok()?),
+        None => None,
+    };
+    Some(Path { kind, relay })
 }
 
 /// When the only connection to `peer` goes through a relay, gives DCUtR up to
@@ -370,6 +409,7 @@ pub async fn run_remote(
                                     rtt: Some(rtt),
                                     outcome: "succeeded".into(),
                                 });
+                                let path = signed_path(&receipt).unwrap_or(path);
                                 return Ok(RemoteOutput {
                                     executor: peer,
                                     receipt,
