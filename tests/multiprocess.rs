@@ -125,8 +125,16 @@ fn remote_runs_over_quic_and_tcp_name_the_executor() {
 fn fresh_remote_runs_do_not_stall_and_print_the_signed_path() {
     let d = tempfile::tempdir().expect("tmp");
     let boot = start(d.path(), "boot", &["--mode", "bootstrap", "--listen", QUIC]);
-    let _e1 = start(d.path(), "e1", &["--listen", QUIC, "--bootstrap", &boot.addr("quic")]);
-    let _e2 = start(d.path(), "e2", &["--listen", QUIC, "--bootstrap", &boot.addr("quic")]);
+    let _e1 = start(
+        d.path(),
+        "e1",
+        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
+    );
+    let _e2 = start(
+        d.path(),
+        "e2",
+        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
+    );
     let module = d.path().join("hello.wat");
     std::fs::write(&module, include_str!("../examples/wat/hello.wat")).expect("write");
     wait_for_providers(d.path(), &module, &boot.addr("quic"));
@@ -331,5 +339,160 @@ fn the_demo_runs_a_job_on_another_peer_and_verifies_it_on_a_third() {
     assert!(
         stdout.contains(".reep rehtona no desrever saw txet siht"),
         "{stdout}"
+    );
+}
+
+/// Issue 21, items 3 and 4: jobs that trap, run out of fuel, are invalid or exit 3
+/// end with `plasm run`'s exit statuses through `plasm job submit --wait` (not 0,
+/// not "succeeded"), and the executor that ran them for a peer lists them (who
+/// asked, outcome, fuel, time) in `/v1/served`, on its dashboard and in `/metrics`.
+#[test]
+fn api_jobs_end_with_run_exit_statuses_and_the_executor_lists_its_work() {
+    let d = tempfile::tempdir().expect("tmp");
+    let boot = start(d.path(), "boot", &["--mode", "bootstrap", "--listen", QUIC]);
+    let exec = start(
+        d.path(),
+        "exec",
+        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
+    );
+    let client = start(
+        d.path(),
+        "client",
+        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
+    );
+    let hello = d.path().join("hello.wat");
+    std::fs::write(&hello, include_str!("../examples/wat/hello.wat")).expect("write");
+    wait_for_providers(d.path(), &hello, &boot.addr("quic"));
+    let jobs: [(&str, &str, &[&str], i32, &str); 4] = [
+        (
+            "trap.wat",
+            r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#,
+            &[],
+            127,
+            "trapped",
+        ),
+        (
+            "spin.wat",
+            r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#,
+            &["--fuel", "100000"],
+            124,
+            "out_of_fuel",
+        ),
+        (
+            "bad.wasm",
+            "\0asm\x01\0\0\0\x01\x7f",
+            &[],
+            123,
+            "invalid_module",
+        ),
+        (
+            "exit3.wat",
+            r#"(module
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func (export "_start") (call $exit (i32.const 3))))"#,
+            &[],
+            3,
+            "exited",
+        ),
+    ];
+    for (name, text, extra, status, outcome) in jobs {
+        let module = d.path().join(name);
+        std::fs::write(&module, text).expect("write");
+        // The other executor of the mesh is this client itself: remote placement
+        // sends the job to `exec`, the only other executor.
+        let out = Command::new(plasm_bin())
+            .args([
+                "job",
+                "submit",
+                "--wait",
+                "--placement",
+                "remote",
+                "--api",
+                &client.api,
+            ])
+            .args(extra)
+            .arg(&module)
+            .output()
+            .expect("submit");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "{name}: {stderr}");
+        assert!(
+            stderr.contains(outcome),
+            "{name}: the outcome is said: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("exit status {status}")),
+            "{name}: {stderr}"
+        );
+    }
+    let get = |url: &str| -> String {
+        let out = Command::new("curl")
+            .args(["-sf", url])
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "GET {url}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The client's own list: every job failed, with its outcome and exit status.
+    let list: Value = serde_json::from_str(&get(&format!("{}/v1/jobs", client.api))).expect("json");
+    let states: Vec<(String, u64)> = list["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| {
+            (
+                j["state"].as_str().unwrap_or("?").to_owned(),
+                j["exit_status"].as_u64().unwrap_or(999),
+            )
+        })
+        .collect();
+    assert!(
+        states.iter().all(|(s, _)| s == "failed"),
+        "no failing job is reported succeeded: {states:?}"
+    );
+    // The executor lists the jobs it ran for the client.
+    let served: Value =
+        serde_json::from_str(&get(&format!("{}/v1/served", exec.api))).expect("json");
+    let served = served["served"].as_array().expect("served");
+    let client_id = client.peer_id();
+    let mine: Vec<&Value> = served
+        .iter()
+        .filter(|j| j["requester"] == client_id.as_str())
+        .collect();
+    assert_eq!(
+        mine.len(),
+        4,
+        "the executor lists the four jobs it ran for the client: {served:?}"
+    );
+    let mut statuses: Vec<u64> = mine
+        .iter()
+        .filter_map(|j| j["exit_status"].as_u64())
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![3, 123, 124, 127]);
+    assert!(
+        mine.iter()
+            .all(|j| j["finished_at"].is_string() && j["receipt"].is_object())
+    );
+    assert!(
+        mine.iter()
+            .any(|j| j["fuel_used"].as_u64().unwrap_or(0) > 0)
+    );
+    let page = get(&format!("{}/", exec.api));
+    assert!(
+        page.contains("Jobs run for peers") && page.contains("out_of_fuel, exit status 124"),
+        "dashboard"
+    );
+    let metrics = get(&format!("{}/metrics", exec.api));
+    let fuel: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("plasm_fuel_consumed_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("plasm_fuel_consumed_total");
+    assert!(fuel > 0.0, "fuel of jobs run for peers counts: {metrics}");
+    assert!(
+        metrics.contains("plasm_executor_jobs_total{outcome=\"trapped\"} 1"),
+        "{metrics}"
     );
 }

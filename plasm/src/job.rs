@@ -323,3 +323,28 @@ pub const EXIT_INVALID_INPUT: u8 = 121;
 pub const EXIT_REMOTE: u8 = 118;
 /// Exit status of `plasm run` for an internal error.
 pub const EXIT_INTERNAL: u8 = 122;
+
+/// A job this node ran for a peer: who asked, how it ended, what it cost, when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServedJob {
+    /// The job id.
+    pub job_id: String,
+    /// The requester.
+    pub requester: String,
+    /// The receipt's outcome (`None`: no receipt, see `error`).
+    pub outcome: Option<String>,
+    /// `plasm run`'s exit status for it (`None`: no receipt).
+    pub exit_status: Option<u8>,
+    /// Fuel used (`None`: no receipt).
+    pub fuel_used: Option<u64>,
+    /// Which way the bytes came (`direct`, `hole-punched`, `relayed`).
+    pub path: String,
+    /// When its bundle was accepted (RFC 3339).
+    pub started_at: String,
+    /// When it ended (RFC 3339).
+    pub finished_at: String,
+    /// Why it ended without a receipt.
+    pub error: Option<String>,
+    /// The signed receipt, when there is one.
+    pub receipt: Option<String>,
+}

@@ -506,7 +506,14 @@ impl Service {
         }
     }
 
-    /// Replaces the bounds on jobs out with peers.
+    /// Counts fuel in `fuel` (the node's total, shared with its executor) instead of
+    /// a counter of the service's own.
+    pub fn with_fuel_counter(mut self, fuel: Counter) -> Self {
+        self.metrics.fuel = fuel;
+        self
+    }
+
+    /// Sets the bounds on jobs out with peers.
     pub fn with_remote_limits(mut self, limits: RemoteLimits) -> Self {
         self.remote_limits = limits;
         self
@@ -686,6 +693,12 @@ impl Service {
             self.local_path(row);
         }
         Ok(rows)
+    }
+
+    /// The newest `limit` jobs this node ran for peers, newest first.
+    pub async fn served(&self, limit: usize) -> Result<Vec<crate::job::ServedJob>, ServiceError> {
+        let store = self.store.clone();
+        blocking(move || store.served(limit)).await
     }
 
     /// Accepts a submission; returns the job id once the job is durably queued.

@@ -75,7 +75,17 @@ pub async fn page(State(state): State<ApiState>) -> Response {
             .recent_jobs(PAGE_JOBS)
             .await
             .map(|rows| rows.iter().map(job_json).collect::<Vec<_>>());
-        Some((node, peers, jobs.unwrap_or_default()))
+        let served = state
+            .service
+            .served(PAGE_JOBS)
+            .await
+            .map(|rows| rows.iter().map(super::served_json).collect::<Vec<_>>());
+        Some(Status {
+            node,
+            peers,
+            jobs: jobs.unwrap_or_default(),
+            served: served.unwrap_or_default(),
+        })
     } else {
         None
     };
@@ -158,9 +168,29 @@ fn row(out: &mut String, dt: &str, dd: &str, id: &str) {
     let _ = write!(out, "<dt>{}</dt><dd id=\"{id}\">{}</dd>", esc(dt), esc(dd));
 }
 
-fn render(status: Option<&(Value, Value, Vec<Value>)>, now: &str) -> String {
+/// What an open page shows.
+#[derive(Debug, Default)]
+struct Status {
+    node: Value,
+    peers: Value,
+    jobs: Vec<Value>,
+    /// Jobs this node ran for peers.
+    served: Vec<Value>,
+}
+
+/// A finished job's outcome in words: `exited, exit status 0`, `out_of_fuel, exit
+/// status 124` (`plasm run`'s table), or why it has no receipt.
+fn outcome_text(j: &Value) -> String {
+    match (j["outcome"].as_str(), j["exit_status"].as_u64()) {
+        (Some(o), Some(c)) => format!("{o}, exit status {c}"),
+        (Some(o), None) => o.to_owned(),
+        _ => text(&j["error"]),
+    }
+}
+
+fn render(status: Option<&Status>, now: &str) -> String {
     let mut h = String::with_capacity(16 * 1024);
-    let peer = status.map_or(String::new(), |(n, _, _)| text(&n["peer_id"]));
+    let peer = status.map_or(String::new(), |s| text(&s.node["peer_id"]));
     let _ = write!(
         h,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -184,8 +214,13 @@ fn render(status: Option<&(Value, Value, Vec<Value>)>, now: &str) -> String {
          <p id=\"auth-error\" class=\"bad\"></p></section><main>",
     );
     // A locked page has the same skeleton, empty, for the script to fill.
-    let empty = (Value::Null, Value::Null, Vec::new());
-    let (node, peers, jobs) = status.unwrap_or(&empty);
+    let empty = Status::default();
+    let Status {
+        node,
+        peers,
+        jobs,
+        served,
+    } = status.unwrap_or(&empty);
     if status.is_none() {
         h.push_str(
             "<section id=\"locked\"><h2>Status</h2><p>This node has an API token file, so its \
@@ -295,9 +330,7 @@ fn render(status: Option<&(Value, Value, Vec<Value>)>, now: &str) -> String {
         let id = text(&j["job_id"]);
         let state = text(&j["state"]);
         let (place, remote) = place(j);
-        let outcome = j["receipt"]["outcome"]
-            .as_str()
-            .map_or_else(|| text(&j["error"]), str::to_owned);
+        let outcome = outcome_text(j);
         let _ = write!(
             h,
             "<tr data-job=\"{}\"><td><code title=\"{}\">{}</code></td>\
@@ -318,6 +351,34 @@ fn render(status: Option<&(Value, Value, Vec<Value>)>, now: &str) -> String {
             } else {
                 "—"
             }
+        );
+    }
+    // Jobs run here for peers: who asked, how each ended, its fuel and time.
+    h.push_str(
+        "</tbody></table></section><section id=\"served\"><h2>Jobs run for peers</h2><table><thead><tr>\
+         <th>job</th><th>requester</th><th>path</th><th>finished</th><th>outcome</th><th>fuel</th>\
+         </tr></thead><tbody id=\"served-body\">",
+    );
+    if served.is_empty() {
+        h.push_str("<tr class=\"empty\"><td colspan=\"6\">no jobs run for peers yet</td></tr>");
+    }
+    for j in served {
+        let id = text(&j["job_id"]);
+        let ok = j["exit_status"].as_u64() == Some(0);
+        let _ = write!(
+            h,
+            "<tr data-served=\"{}\"><td><code title=\"{}\">{}</code></td><td><code title=\"{}\">{}</code></td>\
+             <td>{}</td><td>{}</td><td class=\"state state-{}\">{}</td><td>{}</td></tr>",
+            esc(&id),
+            esc(&id),
+            esc(&short(&id)),
+            esc(&text(&j["requester"])),
+            esc(&short(&text(&j["requester"]))),
+            esc(&text(&j["path"])),
+            esc(&text(&j["finished_at"])),
+            if ok { "succeeded" } else { "failed" },
+            esc(&outcome_text(j)),
+            esc(&text(&j["fuel_used"])),
         );
     }
     h.push_str(
@@ -348,10 +409,25 @@ mod tests {
             json!({"job_id": "d", "state": "succeeded", "placement": {"path": "direct", "executor": "12D3KooWexecutorpeer"},
                    "receipt": {"placement": {"taken_over_from": "12D3KooWfirstexecutor"}}}),
         ];
+        let served = vec![
+            json!({"job_id": "s1", "requester": "12D3KooWrequesterpeer", "path": "direct",
+                                  "finished_at": "2026-12-01T00:00:01Z", "outcome": "out_of_fuel",
+                                  "exit_status": 124, "fuel_used": 1000}),
+        ];
         let html = render(
-            Some(&(node, json!({"peers": []}), jobs)),
+            Some(&Status {
+                node,
+                peers: json!({"peers": []}),
+                jobs,
+                served,
+            }),
             "2026-12-01T00:00:00Z",
         );
+        assert!(
+            html.contains("out_of_fuel, exit status 124"),
+            "a job run for a peer is listed with its outcome"
+        );
+        assert!(html.contains("data-served=\"s1\""));
         assert!(!html.contains("<script>"), "text is escaped");
         assert!(html.contains("12D3KooW&lt;script&gt;"));
         assert!(html.contains("data-job=\"a&quot;b\""));

@@ -144,6 +144,16 @@ impl ApiMetrics {
             executor.refusals.clone(),
         );
         registry.register(
+            "plasm_executor_jobs",
+            "Jobs this node ran for peers, by receipt outcome (or failed: no receipt)",
+            executor.served.clone(),
+        );
+        registry.register(
+            "plasm_executor_fuel_consumed",
+            "Fuel used by jobs this node ran for peers (part of plasm_fuel_consumed_total)",
+            executor.fuel.clone(),
+        );
+        registry.register(
             "plasm_executor_evictions",
             "Entries evicted from a full table (reservation, nonce), taken from the peer holding the most",
             executor.evictions.clone(),

@@ -245,6 +245,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs", post(submit))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/events", get(all_events))
+        .route("/v1/served", get(list_served))
         .route("/v1/jobs/{job_id}", get(get_job).delete(cancel_job))
         .route("/v1/jobs/{job_id}/output", get(get_output))
         .route("/v1/jobs/{job_id}/events", get(job_events))
@@ -778,10 +779,8 @@ async fn all_events(
 }
 
 /// `GET /v1/jobs?limit=N`: the newest jobs, newest first (default 50).
-async fn list_jobs(
-    State(state): State<ApiState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+/// `?limit=N` of a list (default 50, at most [`MAX_LIST`]); no other parameter.
+fn list_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
     let limit = match q.get("limit") {
         None => 50,
         Some(v) => v
@@ -803,9 +802,43 @@ async fn list_jobs(
             format!("unknown query parameter {k:?}; expected limit"),
         ));
     }
-    let jobs = state.service.recent_jobs(limit).await?;
+    Ok(limit)
+}
+
+async fn list_jobs(
+    State(state): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let jobs = state.service.recent_jobs(list_limit(&q)?).await?;
     Ok(Json(
         json!({"jobs": jobs.iter().map(job_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// One job this node ran for a peer, as the API shows it.
+pub(crate) fn served_json(j: &crate::job::ServedJob) -> Value {
+    json!({
+        "job_id": j.job_id,
+        "requester": j.requester,
+        "outcome": j.outcome,
+        "exit_status": j.exit_status,
+        "fuel_used": j.fuel_used,
+        "path": j.path,
+        "started_at": j.started_at,
+        "finished_at": j.finished_at,
+        "error": j.error,
+        "receipt": j.receipt.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
+    })
+}
+
+/// `GET /v1/served`: the jobs this node ran for peers, newest first.
+async fn list_served(
+    State(state): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let jobs = state.service.served(list_limit(&q)?).await?;
+    Ok(Json(
+        json!({"served": jobs.iter().map(served_json).collect::<Vec<_>>()}),
     ))
 }
 

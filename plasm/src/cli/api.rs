@@ -117,7 +117,10 @@ fn call_status(f: impl std::future::Future<Output = Result<u8, String>>) -> Exit
 /// gives 3, …), or 118 for a job that ended without a receipt (no executor completed
 /// it, it was cancelled, or the node failed).
 fn ended(job_id: &str, job: &Value) -> u8 {
-    match job["exit_status"].as_u64().and_then(|c| u8::try_from(c).ok()) {
+    match job["exit_status"]
+        .as_u64()
+        .and_then(|c| u8::try_from(c).ok())
+    {
         Some(0) => 0,
         Some(code) => {
             let exit = match job["receipt"]["exit_code"].as_i64() {
@@ -191,7 +194,8 @@ pub fn node(command: NodeCommand) -> ExitCode {
         }
         outln!(
             "hole punches  {} of {} succeeded",
-            r["hole_punches"]["successes"], r["hole_punches"]["attempts"]
+            r["hole_punches"]["successes"],
+            r["hole_punches"]["attempts"]
         );
         for a in list(&n["listen_addrs"]) {
             outln!("listening     {a}");
@@ -205,7 +209,10 @@ pub fn node(command: NodeCommand) -> ExitCode {
         let cap = &n["capacity"];
         outln!(
             "capacity      {} workers, queue {} ({} queued, {} running)",
-            cap["workers"], cap["queue"], cap["queued"], cap["running"]
+            cap["workers"],
+            cap["queue"],
+            cap["queued"],
+            cap["running"]
         );
         let peers = json(&c, "/v1/peers").await?;
         let rtts: Vec<f64> = peers["peers"]

@@ -808,10 +808,14 @@ impl EventLoop {
                 kind: PathKind::Relayed,
                 relay: relay_of(&c.remote),
             },
-            Some(c) if self.punched.contains(&connection) || self.punched_peers.contains(&c.peer) => Path {
-                kind: PathKind::HolePunched,
-                relay: None,
-            },
+            Some(c)
+                if self.punched.contains(&connection) || self.punched_peers.contains(&c.peer) =>
+            {
+                Path {
+                    kind: PathKind::HolePunched,
+                    relay: None,
+                }
+            }
             _ => Path {
                 kind: PathKind::Direct,
                 relay: None,

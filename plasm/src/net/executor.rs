@@ -20,6 +20,7 @@ use super::protocol::{DeclineReason, FailureReason, JobRequest, JobResponse};
 use super::{Client, InboundJob};
 use crate::identity::Identity;
 use crate::job;
+use crate::job::ServedJob;
 use crate::manifest::Manifest;
 use crate::runtime::engines::EngineChoice;
 use crate::runtime::pool::WorkerPool;
@@ -185,6 +186,13 @@ pub struct EvictionLabel {
     pub table: String,
 }
 
+/// The label of `plasm_executor_jobs_total`: how a job run for a peer ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ServedLabel {
+    /// The receipt's outcome, or `failed` (no receipt).
+    pub outcome: String,
+}
+
 /// The executor's counters, shared with `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutorMetrics {
@@ -192,7 +200,17 @@ pub struct ExecutorMetrics {
     pub refusals: Family<RefusalLabel, Counter>,
     /// Entries evicted from a full table, charged to the peer holding the most.
     pub evictions: Family<EvictionLabel, Counter>,
+    /// Jobs run for peers, by outcome.
+    pub served: Family<ServedLabel, Counter>,
+    /// Fuel used by jobs run for peers.
+    pub fuel: Counter,
+    /// The node's fuel total (`plasm_fuel_consumed_total`), shared with the service
+    /// that counts its own jobs in it: jobs run for peers count there too.
+    pub node_fuel: Counter,
 }
+
+/// Records of jobs run for peers waiting for the node to store them.
+pub const SERVED_QUEUE: usize = 256;
 
 impl ExecutorMetrics {
     fn refused(&self, reason: &str) {
@@ -201,6 +219,15 @@ impl ExecutorMetrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+    fn served(&self, outcome: &str, fuel: u64) {
+        self.served
+            .get_or_create(&ServedLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.fuel.inc_by(fuel);
+        self.node_fuel.inc_by(fuel);
     }
     fn evicted(&self, table: &str) {
         self.evictions
@@ -397,6 +424,8 @@ pub struct Executor {
     /// Bounded by [`MAX_CHECKS`]: a task sends while it still holds its check
     /// permit, so at most that many reports are ever pending or waiting to send.
     reports: (mpsc::Sender<NonceReport>, mpsc::Receiver<NonceReport>),
+    /// Where records of jobs run for peers go (the node stores them).
+    served: Option<mpsc::Sender<ServedJob>>,
 }
 
 /// Jobs of one peer that may end by exhausting a worker (compile limit, crash,
@@ -502,7 +531,14 @@ impl Executor {
             metrics,
             checks: Arc::new(tokio::sync::Semaphore::new(MAX_CHECKS)),
             reports: mpsc::channel(MAX_CHECKS),
+            served: None,
         }
+    }
+
+    /// Sends a record of each job run for a peer to `tx` (bounded: [`SERVED_QUEUE`]).
+    pub fn with_served(mut self, tx: mpsc::Sender<ServedJob>) -> Self {
+        self.served = Some(tx);
+        self
     }
 
     /// Serves inbound requests until the channel closes.
@@ -853,6 +889,7 @@ impl Executor {
             self.reports.0.clone(),
             self.strikes.clone(),
         );
+        let (served, metrics) = (self.served.clone(), self.metrics.clone());
         Ok(async move {
             let bytes = module.as_ref().map_or_else(|m| m.len(), Vec::len) + input.len();
             let checked = tokio::task::spawn_blocking(move || {
@@ -888,18 +925,39 @@ impl Executor {
                 Err(response) => return response,
             };
             tracing::info!(job_id = manifest.job_id(), %peer, "running job");
+            let started_at = crate::time::now_rfc3339();
             let submitted = submitted.placed(crate::receipt::ReceiptPlacement {
                 path: path.kind.as_str().into(),
                 relay: path.relay.map(|r| r.to_string()),
                 attempt: None,
                 taken_over_from: None,
             });
-            match submitted.finish(&pool, &identity, &manifest).await {
-                Ok(out) => JobResponse::Result {
-                    receipt: serde_json::to_string(out.receipt.as_map()).unwrap_or_default(),
-                    stdout: out.result.stdout,
-                    stderr: out.result.stderr,
-                },
+            let mut record = ServedJob {
+                job_id: manifest.job_id().to_owned(),
+                requester: peer.to_string(),
+                outcome: None,
+                exit_status: None,
+                fuel_used: None,
+                path: path.kind.as_str().into(),
+                started_at,
+                finished_at: String::new(),
+                error: None,
+                receipt: None,
+            };
+            let response = match submitted.finish(&pool, &identity, &manifest).await {
+                Ok(out) => {
+                    let receipt = serde_json::to_string(out.receipt.as_map()).unwrap_or_default();
+                    record.outcome = Some(out.result.outcome.as_str().to_owned());
+                    record.exit_status = Some(job::exit_status(&out.result));
+                    record.fuel_used = Some(out.result.fuel_used);
+                    record.receipt = Some(receipt.clone());
+                    metrics.served(out.result.outcome.as_str(), out.result.fuel_used);
+                    JobResponse::Result {
+                        receipt,
+                        stdout: out.result.stdout,
+                        stderr: out.result.stderr,
+                    }
+                }
                 Err(e) => {
                     if let job::JobError::Aborted(a) = &e
                         && a.kind != crate::runtime::AbortKind::Cancelled
@@ -908,9 +966,18 @@ impl Executor {
                         s.add(peer, Instant::now());
                     }
                     tracing::warn!(error = %e, %peer, "job finished without a receipt");
+                    record.error = Some(e.to_string());
+                    metrics.served("failed", 0);
                     failure(FailureReason::Internal, e.to_string())
                 }
+            };
+            record.finished_at = crate::time::now_rfc3339();
+            // Bounded: a full queue holds this task (and its response) until the
+            // node's recorder catches up, which stores on the blocking pool.
+            if let Some(tx) = served {
+                let _ = tx.send(record).await;
             }
+            response
         })
     }
 }

@@ -144,8 +144,10 @@ pub async fn find_executors(
     // the run until Kademlia's query timeout).
     let mut found = Vec::new();
     for pause_ms in [500u64, 1000, 2000, 0] {
-        let mut lookups: futures::stream::FuturesUnordered<_> =
-            keys.iter().map(|key| find_once(client, key, want)).collect();
+        let mut lookups: futures::stream::FuturesUnordered<_> = keys
+            .iter()
+            .map(|key| find_once(client, key, want))
+            .collect();
         let mut settle_by: Option<tokio::time::Instant> = None;
         loop {
             let next = match settle_by {

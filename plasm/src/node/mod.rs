@@ -174,6 +174,8 @@ pub struct Node {
     identity: Arc<Identity>,
     pool: Option<Arc<WorkerPool>>,
     executor_metrics: ExecutorMetrics,
+    /// Records of jobs run for peers, until the store takes them.
+    served: Option<tokio::sync::mpsc::Receiver<crate::job::ServedJob>>,
     listen_addrs: Vec<Multiaddr>,
     tasks: Vec<JoinHandle<()>>,
     event_loop: JoinHandle<()>,
@@ -219,6 +221,7 @@ impl Node {
         }
         let mut tasks = Vec::new();
         let executor_metrics = ExecutorMetrics::default();
+        let mut served = None;
         let pool = if executes {
             // A node never runs a job in its own process (decision 0033).
             let choice = config.policy.engines.clone();
@@ -235,13 +238,16 @@ impl Node {
             )?);
             let mut policy = config.policy.clone();
             policy.max_bundle_bytes = policy.max_bundle_bytes.min(settings.max_bundle_bytes);
+            let (tx, rx) = tokio::sync::mpsc::channel(crate::net::executor::SERVED_QUEUE);
+            served = Some(rx);
             let executor = Executor::new(
                 client.clone(),
                 pool.clone(),
                 identity.clone(),
                 policy,
                 executor_metrics.clone(),
-            );
+            )
+            .with_served(tx);
             tasks.push(tokio::spawn(executor.run(inbound)));
             Some(pool)
         } else {
@@ -255,12 +261,26 @@ impl Node {
             identity,
             pool,
             executor_metrics,
+            served,
             listen_addrs,
             tasks,
             event_loop,
         };
         if let (Some(addr), true) = (config.api, config.mode != Mode::Client) {
             node.start_api(&config, addr).await?;
+        }
+        // No store (no API): the records of jobs run for peers are counted in the
+        // executor's metrics and logged, nothing more.
+        if let Some(mut rx) = node.served.take() {
+            node.tasks.push(tokio::spawn(async move {
+                while let Some(job) = rx.recv().await {
+                    tracing::debug!(
+                        job_id = job.job_id,
+                        requester = job.requester,
+                        "ran a job for a peer"
+                    );
+                }
+            }));
         }
         node.join(&config.bootstrap, settings.dial_timeout).await;
         let maintenance = tokio::spawn(maintain(
@@ -326,6 +346,10 @@ impl Node {
             .map_err(|e| NodeError::Config(e.to_string()))??;
         let store = Arc::new(store);
         self.tasks.push(tokio::spawn(retention(store.clone())));
+        if let Some(rx) = self.served.take() {
+            self.tasks
+                .push(tokio::spawn(record_served(store.clone(), rx)));
+        }
         let service = Arc::new(
             Service::new(
                 store,
@@ -333,6 +357,7 @@ impl Node {
                 self.identity.clone(),
                 Some(self.client.clone()),
             )
+            .with_fuel_counter(self.executor_metrics.node_fuel.clone())
             .with_remote_limits(config.remote)
             .with_maxima(crate::service::JobMaxima {
                 fuel: config.policy.max_fuel,
@@ -662,5 +687,27 @@ pub fn transport_for(addrs: &[Multiaddr]) -> TransportKind {
         TransportKind::Memory
     } else {
         TransportKind::Network
+    }
+}
+
+/// Stores the records of jobs this node ran for peers (on the blocking pool, one at
+/// a time: the executor's queue is bounded, so a slow disk holds the executor's
+/// bundle tasks rather than growing memory).
+async fn record_served(
+    store: Arc<Store>,
+    mut rx: tokio::sync::mpsc::Receiver<crate::job::ServedJob>,
+) {
+    while let Some(job) = rx.recv().await {
+        let store = store.clone();
+        let id = job.job_id.clone();
+        match tokio::task::spawn_blocking(move || store.record_served(&job)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(job_id = id, error = %e, "could not record a job run for a peer")
+            }
+            Err(e) => {
+                tracing::warn!(job_id = id, error = %e, "could not record a job run for a peer")
+            }
+        }
     }
 }

@@ -9,7 +9,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 mod modules;
 mod retention;
+mod served;
 pub use retention::PRUNE_BATCH;
+pub use served::MAX_SERVED;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -181,6 +183,20 @@ const MIGRATIONS: &[&str] = &[
     // 0 -> 1: where a job's bytes went (`local`, `direct`, `hole-punched`,
     // `relayed`) and through which relay.
     "ALTER TABLE jobs ADD COLUMN path TEXT; ALTER TABLE jobs ADD COLUMN relay TEXT;",
+    // 1 -> 2: jobs this node ran for peers (store/served.rs).
+    "CREATE TABLE served (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        requester TEXT NOT NULL,
+        outcome TEXT,
+        exit_status INTEGER,
+        fuel_used INTEGER,
+        path TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        error TEXT,
+        receipt TEXT
+    );",
 ];
 
 /// The schema version this release writes.

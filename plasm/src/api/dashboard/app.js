@@ -184,9 +184,16 @@
     return { text: '—', remote: false };
   }
 
+  // A finished job's outcome with plasm run's exit status (0 is the only success).
+  function outcomeText(j) {
+    const o = j.outcome || (j.receipt && j.receipt.outcome);
+    if (o && j.exit_status !== undefined && j.exit_status !== null) return o + ', exit status ' + j.exit_status;
+    return o || txt(j.error || j.detail);
+  }
+
   function jobRow(j) {
     const pl = place(j.placement, j.receipt);
-    const outcome = j.receipt && j.receipt.outcome ? j.receipt.outcome : txt(j.error || j.detail);
+    const outcome = outcomeText(j);
     const receiptCell = el('td', { class: 'receipt' });
     if (j.receipt) {
       const b = el('button', { type: 'button', class: 'verify', text: 'verify' });
@@ -242,6 +249,27 @@
     const list = v.jobs || [];
     if (!list.length) body.appendChild(el('tr', { class: 'empty' }, [el('td', { colspan: '7', text: 'no jobs yet' })]));
     for (const j of list.slice().reverse()) putJob(j);
+  }
+
+  // Jobs this node ran for peers (GET /v1/served), refreshed with the node status.
+  async function reloadServed() {
+    const v = await api('GET', '/v1/served?limit=50');
+    const body = $('served-body');
+    if (!body) return;
+    const list = v.served || [];
+    body.replaceChildren();
+    if (!list.length) body.appendChild(el('tr', { class: 'empty' }, [el('td', { colspan: '6', text: 'no jobs run for peers yet' })]));
+    for (const j of list) {
+      const ok = j.exit_status === 0;
+      body.appendChild(el('tr', { 'data-served': j.job_id }, [
+        el('td', {}, [el('code', { title: j.job_id, text: short(j.job_id) })]),
+        el('td', {}, [el('code', { title: j.requester, text: short(j.requester) })]),
+        el('td', { text: txt(j.path) }),
+        el('td', { text: txt(j.finished_at) }),
+        el('td', { class: 'state state-' + (ok ? 'succeeded' : 'failed'), text: outcomeText(j) }),
+        el('td', { text: txt(j.fuel_used) }),
+      ]));
+    }
   }
 
   // An event carries the state and where the job runs; the stored job (with its
@@ -378,6 +406,7 @@
     const locked = $('locked');
     if (locked) locked.hidden = true;
     await reloadJobs().catch(() => {});
+    await reloadServed().catch(() => {});
     follow();
   }
 
@@ -386,6 +415,6 @@
     setupCapacity();
     setupVerify();
     start();
-    setInterval(() => { if (!$('auth').hidden) return; refreshNode().catch(() => {}); }, 5000);
+    setInterval(() => { if (!$('auth').hidden) return; refreshNode().catch(() => {}); reloadServed().catch(() => {}); }, 5000);
   });
 })();
