@@ -496,3 +496,90 @@ fn api_jobs_end_with_run_exit_statuses_and_the_executor_lists_its_work() {
         "{metrics}"
     );
 }
+
+/// Issue 21, items 5 and 9: a SIGHUP right after `plasm start` (before the node
+/// runs) does not kill it, and a second node on the same data dir refuses to start
+/// and names the first, while `plasm id` and `plasm run` still work beside it.
+#[test]
+fn an_early_sighup_is_harmless_and_a_data_dir_has_one_node() {
+    let d = tempfile::tempdir().expect("tmp");
+    for (i, delay_ms) in [30u64, 50, 50, 100].into_iter().enumerate() {
+        let dir = d.path().join(format!("hup{i}"));
+        let mut child = Command::new(plasm_bin())
+            .args([
+                "start",
+                "--listen",
+                QUIC,
+                "--api",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let hup = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(hup.success());
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let api = lines.find_map(|l| {
+            l.ok()
+                .and_then(|l| l.strip_prefix("api ").map(str::to_owned))
+        });
+        let alive = child.try_wait().expect("wait").is_none();
+        let _ = child.kill();
+        let status = child.wait().expect("wait");
+        assert!(
+            api.is_some() && alive,
+            "SIGHUP {delay_ms} ms after start killed the node: {status:?}"
+        );
+    }
+    let node = start(d.path(), "n", &["--listen", QUIC]);
+    let dir = d.path().join("n");
+    let second = Command::new(plasm_bin())
+        .args([
+            "start",
+            "--listen",
+            QUIC,
+            "--api",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("second start");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_ne!(second.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("another plasm node is running on data dir")
+            && stderr.contains(&format!("(pid {})", node.child.id())),
+        "{stderr}"
+    );
+    let id = Command::new(plasm_bin())
+        .args(["id", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .expect("id");
+    assert_eq!(id.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&id.stdout).contains(&node.peer_id()));
+    let hello = d.path().join("hello.wat");
+    std::fs::write(&hello, include_str!("../examples/wat/hello.wat")).expect("write");
+    let run = Command::new(plasm_bin())
+        .args(["run", "--data-dir"])
+        .arg(&dir)
+        .arg(&hello)
+        .output()
+        .expect("run");
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(run.stdout, b"hello from plasm\n");
+}

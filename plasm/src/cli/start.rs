@@ -115,12 +115,16 @@ pub fn print_config(a: &StartArgs) -> Result<(), String> {
 
 /// `plasm start`.
 pub fn start(a: StartArgs) -> Result<(), String> {
+    let rt = runtime(true)?;
+    // Before anything else, the configuration included: from here on SIGHUP and
+    // SIGTERM are handled, not fatal (a script may send SIGHUP right after starting
+    // the node; one that arrives before the node runs is answered by a reload then).
+    let signals = rt
+        .block_on(async { Signals::install() })
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
     let effective = a.effective()?;
     let config = effective.to_node_config().map_err(|e| e.to_string())?;
-    let rt = runtime(true)?;
     rt.block_on(async {
-        // Before anything else: from here on SIGHUP and SIGTERM are handled, not fatal.
-        let signals = Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
         let node = Node::start(config).await.map_err(|e| e.to_string())?;
         println!("plasm {} {} started", effective.mode, node.peer_id());
         // Let wildcard listeners report their per-interface addresses.

@@ -158,11 +158,12 @@ impl Node {
                     match load() {
                         Ok(config) => {
                             let report = self.reload(config);
-                            tracing::info!(%report, "SIGHUP");
+                            // Said once: on stderr (the journal), not also as a log line.
+                            tracing::debug!(%report, "SIGHUP");
                             eprintln!("plasm: SIGHUP: {report}");
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "SIGHUP: configuration not applied");
+                            tracing::debug!(error = %e, "SIGHUP: configuration not applied");
                             eprintln!("plasm: SIGHUP: configuration not applied: {e}");
                         }
                     }

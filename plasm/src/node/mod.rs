@@ -3,6 +3,7 @@
 //! tests start on port 0 (or on the memory transport) and shut down cleanly.
 
 mod lifecycle;
+pub mod lock;
 
 pub use lifecycle::{ReloadReport, Signals};
 
@@ -162,6 +163,9 @@ pub enum NodeError {
     /// The configuration is unsafe or incomplete.
     #[error("{0}")]
     Config(String),
+    /// Another node holds the data dir.
+    #[error(transparent)]
+    Locked(#[from] lock::LockError),
 }
 
 /// A running node.
@@ -174,6 +178,8 @@ pub struct Node {
     identity: Arc<Identity>,
     pool: Option<Arc<WorkerPool>>,
     executor_metrics: ExecutorMetrics,
+    /// The data dir's lock, held while the node lives.
+    _data_lock: Option<lock::DataDirLock>,
     /// Records of jobs run for peers, until the store takes them.
     served: Option<tokio::sync::mpsc::Receiver<crate::job::ServedJob>>,
     listen_addrs: Vec<Multiaddr>,
@@ -192,6 +198,13 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// Starts a node: binds its listeners, dials its bootstrap peers, and spawns its tasks.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        // One node per data dir (a short-lived client keeps no data dir).
+        let data_lock = match &config.data_dir {
+            Some(dir) if config.mode != Mode::Client && !dir.as_os_str().is_empty() => {
+                Some(lock::lock(dir)?)
+            }
+            _ => None,
+        };
         let identity = match &config.identity {
             IdentitySource::DataDir(dir) => Arc::new(Identity::load_or_create(dir)?),
             IdentitySource::Given(id) => id.clone(),
@@ -265,6 +278,7 @@ impl Node {
             listen_addrs,
             tasks,
             event_loop,
+            _data_lock: data_lock,
         };
         if let (Some(addr), true) = (config.api, config.mode != Mode::Client) {
             node.start_api(&config, addr).await?;
