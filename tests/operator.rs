@@ -26,14 +26,54 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A self-signed certificate for 127.0.0.1 and localhost: (cert path, key path).
-fn self_signed(dir: &Path) -> (String, String) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .expect("certificate");
-    let (cert, key) = (dir.join("api.crt"), dir.join("api.key"));
-    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
-    std::fs::write(&key, ck.key_pair.serialize_pem()).expect("write key");
+/// A self-signed certificate made the way operators make one (`openssl req -x509`,
+/// which marks it `CA:TRUE`) for `names` (subjectAltName entries such as
+/// `IP:127.0.0.1`): (cert path, key path).
+fn openssl_self_signed(dir: &Path, stem: &str, names: &str) -> (String, String) {
+    let (cert, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=plasm test",
+            "-addext",
+        ])
+        .arg(format!("subjectAltName={names}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+    let shown = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert)
+        .output()
+        .expect("openssl x509");
+    assert!(
+        text(&shown.stdout).contains("CA:TRUE"),
+        "the usual self-signed certificate is a CA certificate"
+    );
     (cert.display().to_string(), key.display().to_string())
+}
+
+/// The operators' self-signed certificate for 127.0.0.1 and localhost.
+fn self_signed(dir: &Path) -> (String, String) {
+    openssl_self_signed(dir, "api", "IP:127.0.0.1,DNS:localhost")
 }
 
 #[test]
@@ -137,6 +177,65 @@ fn job_and_node_commands_work_over_tls_with_a_private_ca() {
     let out = with_api(&["job", "status", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("404"), "{}", text(&out.stderr));
+
+    // What curl --cacert accepts, plasm accepts; what it refuses, plasm refuses:
+    // another self-signed certificate, and the right one for another name.
+    let curl = |ca: &str, url: &str| {
+        Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "--cacert", ca])
+            .arg(format!("{url}/healthz"))
+            .status()
+            .expect("curl")
+            .success()
+    };
+    assert!(
+        curl(&cert, &node.api),
+        "curl accepts the node's certificate"
+    );
+    let (other, _) = openssl_self_signed(d.path(), "other", "IP:127.0.0.1");
+    assert!(!curl(&other, &node.api));
+    let out = plasm(&["node", "status", "--api", &node.api, "--cacert", &other]);
+    assert_eq!(out.status.code(), Some(1), "another certificate is refused");
+    let by_name = node.api.replace("127.0.0.1", "localhost");
+    assert!(curl(&cert, &by_name), "localhost is in the certificate");
+    let out = plasm(&["node", "status", "--api", &by_name, "--cacert", &cert]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// `--cacert` with the node's own certificate, when it does not name the host dialed,
+/// is refused (as curl refuses it): pinning never skips the name check.
+#[test]
+fn a_pinned_certificate_must_name_the_host() {
+    let d = tempfile::tempdir().expect("tmp");
+    let (cert, key) = openssl_self_signed(d.path(), "api", "DNS:node.example");
+    let node = start(
+        d.path(),
+        "n",
+        &[
+            "--listen",
+            QUIC,
+            "--api-tls-cert",
+            &cert,
+            "--api-tls-key",
+            &key,
+        ],
+    );
+    let curl = Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "--cacert", &cert])
+        .arg(format!("{}/healthz", node.api))
+        .status()
+        .expect("curl");
+    assert!(
+        !curl.success(),
+        "curl refuses a certificate for another name"
+    );
+    let out = plasm(&["node", "status", "--api", &node.api, "--cacert", &cert]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).to_lowercase().contains("name"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -155,14 +155,8 @@ impl ApiClient {
                 message,
             };
             let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_err(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(ca_err("no PEM certificate in the file".into()));
-            }
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
+            let config = crate::apiclient_tls::cacert_config(&pem).map_err(ca_err)?;
+            b = b.use_preconfigured_tls(config);
         }
         let http = b.build()?;
         Ok(Self {

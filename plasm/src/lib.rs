@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod apiclient;
+mod apiclient_tls;
 pub mod bench;
 pub mod cli;
 pub mod config;
