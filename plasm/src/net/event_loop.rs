@@ -53,6 +53,12 @@ const DEFER_LIMIT: Duration = Duration::from_secs(5);
 /// Peers found on the LAN that are remembered (mDNS answers come from anyone).
 const MAX_LAN_PEERS: usize = 64;
 
+/// A direct connection this soon after a relayed one to the same peer came from a hole punch.
+const PUNCH_WINDOW: Duration = Duration::from_secs(30);
+
+/// Peers whose last relayed connection is remembered for [`PUNCH_WINDOW`].
+const MAX_RELAYED_SEEN: usize = 4096;
+
 /// How often relay reservations are checked and made up.
 const REACH_TICK: Duration = Duration::from_secs(2);
 
@@ -60,6 +66,8 @@ const REACH_TICK: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 struct Conn {
     peer: PeerId,
+    /// The dialed address, or for an accepted connection the address it came in on
+    /// when that is a relay circuit (else the remote's address).
     remote: Multiaddr,
     dialer: bool,
 }
@@ -87,6 +95,10 @@ pub struct EventLoop {
     /// connection stays open came from the punch (with QUIC both sides dial at once,
     /// and the job may travel on the other side's connection).
     punched_peers: HashSet<PeerId>,
+    /// When a relayed connection to a peer last came up: a direct one within
+    /// [`PUNCH_WINDOW`] is the punch's, even when the circuit closed first (the
+    /// requester closes it as soon as its side of the punch is up).
+    relayed_seen: HashMap<PeerId, std::time::Instant>,
     /// Peers whose relayed connections close once no request to them is pending.
     drop_relayed: HashSet<PeerId>,
     /// Relayed connections asked to close, not closed yet.
@@ -130,6 +142,7 @@ impl EventLoop {
             connections: HashMap::new(),
             punched: HashSet::new(),
             punched_peers: HashSet::new(),
+            relayed_seen: HashMap::new(),
             drop_relayed: HashSet::new(),
             closing: HashMap::new(),
             deferred: Vec::new(),
@@ -381,15 +394,38 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
-                let remote = endpoint.get_remote_address();
+                // A circuit accepted through a relay has the relay in its local
+                // address (`…/p2p/<relay>/p2p-circuit`) and only `/p2p/<peer>` as
+                // its remote one: the local one says which way its bytes go.
+                let remote = match &endpoint {
+                    libp2p::core::ConnectedPoint::Listener { local_addr, .. }
+                        if reach::is_relayed(local_addr) =>
+                    {
+                        local_addr
+                    }
+                    _ => endpoint.get_remote_address(),
+                };
                 // A direct connection that appears while a relayed one is open was
                 // punched (DCUtR reports it on one side only, by its own connection id).
-                if !reach::is_relayed(remote)
-                    && self
-                        .connections
-                        .values()
-                        .any(|c| c.peer == peer_id && reach::is_relayed(&c.remote))
-                {
+                let now = std::time::Instant::now();
+                let relayed_before = self
+                    .connections
+                    .values()
+                    .any(|c| c.peer == peer_id && reach::is_relayed(&c.remote))
+                    || self
+                        .relayed_seen
+                        .get(&peer_id)
+                        .is_some_and(|t| now.duration_since(*t) < PUNCH_WINDOW);
+                if reach::is_relayed(remote) {
+                    if self.relayed_seen.len() >= MAX_RELAYED_SEEN {
+                        self.relayed_seen
+                            .retain(|_, t| now.duration_since(*t) < PUNCH_WINDOW);
+                    }
+                    if self.relayed_seen.len() < MAX_RELAYED_SEEN {
+                        self.relayed_seen.insert(peer_id, now);
+                    }
+                }
+                if !reach::is_relayed(remote) && relayed_before {
                     self.punched.insert(connection_id);
                     self.punched_peers.insert(peer_id);
                 }
@@ -397,7 +433,7 @@ impl EventLoop {
                     connection_id,
                     Conn {
                         peer: peer_id,
-                        remote: endpoint.get_remote_address().clone(),
+                        remote: remote.clone(),
                         dialer: endpoint.is_dialer(),
                     },
                 );

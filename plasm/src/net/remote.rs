@@ -305,7 +305,22 @@ pub async fn run_remote(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let candidates = if options.peers.is_empty() {
-        find_executors(client, manifest, options.max_candidates).await?
+        match find_executors(client, manifest, options.max_candidates).await {
+            Ok(found) => found,
+            // Looking on the LAN only, and nobody answered mDNS: say so, with the
+            // usual cause (multicast filtered between the hosts).
+            Err(RemoteError::NoExecutors(keys))
+                if !options.lan_wait.is_zero()
+                    && client.lan_peers().await.unwrap_or_default().is_empty() =>
+            {
+                return Err(RemoteError::NoExecutors(format!(
+                    "{keys}: no bootstrap was given and no peer answered mDNS on the LAN \
+                     (is multicast to 224.0.0.251 port 5353 allowed between the hosts? \
+                     else give --bootstrap or --peer)"
+                )));
+            }
+            Err(e) => return Err(e),
+        }
     } else {
         // The lookup teaches the swarm the pinned executors' addresses (a private
         // executor is reachable only at the relayed addresses of its records).
