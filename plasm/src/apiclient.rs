@@ -71,6 +71,13 @@ impl From<reqwest::Error> for ClientError {
             message.push_str(&s.to_string());
             source = s.source();
         }
+        // An https:// URL for a node that serves plain HTTP: rustls reads the HTTP
+        // answer as a TLS record of an unknown type.
+        if message.contains("InvalidContentType") || message.contains("corrupt message") {
+            message.push_str(
+                " (the node does not answer TLS there: if it serves plain HTTP, use an http:// URL)",
+            );
+        }
         Self::Transport(message)
     }
 }
@@ -141,7 +148,10 @@ impl ApiClient {
         token: Option<String>,
         cacert: Option<&Path>,
     ) -> Result<Self, ClientError> {
-        let base = base.trim_end_matches('/').to_owned();
+        // `http://host:4611/v1` and `http://host:4611/` name the same API: the paths
+        // this client asks for start with `/v1/`.
+        let base = base.trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base).to_owned();
         let valid = ["http://", "https://"]
             .iter()
             .any(|p| base.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));

@@ -610,6 +610,19 @@ impl Config {
         };
         c.listen = addrs("listen", &self.listen)?;
         c.bootstrap = addrs("bootstrap", &self.bootstrap)?;
+        // A bootstrap address must say whose it is: without the peer id the node
+        // cannot authenticate it (and would only warn at every start).
+        if let Some(a) = c.bootstrap.iter().find(|a: &&libp2p::Multiaddr| {
+            !matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_)))
+        }) {
+            return Err(value_err(
+                "bootstrap",
+                format!(
+                    "{a} has no /p2p/<peer id>: append the bootstrap node's peer id (it prints \
+                     `listening …/p2p/12D3KooW…` at start; `plasm id --data-dir DIR` shows it)"
+                ),
+            ));
+        }
         c.net.transport = crate::node::transport_for(&c.listen);
         let n = &self.network;
         let reach = &mut c.net.reach;

@@ -190,11 +190,14 @@ final class Client
         $job->withPlacement($options['placement'] ?? 'any');
         $timeout = (float) ($options['timeout'] ?? 60.0);
         $state = $this->json('POST', '/v1/jobs?wait=true', $this->body($job, true), 'application/json', $timeout + 5);
-        if ($state['state'] !== 'succeeded') {
-            if ($state['state'] === 'failed') {
-                throw new PlasmException("job {$state['job_id']} failed: " . ($state['error'] ?? 'unknown'));
-            }
+        if (!in_array($state['state'], ['succeeded', 'failed'], true)) {
             $state = $this->wait($state['job_id'], $timeout);
+        }
+        // A job that ended with a receipt is a Result whatever its outcome (a trap,
+        // out_of_fuel, exit code 3: see Result::exitStatus() and ok()); one without
+        // a receipt (no executor completed it, cancelled, the node failed) is an error.
+        if (!is_array($state['receipt'] ?? null)) {
+            throw new PlasmException("job {$state['job_id']} {$state['state']}: " . ($state['error'] ?? 'no receipt'));
         }
         $jobId = $state['job_id'];
         $output = $this->output($jobId);

@@ -69,6 +69,26 @@ final class IntegrationTest extends TestCase
         self::assertTrue($result->receipt->verify(null, $result->output));
     }
 
+    /** Issue 21: a failing job is a Result with plasm run's exit status, never a success. */
+    public function testFailingJobsCarryRunExitStatuses(): void
+    {
+        $client = new Client(self::$apiA);
+        // (module (func (export "_start") unreachable)) and (loop (br 0)), as binaries.
+        $head = "\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a";
+        $trap = $head . "\x05\x01\x03\0\0\x0b";
+        $spin = $head . "\x09\x01\x07\0\x03\x40\x0c\0\x0b\x0b";
+        $trapped = $client->run($trap, '', ['placement' => 'local']);
+        self::assertSame('trapped', $trapped->outcome);
+        self::assertFalse($trapped->ok());
+        self::assertSame(127, $trapped->exitStatus());
+        $spun = $client->run($spin, '', ['placement' => 'local', 'fuel' => 100000]);
+        self::assertSame('out_of_fuel', $spun->outcome);
+        self::assertSame(124, $spun->exitStatus());
+        $state = $client->status($spun->jobId);
+        self::assertSame('failed', $state['state'], 'out of fuel is not a success');
+        self::assertSame(124, $state['exit_status']);
+    }
+
     public function testRunOnARemotePeer(): void
     {
         $result = (new Client(self::$apiA))->run(self::$module, 'remote', ['placement' => 'remote']);

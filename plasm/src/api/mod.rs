@@ -68,7 +68,7 @@ pub enum TokenError {
     },
     /// A line is not `<token> <scope>[,<scope>...]` with known scopes.
     #[error(
-        "token file line {line}: expected `<token> <scope>[,<scope>]` with scopes submit, read, admin"
+        "token file line {line}: expected `<token> <scope>[,<scope>]`: a token of at least 16 characters (e.g. from `openssl rand -hex 16`), then scopes among submit, read, admin"
     )]
     Syntax {
         /// 1-based line number.

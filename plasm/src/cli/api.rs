@@ -164,8 +164,14 @@ pub fn node(command: NodeCommand) -> ExitCode {
         outln!(
             "role          {}",
             if caps["executes"] == true {
+                let engines = list(&caps["runtimes"]);
                 format!(
-                    "executes jobs (runtime {}, arch {})",
+                    "executes jobs (engines {}; default {}; arch {})",
+                    if engines.is_empty() {
+                        s(&caps["runtime"])
+                    } else {
+                        engines.join(", ")
+                    },
                     s(&caps["runtime"]),
                     s(&caps["arch"])
                 )
@@ -173,6 +179,10 @@ pub fn node(command: NodeCommand) -> ExitCode {
                 "does not execute jobs".to_owned()
             }
         );
+        let labels = list(&caps["labels"]);
+        if !labels.is_empty() {
+            outln!("labels        {}", labels.join(", "));
+        }
         let r = &n["reachability"];
         let external = list(&r["external_addrs"]);
         outln!(

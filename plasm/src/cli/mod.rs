@@ -291,7 +291,11 @@ fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, String> {
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLASM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // libp2p-kad warns "Failed to trigger bootstrap: No known peers" whenever its
+        // automatic bootstrap fires on an empty routing table, which every bootstrap
+        // node's start does (its throttle cannot be turned off from outside the
+        // crate): by default that module says only errors. PLASM_LOG shows all.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,libp2p_kad::behaviour=error"));
     // Colour only on a terminal: a log file or the journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -373,10 +377,31 @@ fn read_input(input: Option<&str>) -> Result<Vec<u8>, String> {
 /// A module file: binary as is, `.wat` text compiled.
 fn read_module(path: &Path) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if path.extension().is_some_and(|e| e == "wat") {
+    let text = path.extension().is_some_and(|e| e == "wat");
+    if text {
+        // The error names the file, line and column (not `<anon>`).
         return wat::parse_bytes(&bytes)
             .map(|b| b.into_owned())
-            .map_err(|e| format!("{} is not valid WAT: {e}", path.display()));
+            .map_err(|mut e| {
+                e.set_path(path);
+                format!("{} is not valid WAT: {e}", path.display())
+            });
+    }
+    if !bytes.starts_with(b"\0asm") {
+        let looks_like_text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)])
+            .trim_start()
+            .starts_with("(module");
+        return Err(if looks_like_text {
+            format!(
+                "{} is WebAssembly text, not a binary module: name it .wat (plasm compiles .wat files)",
+                path.display()
+            )
+        } else {
+            format!(
+                "{} is not a WebAssembly module (a binary starts with \\0asm; text needs the .wat extension)",
+                path.display()
+            )
+        });
     }
     Ok(bytes)
 }

@@ -170,7 +170,42 @@ fn job_of(
     Ok((b.build(&module, stdin).map_err(input)?, module))
 }
 
+/// A `--receipt` path that cannot be written is said before the job runs, not after.
+fn check_receipt_path(p: &std::path::Path) -> Result<(), Failure> {
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(input(format!(
+            "cannot write the receipt to {}: directory {} does not exist (nothing was run; create it first)",
+            p.display(),
+            parent.display()
+        )));
+    }
+    if p.is_dir() {
+        return Err(input(format!(
+            "cannot write the receipt to {}: it is a directory (give a file name)",
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
 fn run_job(a: RunArgs) -> Result<u8, Failure> {
+    if let Some(p) = &a.receipt {
+        check_receipt_path(p)?;
+    }
+    if let Some(b) = a.bootstrap.iter().find(|b| {
+        !matches!(
+            b.iter().last(),
+            Some(libp2p::multiaddr::Protocol::P2p(_))
+        )
+    }) {
+        return Err(input(format!(
+            "--bootstrap {b} has no /p2p/<peer id>: append the bootstrap node's peer id (it prints `listening …/p2p/12D3KooW…` at start)"
+        )));
+    }
     let dir = a.data_dir.resolve().map_err(Failure::Input)?;
     let stdin = read_input(a.source.input.as_deref()).map_err(Failure::Input)?;
     let modules = ModuleStore::open(&dir.join("modules"), DEFAULT_MAX_MODULE_BYTES)
@@ -219,9 +254,15 @@ fn run_job(a: RunArgs) -> Result<u8, Failure> {
             out.result.outcome.as_str()
         );
     }
-    if let Some(p) = &a.receipt {
-        std::fs::write(p, out.receipt.to_json_pretty() + "\n")
-            .map_err(|e| internal(format!("cannot write receipt {}: {e}", p.display())))?;
+    if let Some(p) = &a.receipt
+        && let Err(e) = std::fs::write(p, out.receipt.to_json_pretty() + "\n")
+    {
+        // The job has run: its receipt is not lost, it goes to stderr instead.
+        eprintln!("{}", out.receipt.to_json_pretty());
+        return Err(internal(format!(
+            "cannot write receipt {}: {e} (the receipt is printed above)",
+            p.display()
+        )));
     }
     Ok(job::exit_status(&out.result))
 }

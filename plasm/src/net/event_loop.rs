@@ -186,7 +186,7 @@ impl EventLoop {
                 Err(e) => {
                     let _ = reply.send(Err(NetError::Listen {
                         addr: addr.to_string(),
-                        reason: e.to_string(),
+                        reason: listen_reason(&e),
                     }));
                 }
             },
@@ -932,6 +932,36 @@ fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
         }
     }
     None
+}
+
+/// Why listening failed, in words a user can act on: libp2p's transport errors often
+/// say nothing at the top (`cannot listen on …: ` was all a busy port gave), so the
+/// whole chain of causes is used, with a hint for the usual one.
+fn listen_reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(e);
+    let mut in_use = false;
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.contains(&text) {
+            parts.push(text);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            in_use |= io.kind() == std::io::ErrorKind::AddrInUse;
+        }
+        next = err.source();
+    }
+    let mut reason = if parts.is_empty() {
+        format!("{e:?}")
+    } else {
+        parts.join(": ")
+    };
+    if in_use || reason.contains("in use") {
+        reason.push_str(
+            " (another process, or another plasm node, uses this port: stop it, or give --listen another port)",
+        );
+    }
+    reason
 }
 
 /// The address without a trailing `/p2p/<id>`.

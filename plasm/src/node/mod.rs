@@ -484,7 +484,7 @@ impl Node {
         let me = self.peer_id();
         self.listen_addrs
             .iter()
-            .map(|a| a.clone().with(Protocol::P2p(me)))
+            .map(|a| with_peer(a.clone(), me))
             .collect()
     }
 
@@ -496,7 +496,7 @@ impl Node {
             Ok(info) => info
                 .listen_addrs
                 .into_iter()
-                .map(|a| a.with(Protocol::P2p(me)))
+                .map(|a| with_peer(a, me))
                 .collect(),
             Err(_) => self.listen_addrs(),
         }
@@ -723,5 +723,15 @@ async fn record_served(
                 tracing::warn!(job_id = id, error = %e, "could not record a job run for a peer")
             }
         }
+    }
+}
+
+/// `addr` ending in `/p2p/<me>`, once: a relayed listen address already ends in it
+/// (`…/p2p/<relay>/p2p-circuit/p2p/<me>`).
+fn with_peer(addr: Multiaddr, me: PeerId) -> Multiaddr {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(p)) if p == me) {
+        addr
+    } else {
+        addr.with(Protocol::P2p(me))
     }
 }
