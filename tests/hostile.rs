@@ -265,7 +265,7 @@ fn compile_bombs_cost_only_their_job() {
             );
             // A clear ending: a receipt, or a named machine limit.
             assert!(
-                v["state"] == "succeeded"
+                v["receipt"].is_object()
                     || error.starts_with("compile_limit")
                     || error.starts_with("deadline"),
                 "{what}: {v}"

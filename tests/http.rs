@@ -480,10 +480,11 @@ fn the_router_matches_the_openapi_document() {
     for line in spec.lines() {
         if let Some(p) = line.strip_prefix("  /").and_then(|p| p.strip_suffix(':')) {
             current = format!("/{p}");
-        } else if let Some(m) = line.strip_prefix("    ").and_then(|m| m.strip_suffix(':')) {
-            if ["get", "post", "put", "patch", "delete"].contains(&m) && !current.is_empty() {
-                documented.insert((current.clone(), m.to_owned()));
-            }
+        } else if let Some(m) = line.strip_prefix("    ").and_then(|m| m.strip_suffix(':'))
+            && ["get", "post", "put", "patch", "delete"].contains(&m)
+            && !current.is_empty()
+        {
+            documented.insert((current.clone(), m.to_owned()));
         }
     }
     assert!(routed.len() >= 12, "{routed:?}");

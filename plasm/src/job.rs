@@ -286,7 +286,7 @@ pub fn run_blocking(
 /// | 127 | `trapped` |
 /// | 119 | `stack_overflow` |
 pub fn exit_status(result: &ExecResult) -> u8 {
-    outcome_exit_status(result.outcome, result.exit_code.map(i64::from))
+    outcome_exit_status(result.outcome, result.exit_code)
 }
 
 /// [`exit_status`] of a finished job from its receipt's `outcome` and `exit_code`

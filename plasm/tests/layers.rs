@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Layers from the bottom: each line may use only the lines above it.
 const LAYERS: &[&[&str]] = &[
-    &["time", "jcs", "notify", "privfile"],
+    &["time", "jcs", "notify", "privfile", "apiclient_tls"],
     &["identity", "execution"],
     &["manifest"],
     &["runtime"],
