@@ -720,6 +720,158 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
+
+    /// The effective configuration as TOML with a comment above each key, and the
+    /// keys left unset (`network.mdns`, `network.autonat_global_only`,
+    /// `[network.profile_overrides]`) shown commented out with what unset means:
+    /// what `plasm config` prints, a file that can be edited and used as is.
+    pub fn to_commented_toml(&self) -> String {
+        let plain = self.to_toml();
+        let mut out = String::from(
+            "# plasm configuration: the effective values (defaults < file < PLASM_* variables < flags).\n\
+             # Save it, edit it, and start with `plasm start --config FILE`.\n\n",
+        );
+        let mut section = String::new();
+        for line in plain.lines() {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                if let Some(c) = comment(&section, "") {
+                    out.push_str(&format!("# {c}\n"));
+                }
+                out.push_str(line);
+                out.push('\n');
+                for (key, example, meaning) in unset_keys(self, &section) {
+                    out.push_str(&format!("# {key} = {example}   # unset: {meaning}\n"));
+                }
+                continue;
+            }
+            if let Some((key, _)) = line.split_once(" = ")
+                && !key.starts_with(' ')
+                && let Some(c) = comment(&section, key.trim())
+            {
+                out.push_str(&format!("# {c}\n"));
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// The comment above `key` of `[section]` (`key` empty: above the section header).
+fn comment(section: &str, key: &str) -> Option<&'static str> {
+    Some(match (section, key) {
+        ("", "data_dir") => {
+            "Identity key (identity.key, mode 0600), job store (plasm.db), modules/, and node.lock (one node per data dir)."
+        }
+        ("", "mode") => {
+            "\"node\" executes jobs; \"bootstrap\" serves the DHT and relays, never executes."
+        }
+        ("", "public") => {
+            "True when this machine is reachable from the Internet: it then serves the DHT."
+        }
+        ("", "listen") => {
+            "QUIC (UDP) and TCP. Nodes on one machine each need their own ports; beyond loopback turns on mDNS."
+        }
+        ("", "bootstrap") => {
+            "Bootstrap peers: multiaddrs ending in /p2p/<peer id>. One reachable is enough."
+        }
+        ("", "labels") => "Labels advertised to requesters, e.g. [\"region=eu\", \"gpu\"].",
+        ("", "shutdown_grace_seconds") => {
+            "Seconds running jobs may take to finish after SIGTERM before they are failed."
+        }
+        ("api", "") => "The HTTP API and dashboard.",
+        ("api", "address") => "Anything but loopback needs token_file and TLS (or insecure_http).",
+        ("api", "token_file") => {
+            "Lines of \"<token> <scope>[,<scope>]\": tokens of at least 16 characters, scopes submit, read, admin; mode 0600."
+        }
+        ("api", "tls_cert") => {
+            "PEM certificate chain and key: the API serves HTTPS (re-read on SIGHUP)."
+        }
+        ("api", "insecure_http") => {
+            "Serve plain HTTP beyond loopback (tokens and jobs cross the network in clear)."
+        }
+        ("capacity", "") => "Applied live on SIGHUP.",
+        ("capacity", "workers") => "Worker processes running jobs at once (0: one per CPU).",
+        ("capacity", "queue") => "Jobs waiting for a worker (0: four per worker).",
+        ("capacity", "remote_jobs") => "Jobs handed to peers and not yet answered (0: 256).",
+        ("capacity", "remote_mib") => "MiB of module and input those jobs may hold (0: 256).",
+        ("store", "fsync") => "Sync every commit: survives power loss, at a cost in throughput.",
+        ("store", "max_outputs") => "Outputs of the newest jobs kept.",
+        ("store", "max_module_bytes") => "Bytes of modules kept.",
+        ("store", "keep_jobs") => {
+            "Whole jobs are kept while within the newest keep_jobs or younger than keep_days."
+        }
+        ("limits", "") => {
+            "The largest limits a job may ask for, from the API or from peers (422 over_maximum above)."
+        }
+        ("network", "profile") => {
+            "The link: lan, wan, mobile (executes nothing for others) or hostile (never relays)."
+        }
+        ("network", "external_addresses") => {
+            "Addresses others can reach this node at that it cannot see itself (a forwarded port), without /p2p."
+        }
+        ("network", "hidden") => "Dial out only: never advertised, never a DHT server or relay.",
+        ("network.relay", "") => "Limits of the relay a reachable node runs for others.",
+        ("network.profile_overrides", "") => "Values replacing the profile's presets.",
+        ("runtime", "engines") => {
+            "Engines offered: wasmtime (compiles; needs W+X memory) and wasm3 (interprets)."
+        }
+        ("runtime", "default") => "The engine for jobs that do not ask for one.",
+        _ => return None,
+    })
+}
+
+/// Keys of `[section]` left unset: (key, an example value, what unset means).
+fn unset_keys(c: &Config, section: &str) -> Vec<(&'static str, &'static str, &'static str)> {
+    let n = &c.network;
+    let o = &n.profile_overrides;
+    let mut v = Vec::new();
+    match section {
+        "network" => {
+            if n.mdns.is_none() {
+                v.push((
+                    "mdns",
+                    "false",
+                    "on exactly when a listen address is beyond loopback",
+                ));
+            }
+            if n.autonat_global_only.is_none() {
+                v.push((
+                    "autonat_global_only",
+                    "false",
+                    "true: AutoNAT trusts dial-backs to global addresses only",
+                ));
+            }
+        }
+        "network.profile_overrides" => {
+            let preset = "the profile's preset";
+            for (set, key, example) in [
+                (o.keep_alive_seconds.is_some(), "keep_alive_seconds", "60"),
+                (o.advertise_seconds.is_some(), "advertise_seconds", "120"),
+                (
+                    o.dial_timeout_seconds.is_some(),
+                    "dial_timeout_seconds",
+                    "10",
+                ),
+                (
+                    o.offer_timeout_seconds.is_some(),
+                    "offer_timeout_seconds",
+                    "10",
+                ),
+                (o.backoff_max_seconds.is_some(), "backoff_max_seconds", "60"),
+                (o.max_bundle_bytes.is_some(), "max_bundle_bytes", "34603008"),
+                (o.execute_for_others.is_some(), "execute_for_others", "true"),
+                (o.relay_for_others.is_some(), "relay_for_others", "true"),
+            ] {
+                if !set {
+                    v.push((key, example, preset));
+                }
+            }
+        }
+        _ => {}
+    }
+    v
 }
 
 #[cfg(test)]
@@ -747,6 +899,11 @@ mod tests {
             toml::from_str::<Config>(&c.to_toml()).expect("round trip"),
             c
         );
+        let commented = c.to_commented_toml();
+        assert_eq!(toml::from_str::<Config>(&commented).expect("round trip"), c);
+        assert!(commented.contains("# mdns = false   # unset: on exactly when"));
+        assert!(commented.contains("# keep_alive_seconds = 60"));
+        assert!(commented.contains("# Worker processes running jobs at once"));
     }
 
     #[test]

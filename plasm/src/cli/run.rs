@@ -196,12 +196,11 @@ fn run_job(a: RunArgs) -> Result<u8, Failure> {
     if let Some(p) = &a.receipt {
         check_receipt_path(p)?;
     }
-    if let Some(b) = a.bootstrap.iter().find(|b| {
-        !matches!(
-            b.iter().last(),
-            Some(libp2p::multiaddr::Protocol::P2p(_))
-        )
-    }) {
+    if let Some(b) = a
+        .bootstrap
+        .iter()
+        .find(|b| !matches!(b.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))))
+    {
         return Err(input(format!(
             "--bootstrap {b} has no /p2p/<peer id>: append the bootstrap node's peer id (it prints `listening …/p2p/12D3KooW…` at start)"
         )));

@@ -109,7 +109,7 @@ impl StartArgs {
 pub fn print_config(a: &StartArgs) -> Result<(), String> {
     let c = a.effective()?;
     c.to_node_config().map_err(|e| e.to_string())?;
-    super::write_stdout(c.to_toml().as_bytes())?;
+    super::write_stdout(c.to_commented_toml().as_bytes())?;
     Ok(())
 }
 
