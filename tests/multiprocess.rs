@@ -583,3 +583,66 @@ fn an_early_sighup_is_harmless_and_a_data_dir_has_one_node() {
     );
     assert_eq!(run.stdout, b"hello from plasm\n");
 }
+
+/// An executor killed with SIGKILL leaves its provider record in the DHT for an hour:
+/// fresh remote runs must not wait on it (they took 5 to 10 s each: the run waited for
+/// every candidate's connection or offer to time out).
+#[test]
+fn a_dead_executor_does_not_hold_remote_runs() {
+    let d = tempfile::tempdir().expect("tmp");
+    let boot = start(d.path(), "boot", &["--mode", "bootstrap", "--listen", QUIC]);
+    let _e1 = start(
+        d.path(),
+        "e1",
+        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
+    );
+    let mut e2 = start(
+        d.path(),
+        "e2",
+        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
+    );
+    let module = d.path().join("hello.wat");
+    std::fs::write(&module, include_str!("../examples/wat/hello.wat")).expect("write");
+    wait_for_providers(d.path(), &module, &boot.addr("quic"));
+    // e2 is a provider that serves (a run pinned to it) before it dies.
+    let pinned = Command::new(plasm_bin())
+        .args([
+            "run",
+            "--remote",
+            "--bootstrap",
+            &boot.addr("quic"),
+            "--peer",
+        ])
+        .arg(e2.peer_id())
+        .arg(&module)
+        .arg("--data-dir")
+        .arg(d.path().join("client"))
+        .output()
+        .expect("pinned run");
+    assert_eq!(
+        pinned.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&pinned.stderr)
+    );
+    let _ = e2.child.kill();
+    let _ = e2.child.wait();
+    let mut times = Vec::new();
+    for i in 0..4 {
+        let r = d.path().join(format!("after{i}.json"));
+        let t = Instant::now();
+        let out = run_remote(d.path(), &module, &boot.addr("quic"), &r);
+        times.push(t.elapsed());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!("remote runs with a dead provider: {times:?}");
+    assert!(
+        times.iter().all(|t| *t < Duration::from_secs(4)),
+        "a dead executor held the runs: {times:?}"
+    );
+}

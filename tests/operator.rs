@@ -30,28 +30,43 @@ fn text(b: &[u8]) -> String {
 /// which marks it `CA:TRUE`) for `names` (subjectAltName entries such as
 /// `IP:127.0.0.1`): (cert path, key path).
 fn openssl_self_signed(dir: &Path, stem: &str, names: &str) -> (String, String) {
+    let (cert, key) = openssl_cert(
+        dir,
+        stem,
+        "/CN=plasm test",
+        &[&format!("subjectAltName={names}")],
+    );
+    let shown = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in", &cert])
+        .output()
+        .expect("openssl x509");
+    assert!(
+        text(&shown.stdout).contains("CA:TRUE"),
+        "the usual self-signed certificate is a CA certificate"
+    );
+    (cert, key)
+}
+
+/// `openssl req -x509` with a subject and `-addext` extensions: (cert path, key path).
+fn openssl_cert(dir: &Path, stem: &str, subject: &str, addext: &[&str]) -> (String, String) {
     let (cert, key) = (
         dir.join(format!("{stem}.crt")),
         dir.join(format!("{stem}.key")),
     );
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=plasm test",
-            "-addext",
-        ])
-        .arg(format!("subjectAltName={names}"))
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+    ])
+    .args(["-nodes", "-days", "30", "-subj", subject]);
+    for e in addext {
+        cmd.args(["-addext", e]);
+    }
+    let out = cmd
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -59,15 +74,6 @@ fn openssl_self_signed(dir: &Path, stem: &str, names: &str) -> (String, String) 
         .output()
         .expect("openssl");
     assert!(out.status.success(), "openssl: {}", text(&out.stderr));
-    let shown = Command::new("openssl")
-        .args(["x509", "-noout", "-text", "-in"])
-        .arg(&cert)
-        .output()
-        .expect("openssl x509");
-    assert!(
-        text(&shown.stdout).contains("CA:TRUE"),
-        "the usual self-signed certificate is a CA certificate"
-    );
     (cert.display().to_string(), key.display().to_string())
 }
 
@@ -236,6 +242,61 @@ fn a_pinned_certificate_must_name_the_host() {
         "{}",
         text(&out.stderr)
     );
+    drop(node);
+
+    // `openssl req -x509 -subj /CN=localhost` with no subjectAltName: curl falls back
+    // to the common name, and so does plasm; a certificate for client authentication
+    // only, or for signing certificates only, is refused by both.
+    let cases: [(&str, &str, &[&str], bool); 3] = [
+        ("cn", "/CN=localhost", &[], true),
+        (
+            "client",
+            "/CN=plasm test",
+            &[
+                "subjectAltName=DNS:localhost",
+                "extendedKeyUsage=clientAuth",
+            ],
+            false,
+        ),
+        (
+            "signing",
+            "/CN=plasm test",
+            &[
+                "subjectAltName=DNS:localhost",
+                "keyUsage=critical,keyCertSign",
+            ],
+            false,
+        ),
+    ];
+    for (stem, subject, addext, accepted) in cases {
+        let (cert, key) = openssl_cert(d.path(), stem, subject, addext);
+        let node = start(
+            d.path(),
+            stem,
+            &[
+                "--listen",
+                QUIC,
+                "--api-tls-cert",
+                &cert,
+                "--api-tls-key",
+                &key,
+            ],
+        );
+        let url = node.api.replace("127.0.0.1", "localhost");
+        let curl = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "--cacert", &cert])
+            .arg(format!("{url}/healthz"))
+            .status()
+            .expect("curl");
+        let out = plasm(&["node", "status", "--api", &url, "--cacert", &cert]);
+        assert_eq!(curl.success(), accepted, "{stem}: curl");
+        assert_eq!(
+            out.status.success(),
+            accepted,
+            "{stem}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -10,20 +10,17 @@
 //! that must hold (canonical form is idempotent, instrumented output validates,
 //! a decoded message re-encodes to itself, the sandbox is deterministic).
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Unstructured;
 use futures::executor::block_on;
 use libp2p::request_response::Codec as _;
 use plasm::net::protocol::{JOB_PROTOCOL, JobRequest, JobResponse};
-use plasm::runtime::{self, ExecRequest, wasi, wasm3::Wasm3Runtime, wasmtime::WasmtimeRuntime};
-use wasm_encoder::{
-    CodeSection, DataSection, EntityType, ExportKind, ExportSection, Function, FunctionSection,
-    ImportSection, Instruction, MemorySection, MemoryType, TypeSection, ValType,
-};
+use plasm::runtime::{self, wasi};
 
 /// A target body: panics exactly when it finds a defect.
 pub type Target = fn(&[u8]);
 
 /// Every target, by name, for the corpus replay.
+#[cfg(feature = "wasmtime")]
 pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("receipt", receipt),
@@ -33,6 +30,17 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wasi", wasi),
     ("differential", differential),
     ("worker", worker),
+];
+
+/// The targets of a build without wasmtime (the CI fuzz smoke's, decision 0044):
+/// those that never run a job on both engines.
+#[cfg(not(feature = "wasmtime"))]
+pub const TARGETS: &[(&str, Target)] = &[
+    ("manifest", manifest),
+    ("receipt", receipt),
+    ("wire", wire),
+    ("jcs", jcs),
+    ("instrument", instrument),
 ];
 
 /// A fixed xorshift byte stream: the same bytes for the same seed on every run
@@ -174,316 +182,336 @@ pub fn instrument(data: &[u8]) {
     }
 }
 
-/// One host call of the wasi target.
-#[derive(Debug, Arbitrary)]
-struct Call {
-    func: u8,
-    args: [i64; 6],
-}
-
-/// A guest that calls WASI functions with arbitrary arguments over arbitrary memory.
-#[derive(Debug, Arbitrary)]
-struct Guest {
-    calls: Vec<Call>,
-    data_at: u16,
-    data: Vec<u8>,
-    stdin: Vec<u8>,
-    args: Vec<String>,
-}
-
-fn guest_module(g: &Guest) -> Vec<u8> {
-    let names: Vec<&str> = wasi::preview1_names().collect();
-    let calls: Vec<(&str, wasmparser::FuncType, &[i64; 6])> = g
-        .calls
-        .iter()
-        .take(16)
-        .filter_map(|c| {
-            let name = names[usize::from(c.func) % names.len()];
-            wasi::signature(name).map(|t| (name, t, &c.args))
-        })
-        .collect();
-    let val = |t: &wasmparser::ValType| match t {
-        wasmparser::ValType::I64 => ValType::I64,
-        _ => ValType::I32,
+/// The targets that run jobs on both engines (and on worker processes): they need
+/// wasmtime, which the CI fuzz smoke's build leaves out.
+#[cfg(feature = "wasmtime")]
+mod engines {
+    use super::*;
+    use arbitrary::Arbitrary;
+    use plasm::runtime::{ExecRequest, wasm3::Wasm3Runtime, wasmtime::WasmtimeRuntime};
+    use wasm_encoder::{
+        CodeSection, DataSection, EntityType, ExportKind, ExportSection, Function, FunctionSection,
+        ImportSection, Instruction, MemorySection, MemoryType, TypeSection, ValType,
     };
-    let mut types = TypeSection::new();
-    let mut imports = ImportSection::new();
-    let mut used: Vec<&str> = Vec::new();
-    for (name, ty, _) in &calls {
-        if used.contains(name) {
-            continue;
-        }
-        types
-            .ty()
-            .function(ty.params().iter().map(val), ty.results().iter().map(val));
-        imports.import(
-            "wasi_snapshot_preview1",
-            name,
-            EntityType::Function(used.len() as u32),
-        );
-        used.push(name);
+
+    /// One host call of the wasi target.
+    #[derive(Debug, Arbitrary)]
+    struct Call {
+        func: u8,
+        args: [i64; 6],
     }
-    let start_type = used.len() as u32;
-    types.ty().function([], []);
-    let mut funcs = FunctionSection::new();
-    funcs.function(start_type);
-    let mut memory = MemorySection::new();
-    memory.memory(MemoryType {
-        minimum: 1,
-        maximum: Some(2),
-        memory64: false,
-        shared: false,
-        page_size_log2: None,
-    });
-    let mut exports = ExportSection::new();
-    exports.export("memory", ExportKind::Memory, 0);
-    exports.export("_start", ExportKind::Func, used.len() as u32);
-    let mut body = Function::new([]);
-    for (name, ty, args) in &calls {
-        for (p, a) in ty.params().iter().zip(args.iter()) {
-            match p {
-                wasmparser::ValType::I64 => body.instruction(&Instruction::I64Const(*a)),
-                _ => body.instruction(&Instruction::I32Const(*a as i32)),
-            };
-        }
-        let idx = used.iter().position(|n| n == name).unwrap_or(0) as u32;
-        body.instruction(&Instruction::Call(idx));
-        for _ in ty.results() {
-            body.instruction(&Instruction::Drop);
-        }
+
+    /// A guest that calls WASI functions with arbitrary arguments over arbitrary memory.
+    #[derive(Debug, Arbitrary)]
+    struct Guest {
+        calls: Vec<Call>,
+        data_at: u16,
+        data: Vec<u8>,
+        stdin: Vec<u8>,
+        args: Vec<String>,
     }
-    body.instruction(&Instruction::End);
-    let mut code = CodeSection::new();
-    code.function(&body);
-    let mut data = DataSection::new();
-    let bytes: Vec<u8> = g.data.iter().copied().take(4096).collect();
-    data.active(
-        0,
-        &wasm_encoder::ConstExpr::i32_const(i32::from(g.data_at) % (65536 - 4096)),
-        bytes,
-    );
-    let mut m = wasm_encoder::Module::new();
-    m.section(&types)
-        .section(&imports)
-        .section(&funcs)
-        .section(&memory)
-        .section(&exports)
-        .section(&code)
-        .section(&data);
-    m.finish()
-}
 
-/// The WASI layer: a guest calls preview1 functions with arbitrary arguments
-/// over arbitrary memory, stdin and argv. Never a panic, and the sandbox is
-/// deterministic: the same guest gives the same result twice.
-pub fn wasi(data: &[u8]) {
-    let Ok(g) = Guest::arbitrary(&mut Unstructured::new(data)) else {
-        return;
-    };
-    let request = ExecRequest {
-        module: guest_module(&g).into(),
-        entry: "_start".into(),
-        args: g.args.iter().take(8).cloned().collect(),
-        env: vec![("K".into(), "V".into())],
-        stdin: g.stdin.iter().copied().take(4096).collect(),
-        limits: plasm::manifest::Limits {
-            fuel: 1_000_000,
-            memory_bytes: 2 * 65536,
-            output_bytes: 4096,
-        },
-        random_seed: [7; 32],
-        engine: None,
-        cancel: Default::default(),
-    };
-    let a = runtime::run(&Wasm3Runtime, &request);
-    let b = runtime::run(&Wasm3Runtime, &request);
-    assert_eq!(a, b, "the same guest ran twice gives the same result");
-    let c = runtime::run(wasmtime_engine(), &request);
-    assert_eq!(a, c, "wasm3 and wasmtime give the same result");
-}
-
-/// The outcome of one differential run, for the corpus test's tally.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Differential {
-    /// wasm-smith gave no module, or plasm refused it before any engine ran (the same on both).
-    Skipped,
-    /// Both engines gave this outcome (and equal output, exit code and fuel).
-    Agreed(runtime::Outcome),
-}
-
-fn wasmtime_engine() -> &'static WasmtimeRuntime {
-    static ENGINE: std::sync::OnceLock<WasmtimeRuntime> = std::sync::OnceLock::new();
-    ENGINE.get_or_init(|| WasmtimeRuntime::new().expect("wasmtime engine"))
-}
-
-/// A job for the wasm-smith module `data` makes (exporting `_start`), or `None`
-/// when wasm-smith gives no module or plasm refuses it before any engine runs.
-fn smith_request(data: &[u8]) -> Option<ExecRequest> {
-    let mut u = Unstructured::new(data);
-    // With reference types on, wasm-smith nearly always uses externref, which plasm
-    // refuses on both engines; a quarter of the inputs keep them, the rest run.
-    let reference_types = data.first().is_some_and(|b| b % 4 == 0);
-    // Every module exports `_start: () -> ()` (wasm-smith builds to a required
-    // export list), so every generated module runs.
-    let required = {
-        let mut m = wasm_encoder::Module::new();
-        let mut t = wasm_encoder::TypeSection::new();
-        t.ty().function([], []);
-        let mut f = wasm_encoder::FunctionSection::new();
-        f.function(0);
-        let mut e = wasm_encoder::ExportSection::new();
-        e.export("_start", wasm_encoder::ExportKind::Func, 0);
-        let mut c = wasm_encoder::CodeSection::new();
-        let mut body = wasm_encoder::Function::new([]);
-        body.instruction(&Instruction::End);
-        c.function(&body);
-        m.section(&t).section(&f).section(&e).section(&c);
-        m.finish()
-    };
-    let config = wasm_smith::Config {
-        exports: Some(required),
-        min_funcs: 1,
-        reference_types_enabled: reference_types,
-        ..smith_config()
-    };
-    let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
-        return None;
-    };
-    let wasm = module.to_bytes();
-    let instrumented = match runtime::instrument::instrument(&wasm, wasi::signature) {
-        Ok(i) => i,
-        Err(e) => {
-            if std::env::var_os("PLASM_DIFF_DEBUG").is_some() {
-                eprintln!("skipped: {e}");
-            }
-            return None;
-        }
-    };
-    let mut entries: Vec<&String> = instrumented
-        .exports
-        .iter()
-        .filter(|(_, (params, results))| {
-            *params == 0 && (results.is_empty() || results == &[wasmparser::ValType::I32])
-        })
-        .map(|(name, _)| name)
-        .collect();
-    entries.sort();
-    let entry = entries.first()?;
-    Some(ExecRequest {
-        module: wasm.into(),
-        entry: (*entry).clone(),
-        args: vec![],
-        env: vec![],
-        stdin: vec![],
-        limits: plasm::manifest::Limits {
-            fuel: 200_000,
-            memory_bytes: 4 * 1024 * 1024,
-            output_bytes: 4096,
-        },
-        random_seed: [3; 32],
-        engine: None,
-        cancel: Default::default(),
-    })
-}
-
-/// Runs one wasm-smith module on both engines; panics on any difference in
-/// outcome, exit code, detail, stdout, stderr, fuel or memory flag.
-pub fn differential_run(data: &[u8]) -> Differential {
-    let Some(request) = smith_request(data) else {
-        return Differential::Skipped;
-    };
-    // Deep recursion needs the worker pool's stack, not a test thread's.
-    let (a, b) = std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .stack_size(64 * 1024 * 1024)
-            .spawn_scoped(s, || {
-                (
-                    runtime::run(&Wasm3Runtime, &request),
-                    runtime::run(wasmtime_engine(), &request),
-                )
+    fn guest_module(g: &Guest) -> Vec<u8> {
+        let names: Vec<&str> = wasi::preview1_names().collect();
+        let calls: Vec<(&str, wasmparser::FuncType, &[i64; 6])> = g
+            .calls
+            .iter()
+            .take(16)
+            .filter_map(|c| {
+                let name = names[usize::from(c.func) % names.len()];
+                wasi::signature(name).map(|t| (name, t, &c.args))
             })
-            .expect("thread")
-            .join()
-            .expect("no panic in the engines")
-    });
-    assert_eq!(
-        a,
-        b,
-        "wasm3 and wasmtime differ on {}",
-        hex_of(&request.module)
-    );
-    Differential::Agreed(a.outcome)
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .take(4096)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The worker processes every fuzzed job goes through (the `plasm` binary from
-/// `PLASM_WORKER_EXE`, or next to this executable).
-fn worker_runtime() -> &'static runtime::worker::ProcessRuntime {
-    static WORKERS: std::sync::OnceLock<runtime::worker::ProcessRuntime> =
-        std::sync::OnceLock::new();
-    WORKERS.get_or_init(|| {
-        let settings = runtime::worker::Settings {
-            memory_bytes: 1 << 30,
-            ..runtime::worker::Settings::default()
+            .collect();
+        let val = |t: &wasmparser::ValType| match t {
+            wasmparser::ValType::I64 => ValType::I64,
+            _ => ValType::I32,
         };
-        runtime::worker::ProcessRuntime::new(runtime::engines::EngineChoice::default(), settings, 1)
-            .expect("worker processes (set PLASM_WORKER_EXE to the plasm binary)")
-    })
-}
+        let mut types = TypeSection::new();
+        let mut imports = ImportSection::new();
+        let mut used: Vec<&str> = Vec::new();
+        for (name, ty, _) in &calls {
+            if used.contains(name) {
+                continue;
+            }
+            types
+                .ty()
+                .function(ty.params().iter().map(val), ty.results().iter().map(val));
+            imports.import(
+                "wasi_snapshot_preview1",
+                name,
+                EntityType::Function(used.len() as u32),
+            );
+            used.push(name);
+        }
+        let start_type = used.len() as u32;
+        types.ty().function([], []);
+        let mut funcs = FunctionSection::new();
+        funcs.function(start_type);
+        let mut memory = MemorySection::new();
+        memory.memory(MemoryType {
+            minimum: 1,
+            maximum: Some(2),
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        let mut exports = ExportSection::new();
+        exports.export("memory", ExportKind::Memory, 0);
+        exports.export("_start", ExportKind::Func, used.len() as u32);
+        let mut body = Function::new([]);
+        for (name, ty, args) in &calls {
+            for (p, a) in ty.params().iter().zip(args.iter()) {
+                match p {
+                    wasmparser::ValType::I64 => body.instruction(&Instruction::I64Const(*a)),
+                    _ => body.instruction(&Instruction::I32Const(*a as i32)),
+                };
+            }
+            let idx = used.iter().position(|n| n == name).unwrap_or(0) as u32;
+            body.instruction(&Instruction::Call(idx));
+            for _ in ty.results() {
+                body.instruction(&Instruction::Drop);
+            }
+        }
+        body.instruction(&Instruction::End);
+        let mut code = CodeSection::new();
+        code.function(&body);
+        let mut data = DataSection::new();
+        let bytes: Vec<u8> = g.data.iter().copied().take(4096).collect();
+        data.active(
+            0,
+            &wasm_encoder::ConstExpr::i32_const(i32::from(g.data_at) % (65536 - 4096)),
+            bytes,
+        );
+        let mut m = wasm_encoder::Module::new();
+        m.section(&types)
+            .section(&imports)
+            .section(&funcs)
+            .section(&memory)
+            .section(&exports)
+            .section(&code)
+            .section(&data);
+        m.finish()
+    }
 
-/// Fuzz target: a generated module through a sandboxed worker process under its
-/// limits. The worker must answer (never crash: `worker_crashed` is a defect;
-/// only the compile limit or the deadline may end it without a result) and must
-/// give exactly what the same engine gives in this process.
-pub fn worker(data: &[u8]) {
-    let _ = worker_run(data);
-}
+    /// The WASI layer: a guest calls preview1 functions with arbitrary arguments
+    /// over arbitrary memory, stdin and argv. Never a panic, and the sandbox is
+    /// deterministic: the same guest gives the same result twice.
+    pub fn wasi(data: &[u8]) {
+        let Ok(g) = Guest::arbitrary(&mut Unstructured::new(data)) else {
+            return;
+        };
+        let request = ExecRequest {
+            module: guest_module(&g).into(),
+            entry: "_start".into(),
+            args: g.args.iter().take(8).cloned().collect(),
+            env: vec![("K".into(), "V".into())],
+            stdin: g.stdin.iter().copied().take(4096).collect(),
+            limits: plasm::manifest::Limits {
+                fuel: 1_000_000,
+                memory_bytes: 2 * 65536,
+                output_bytes: 4096,
+            },
+            random_seed: [7; 32],
+            engine: None,
+            cancel: Default::default(),
+        };
+        let a = runtime::run(&Wasm3Runtime, &request);
+        let b = runtime::run(&Wasm3Runtime, &request);
+        assert_eq!(a, b, "the same guest ran twice gives the same result");
+        let c = runtime::run(wasmtime_engine(), &request);
+        assert_eq!(a, c, "wasm3 and wasmtime give the same result");
+    }
 
-/// [`worker`], saying how the job ended: `None` when no job was generated, else
-/// the outcome both gave, or the machine limit that ended the worker's run.
-pub fn worker_run(data: &[u8]) -> Option<String> {
-    use runtime::Runtime as _;
-    let mut request = smith_request(data)?;
-    request.limits.fuel = 2_000_000;
-    let mut remote = worker_runtime().run_job(&request);
-    if let Some(abort) = &remote.aborted {
-        assert!(
-            matches!(
-                abort.kind,
-                runtime::AbortKind::CompileLimit | runtime::AbortKind::Deadline
-            ),
-            "the worker ended {abort:?} on {}",
+    /// The outcome of one differential run, for the corpus test's tally.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Differential {
+        /// wasm-smith gave no module, or plasm refused it before any engine ran (the same on both).
+        Skipped,
+        /// Both engines gave this outcome (and equal output, exit code and fuel).
+        Agreed(runtime::Outcome),
+    }
+
+    fn wasmtime_engine() -> &'static WasmtimeRuntime {
+        static ENGINE: std::sync::OnceLock<WasmtimeRuntime> = std::sync::OnceLock::new();
+        ENGINE.get_or_init(|| WasmtimeRuntime::new().expect("wasmtime engine"))
+    }
+
+    /// A job for the wasm-smith module `data` makes (exporting `_start`), or `None`
+    /// when wasm-smith gives no module or plasm refuses it before any engine runs.
+    fn smith_request(data: &[u8]) -> Option<ExecRequest> {
+        let mut u = Unstructured::new(data);
+        // With reference types on, wasm-smith nearly always uses externref, which plasm
+        // refuses on both engines; a quarter of the inputs keep them, the rest run.
+        let reference_types = data.first().is_some_and(|b| b % 4 == 0);
+        // Every module exports `_start: () -> ()` (wasm-smith builds to a required
+        // export list), so every generated module runs.
+        let required = {
+            let mut m = wasm_encoder::Module::new();
+            let mut t = wasm_encoder::TypeSection::new();
+            t.ty().function([], []);
+            let mut f = wasm_encoder::FunctionSection::new();
+            f.function(0);
+            let mut e = wasm_encoder::ExportSection::new();
+            e.export("_start", wasm_encoder::ExportKind::Func, 0);
+            let mut c = wasm_encoder::CodeSection::new();
+            let mut body = wasm_encoder::Function::new([]);
+            body.instruction(&Instruction::End);
+            c.function(&body);
+            m.section(&t).section(&f).section(&e).section(&c);
+            m.finish()
+        };
+        let config = wasm_smith::Config {
+            exports: Some(required),
+            min_funcs: 1,
+            reference_types_enabled: reference_types,
+            ..smith_config()
+        };
+        let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
+            return None;
+        };
+        let wasm = module.to_bytes();
+        let instrumented = match runtime::instrument::instrument(&wasm, wasi::signature) {
+            Ok(i) => i,
+            Err(e) => {
+                if std::env::var_os("PLASM_DIFF_DEBUG").is_some() {
+                    eprintln!("skipped: {e}");
+                }
+                return None;
+            }
+        };
+        let mut entries: Vec<&String> = instrumented
+            .exports
+            .iter()
+            .filter(|(_, (params, results))| {
+                *params == 0 && (results.is_empty() || results == &[wasmparser::ValType::I32])
+            })
+            .map(|(name, _)| name)
+            .collect();
+        entries.sort();
+        let entry = entries.first()?;
+        Some(ExecRequest {
+            module: wasm.into(),
+            entry: (*entry).clone(),
+            args: vec![],
+            env: vec![],
+            stdin: vec![],
+            limits: plasm::manifest::Limits {
+                fuel: 200_000,
+                memory_bytes: 4 * 1024 * 1024,
+                output_bytes: 4096,
+            },
+            random_seed: [3; 32],
+            engine: None,
+            cancel: Default::default(),
+        })
+    }
+
+    /// Runs one wasm-smith module on both engines; panics on any difference in
+    /// outcome, exit code, detail, stdout, stderr, fuel or memory flag.
+    pub fn differential_run(data: &[u8]) -> Differential {
+        let Some(request) = smith_request(data) else {
+            return Differential::Skipped;
+        };
+        // Deep recursion needs the worker pool's stack, not a test thread's.
+        let (a, b) = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(64 * 1024 * 1024)
+                .spawn_scoped(s, || {
+                    (
+                        runtime::run(&Wasm3Runtime, &request),
+                        runtime::run(wasmtime_engine(), &request),
+                    )
+                })
+                .expect("thread")
+                .join()
+                .expect("no panic in the engines")
+        });
+        assert_eq!(
+            a,
+            b,
+            "wasm3 and wasmtime differ on {}",
             hex_of(&request.module)
         );
-        return Some(abort.kind.as_str().to_owned());
+        Differential::Agreed(a.outcome)
     }
-    let mut here = std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .stack_size(64 * 1024 * 1024)
-            .spawn_scoped(s, || runtime::run(wasmtime_engine(), &request))
-            .expect("thread")
-            .join()
-            .expect("no panic in the engine")
-    });
-    remote.runtime = None;
-    here.runtime = None;
-    assert_eq!(
-        remote,
-        here,
-        "a worker and this process differ on {}",
-        hex_of(&request.module)
-    );
-    Some(here.outcome.as_str().to_owned())
+
+    fn hex_of(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .take(4096)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The worker processes every fuzzed job goes through (the `plasm` binary from
+    /// `PLASM_WORKER_EXE`, or next to this executable).
+    fn worker_runtime() -> &'static runtime::worker::ProcessRuntime {
+        static WORKERS: std::sync::OnceLock<runtime::worker::ProcessRuntime> =
+            std::sync::OnceLock::new();
+        WORKERS.get_or_init(|| {
+            let settings = runtime::worker::Settings {
+                memory_bytes: 1 << 30,
+                ..runtime::worker::Settings::default()
+            };
+            runtime::worker::ProcessRuntime::new(
+                runtime::engines::EngineChoice::default(),
+                settings,
+                1,
+            )
+            .expect("worker processes (set PLASM_WORKER_EXE to the plasm binary)")
+        })
+    }
+
+    /// Fuzz target: a generated module through a sandboxed worker process under its
+    /// limits. The worker must answer (never crash: `worker_crashed` is a defect;
+    /// only the compile limit or the deadline may end it without a result) and must
+    /// give exactly what the same engine gives in this process.
+    pub fn worker(data: &[u8]) {
+        let _ = worker_run(data);
+    }
+
+    /// [`worker`], saying how the job ended: `None` when no job was generated, else
+    /// the outcome both gave, or the machine limit that ended the worker's run.
+    pub fn worker_run(data: &[u8]) -> Option<String> {
+        use runtime::Runtime as _;
+        let mut request = smith_request(data)?;
+        request.limits.fuel = 2_000_000;
+        let mut remote = worker_runtime().run_job(&request);
+        if let Some(abort) = &remote.aborted {
+            assert!(
+                matches!(
+                    abort.kind,
+                    runtime::AbortKind::CompileLimit | runtime::AbortKind::Deadline
+                ),
+                "the worker ended {abort:?} on {}",
+                hex_of(&request.module)
+            );
+            return Some(abort.kind.as_str().to_owned());
+        }
+        let mut here = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(64 * 1024 * 1024)
+                .spawn_scoped(s, || runtime::run(wasmtime_engine(), &request))
+                .expect("thread")
+                .join()
+                .expect("no panic in the engine")
+        });
+        remote.runtime = None;
+        here.runtime = None;
+        assert_eq!(
+            remote,
+            here,
+            "a worker and this process differ on {}",
+            hex_of(&request.module)
+        );
+        Some(here.outcome.as_str().to_owned())
+    }
+
+    /// Fuzz target: [`differential_run`].
+    pub fn differential(data: &[u8]) {
+        let _ = differential_run(data);
+    }
 }
 
-/// Fuzz target: [`differential_run`].
-pub fn differential(data: &[u8]) {
-    let _ = differential_run(data);
-}
+#[cfg(feature = "wasmtime")]
+pub use engines::*;

@@ -146,10 +146,51 @@ fn pinned_is_valid(
     if now > validity.not_after.timestamp() {
         return Err(bad(CertificateError::Expired));
     }
+    // A certificate restricted to other purposes is refused, as OpenSSL refuses it
+    // ("unsuitable certificate purpose"): an extended key usage without serverAuth,
+    // a key usage without digitalSignature.
+    let purpose = |what: &str| {
+        rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+            std::sync::Arc::new(std::io::Error::other(format!(
+                "the certificate is not for TLS servers ({what})"
+            ))),
+        )))
+    };
+    if let Ok(Some(eku)) = parsed.extended_key_usage()
+        && !eku.value.server_auth
+        && !eku.value.any
+    {
+        return Err(purpose("its extended key usage lacks serverAuth"));
+    }
+    if let Ok(Some(ku)) = parsed.key_usage()
+        && !ku.value.digital_signature()
+        && !ku.value.key_encipherment()
+    {
+        return Err(purpose("its key usage lacks digitalSignature"));
+    }
     let ee =
         webpki::EndEntityCert::try_from(cert).map_err(|_| bad(CertificateError::BadEncoding))?;
-    ee.verify_is_valid_for_subject_name(name)
-        .map_err(|_| bad(CertificateError::NotValidForName))
+    if ee.verify_is_valid_for_subject_name(name).is_ok() {
+        return Ok(());
+    }
+    // No subjectAltName at all (`openssl req -x509 -subj /CN=host` without
+    // `-addext subjectAltName=…`): OpenSSL, and so curl, falls back to the subject's
+    // common name; so does a pinned certificate here.
+    let has_san = matches!(parsed.subject_alternative_name(), Ok(Some(_)));
+    let host = match name {
+        ServerName::DnsName(d) => d.as_ref().to_ascii_lowercase(),
+        ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+        _ => String::new(),
+    };
+    let cn_matches = parsed
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .any(|cn| cn.eq_ignore_ascii_case(&host));
+    if !has_san && cn_matches {
+        return Ok(());
+    }
+    Err(bad(CertificateError::NotValidForName))
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ pub async fn run() -> Result<(), DemoError> {
 }
 
 async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
-    println!("== starting a mesh on loopback QUIC: a bootstrap node and two executors");
+    outln!("== starting a mesh on loopback QUIC: a bootstrap node and two executors");
     let boot = Node::start(config(root.join("bootstrap"), Mode::Bootstrap, &[])?)
         .await
         .map_err(step)?;
@@ -90,7 +90,7 @@ async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
             .unwrap_or_default()
     };
     for (name, n) in [("bootstrap", &boot), ("node A   ", &a), ("node B   ", &b)] {
-        println!("   {name} {}  API {}", n.peer_id(), api(n));
+        outln!("   {name} {}  API {}", n.peer_id(), api(n));
     }
     // Wait until node A can see node B's capability record in the DHT.
     let key = capability_key("runtime", "wasm3");
@@ -121,8 +121,8 @@ async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
         "input": B64.encode(INPUT),
         "placement": "remote",
     });
-    println!("\n== submitting examples/wat/reverse.wat to node A's API with placement \"remote\"");
-    println!("   input: {INPUT}");
+    outln!("\n== submitting examples/wat/reverse.wat to node A's API with placement \"remote\"");
+    outln!("   input: {INPUT}");
     let r = call(
         "POST",
         &format!("{}/v1/jobs", api(&a)),
@@ -139,9 +139,9 @@ async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
                 String::from_utf8_lossy(&r.body)
             ))
         })?;
-    println!("   HTTP {} job_id {job_id}", r.status);
+    outln!("   HTTP {} job_id {job_id}", r.status);
 
-    println!("\n== progress (Server-Sent Events from /v1/jobs/{{id}}/events)");
+    outln!("\n== progress (Server-Sent Events from /v1/jobs/{{id}}/events)");
     apiclient::events(
         &format!("{}/v1/jobs/{job_id}/events", api(&a)),
         None,
@@ -163,7 +163,7 @@ async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
                 .as_str()
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
-            println!("   {state}{who}{detail}");
+            outln!("   {state}{who}{detail}");
             !(state == "succeeded" || state == "failed")
         },
     )
@@ -177,10 +177,10 @@ async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
         return Err(step(format!("the job did not succeed: {job}")));
     }
     let out = call("GET", &format!("{}/v1/jobs/{job_id}/output", api(&a)), b"").await?;
-    println!("\n== output\n   {}", String::from_utf8_lossy(&out.body));
+    outln!("\n== output\n   {}", String::from_utf8_lossy(&out.body));
     let receipt = call("GET", &format!("{}/v1/receipts/{job_id}", api(&a)), b"").await?;
     let pretty: Value = serde_json::from_slice(&receipt.body).map_err(step)?;
-    println!(
+    outln!(
         "\n== receipt, signed by the executor (node B)\n{}",
         serde_json::to_string_pretty(&pretty).unwrap_or_default()
     );
@@ -193,7 +193,7 @@ async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
         &receipt.body,
     )
     .await?;
-    println!(
+    outln!(
         "\n== the bootstrap node verifies it: POST /v1/receipts/verify\n   {}",
         String::from_utf8_lossy(&verdict.body)
     );
@@ -205,7 +205,7 @@ async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
         forged.to_string().as_bytes(),
     )
     .await?;
-    println!(
+    outln!(
         "   a forged copy (fuel_used = 1): {}",
         String::from_utf8_lossy(&forged_verdict.body)
     );
@@ -215,21 +215,21 @@ async fn run_in(root: &std::path::Path) -> Result<(), DemoError> {
         return Err(step("verification gave the wrong verdict"));
     }
 
-    println!("\n== do the same by hand while a node runs (plasm start), e.g.:");
-    println!("   curl -s http://127.0.0.1:4611/v1/receipts/{job_id} > receipt.json");
-    println!(
+    outln!("\n== do the same by hand while a node runs (plasm start), e.g.:");
+    outln!("   curl -s http://127.0.0.1:4611/v1/receipts/{job_id} > receipt.json");
+    outln!(
         "   curl -s -X POST --data-binary @receipt.json http://127.0.0.1:4611/v1/receipts/verify"
     );
-    println!("   plasm receipt verify receipt.json");
-    println!(
+    outln!("   plasm receipt verify receipt.json");
+    outln!(
         "   open http://127.0.0.1:4611/ in a browser: the node's dashboard (live jobs, receipts)"
     );
 
-    println!("\n== shutting the mesh down");
+    outln!("\n== shutting the mesh down");
     for n in [a, b, boot] {
         n.shutdown().await;
     }
-    println!(
+    outln!(
         "demo: done. A job ran on another peer, its receipt verified on a third, a forgery was caught."
     );
     Ok(())

@@ -6,9 +6,21 @@
 //! and its worker pool ([`runtime`]), and the local job path that ties them
 //! together ([`job`]). The `plasm` binary only parses arguments and calls in.
 
+/// `println!` for command results: a reader that has gone (`plasm node status |
+/// head -1`) ends the command quietly instead of a panic.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($t)*) {
+            $crate::cli::stdout_failed(e)
+        }
+    }};
+}
+
 pub mod api;
 pub mod apiclient;
 mod apiclient_tls;
+#[cfg(feature = "wasmtime")]
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -27,7 +27,8 @@ final class Result
      * The exit status `plasm run` gives this job (the same table everywhere: the CLI,
      * the API's `exit_status`, the dashboard): 0-117 the job's exit code, 119
      * stack_overflow, 120 an exit code outside 0-117, 123 invalid_module, 124
-     * out_of_fuel, 125 memory_limit, 126 output_limit, 127 trapped.
+     * out_of_fuel, 125 memory_limit, 126 output_limit, 127 trapped (122: an outcome
+     * this SDK does not know).
      */
     public function exitStatus(): int
     {
@@ -44,7 +45,9 @@ final class Result
             'out_of_fuel' => 124,
             'memory_limit' => 125,
             'output_limit' => 126,
-            default => 127,
+            'trapped' => 127,
+            // An outcome this SDK does not know (a newer executor's): as the CLI says it.
+            default => 122,
         };
     }
 }

@@ -85,7 +85,7 @@ pub fn figures(report: &mut Report, runs: usize) -> Result<(), BenchError> {
     let exe = std::env::current_exe().map_err(fail)?;
     let dir = super::tempfile_dir()?;
     let cli = wasmtime_cli();
-    println!(
+    outln!(
         "engines   (median of {runs} whole-process runs after a warm-up; wasmtime CLI: {})",
         cli.as_ref().map_or("not found (set WASMTIME)".into(), |p| p
             .display()
@@ -95,7 +95,7 @@ pub fn figures(report: &mut Report, runs: usize) -> Result<(), BenchError> {
         let wasm = PathBuf::from(format!("examples/build/{name}.wasm"));
         let src = PathBuf::from(format!("examples/c/{name}.c"));
         if !wasm.is_file() || !src.is_file() {
-            println!("engines   ({name} skipped: run examples/build.sh from the repository root)");
+            outln!("engines   ({name} skipped: run examples/build.sh from the repository root)");
             continue;
         }
         let native = dir.join(name);

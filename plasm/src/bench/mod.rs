@@ -109,7 +109,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
         }
     };
     let iterations = opts.iterations.max(3);
-    println!(
+    outln!(
         "plasm bench ({iterations} iterations for latencies, wasm3 {}, {} CPUs)",
         crate::runtime::wasm3::WASM3_VERSION,
         std::thread::available_parallelism().map_or(1, usize::from)
@@ -151,7 +151,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     if let Some(path) = &opts.json {
         std::fs::write(path, report.to_json())
             .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-        println!("figures written to {}", path.display());
+        outln!("figures written to {}", path.display());
     }
     Ok(report)
 }
@@ -174,7 +174,7 @@ fn metering(report: &mut Report, iterations: usize) -> Result<(), BenchError> {
     match std::fs::read("examples/build/primes.wasm") {
         Ok(bytes) => jobs.push(("primes", "C primes < 2e6", bytes, "_start")),
         Err(_) => {
-            println!("metering  (C primes skipped: run examples/build.sh from the repository root)")
+            outln!("metering  (C primes skipped: run examples/build.sh from the repository root)")
         }
     }
     let n = iterations.clamp(3, 15);
@@ -370,7 +370,7 @@ pub fn relay_rss(n: usize) -> Result<(), BenchError> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             };
             let after = vm_rss_kb(child.id()).ok_or_else(|| fail("no RSS"))?;
-            println!(
+            outln!(
                 "relay     bootstrap node RSS: {before} kB idle, {after} kB holding {held} reservations \
                  ({:.1} kB each; {n} executors in the bench process, counted {:.1} s after the last one started)",
                 (after.saturating_sub(before)) as f64 / held.max(1) as f64,

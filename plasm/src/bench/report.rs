@@ -83,9 +83,9 @@ impl Report {
             .goal
             .as_deref()
             .map_or_else(String::new, |g| format!("  (goal {g})"));
-        println!("{:<22} {}: {value} {}{goal}", f.id, f.label, f.unit);
+        outln!("{:<22} {}: {value} {}{goal}", f.id, f.label, f.unit);
         if !f.method.is_empty() {
-            println!("{:<22}   method: {}", "", f.method);
+            outln!("{:<22}   method: {}", "", f.method);
         }
         self.figures.push(f);
     }

@@ -101,13 +101,22 @@ fn call(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     super::report(runtime(false).and_then(|rt| rt.block_on(f)))
 }
 
-/// Runs an API call that ends with a job's exit status (`plasm run`'s table).
+/// Runs an API call that ends with a job's exit status (`plasm run`'s table). Its own
+/// failures never exit 1, which a job may exit with: a request the node refused as
+/// wrong (HTTP 4xx: an unknown job id, an invalid manifest) is invalid input, 121;
+/// a node that cannot be reached or failed is 122.
 fn call_status(f: impl std::future::Future<Output = Result<u8, String>>) -> ExitCode {
     match runtime(false).and_then(|rt| rt.block_on(f)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("plasm: {e}");
-            ExitCode::FAILURE
+            // The messages of `json` and `ApiClient::call` carry the status as `HTTP nnn`.
+            let refused = e.contains("HTTP 4");
+            ExitCode::from(if refused {
+                crate::job::EXIT_INVALID_INPUT
+            } else {
+                crate::job::EXIT_INTERNAL
+            })
         }
     }
 }
@@ -132,6 +141,15 @@ fn ended(job_id: &str, job: &Value) -> u8 {
                 job["outcome"].as_str().unwrap_or("unknown outcome")
             );
             code
+        }
+        // A receipt whose outcome this build does not know (a newer executor's).
+        None if job["receipt"].is_object() => {
+            eprintln!(
+                "plasm: job {job_id} ended with outcome {} unknown to this plasm (exit status {})",
+                job["receipt"]["outcome"],
+                crate::job::EXIT_INTERNAL
+            );
+            crate::job::EXIT_INTERNAL
         }
         None => {
             eprintln!(
@@ -260,7 +278,14 @@ pub fn peers(api: ApiArgs) -> ExitCode {
 /// `plasm job …`.
 pub fn job(command: JobCommand) -> ExitCode {
     match command {
-        JobCommand::Submit(a) => call_status(submit(*a)),
+        JobCommand::Submit(a) => match prepare(&a) {
+            Ok(job) => call_status(submit(*a, job)),
+            // Nothing was sent: the files or flags are wrong.
+            Err(e) => {
+                eprintln!("plasm: {e}");
+                ExitCode::from(crate::job::EXIT_INVALID_INPUT)
+            }
+        },
         JobCommand::Cancel(a) => call(async move {
             let c = a.api.client()?;
             c.call("DELETE", &format!("/v1/jobs/{}", a.job_id), b"")
@@ -309,8 +334,11 @@ async fn json(c: &ApiClient, path: &str) -> Result<Value, String> {
         .ok_or_else(|| format!("GET {}{path}: the answer is not JSON", c.base()))
 }
 
-async fn submit(a: SubmitArgs) -> Result<u8, String> {
-    let b64 = base64::engine::general_purpose::STANDARD;
+/// A job read from the command line: manifest, module bytes (when given), input.
+type Prepared = (Manifest, Option<Vec<u8>>, Vec<u8>);
+
+/// Reads and checks what `job submit` sends, before anything is sent.
+fn prepare(a: &SubmitArgs) -> Result<Prepared, String> {
     let src = &a.source;
     let input = read_input(src.input.as_deref())?;
     if src.is_manifest() && (a.fuel.is_some() || a.runtime.is_some()) {
@@ -339,6 +367,11 @@ async fn submit(a: SubmitArgs) -> Result<u8, String> {
             Some(module),
         )
     };
+    Ok((manifest, module, input))
+}
+
+async fn submit(a: SubmitArgs, (manifest, module, input): Prepared) -> Result<u8, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
     let mut body = serde_json::json!({"manifest": manifest.as_value(), "placement": a.placement});
     if let Some(m) = &module {
         body["module"] = b64.encode(m).into();

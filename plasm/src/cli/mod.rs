@@ -9,17 +9,6 @@
 //! (offline verification). Commands return a process exit status; messages for
 //! people go to stderr, results to stdout.
 
-/// `println!` for command results: a reader that has gone (`plasm node status |
-/// head -1`) ends the command quietly instead of a panic.
-macro_rules! outln {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout().lock(), $($t)*) {
-            $crate::cli::stdout_failed(e)
-        }
-    }};
-}
-
 mod api;
 mod progress;
 mod receipt;
@@ -200,9 +189,11 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Demo => report(
             runtime(true).and_then(|rt| rt.block_on(crate::demo::run()).map_err(|e| e.to_string())),
         ),
+        #[cfg(feature = "wasmtime")]
         Command::Bench { relay: Some(n), .. } => {
             report(crate::bench::relay_rss(n).map_err(|e| format!("bench failed: {e}")))
         }
+        #[cfg(feature = "wasmtime")]
         Command::Bench {
             iterations,
             only,
@@ -223,6 +214,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             .map(drop)
             .map_err(|e| format!("bench failed: {e}")),
         ),
+        #[cfg(not(feature = "wasmtime"))]
+        Command::Bench { .. } => report::<()>(Err(
+            "bench: this build has no wasmtime (built without the `wasmtime` feature)".into(),
+        )),
         Command::Man { dir: None } => {
             let man = clap_mangen::Man::new(Cli::command());
             report(

@@ -177,8 +177,13 @@ fn check_receipt_path(p: &std::path::Path) -> Result<(), Failure> {
         _ => std::path::Path::new("."),
     };
     if !parent.is_dir() {
+        let why = if parent.exists() {
+            "is not a directory"
+        } else {
+            "does not exist (create it first)"
+        };
         return Err(input(format!(
-            "cannot write the receipt to {}: directory {} does not exist (nothing was run; create it first)",
+            "cannot write the receipt to {}: {} {why}; nothing was run",
             p.display(),
             parent.display()
         )));

@@ -126,16 +126,19 @@ pub fn start(a: StartArgs) -> Result<(), String> {
     let config = effective.to_node_config().map_err(|e| e.to_string())?;
     rt.block_on(async {
         let node = Node::start(config).await.map_err(|e| e.to_string())?;
-        println!("plasm {} {} started", effective.mode, node.peer_id());
+        // A reader of these lines that goes away (`| head -1`) must not stop the
+        // node: write errors on stdout are ignored from here on.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "plasm {} {} started", effective.mode, node.peer_id());
         // Let wildcard listeners report their per-interface addresses.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         for addr in node.all_listen_addrs().await {
-            println!("listening {addr}");
+            let _ = writeln!(out, "listening {addr}");
         }
         if let Some(url) = node.api_url() {
-            println!("api {url}");
+            let _ = writeln!(out, "api {url}");
         }
-        let _ = std::io::stdout().flush();
+        let _ = out.flush();
         crate::notify::ready("serving");
         node.run_until_stopped(signals, || {
             a.effective()

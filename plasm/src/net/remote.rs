@@ -11,6 +11,13 @@ use libp2p::{PeerId, kad};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long the other candidates may still answer once one executor has accepted.
+const ACCEPT_GRACE: Duration = Duration::from_millis(250);
+
+/// How long one discovery round may take: a query that waits on a dead peer in the
+/// DHT does not hold the run for Kademlia's own timeout, round after round.
+const ROUND_LIMIT: Duration = Duration::from_secs(2);
+
 /// Prefix of capability provider keys: `/plasm/cap/1/<kind>=<value>`.
 pub const CAPABILITY_PREFIX: &str = "/plasm/cap/1/";
 
@@ -138,26 +145,19 @@ pub async fn find_executors(
         (None, Some(rt)) => vec![capability_key("runtime", rt)],
     };
     // A node that has just started may not have joined the DHT yet: an empty answer
-    // is retried a few times (about 3.5 s in all) before it becomes an error. The keys
-    // are looked up at once; when one lookup has found executors, the others get
+    // is retried a few times (pauses of 3.5 s in all) before it becomes an error. The
+    // keys are looked up at once; when one lookup has found executors, the others get
     // `PROVIDER_SETTLE` more and no longer (a key nobody provides would otherwise hold
-    // the run until Kademlia's query timeout).
+    // the run until Kademlia's query timeout), and a round ends after `ROUND_LIMIT`
+    // whatever it waits on (a dead peer still in the routing table).
     let mut found = Vec::new();
     for pause_ms in [500u64, 1000, 2000, 0] {
         let mut lookups: futures::stream::FuturesUnordered<_> = keys
             .iter()
             .map(|key| find_once(client, key, want))
             .collect();
-        let mut settle_by: Option<tokio::time::Instant> = None;
-        loop {
-            let next = match settle_by {
-                Some(at) => match tokio::time::timeout_at(at, lookups.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                },
-                None => lookups.next().await,
-            };
-            let Some(peers) = next else { break };
+        let mut deadline = tokio::time::Instant::now() + ROUND_LIMIT;
+        while let Ok(Some(peers)) = tokio::time::timeout_at(deadline, lookups.next()).await {
             for peer in peers {
                 if found.len() < want && !found.contains(&peer) {
                     found.push(peer);
@@ -166,8 +166,8 @@ pub async fn find_executors(
             if found.len() >= want {
                 break;
             }
-            if !found.is_empty() && settle_by.is_none() {
-                settle_by = Some(tokio::time::Instant::now() + super::PROVIDER_SETTLE);
+            if !found.is_empty() {
+                deadline = deadline.min(tokio::time::Instant::now() + super::PROVIDER_SETTLE);
             }
         }
         if !found.is_empty() || pause_ms == 0 {
@@ -334,69 +334,69 @@ pub async fn run_remote(
     };
     stage(RemoteStage::Offering(candidates.len()));
     let mut attempts = Vec::new();
-    // Connect first: a request to an unreachable peer would otherwise wait for its own dial.
-    let connects = candidates
+    // Each candidate is connected to, then offered the job, all at once. The run does
+    // not wait for every candidate: once one has accepted, the others get
+    // `ACCEPT_GRACE` more (a dead executor whose provider record outlives it would
+    // otherwise hold every run for the whole connect or offer timeout).
+    let text = serde_json::to_string(manifest.as_value()).unwrap_or_default();
+    let mut offers: futures::stream::FuturesUnordered<_> = candidates
         .iter()
         .take(options.max_candidates.max(1))
         .map(|&peer| {
-            let client = client.clone();
+            let (client, text) = (client.clone(), text.clone());
             async move {
-                (
-                    peer,
-                    tokio::time::timeout(options.offer_timeout, client.connect(peer)).await,
+                // Connect first: a request to an unreachable peer would otherwise wait
+                // for its own dial.
+                match tokio::time::timeout(options.offer_timeout, client.connect(peer)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return (peer, None, Err(e.to_string())),
+                    Err(_) => return (peer, None, Err("connection timed out".to_owned())),
+                }
+                let t = Instant::now();
+                let r = tokio::time::timeout(
+                    options.offer_timeout,
+                    client.request(peer, JobRequest::Offer { manifest: text }),
                 )
+                .await;
+                let rtt = t.elapsed();
+                let r = match r {
+                    Ok(Ok(response)) => Ok(response),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("offer timed out".to_owned()),
+                };
+                (peer, Some(rtt), r)
             }
-        });
-    let mut reachable = Vec::new();
-    for (peer, r) in futures::future::join_all(connects).await {
-        match r {
-            Ok(Ok(_)) => reachable.push(peer),
-            Ok(Err(e)) => attempts.push(Attempt {
-                peer,
-                rtt: None,
-                outcome: e.to_string(),
-            }),
-            Err(_) => attempts.push(Attempt {
-                peer,
-                rtt: None,
-                outcome: "connection timed out".into(),
-            }),
-        }
-    }
-    let text = serde_json::to_string(manifest.as_value()).unwrap_or_default();
-    let offers = reachable.iter().map(|&peer| {
-        let (client, text) = (client.clone(), text.clone());
-        async move {
-            let t = Instant::now();
-            let r = tokio::time::timeout(
-                options.offer_timeout,
-                client.request(peer, JobRequest::Offer { manifest: text }),
-            )
-            .await;
-            (peer, t.elapsed(), r)
-        }
-    });
+        })
+        .collect();
     let mut accepted = Vec::new();
-    for (peer, rtt, r) in futures::future::join_all(offers).await {
+    let mut grace_until: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match grace_until {
+            Some(at) => match tokio::time::timeout_at(at, offers.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => offers.next().await,
+        };
+        let Some((peer, rtt, r)) = next else { break };
         let outcome = match r {
-            Ok(Ok(JobResponse::Accept { job_id, has_module })) if job_id == manifest.job_id() => {
-                accepted.push((rtt, peer, has_module));
+            Ok(JobResponse::Accept { job_id, has_module }) if job_id == manifest.job_id() => {
+                accepted.push((rtt.unwrap_or_default(), peer, has_module));
+                grace_until.get_or_insert(tokio::time::Instant::now() + ACCEPT_GRACE);
                 continue;
             }
-            Ok(Ok(JobResponse::Accept { .. })) => "accepted under another job id".to_owned(),
-            Ok(Ok(JobResponse::Decline { reason, message })) => {
+            Ok(JobResponse::Accept { .. }) => "accepted under another job id".to_owned(),
+            Ok(JobResponse::Decline { reason, message }) => {
                 format!("declined ({reason}): {message}")
             }
-            Ok(Ok(other)) => format!("answered an offer with {}", response_kind(&other)),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "offer timed out".to_owned(),
+            Ok(other) => format!("answered an offer with {}", response_kind(&other)),
+            Err(e) => e,
         };
-        attempts.push(Attempt {
-            peer,
-            rtt: Some(rtt),
-            outcome,
-        });
+        attempts.push(Attempt { peer, rtt, outcome });
     }
+    // Candidates still connecting or answering are left: an offer they accept later
+    // expires on their side unused (its reservation's time to live).
+    drop(offers);
     accepted.sort_by_key(|(rtt, _, _)| *rtt);
     for (rtt, peer, has_module) in accepted {
         wait_for_direct(client, peer, options.punch_wait).await;

@@ -1,5 +1,5 @@
-//! One node per data dir: `plasm start` holds an exclusive lock on
-//! `<data dir>/node.lock` for its whole life, so a second node on the same data
+//! One node per data dir: `plasm start` holds an exclusive lock on the data dir
+//! (its `node.lock` names the holder's pid) for its whole life, so a second node on the same data
 //! dir (same peer id, same database) refuses to start and says which process holds
 //! it. The lock is advisory (`flock`) and dies with the process, so a crash never
 //! leaves a stale lock; commands that only read the key or run a job here
@@ -39,47 +39,59 @@ pub enum LockError {
 /// The held lock: released when dropped (or when the process ends).
 #[derive(Debug)]
 pub struct DataDirLock {
-    _file: File,
+    _dir: File,
 }
 
-/// Takes the data dir's lock, creating the dir and the file as needed.
+/// The pid a running node wrote in `node.lock`, as ` (pid N)` for a message.
+fn holder(path: &Path) -> String {
+    let mut pid = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_string(&mut pid);
+    }
+    let pid = pid.trim();
+    if !pid.is_empty() && pid.len() <= 10 && pid.chars().all(|c| c.is_ascii_digit()) {
+        format!(" (pid {pid})")
+    } else {
+        String::new()
+    }
+}
+
+/// Takes the data dir's lock, creating the dir as needed. The lock is taken on the
+/// directory itself (removing or replacing `node.lock` cannot release it, and every
+/// spelling of the path, symlinks included, names the same directory); `node.lock`
+/// only tells a second node which process holds it.
 pub fn lock(dir: &Path) -> Result<DataDirLock, LockError> {
-    let path = dir.join(LOCK_FILE);
-    let io = |source| LockError::Io {
-        path: path.clone(),
+    let io = |path: &Path, source| LockError::Io {
+        path: path.to_owned(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut file = OpenOptions::new()
-        .read(true)
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let handle = File::open(dir).map_err(|e| io(dir, e))?;
+    let path = dir.join(LOCK_FILE);
+    match handle.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(LockError::Held {
+                dir: dir.to_owned(),
+                holder: holder(&path),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(dir, e)),
+    }
+    // The holder's pid, for the message a second node prints (best effort: a file
+    // this user cannot write changes nothing about the lock).
+    if let Ok(mut file) = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            let pid = pid.trim();
-            return Err(LockError::Held {
-                dir: dir.to_owned(),
-                holder: if pid.chars().all(|c| c.is_ascii_digit()) && !pid.is_empty() {
-                    format!(" (pid {pid})")
-                } else {
-                    String::new()
-                },
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    {
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "{}", std::process::id());
+        let _ = file.flush();
     }
-    // The holder's pid, for the message a second node prints.
-    let _ = file.set_len(0);
-    let _ = file.rewind();
-    let _ = write!(file, "{}", std::process::id());
-    let _ = file.flush();
-    Ok(DataDirLock { _file: file })
+    Ok(DataDirLock { _dir: handle })
 }
 
 #[cfg(test)]
@@ -97,6 +109,14 @@ mod tests {
             msg.contains(&format!("(pid {})", std::process::id())),
             "{msg}"
         );
+        // Removing the pid file does not release the lock; another spelling of the
+        // same directory does not get around it.
+        std::fs::remove_file(d.path().join(LOCK_FILE)).expect("rm");
+        assert!(lock(d.path()).is_err());
+        let link = d.path().with_extension("link");
+        std::os::unix::fs::symlink(d.path(), &link).expect("symlink");
+        assert!(lock(&link).is_err());
+        let _ = std::fs::remove_file(&link);
         drop(first);
         lock(d.path()).expect("free again");
     }

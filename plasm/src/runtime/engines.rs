@@ -9,7 +9,16 @@
 //! fields, never the job's result.
 
 use super::wasm3::Wasm3Runtime;
-use super::wasmtime::{EngineError, WasmtimeRuntime};
+#[cfg(feature = "wasmtime")]
+pub use super::wasmtime::EngineError;
+#[cfg(feature = "wasmtime")]
+use super::wasmtime::WasmtimeRuntime;
+
+/// Why an engine could not be set up (this build has no wasmtime).
+#[cfg(not(feature = "wasmtime"))]
+#[derive(Debug, thiserror::Error)]
+#[error("wasmtime engine: not in this build (built without the `wasmtime` feature)")]
+pub struct EngineError;
 use super::{ExecRequest, ExecResult, Instrumented, Outcome, Runtime};
 use crate::execution::RuntimeInfo;
 use std::sync::Arc;
@@ -90,6 +99,7 @@ impl EngineChoice {
 pub struct Engines {
     choice: EngineChoice,
     wasm3: Option<Wasm3Runtime>,
+    #[cfg(feature = "wasmtime")]
     wasmtime: Option<WasmtimeRuntime>,
 }
 
@@ -104,16 +114,22 @@ impl std::fmt::Debug for Engines {
 impl Engines {
     /// Sets up the engines in `choice`.
     pub fn new(choice: EngineChoice) -> Result<Arc<Self>, EngineError> {
+        #[cfg(feature = "wasmtime")]
         let wasmtime = if choice.offered.contains(&EngineName::Wasmtime) {
             Some(WasmtimeRuntime::new()?)
         } else {
             None
         };
+        #[cfg(not(feature = "wasmtime"))]
+        if choice.offered.contains(&EngineName::Wasmtime) {
+            return Err(EngineError);
+        }
         Ok(Arc::new(Self {
             wasm3: choice
                 .offered
                 .contains(&EngineName::Wasm3)
                 .then_some(Wasm3Runtime),
+            #[cfg(feature = "wasmtime")]
             wasmtime,
             choice,
         }))
@@ -127,7 +143,10 @@ impl Engines {
     fn engine(&self, name: EngineName) -> Option<&dyn Runtime> {
         match name {
             EngineName::Wasm3 => self.wasm3.as_ref().map(|r| r as &dyn Runtime),
+            #[cfg(feature = "wasmtime")]
             EngineName::Wasmtime => self.wasmtime.as_ref().map(|r| r as &dyn Runtime),
+            #[cfg(not(feature = "wasmtime"))]
+            EngineName::Wasmtime => None,
         }
     }
 }

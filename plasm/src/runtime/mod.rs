@@ -13,6 +13,7 @@ pub mod phase;
 pub mod pool;
 pub mod wasi;
 pub mod wasm3;
+#[cfg(feature = "wasmtime")]
 pub mod wasmtime;
 pub mod worker;
 
