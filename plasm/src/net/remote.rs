@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 /// How long the other candidates may still answer once one executor has accepted.
 const ACCEPT_GRACE: Duration = Duration::from_millis(250);
 
+/// Dials of one candidate before it counts as unreachable, and the pause between them.
+const CONNECT_TRIES: u32 = 3;
+const CONNECT_PAUSE: Duration = Duration::from_millis(300);
+
 /// How long one discovery round may take: a query that waits on a dead peer in the
 /// DHT does not hold the run for Kademlia's own timeout, round after round.
 const ROUND_LIMIT: Duration = Duration::from_secs(2);
@@ -346,11 +350,25 @@ pub async fn run_remote(
             let (client, text) = (client.clone(), text.clone());
             async move {
                 // Connect first: a request to an unreachable peer would otherwise wait
-                // for its own dial.
-                match tokio::time::timeout(options.offer_timeout, client.connect(peer)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return (peer, None, Err(e.to_string())),
-                    Err(_) => return (peer, None, Err("connection timed out".to_owned())),
+                // for its own dial. A failed dial is tried again while the offer's time
+                // lasts (on a lossy link one attempt may lose its handshake).
+                let until = tokio::time::Instant::now() + options.offer_timeout;
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match tokio::time::timeout_at(until, client.connect(peer)).await {
+                        Ok(Ok(_)) => break,
+                        Ok(Err(_))
+                            if tries < CONNECT_TRIES
+                                && tokio::time::Instant::now() + CONNECT_PAUSE < until =>
+                        {
+                            tokio::time::sleep(CONNECT_PAUSE).await;
+                        }
+                        Ok(Err(e)) => return (peer, None, Err(e.to_string())),
+                        Err(_) => {
+                            return (peer, None, Err("connection timed out".to_owned()));
+                        }
+                    }
                 }
                 let t = Instant::now();
                 let r = tokio::time::timeout(
