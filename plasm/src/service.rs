@@ -951,6 +951,13 @@ impl Service {
                 self.fail(&id, "the node shut down before the job started")
                     .await;
             }
+            // The grace ended and the shutdown killed the job's worker: that, not a
+            // crash, is why it has no receipt (the same words as `fail_in_flight`,
+            // whichever of the two records it first).
+            Err(job::JobError::Aborted(_)) if self.shutting_down.load(Ordering::SeqCst) => {
+                self.fail(&id, "the node shut down before the job finished")
+                    .await;
+            }
             Err(e) => {
                 tracing::error!(job_id = id, error = %e, "job finished without a receipt");
                 self.fail(&id, &e.to_string()).await;
