@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{plasm_bin, spawn_node as start};
+use common::{Proc, plasm_bin, spawn_node as start};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,27 @@ fn wait_for_providers(dir: &Path, module: &Path, bootstrap: &str) {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// A loopback QUIC mesh started the README's way: a bootstrap node, default nodes
+/// called `names` that bootstrap from it, and `hello.wat`, returned once a remote run
+/// finds an executor.
+fn mesh(dir: &Path, names: &[&str]) -> (Proc, Vec<Proc>, PathBuf) {
+    let boot = start(dir, "boot", &["--mode", "bootstrap", "--listen", QUIC]);
+    let nodes = names
+        .iter()
+        .map(|n| {
+            start(
+                dir,
+                n,
+                &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
+            )
+        })
+        .collect();
+    let module = dir.join("hello.wat");
+    std::fs::write(&module, include_str!("../examples/wat/hello.wat")).expect("write");
+    wait_for_providers(dir, &module, &boot.addr("quic"));
+    (boot, nodes, module)
 }
 
 #[test]
@@ -124,20 +145,7 @@ fn remote_runs_over_quic_and_tcp_name_the_executor() {
 #[test]
 fn fresh_remote_runs_do_not_stall_and_print_the_signed_path() {
     let d = tempfile::tempdir().expect("tmp");
-    let boot = start(d.path(), "boot", &["--mode", "bootstrap", "--listen", QUIC]);
-    let _e1 = start(
-        d.path(),
-        "e1",
-        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
-    );
-    let _e2 = start(
-        d.path(),
-        "e2",
-        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
-    );
-    let module = d.path().join("hello.wat");
-    std::fs::write(&module, include_str!("../examples/wat/hello.wat")).expect("write");
-    wait_for_providers(d.path(), &module, &boot.addr("quic"));
+    let (boot, _nodes, module) = mesh(d.path(), &["e1", "e2"]);
     let mut times = Vec::new();
     for i in 0..10 {
         let r = d.path().join(format!("r{i}.json"));
@@ -172,20 +180,8 @@ fn fresh_remote_runs_do_not_stall_and_print_the_signed_path() {
 #[test]
 fn killing_the_chosen_executor_mid_job_falls_over_to_the_other() {
     let d = tempfile::tempdir().expect("tmp");
-    let boot = start(d.path(), "boot", &["--mode", "bootstrap", "--listen", QUIC]);
-    let mut e1 = start(
-        d.path(),
-        "e1",
-        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
-    );
-    let mut e2 = start(
-        d.path(),
-        "e2",
-        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
-    );
-    let hello = d.path().join("hello.wat");
-    std::fs::write(&hello, include_str!("../examples/wat/hello.wat")).expect("write");
-    wait_for_providers(d.path(), &hello, &boot.addr("quic"));
+    let (boot, nodes, _hello) = mesh(d.path(), &["e1", "e2"]);
+    let [mut e1, mut e2]: [Proc; 2] = nodes.try_into().ok().expect("two executors");
     let before = (
         e1.log().matches("running job").count(),
         e2.log().matches("running job").count(),
@@ -349,20 +345,8 @@ fn the_demo_runs_a_job_on_another_peer_and_verifies_it_on_a_third() {
 #[test]
 fn api_jobs_end_with_run_exit_statuses_and_the_executor_lists_its_work() {
     let d = tempfile::tempdir().expect("tmp");
-    let boot = start(d.path(), "boot", &["--mode", "bootstrap", "--listen", QUIC]);
-    let exec = start(
-        d.path(),
-        "exec",
-        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
-    );
-    let client = start(
-        d.path(),
-        "client",
-        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
-    );
-    let hello = d.path().join("hello.wat");
-    std::fs::write(&hello, include_str!("../examples/wat/hello.wat")).expect("write");
-    wait_for_providers(d.path(), &hello, &boot.addr("quic"));
+    let (_boot, nodes, _hello) = mesh(d.path(), &["exec", "client"]);
+    let [exec, client]: [Proc; 2] = nodes.try_into().ok().expect("two nodes");
     let jobs: [(&str, &str, &[&str], i32, &str); 4] = [
         (
             "trap.wat",
@@ -503,7 +487,7 @@ fn api_jobs_end_with_run_exit_statuses_and_the_executor_lists_its_work() {
 #[test]
 fn an_early_sighup_is_harmless_and_a_data_dir_has_one_node() {
     let d = tempfile::tempdir().expect("tmp");
-    for (i, delay_ms) in [30u64, 50, 50, 100].into_iter().enumerate() {
+    for (i, delay_ms) in [50u64, 100, 200].into_iter().enumerate() {
         let dir = d.path().join(format!("hup{i}"));
         let mut child = Command::new(plasm_bin())
             .args([
@@ -590,20 +574,8 @@ fn an_early_sighup_is_harmless_and_a_data_dir_has_one_node() {
 #[test]
 fn a_dead_executor_does_not_hold_remote_runs() {
     let d = tempfile::tempdir().expect("tmp");
-    let boot = start(d.path(), "boot", &["--mode", "bootstrap", "--listen", QUIC]);
-    let _e1 = start(
-        d.path(),
-        "e1",
-        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
-    );
-    let mut e2 = start(
-        d.path(),
-        "e2",
-        &["--listen", QUIC, "--bootstrap", &boot.addr("quic")],
-    );
-    let module = d.path().join("hello.wat");
-    std::fs::write(&module, include_str!("../examples/wat/hello.wat")).expect("write");
-    wait_for_providers(d.path(), &module, &boot.addr("quic"));
+    let (boot, nodes, module) = mesh(d.path(), &["e1", "e2"]);
+    let [_e1, mut e2]: [Proc; 2] = nodes.try_into().ok().expect("two executors");
     // e2 is a provider that serves (a run pinned to it) before it dies.
     let pinned = Command::new(plasm_bin())
         .args([

@@ -19,28 +19,22 @@ use plasm::runtime::{self, wasi};
 /// A target body: panics exactly when it finds a defect.
 pub type Target = fn(&[u8]);
 
-/// Every target, by name, for the corpus replay.
-#[cfg(feature = "wasmtime")]
+/// Every target that never runs a job, by name, for the corpus replay (the CI fuzz
+/// smoke's build, without wasmtime, has these only: decision 0044).
 pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("receipt", receipt),
     ("wire", wire),
     ("jcs", jcs),
     ("instrument", instrument),
+];
+
+/// The targets that run jobs on both engines and on worker processes.
+#[cfg(feature = "wasmtime")]
+pub const ENGINE_TARGETS: &[(&str, Target)] = &[
     ("wasi", wasi),
     ("differential", differential),
     ("worker", worker),
-];
-
-/// The targets of a build without wasmtime (the CI fuzz smoke's, decision 0044):
-/// those that never run a job on both engines.
-#[cfg(not(feature = "wasmtime"))]
-pub const TARGETS: &[(&str, Target)] = &[
-    ("manifest", manifest),
-    ("receipt", receipt),
-    ("wire", wire),
-    ("jcs", jcs),
-    ("instrument", instrument),
 ];
 
 /// A fixed xorshift byte stream: the same bytes for the same seed on every run

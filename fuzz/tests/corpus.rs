@@ -7,7 +7,7 @@ use std::path::Path;
 fn every_corpus_file_replays_without_a_defect() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut total = 0;
-    for (name, target) in plasm_fuzz::TARGETS {
+    for (name, target) in plasm_fuzz::TARGETS.iter().chain(plasm_fuzz::ENGINE_TARGETS) {
         let mut n = 0;
         for dir in ["corpus", "regressions"] {
             let Ok(entries) = std::fs::read_dir(root.join(dir).join(name)) else {
