@@ -16,6 +16,8 @@ use libp2p::request_response::Codec as _;
 use plasm::net::protocol::{JOB_PROTOCOL, JobRequest, JobResponse};
 use plasm::runtime::{self, wasi};
 
+pub mod modgen;
+
 /// A target body: panics exactly when it finds a defect.
 pub type Target = fn(&[u8]);
 
@@ -427,6 +429,108 @@ mod engines {
             hex_of(&request.module)
         );
         Differential::Agreed(a.outcome)
+    }
+
+    /// What one generated job gave on both engines.
+    #[derive(Debug, Clone)]
+    pub struct GenRun {
+        /// The module's kind.
+        pub kind: modgen::Kind,
+        /// The outcome both gave, or how they differed.
+        pub verdict: Result<runtime::Outcome, String>,
+    }
+
+    /// A job for a generated module.
+    pub fn gen_request(g: &modgen::Generated) -> ExecRequest {
+        ExecRequest {
+            module: g.wasm.clone().into(),
+            entry: "_start".into(),
+            args: vec![],
+            env: vec![],
+            stdin: vec![],
+            limits: plasm::manifest::Limits {
+                fuel: g.fuel,
+                memory_bytes: 4 * 1024 * 1024,
+                output_bytes: 1 << 20,
+            },
+            random_seed: [5; 32],
+            engine: None,
+            cancel: Default::default(),
+        }
+    }
+
+    /// Runs the module [`modgen::generate`] makes for `seed` on wasm3 and wasmtime,
+    /// on a thread with the worker pool's stack, and compares everything a
+    /// receipt covers (outcome, exit code, detail, stdout, stderr, fuel, memory flag).
+    pub fn gen_run(seed: u64) -> GenRun {
+        let g = modgen::generate(seed);
+        let request = gen_request(&g);
+        let (a, b) = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(64 * 1024 * 1024)
+                .spawn_scoped(s, || {
+                    (
+                        runtime::run(&Wasm3Runtime, &request),
+                        runtime::run(wasmtime_engine(), &request),
+                    )
+                })
+                .expect("thread")
+                .join()
+                .expect("no panic in the engines")
+        });
+        let verdict = if a == b {
+            Ok(a.outcome)
+        } else {
+            let mut what = Vec::new();
+            if a.outcome != b.outcome || a.detail != b.detail {
+                what.push(format!(
+                    "outcome wasm3 {} ({:?}) / wasmtime {} ({:?})",
+                    a.outcome.as_str(),
+                    a.detail,
+                    b.outcome.as_str(),
+                    b.detail
+                ));
+            }
+            if a.stdout != b.stdout {
+                let at = a
+                    .stdout
+                    .iter()
+                    .zip(&b.stdout)
+                    .position(|(x, y)| x != y)
+                    .unwrap_or(a.stdout.len().min(b.stdout.len()));
+                let word = |o: &[u8]| {
+                    let s = at / 8 * 8;
+                    o.get(s..(s + 8).min(o.len()))
+                        .map(|w| {
+                            w.iter()
+                                .rev()
+                                .map(|b| format!("{b:02x}"))
+                                .collect::<String>()
+                        })
+                        .unwrap_or_default()
+                };
+                what.push(format!(
+                    "stdout differs at value {}: wasm3 {} / wasmtime {}",
+                    at / 8,
+                    word(&a.stdout),
+                    word(&b.stdout)
+                ));
+            }
+            if a.fuel_used != b.fuel_used {
+                what.push(format!(
+                    "fuel wasm3 {} / wasmtime {}",
+                    a.fuel_used, b.fuel_used
+                ));
+            }
+            if what.is_empty() {
+                what.push(format!("results differ: {a:?} / {b:?}"));
+            }
+            Err(what.join("; "))
+        };
+        GenRun {
+            kind: g.kind,
+            verdict,
+        }
     }
 
     fn hex_of(bytes: &[u8]) -> String {
