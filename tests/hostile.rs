@@ -234,6 +234,7 @@ fn compile_bombs_cost_only_their_job() {
             live_locals(20, 32_000),
         ),
         ("deep nesting", deep_nesting(4_000)),
+        ("nesting just inside the limit", deep_nesting(958)),
         ("huge br_table", huge_br_table(400_000)),
         ("br_table at its limit", huge_br_table(32_767)),
         ("100,000 small functions", many_functions(99_000)),

@@ -796,10 +796,22 @@ fn stack(rng: &mut Rng) -> Generated {
 fn shape(rng: &mut Rng) -> Generated {
     let frame = Frame::new();
     let funcs = vec![1];
-    let (nesting, locals, height) = match rng.below(3) {
-        0 => (900 + rng.below(300) as u32, 0, 1),
-        1 => (1, 14_000 + rng.below(4_000) as u32, 1),
-        _ => (1, 0, 7_000 + rng.below(2_000) as u32),
+    // Around plasm's limits (nesting 960, 7,000 locals, operand stack 4,000, and
+    // 7,000 of them together) and wasm3's (998, 8,000 locals, 8,000 values).
+    let (nesting, locals, height) = match rng.below(5) {
+        0 => (900 + rng.below(150) as u32, 0, 1),
+        1 => (1, 6_500 + rng.below(2_000) as u32, 1),
+        2 => (1, 0, 3_500 + rng.below(1_000) as u32),
+        3 => (
+            1 + rng.below(1_100) as u32,
+            rng.below(17_000) as u32,
+            1 + rng.below(9_000) as u32,
+        ),
+        _ => (
+            1,
+            3_000 + rng.below(2_000) as u32,
+            2_500 + rng.below(1_500) as u32,
+        ),
     };
     let mut f = Function::new([(locals.max(1), ValType::I32)]);
     for _ in 0..nesting {

@@ -71,3 +71,59 @@ fn generated_modules_agree_on_both_engines() {
         );
     }
 }
+
+#[test]
+#[ignore]
+fn measure_wasm3_native_frames() {
+    use plasm::runtime::Runtime as _;
+    use plasm::runtime::instrument::Instrumented;
+    for loops in 0..4 {
+        let l_open = "(loop ".repeat(loops);
+        let l_close = ")".repeat(loops);
+        let wat = format!(
+            r#"(module
+            (global (export "__plasm_fuel") (mut i64) (i64.const 0))
+            (global (export "__plasm_mem_max") (mut i32) (i32.const 0))
+            (global (export "__plasm_mem_refused") (mut i32) (i32.const 0))
+            (global (export "__plasm_depth") (mut i32) (i32.const 0))
+            (global $max (mut i32) (i32.const 0))
+            (func $r (param i32)
+              (global.set 0 (i64.sub (global.get 0) (i64.const 1)))
+              {l_open} (call $r (i32.add (local.get 0) (i32.const 1))) {l_close})
+            (func (export "_start") (call $r (i32.const 0)))
+            (func (export "depth") (result i32) (global.get $max)))"#
+        );
+        let bytes = wat::parse_str(&wat).expect("wat");
+        let mut exports = std::collections::HashMap::new();
+        exports.insert("_start".to_owned(), (0usize, vec![]));
+        let m = Instrumented {
+            bytes,
+            has_start: false,
+            initial_pages: None,
+            exports,
+            table_entries: 0,
+            tables: 0,
+        };
+        let g = modgen::Generated {
+            wasm: vec![],
+            fuel: 1_000_000_000,
+            kind: modgen::Kind::Stack,
+        };
+        let req = plasm_fuzz::gen_request(&g);
+        let r = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(64 << 20)
+                .spawn_scoped(s, || plasm::runtime::wasm3::Wasm3Runtime.execute(&m, &req))
+                .expect("thread")
+                .join()
+                .expect("join")
+        });
+        println!(
+            "loops {loops}: {:?} {:?} calls {} bytes/call {}",
+            r.outcome,
+            r.detail,
+            r.fuel_used,
+            8_257_536 / r.fuel_used.max(1)
+        );
+    }
+}

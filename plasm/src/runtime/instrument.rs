@@ -42,8 +42,10 @@ use wasmparser::{
 };
 
 /// Name and version of the metering scheme, recorded in receipts: the fuel model
-/// of `plasm-fuel/1` plus the logical stack-height limit ([`STACK_LIMIT`]).
-pub const METERING: &str = "plasm-fuel/3";
+/// of `plasm-fuel/1` plus the logical stack-height limit ([`STACK_LIMIT`]) with
+/// the frame model of decision 0046, and the float profile of decision 0045 (NaN
+/// bits canonical wherever they become visible).
+pub const METERING: &str = "plasm-fuel/4";
 /// Export holding the current logical stack height (i32), in slots.
 pub const DEPTH_EXPORT: &str = "__plasm_depth";
 /// Logical stack height at which a call traps, in slots. A frame costs
@@ -52,8 +54,21 @@ pub const DEPTH_EXPORT: &str = "__plasm_depth";
 /// engine's native stack (wasm3's value stack and wasmtime's `max_wasm_stack`
 /// are set far above it).
 pub const STACK_LIMIT: u32 = 1 << 18;
-/// Fixed part of a frame's cost (return address, frame bookkeeping).
-pub const FRAME_SLOTS: u32 = 4;
+/// Fixed part of a frame's cost: return address and frame bookkeeping (4), and
+/// the native C frames wasm3 nests for a call (96 bytes measured, charged at
+/// 8 slots of the [`NATIVE_BYTES_PER_SLOT`] its budget allows: decision 0046).
+pub const FRAME_SLOTS: u32 = 12;
+/// What each loop open around a call costs a frame: wasm3 runs a loop body in a
+/// nested C frame (48 bytes measured, charged at 4 slots).
+pub const LOOP_SLOTS: u32 = 4;
+/// Slots charged for the instrumentation's own locals in a frame.
+pub const INJECTED_SLOTS: u32 = 8;
+/// Most constants wasm3 keeps in a frame (its `d_m3MaxConstantTableSize`): a
+/// frame is charged its constants up to this many.
+pub const CONSTANT_SLOTS: u32 = 120;
+/// Native stack wasm3 allows a job (its `d_m3MaxNativeStack`, fixed when its C
+/// is compiled), over [`STACK_LIMIT`]: about 31 bytes per logical slot.
+pub const NATIVE_BYTES_PER_SLOT: u32 = ((8 << 20) - (128 << 10)) / STACK_LIMIT;
 /// Export holding remaining fuel (i64).
 pub const FUEL_EXPORT: &str = "__plasm_fuel";
 /// Export holding the memory cap in pages (i32).
@@ -73,10 +88,18 @@ pub const MAX_MODULE_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_FUNCTIONS: usize = 100_000;
 /// Bytes of one function body.
 pub const MAX_FUNCTION_BYTES: usize = 2 * 1024 * 1024;
-/// Locals declared by one function.
-pub const MAX_LOCALS: u32 = 20_000;
-/// Nesting depth of blocks, loops and ifs in one function.
-pub const MAX_NESTING: usize = 4_096;
+/// Parameters and locals of one function: wasm3 validates at most 8,000 (its
+/// `d_m3ValStack`), and the instrumentation adds up to five.
+pub const MAX_LOCALS: u32 = 7_000;
+/// Highest operand stack of one function (wasm3 compiles at most 8,000).
+pub const MAX_OPERAND_STACK: u32 = 4_000;
+/// Parameters, locals and operand stack of one function together: wasm3's
+/// compiler keeps locals on its value stack, which holds at most 8,000
+/// (`d_m3MaxFunctionStackHeight`); the instrumentation adds up to nine.
+pub const MAX_FUNCTION_SLOTS: u32 = 7_000;
+/// Nesting depth of blocks, loops and ifs in one function, the function's own
+/// block included (wasm3 compiles at most 998; the instrumentation adds one).
+pub const MAX_NESTING: usize = 960;
 /// The only import module a job may use.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
 
@@ -724,8 +747,34 @@ fn meter_function(
     let mut loop_costs: Vec<u64> = Vec::new();
     let mut max_depth = 0;
     let mut blocks: u64 = 1;
+    // Loops open around a call (each a nested C frame on wasm3), and constants
+    // (wasm3 keeps them in the frame), for the frame's cost.
+    let mut loops_at_call = 0u32;
+    let mut constants = 0u32;
+    // Whether the float profile needs its scratch locals.
+    let (mut bits32, mut bits64) = (false, false);
     for op in &ops {
         max_depth = max_depth.max(frames.len());
+        match op {
+            Operator::Call { .. } | Operator::CallIndirect { .. } => {
+                let open = frames
+                    .iter()
+                    .filter(|f| matches!(f, Frame::Loop(_)))
+                    .count();
+                loops_at_call = loops_at_call.max(u32::try_from(open).unwrap_or(u32::MAX));
+            }
+            Operator::I32Const { .. }
+            | Operator::I64Const { .. }
+            | Operator::F32Const { .. }
+            | Operator::F64Const { .. } => constants = constants.saturating_add(1),
+            Operator::I32ReinterpretF32 | Operator::F32Store { .. } | Operator::F32Copysign => {
+                bits32 = true;
+            }
+            Operator::I64ReinterpretF64 | Operator::F64Store { .. } | Operator::F64Copysign => {
+                bits64 = true;
+            }
+            _ => {}
+        }
         if matches!(
             op,
             Operator::Loop { .. } | Operator::Block { .. } | Operator::If { .. } | Operator::Else
@@ -785,12 +834,24 @@ fn meter_function(
     for pair in body.get_locals_reader().map_err(invalid)? {
         let (count, ty) = pair.map_err(invalid)?;
         declared = declared.saturating_add(count);
-        if declared > MAX_LOCALS {
+        if cx.params.saturating_add(declared) > MAX_LOCALS {
             return Err(ModuleError::TooComplex(format!(
-                "a function declares more than {MAX_LOCALS} locals"
+                "a function has more than {MAX_LOCALS} parameters and locals"
             )));
         }
         locals.push((count, rc.val_type(ty).map_err(invalid)?));
+    }
+    if cx.max_height > MAX_OPERAND_STACK {
+        return Err(ModuleError::TooComplex(format!(
+            "a function's operand stack reaches {} values (at most {MAX_OPERAND_STACK})",
+            cx.max_height
+        )));
+    }
+    let slots = cx.params + declared + cx.max_height;
+    if slots > MAX_FUNCTION_SLOTS {
+        return Err(ModuleError::TooComplex(format!(
+            "a function has {slots} parameters, locals and operand stack values together (at most {MAX_FUNCTION_SLOTS})"
+        )));
     }
     if blocks > MAX_FUNCTION_BLOCKS {
         return Err(ModuleError::TooComplex(format!(
@@ -820,14 +881,30 @@ fn meter_function(
     // Bulk memory and table operations are charged by their length, which needs
     // a scratch local to copy the length operand.
     let scratch = level + 1 + u32::from(!loop_costs.is_empty());
-    if ops.iter().any(is_bulk) {
+    let has_bulk = ops.iter().any(is_bulk);
+    if has_bulk {
         locals.push((1, ValType::I32));
     }
-    let frame = FRAME_SLOTS
-        .saturating_add(cx.params)
-        .saturating_add(declared)
-        .saturating_add(cx.max_height)
-        .min(STACK_LIMIT + 1);
+    // The float profile's scratch locals, after every other.
+    let mut next_local = scratch + u32::from(has_bulk);
+    let float = FloatScratch {
+        bits32: bits32.then(|| {
+            locals.push((1, ValType::I32));
+            next_local += 1;
+            next_local - 1
+        }),
+        bits64: bits64.then(|| {
+            locals.push((1, ValType::I64));
+            next_local += 1;
+            next_local - 1
+        }),
+    };
+    let frame = frame_slots(
+        cx.params + declared,
+        cx.max_height,
+        constants,
+        loops_at_call,
+    );
     let mut f = Function::new(locals);
     charge(&mut f, global, entry_cost);
     enter_frame(&mut f, cx.depth_global, level, frame);
@@ -883,6 +960,37 @@ fn meter_function(
                 }
                 f.instruction(&rc.instruction(op).map_err(invalid)?);
             }
+            Operator::I32ReinterpretF32 => {
+                f.instruction(&Instruction::I32ReinterpretF32);
+                canonical_bits32(&mut f, float.bits32);
+            }
+            Operator::I64ReinterpretF64 => {
+                f.instruction(&Instruction::I64ReinterpretF64);
+                canonical_bits64(&mut f, float.bits64);
+            }
+            Operator::F32Store { memarg } => {
+                f.instruction(&Instruction::I32ReinterpretF32);
+                canonical_bits32(&mut f, float.bits32);
+                f.instruction(&Instruction::I32Store(rc.mem_arg(memarg).map_err(invalid)?));
+            }
+            Operator::F64Store { memarg } => {
+                f.instruction(&Instruction::I64ReinterpretF64);
+                canonical_bits64(&mut f, float.bits64);
+                f.instruction(&Instruction::I64Store(rc.mem_arg(memarg).map_err(invalid)?));
+            }
+            Operator::F32Copysign => {
+                // The sign comes from the second operand: a NaN gives its canonical sign.
+                f.instruction(&Instruction::I32ReinterpretF32);
+                canonical_bits32(&mut f, float.bits32);
+                f.instruction(&Instruction::F32ReinterpretI32);
+                f.instruction(&Instruction::F32Copysign);
+            }
+            Operator::F64Copysign => {
+                f.instruction(&Instruction::I64ReinterpretF64);
+                canonical_bits64(&mut f, float.bits64);
+                f.instruction(&Instruction::F64ReinterpretI64);
+                f.instruction(&Instruction::F64Copysign);
+            }
             Operator::Call { function_index } if function_index < cx.imported_funcs => {
                 // Host functions neither read nor charge fuel.
                 f.instruction(&rc.instruction(op).map_err(invalid)?);
@@ -901,6 +1009,71 @@ fn meter_function(
         }
     }
     Ok(f)
+}
+
+/// The canonical NaN of the float profile (decision 0045): positive, quiet, no
+/// payload. Every NaN whose bits become visible (a reinterpret, a store, the
+/// sign `copysign` takes) is replaced by it.
+pub const CANONICAL_NAN32: u32 = 0x7fc0_0000;
+/// The canonical f64 NaN.
+pub const CANONICAL_NAN64: u64 = 0x7ff8_0000_0000_0000;
+
+/// The float profile's scratch locals of one function (when it needs them).
+struct FloatScratch {
+    bits32: Option<u32>,
+    bits64: Option<u32>,
+}
+
+/// Replaces the f32 bits on top of the stack by [`CANONICAL_NAN32`] when they
+/// are a NaN, whatever its sign and payload. Done on integers, after the
+/// reinterpret: no engine's float registers touch the result.
+fn canonical_bits32(f: &mut Function, scratch: Option<u32>) {
+    let Some(t) = scratch else { return };
+    for ins in [
+        Instruction::LocalSet(t),
+        Instruction::I32Const(CANONICAL_NAN32 as i32),
+        Instruction::LocalGet(t),
+        Instruction::LocalGet(t),
+        Instruction::I32Const(0x7fff_ffff),
+        Instruction::I32And,
+        Instruction::I32Const(0x7f80_0000),
+        Instruction::I32GtU,
+        Instruction::Select,
+    ] {
+        f.instruction(&ins);
+    }
+}
+
+/// [`canonical_bits32`] for f64 bits.
+fn canonical_bits64(f: &mut Function, scratch: Option<u32>) {
+    let Some(t) = scratch else { return };
+    for ins in [
+        Instruction::LocalSet(t),
+        Instruction::I64Const(CANONICAL_NAN64 as i64),
+        Instruction::LocalGet(t),
+        Instruction::LocalGet(t),
+        Instruction::I64Const(0x7fff_ffff_ffff_ffff),
+        Instruction::I64And,
+        Instruction::I64Const(0x7ff0_0000_0000_0000),
+        Instruction::I64GtU,
+        Instruction::Select,
+    ] {
+        f.instruction(&ins);
+    }
+}
+
+/// A frame's cost in logical slots (decision 0046): bookkeeping and wasm3's
+/// native call frames, the function's values (parameters, locals, operand
+/// stack, up to [`CONSTANT_SLOTS`] constants, the instrumentation's locals), and
+/// a nested C frame per loop open around a call.
+pub fn frame_slots(locals: u32, max_height: u32, constants: u32, loops_at_call: u32) -> u32 {
+    FRAME_SLOTS
+        .saturating_add(locals)
+        .saturating_add(max_height)
+        .saturating_add(constants.saturating_add(INJECTED_SLOTS).min(CONSTANT_SLOTS))
+        .saturating_add(INJECTED_SLOTS)
+        .saturating_add(LOOP_SLOTS.saturating_mul(loops_at_call))
+        .min(STACK_LIMIT + 1)
 }
 
 /// Removes the code that follows an unconditional branch (`br`, `br_table`,

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 /// Native stack of each worker thread.
-const WORKER_STACK_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const WORKER_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why a job could not be handed to the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

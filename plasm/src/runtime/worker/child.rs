@@ -50,6 +50,19 @@ pub fn serve(choice: EngineChoice, memory_bytes: u64) -> u8 {
             },
         );
     });
+    // Jobs run on a thread with the pool's stack, not on the main thread's
+    // (RLIMIT_STACK, 8 MiB by default): wasmtime's guest stack and wasm3's native
+    // budget (decision 0046) must fit in it whatever the environment set.
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(crate::runtime::pool::WORKER_STACK_BYTES)
+            .spawn_scoped(s, || answer(&engines))
+            .map_or(3, |h| h.join().unwrap_or(1))
+    })
+}
+
+/// Answers jobs on the pipes until the node closes them.
+fn answer(engines: &Engines) -> u8 {
     let mut input = BufReader::new(std::io::stdin().lock());
     loop {
         let request = match protocol::read_job(&mut input, MAX_INPUT) {
