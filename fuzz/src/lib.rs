@@ -66,19 +66,113 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
-/// Receipt parsing and verification: never a panic, whatever the bytes.
+/// Receipt parsing and verification: never a panic, whatever the bytes, and a
+/// text that verifies admits one reading: it names no member twice (a parser
+/// that keeps the last copy and one that keeps the first agree), and its
+/// signature covers exactly the canonical bytes of what every reader sees.
+/// The bytes are also spliced into a signed receipt as a member in front of
+/// its own, so the fuzzer builds duplicates of every member, escaped or not.
 pub fn receipt(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(r) = plasm::receipt::Receipt::from_json(text)
-        && r.verify().is_ok()
-    {
-        // A receipt that verifies has canonical signing bytes, and they are stable.
-        let a = r.signing_bytes().expect("a verified receipt canonicalises");
-        let b = r.signing_bytes().expect("twice");
-        assert_eq!(a, b);
+    one_reading(text);
+    // Splice: `{<data>,` + the signed receipt's members.
+    if !text.is_empty() && text.len() < 4096 {
+        let spliced = SIGNED_RECEIPT.replacen('{', &format!("{{{text},"), 1);
+        one_reading(&spliced);
     }
+}
+
+/// A v2 receipt signed by the vectors' key (schemas/test-vectors "v2 valid").
+const SIGNED_RECEIPT: &str = include_str!("../corpus/receipt/signed-v2");
+
+fn one_reading(text: &str) {
+    let Ok(r) = plasm::receipt::Receipt::from_json(text) else {
+        return;
+    };
+    let Ok(v) = r.verify() else {
+        return;
+    };
+    let _ = v;
+    // The last-copy reading (serde_json) and the first-copy reading agree.
+    let last: serde_json::Value = serde_json::from_str(text).expect("it parsed strictly");
+    assert_eq!(
+        &last,
+        &serde_json::Value::Object(r.as_map().clone()),
+        "two readings of {text}"
+    );
+    assert_eq!(
+        first_copy(text),
+        Some(last.clone()),
+        "two readings of {text}"
+    );
+    // The signature covers what every reader sees, canonically.
+    let again = plasm::receipt::Receipt::from_json(&last.to_string()).expect("re-parse");
+    assert_eq!(again.signing_bytes().ok(), r.signing_bytes().ok());
+    assert!(again.verify().is_ok());
+}
+
+/// Parses `text` keeping the first copy of a member named twice (what grep, a
+/// person or many JSON libraries see), independently of plasm's parser.
+fn first_copy(text: &str) -> Option<serde_json::Value> {
+    struct First;
+    impl<'de> serde::de::DeserializeSeed<'de> for First {
+        type Value = serde_json::Value;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Visit)
+        }
+    }
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = serde_json::Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(v.into())
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(v.into())
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(v.into())
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(v.into())
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.into())
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(serde_json::Value::Null)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = a.next_element_seed(First)? {
+                out.push(v);
+            }
+            Ok(out.into())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(k) = a.next_key::<String>()? {
+                let v = a.next_value_seed(First)?;
+                out.entry(k).or_insert(v);
+            }
+            Ok(out.into())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = serde::de::DeserializeSeed::deserialize(First, &mut de).ok()?;
+    de.end().ok()?;
+    Some(v)
 }
 
 type WireCodec = libp2p::request_response::cbor::codec::Codec<JobRequest, JobResponse>;

@@ -99,6 +99,7 @@ fn write_seeds() {
         JobResponse::Accept {
             job_id: "a".repeat(64),
             has_module: true,
+            receipt: Some("plasm.receipt/v2".into()),
         },
         JobResponse::Decline {
             reason: DeclineReason::Busy,

@@ -30,6 +30,107 @@ pub enum CanonError {
     },
 }
 
+/// Parses JSON text the way a signed document must be read: RFC 8785 requires
+/// I-JSON input, which forbids duplicate member names, and a parser that keeps
+/// the last copy (serde_json, PHP's `json_decode`) would show a verifier values
+/// that a reader taking the first copy (grep, a person, many libraries) never
+/// sees. Names are compared after unescaping (`"a"` and `"\u0061"` are one).
+/// Nesting is bounded by serde_json's recursion limit (128).
+pub fn parse_strict(text: &str) -> Result<Value, StrictError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde::de::DeserializeSeed::deserialize(StrictSeed, &mut de)
+        .map_err(|e| StrictError::from_json(&e))?;
+    de.end().map_err(|e| StrictError::from_json(&e))?;
+    Ok(value)
+}
+
+/// Why [`parse_strict`] refused a text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StrictError {
+    /// An object names a member twice.
+    #[error("duplicate member \"{0}\"")]
+    Duplicate(String),
+    /// Not JSON at all.
+    #[error("not JSON: {0}")]
+    Syntax(String),
+}
+
+/// Marker serde_json carries through its error text for a duplicate.
+const DUPLICATE_TAG: &str = "\u{1}plasm-duplicate-member\u{1}";
+
+impl StrictError {
+    fn from_json(e: &serde_json::Error) -> Self {
+        let text = e.to_string();
+        match text
+            .strip_prefix(DUPLICATE_TAG)
+            .and_then(|rest| rest.split_once(DUPLICATE_TAG))
+        {
+            Some((name, _)) => Self::Duplicate(name.to_owned()),
+            None => Self::Syntax(text),
+        }
+    }
+}
+
+struct StrictSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictSeed {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(StrictSeed)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "{DUPLICATE_TAG}{key}{DUPLICATE_TAG}"
+                )));
+            }
+            let v = map.next_value_seed(StrictSeed)?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// Returns the RFC 8785 canonical bytes of `value`.
 pub fn canonicalize(value: &Value) -> Result<Vec<u8>, CanonError> {
     let mut out = String::with_capacity(256);

@@ -172,8 +172,9 @@ pub(crate) fn first_violation(
 impl Manifest {
     /// Parses and validates manifest text.
     pub fn from_json(text: &str) -> Result<Self, ManifestError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| ManifestError::Json(e.to_string()))?;
+        // Strict: a member named twice is refused (decision 0047).
+        let value =
+            crate::jcs::parse_strict(text).map_err(|e| ManifestError::Json(e.to_string()))?;
         Self::from_value(value)
     }
 

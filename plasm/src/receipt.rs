@@ -262,10 +262,11 @@ impl Receipt {
 
     /// Parses receipt JSON text (no verification).
     pub fn from_json(text: &str) -> Result<Self, VerifyError> {
-        match serde_json::from_str::<Value>(text) {
+        // Strict: a receipt with a member named twice admits two readings (decision 0047).
+        match jcs::parse_strict(text) {
             Ok(v @ Value::Object(_)) => Ok(Self(v)),
             Ok(_) => Err(VerifyError::Malformed("a receipt is a JSON object".into())),
-            Err(e) => Err(VerifyError::Malformed(format!("not JSON: {e}"))),
+            Err(e) => Err(VerifyError::Malformed(e.to_string())),
         }
     }
 

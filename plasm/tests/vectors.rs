@@ -294,6 +294,25 @@ fn receipt_cases() -> Vec<Value> {
         "unknown version",
         tamper2(&|r| r.as_map_mut()["version"] = json!("plasm.receipt/v3")),
     ));
+    // One reading only (decision 0047): a member named twice is refused as
+    // malformed, whichever copy a reader would take.
+    let v2_text = text(&v2);
+    let front = |extra: &str| v2_text.replacen('{', &format!("{{{extra},"), 1);
+    cases.push((
+        "duplicate outcome before the signed members",
+        front(&format!(
+            "\"outcome\":\"trapped\",\"output\":\"sha256:{}\"",
+            "0".repeat(64)
+        )),
+    ));
+    cases.push((
+        "duplicate signature (escaped name)",
+        front("\"\\u0073ignature\":\"AAAA\""),
+    ));
+    cases.push((
+        "duplicate nested in runtime",
+        v2_text.replacen("\"runtime\": {", "\"runtime\": {\"name\": \"wasmtime\",", 1),
+    ));
     cases
         .into_iter()
         .map(|(name, json_text)| {
@@ -314,10 +333,40 @@ fn receipt_cases() -> Vec<Value> {
         .collect()
 }
 
+/// Texts every implementation must refuse when it reads a signed document:
+/// each names a member twice (`member`: the name, unescaped).
+fn duplicate_cases() -> Vec<Value> {
+    [
+        ("top level", r#"{"a":1,"b":2,"a":1}"#, "a"),
+        (
+            "escaped name",
+            r#"{"version":"x","\u0076ersion":"y"}"#,
+            "version",
+        ),
+        ("non-ASCII escaped", r#"{"é":1,"\u00e9":2}"#, "é"),
+        ("astral escaped", r#"{"😀":1,"\ud83d\ude00":2}"#, "😀"),
+        (
+            "nested object",
+            r#"{"runtime":{"name":"wasm3","name":"wasmtime"}}"#,
+            "name",
+        ),
+        ("inside an array", r#"{"a":[{"x":1},{"y":1,"y":2}]}"#, "y"),
+        ("empty name", r#"{"":1,"":2}"#, ""),
+        (
+            "manifest limits",
+            r#"{"version":"plasm.job/v1","limits":{"fuel":1,"fuel":2}}"#,
+            "fuel",
+        ),
+    ]
+    .iter()
+    .map(|(name, text, member)| json!({"name": name, "json": text, "member": member}))
+    .collect()
+}
+
 fn generate() -> Value {
     let id = Identity::from_seed(SEED);
     json!({
-        "description": "plasm cross-language vectors. canonical: RFC 8785 text of `json`, or the check that refuses it. manifests: canonical form and job_id (hex SHA-256 of the canonical bytes), or the schema path and rule that refuse it. receipts: the bytes the signature covers (`plasm-receipt-v2\\n`, or for version 1 `plasm-receipt-v1\\n`, + canonical receipt without `signature`) and the verdict; checks run in the order malformed, schema, canonical, public_key, peer_id, signature and the first failure is named.",
+        "description": "plasm cross-language vectors. canonical: RFC 8785 text of `json`, or the check that refuses it. manifests: canonical form and job_id (hex SHA-256 of the canonical bytes), or the schema path and rule that refuse it. receipts: the bytes the signature covers (`plasm-receipt-v2\\n`, or for version 1 `plasm-receipt-v1\\n`, + canonical receipt without `signature`) and the verdict; checks run in the order malformed, schema, canonical, public_key, peer_id, signature and the first failure is named (a member named twice, at any depth, is malformed). duplicates: texts that name a member twice (`member`, unescaped), which every reader of a signed document refuses.",
         "key": {
             "seed_hex": hex::encode(SEED),
             "public_key": id.public_key_b64(),
@@ -327,6 +376,7 @@ fn generate() -> Value {
         "canonical": canonical_cases(),
         "manifests": manifest_cases(),
         "receipts": receipt_cases(),
+        "duplicates": duplicate_cases(),
     })
 }
 
@@ -400,6 +450,26 @@ fn every_vector_holds() {
                 assert_eq!(json!(e.check()), r["failed_check"], "{}", r["name"]);
             }
         }
+        count += 1;
+    }
+    for d in v["duplicates"].as_array().expect("duplicates") {
+        let text = d["json"].as_str().expect("json");
+        let member = d["member"].as_str().expect("member");
+        assert_eq!(
+            jcs::parse_strict(text),
+            Err(jcs::StrictError::Duplicate(member.to_owned())),
+            "{}",
+            d["name"]
+        );
+        // Refused where it matters: as a receipt and as a manifest.
+        assert_eq!(
+            Receipt::from_json(text).err().map(|e| e.check()),
+            Some("malformed")
+        );
+        assert!(matches!(
+            Manifest::from_json(text),
+            Err(ManifestError::Json(_))
+        ));
         count += 1;
     }
     assert!(invalid >= 10, "the vectors must exercise tampering");

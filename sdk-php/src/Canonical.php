@@ -10,8 +10,9 @@ namespace Plasm;
  * integers are refused, exactly as the Rust node refuses them, so a lossy
  * re-encoding fails loudly instead of producing a different signature.
  *
- * Decode JSON with `json_decode($text, false)` (objects as stdClass) so that `{}`
- * and `[]` stay distinct.
+ * Decode JSON with `Json::decodeStrict($text)` (objects as stdClass, like
+ * `json_decode($text, false)`) so that `{}` and `[]` stay distinct and a duplicate
+ * member is refused instead of silently dropped.
  */
 final class Canonical
 {

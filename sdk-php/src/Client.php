@@ -101,7 +101,11 @@ final class Client
                         if ($e['event'] !== 'state') {
                             continue;
                         }
-                        $event = json_decode($e['data'], true);
+                        try {
+                            $event = Json::decodeStrict($e['data'], true);
+                        } catch (InvalidJsonException $bad) {
+                            throw new PlasmException("GET /v1/jobs/$jobId/events: an event is not JSON: " . $bad->getMessage(), 0, $bad);
+                        }
                         if (!is_array($event)) {
                             throw new PlasmException("GET /v1/jobs/$jobId/events: an event is not JSON");
                         }
@@ -224,7 +228,12 @@ final class Client
     private function json(string $method, string $path, ?string $body = null, string $type = 'application/json', ?float $timeout = null): array
     {
         [, $text] = $this->request($method, $path, $body, $type, $timeout);
-        $v = json_decode($text, true);
+        // Strict: a job's state carries its receipt, and a duplicate member is refused.
+        try {
+            $v = Json::decodeStrict($text, true);
+        } catch (InvalidJsonException $e) {
+            throw new PlasmException("$method $path: the node answered with something other than strict JSON: " . $e->getMessage(), 0, $e);
+        }
         if (!is_array($v)) {
             throw new PlasmException("$method $path: the node answered with something other than JSON");
         }
@@ -240,7 +249,11 @@ final class Client
     /** @param array<string,string> $headers */
     private function error(string $method, int $status, array $headers, string $text): ApiException
     {
-        $decoded = json_decode($text, true);
+        try {
+            $decoded = Json::decodeStrict($text, true);
+        } catch (InvalidJsonException) {
+            $decoded = null;
+        }
         $e = is_array($decoded) && is_array($decoded['error'] ?? null) ? $decoded['error'] : [];
         $retry = isset($headers['retry-after']) ? (int) $headers['retry-after'] : null;
         return ApiException::from($status, (string) ($e['code'] ?? 'unknown'), (string) ($e['message'] ?? $text), $retry);

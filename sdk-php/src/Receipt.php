@@ -11,7 +11,8 @@ namespace Plasm;
  * (schemas/receipt-v2.schema.json); version 1 receipts (schemas/receipt.schema.json)
  * still verify: `version` picks the rules and the prefix. Checks run in the Rust node's order (malformed, schema, canonical,
  * public_key, peer_id, signature) and the first failure is named, so both agree
- * on every vector in schemas/test-vectors/vectors.json.
+ * on every vector in schemas/test-vectors/vectors.json. A text with a duplicate
+ * member, at any depth, is `malformed`: fromJson() refuses it.
  */
 final class Receipt
 {
@@ -26,13 +27,18 @@ final class Receipt
     {
     }
 
-    /** @throws InvalidReceiptException when the text is not a JSON object */
+    /**
+     * @throws InvalidReceiptException (check `malformed`) when the text is not a JSON
+     * object, or has an object with a duplicate member (see Json::decodeStrict)
+     */
     public static function fromJson(string $json): self
     {
         try {
-            $data = json_decode($json, false, 64, JSON_THROW_ON_ERROR);
-        } catch (\JsonException $e) {
-            throw new InvalidReceiptException('malformed', 'not JSON: ' . $e->getMessage());
+            $data = Json::decodeStrict($json, false, 64);
+        } catch (InvalidJsonException $e) {
+            // A duplicate: json_decode would keep the last copy, which the signature may cover
+            // while a reader of the first sees another value. Refused, as RFC 8785 and I-JSON do.
+            throw new InvalidReceiptException('malformed', ($e->member !== null ? '' : 'not JSON: ') . $e->getMessage());
         }
         if (!$data instanceof \stdClass) {
             throw new InvalidReceiptException('malformed', 'a receipt is a JSON object');

@@ -7,9 +7,11 @@ namespace Plasm\Tests;
 use PHPUnit\Framework\TestCase;
 use Plasm\Canonical;
 use Plasm\CanonicalException;
+use Plasm\InvalidJsonException;
 use Plasm\InvalidManifestException;
 use Plasm\InvalidReceiptException;
 use Plasm\Job;
+use Plasm\Json;
 use Plasm\PeerId;
 use Plasm\Receipt;
 
@@ -20,7 +22,7 @@ final class VectorsTest extends TestCase
     {
         $text = file_get_contents(__DIR__ . '/../../schemas/test-vectors/vectors.json');
         self::assertIsString($text);
-        return json_decode($text, true, 512, JSON_THROW_ON_ERROR);
+        return Json::decodeStrict($text, true);
     }
 
     public function testKeySeedGivesThePublicKeyPeerIdAndSignature(): void
@@ -39,7 +41,7 @@ final class VectorsTest extends TestCase
         $cases = self::vectors()['canonical'];
         self::assertNotEmpty($cases);
         foreach ($cases as $case) {
-            $value = json_decode($case['json'], false, 512, JSON_THROW_ON_ERROR);
+            $value = Json::decodeStrict($case['json']);
             if (isset($case['canonical'])) {
                 self::assertSame($case['canonical'], Canonical::encode($value), $case['name']);
             } else {
@@ -56,7 +58,7 @@ final class VectorsTest extends TestCase
     public function testManifestsGiveTheSameJobIdsAndRefusals(): void
     {
         foreach (self::vectors()['manifests'] as $case) {
-            $m = json_decode($case['json'], false, 512, JSON_THROW_ON_ERROR);
+            $m = Json::decodeStrict($case['json']);
             if ($case['valid']) {
                 Job::validate($m);
                 self::assertSame($case['canonical'], Canonical::encode($m), $case['name']);
@@ -76,7 +78,19 @@ final class VectorsTest extends TestCase
     {
         $invalid = 0;
         foreach (self::vectors()['receipts'] as $case) {
-            $r = Receipt::fromJson($case['json']);
+            try {
+                $r = Receipt::fromJson($case['json']);
+            } catch (InvalidReceiptException $e) {
+                // Not a receipt at all (not JSON, a duplicate member): refused as it is read.
+                $invalid++;
+                self::assertFalse($case['valid'], "{$case['name']}: {$e->getMessage()}");
+                self::assertSame($case['failed_check'], $e->check, $case['name']);
+                if (str_starts_with($case['name'], 'duplicate')) {
+                    self::assertStringContainsString('duplicate member', $e->getMessage(), $case['name']);
+                }
+                continue;
+            }
+            self::assertFalse(str_starts_with($case['name'], 'duplicate'), "{$case['name']}: read, but has a duplicate member");
             if (isset($case['signing_bytes_b64'])) {
                 self::assertSame(base64_decode($case['signing_bytes_b64']), $r->signingBytes(), $case['name']);
             }
@@ -91,6 +105,32 @@ final class VectorsTest extends TestCase
             self::assertSame($case['valid'], $r->verify(), $case['name']);
         }
         self::assertGreaterThanOrEqual(10, $invalid);
+    }
+
+    /** Texts every implementation refuses: an object with two members of one name (RFC 8785, I-JSON). */
+    public function testDuplicateMembersAreRefused(): void
+    {
+        $cases = self::vectors()['duplicates'] ?? null;
+        if ($cases === null) {
+            self::markTestSkipped('schemas/test-vectors/vectors.json has no "duplicates" list yet');
+        }
+        self::assertNotEmpty($cases);
+        foreach ($cases as $case) {
+            try {
+                Json::decodeStrict($case['json']);
+                self::fail("{$case['name']}: expected a refusal");
+            } catch (InvalidJsonException $e) {
+                self::assertSame($case['member'], $e->member, "{$case['name']}: {$e->getMessage()}");
+                $shown = json_encode($case['member'], JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
+                self::assertStringContainsString("duplicate member $shown", $e->getMessage(), $case['name']);
+            }
+            try {
+                Receipt::fromJson($case['json']);
+                self::fail("{$case['name']}: read as a receipt");
+            } catch (InvalidReceiptException $e) {
+                self::assertSame('malformed', $e->check, $case['name']);
+            }
+        }
     }
 
     public function testJobBuilderMatchesTheSchemaAndIsStable(): void

@@ -551,13 +551,18 @@ async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiErr
 
 /// Parses a submission body (on the blocking pool).
 fn decode_submission(body: &[u8]) -> Result<Submission, ApiError> {
-    let b: SubmitBody = serde_json::from_slice(body).map_err(|e| {
+    let malformed = |e: String| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed",
             format!("request body: {e}"),
         )
-    })?;
+    };
+    // Strict: a member named twice (in the manifest or around it) is refused,
+    // not read as its last copy (decision 0047).
+    let text = std::str::from_utf8(body).map_err(|e| malformed(e.to_string()))?;
+    let value = crate::jcs::parse_strict(text).map_err(|e| malformed(e.to_string()))?;
+    let b: SubmitBody = serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
     let placement = match b.placement.as_deref() {
         None => Placement::Any,
         Some(p) => Placement::parse(p).ok_or_else(|| {
@@ -993,7 +998,8 @@ pub(crate) async fn node_value(state: &ApiState) -> Value {
 /// (serde would also take `[5, 7]` as a struct and `null` as absent; neither is
 /// what the API documents).
 fn capacity_body(body: &[u8]) -> Result<(Option<usize>, Option<usize>), String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("request body: {e}"))?;
+    let text = std::str::from_utf8(body).map_err(|e| format!("request body: {e}"))?;
+    let v = crate::jcs::parse_strict(text).map_err(|e| format!("request body: {e}"))?;
     let Value::Object(m) = v else {
         return Err("the body must be a JSON object".into());
     };

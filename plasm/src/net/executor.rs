@@ -812,7 +812,11 @@ impl Executor {
                 expires: now + self.policy.reservation_ttl,
             },
         );
-        JobResponse::Accept { job_id, has_module }
+        JobResponse::Accept {
+            job_id,
+            has_module,
+            receipt: Some(crate::receipt::RECEIPT_VERSION.to_owned()),
+        }
     }
 
     /// Matches a bundle to its reservation (here, on the task) and returns the

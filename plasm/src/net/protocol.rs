@@ -4,7 +4,7 @@
 //! cap enforced while reading (an oversized message fails the stream, it is never
 //! buffered whole):
 //!
-//! 1. `Offer { manifest }` → `Accept { job_id, has_module }` | `Decline { reason, message }`
+//! 1. `Offer { manifest }` → `Accept { job_id, has_module, receipt? }` | `Decline { reason, message }`
 //! 2. `Bundle { job_id, module?, input }` → `Result { receipt, stdout, stderr }` | `Failure { reason, message }`
 //!
 //! The manifest and the receipt travel as JSON text, so the bytes that were hashed
@@ -85,6 +85,11 @@ pub enum JobResponse {
         job_id: String,
         /// Whether the executor already holds the module (the bundle may leave it out).
         has_module: bool,
+        /// The receipt version the executor will sign (decision 0048): a
+        /// requester refuses a receipt of any other. Absent from executors
+        /// before it was added (they may sign version 1), so optional on the wire.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        receipt: Option<String>,
     },
     /// The offer is declined.
     Decline {

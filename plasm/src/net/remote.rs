@@ -230,12 +230,47 @@ pub fn check_receipt(
     receipt: &Receipt,
     peer: PeerId,
     manifest: &Manifest,
+    promised: Option<&str>,
     stdout: &[u8],
     stderr: &[u8],
 ) -> Result<(), String> {
     let v = receipt
         .verify()
         .map_err(|e| format!("receipt invalid ({}): {e}", e.check()))?;
+    // The version the executor's accept promised: no downgrade to version 1, which
+    // binds no stderr (decision 0048). An executor that promised nothing predates
+    // the promise and may sign either.
+    let version = receipt.str_field("version").unwrap_or_default();
+    if let Some(p) = promised
+        && p != version
+    {
+        return Err(format!(
+            "receipt is {version} but the executor's accept promised {p}"
+        ));
+    }
+    // What ran is what was asked: the module, the input, the engine, the fuel limit.
+    let digest = |field: &str| receipt.str_field(field).unwrap_or_default().to_owned();
+    if digest("module") != format!("sha256:{}", manifest.module.sha256) {
+        return Err("receipt module hash is not the manifest's module".into());
+    }
+    if digest("input") != format!("sha256:{}", manifest.input_sha256()) {
+        return Err("receipt input hash is not the manifest's input".into());
+    }
+    let engine = receipt.as_map()["runtime"]["name"]
+        .as_str()
+        .unwrap_or_default();
+    match manifest.requirements.runtime.as_deref() {
+        None | Some("any") => {}
+        Some(wanted) if wanted == engine => {}
+        Some(wanted) => {
+            return Err(format!(
+                "receipt says the job ran on {engine} but the manifest requires {wanted}"
+            ));
+        }
+    }
+    if receipt.u64_field("fuel_limit") != Some(manifest.limits.fuel) {
+        return Err("receipt fuel limit is not the manifest's".into());
+    }
     if v.peer_id != peer.to_string() {
         return Err(format!(
             "receipt signed by {} but the job ran on {peer}",
@@ -398,8 +433,12 @@ pub async fn run_remote(
         };
         let Some((peer, rtt, r)) = next else { break };
         let outcome = match r {
-            Ok(JobResponse::Accept { job_id, has_module }) if job_id == manifest.job_id() => {
-                accepted.push((rtt.unwrap_or_default(), peer, has_module));
+            Ok(JobResponse::Accept {
+                job_id,
+                has_module,
+                receipt,
+            }) if job_id == manifest.job_id() => {
+                accepted.push((rtt.unwrap_or_default(), peer, has_module, receipt));
                 grace_until.get_or_insert(tokio::time::Instant::now() + ACCEPT_GRACE);
                 continue;
             }
@@ -415,8 +454,8 @@ pub async fn run_remote(
     // Candidates still connecting or answering are left: an offer they accept later
     // expires on their side unused (its reservation's time to live).
     drop(offers);
-    accepted.sort_by_key(|(rtt, _, _)| *rtt);
-    for (rtt, peer, has_module) in accepted {
+    accepted.sort_by_key(|(rtt, _, _, _)| *rtt);
+    for (rtt, peer, has_module, promised) in accepted {
         wait_for_direct(client, peer, options.punch_wait).await;
         stage(RemoteStage::Running(peer));
         let bundle = JobRequest::Bundle {
@@ -437,7 +476,14 @@ pub async fn run_remote(
                     path,
                 ))) => match Receipt::from_json(&receipt) {
                     Ok(receipt) => {
-                        match check_receipt(&receipt, peer, manifest, &stdout, &stderr) {
+                        match check_receipt(
+                            &receipt,
+                            peer,
+                            manifest,
+                            promised.as_deref(),
+                            &stdout,
+                            &stderr,
+                        ) {
                             Ok(()) => {
                                 attempts.push(Attempt {
                                     peer,
@@ -509,15 +555,88 @@ mod tests {
         let (stdout, stderr) = (&out.result.stdout, &out.result.stderr);
         assert_eq!((&stdout[..], &stderr[..]), (&b"out\n"[..], &b"err\n"[..]));
         let peer = id.peer_id();
+        let v2 = Some(crate::receipt::RECEIPT_VERSION);
         assert_eq!(
-            check_receipt(&out.receipt, peer, &manifest, stdout, stderr),
+            check_receipt(&out.receipt, peer, &manifest, v2, stdout, stderr),
             Ok(())
         );
-        let why = check_receipt(&out.receipt, peer, &manifest, stdout, b"forged\n")
+        let why = check_receipt(&out.receipt, peer, &manifest, v2, stdout, b"forged\n")
             .expect_err("changed stderr");
         assert!(why.contains("stderr"), "{why}");
-        let why = check_receipt(&out.receipt, peer, &manifest, b"forged\n", stderr)
+        let why = check_receipt(&out.receipt, peer, &manifest, v2, b"forged\n", stderr)
             .expect_err("changed stdout");
         assert!(why.contains("output"), "{why}");
+    }
+
+    /// The requester checks everything it can (decision 0048): no version 1 from
+    /// an executor that promised version 2, and the receipt's module, input,
+    /// engine and fuel limit are the manifest's, each signed correctly.
+    #[test]
+    fn a_receipt_must_be_for_what_was_asked() {
+        let module = wat::parse_str(BOTH).expect("wat");
+        let manifest = ManifestBuilder::new()
+            .runtime("wasm3")
+            .build(&module, b"")
+            .expect("manifest");
+        let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1).expect("pool");
+        let id = Identity::from_seed([9u8; 32]);
+        let out = crate::job::run_blocking(&pool, &id, &manifest, module.into(), vec![])
+            .expect("job runs");
+        let (stdout, stderr) = (&out.result.stdout, &out.result.stderr);
+        let peer = id.peer_id();
+        let v2 = Some(crate::receipt::RECEIPT_VERSION);
+        assert_eq!(
+            check_receipt(&out.receipt, peer, &manifest, v2, stdout, stderr),
+            Ok(())
+        );
+        // The same run signed as version 1 (validly): refused when v2 was promised,
+        // taken from an executor that promised nothing (an older release).
+        let mut v1 = out.receipt.clone();
+        v1.as_map_mut()["version"] = crate::receipt::RECEIPT_VERSION_V1.into();
+        for v2_only in ["stderr", "placement", "memory_limit_hit"] {
+            v1.as_map_mut().remove(v2_only);
+        }
+        v1.resign(&id).expect("sign");
+        assert!(v1.is_v1() && v1.verify().is_ok());
+        let why = check_receipt(&v1, peer, &manifest, v2, stdout, stderr).expect_err("v1");
+        assert!(why.contains("promised"), "{why}");
+        assert_eq!(
+            check_receipt(&v1, peer, &manifest, None, stdout, stderr),
+            Ok(())
+        );
+        // Validly signed receipts for something else.
+        let resigned = |f: &dyn Fn(&mut Receipt)| {
+            let mut r = out.receipt.clone();
+            f(&mut r);
+            r.resign(&id).expect("resign");
+            r
+        };
+        let cases: [(&str, Receipt); 4] = [
+            (
+                "module",
+                resigned(&|r| {
+                    r.as_map_mut()["module"] = format!("sha256:{}", "1".repeat(64)).into()
+                }),
+            ),
+            (
+                "input",
+                resigned(&|r| {
+                    r.as_map_mut()["input"] = format!("sha256:{}", "2".repeat(64)).into()
+                }),
+            ),
+            (
+                "requires wasm3",
+                resigned(&|r| r.as_map_mut()["runtime"]["name"] = "wasmtime".into()),
+            ),
+            (
+                "fuel limit",
+                resigned(&|r| r.as_map_mut()["fuel_limit"] = 7.into()),
+            ),
+        ];
+        for (what, r) in cases {
+            assert!(r.verify().is_ok(), "{what}: signed correctly");
+            let why = check_receipt(&r, peer, &manifest, v2, stdout, stderr).expect_err(what);
+            assert!(why.contains(what), "{what}: {why}");
+        }
     }
 }
