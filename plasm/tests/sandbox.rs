@@ -140,6 +140,21 @@ fn hostile_modules_get_the_right_outcome_and_the_pool_survives() {
                 )
             },
             ManifestBuilder::new(),
+            Outcome::StackOverflow,
+        ),
+        (
+            "depth 1,500 with 100 constants a frame",
+            {
+                let consts: String = (0..100)
+                    .map(|i| format!("(drop (i64.const {}))", 1_000_003 * i))
+                    .collect();
+                format!(
+                    "(module (func $r (param i32) {consts}
+                       (if (local.get 0) (then (call $r (i32.sub (local.get 0) (i32.const 1))))))
+                     (func (export \"_start\") (call $r (i32.const 1500))))"
+                )
+            },
+            ManifestBuilder::new(),
             Outcome::Exited,
         ),
         (

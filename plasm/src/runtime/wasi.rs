@@ -438,7 +438,7 @@ fn fd_read(g: &mut dyn Guest, fd: i32, iovs: i32, n: i32, out: i32) -> i32 {
 /// Every call costs host work, counted apart from the instruction fuel and
 /// bounded by the same limit: 1 unit, plus 1 per 64 bytes it may move (iovec
 /// lengths, argument and environment lists), 8 per iovec, 4 per subscription,
-/// and 1 per byte of `random_get` (hashing). The prices are measured (plasm-fuel/3,
+/// and 1 per byte of `random_get` (hashing). The prices are measured (plasm-fuel/3 and /4,
 /// decision 0035): each keeps a unit under about 5 ns of wall time on x86_64.
 /// Past the budget the job stops as out of fuel.
 pub fn call(g: &mut dyn Guest, name: &str, args: &[i64]) -> Result<i32, HostStop> {
