@@ -119,12 +119,19 @@ async fn every_route_answers() {
     // is not a receipt, at the top or nested, escaped or not.
     let text = String::from_utf8(receipt.body.clone()).expect("utf8");
     for front in [
-        format!("\"outcome\":\"trapped\",\"output\":\"sha256:{}\",", "0".repeat(64)),
+        format!(
+            "\"outcome\":\"trapped\",\"output\":\"sha256:{}\",",
+            "0".repeat(64)
+        ),
         "\"\\u006futcome\":\"trapped\",".to_owned(),
     ] {
         let dup = text.replacen('{', &format!("{{{front}"), 1);
         let r = call(&node, "POST", "/v1/receipts/verify", None, dup.as_bytes()).await;
-        assert_eq!((r.status, error_code(&r)), (400, "malformed".into()), "{dup}");
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (400, "malformed".into()),
+            "{dup}"
+        );
         let msg = r.json().expect("json")["error"]["message"].to_string();
         assert!(msg.contains("duplicate member \\\"outcome\\\""), "{msg}");
     }
@@ -132,17 +139,23 @@ async fn every_route_answers() {
         .replacen("\"runtime\":{", "\"runtime\":{\"name\":\"x\",", 1)
         .replacen("\"runtime\": {", "\"runtime\": {\"name\":\"x\",", 1);
     assert_ne!(nested, text, "the receipt has a runtime object");
-    let r = call(&node, "POST", "/v1/receipts/verify", None, nested.as_bytes()).await;
+    let r = call(
+        &node,
+        "POST",
+        "/v1/receipts/verify",
+        None,
+        nested.as_bytes(),
+    )
+    .await;
     assert_eq!((r.status, error_code(&r)), (400, "malformed".into()));
     // A submission whose manifest names a member twice is refused too.
-    let (_, body) = submission(
-        &hello(),
-        b"",
-        ManifestBuilder::new(),
-        "local",
-    );
+    let (_, body) = submission(&hello(), b"", ManifestBuilder::new(), "local");
     let body = String::from_utf8(body).expect("utf8");
-    let dup = body.replacen("\"manifest\":{", "\"manifest\":{\"entry\":\"x\",\"entry\":\"y\",", 1);
+    let dup = body.replacen(
+        "\"manifest\":{",
+        "\"manifest\":{\"entry\":\"x\",\"entry\":\"y\",",
+        1,
+    );
     assert_ne!(dup, body);
     let r = call(&node, "POST", "/v1/jobs", None, dup.as_bytes()).await;
     assert_eq!((r.status, error_code(&r)), (400, "malformed".into()));

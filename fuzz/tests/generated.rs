@@ -2,7 +2,7 @@
 //! print every value they compute and aim at the stack and shape limits, and
 //! both engines must give the same outcome, output and fuel for each.
 //!
-//! CI runs `PLASM_GEN_MODULES` (default 300) seeds from `PLASM_GEN_FIRST`
+//! CI runs `PLASM_GEN_MODULES` (default 1,000, ~35 s in a debug build) seeds from `PLASM_GEN_FIRST`
 //! (default 1). A campaign: `PLASM_GEN_MODULES=100000 PLASM_GEN_KEEP_GOING=1
 //! cargo test --release -p plasm-fuzz --test generated -- --nocapture`, which
 //! counts mismatches by kind instead of stopping at the first. A mismatch names
@@ -26,7 +26,7 @@ fn env(name: &str, default: u64) -> u64 {
 
 #[test]
 fn generated_modules_agree_on_both_engines() {
-    let n = env("PLASM_GEN_MODULES", 300);
+    let n = env("PLASM_GEN_MODULES", 1000);
     let first = env("PLASM_GEN_FIRST", 1);
     let keep_going = std::env::var_os("PLASM_GEN_KEEP_GOING").is_some();
     let mut tally: BTreeMap<String, u64> = BTreeMap::new();
