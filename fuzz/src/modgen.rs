@@ -794,8 +794,15 @@ fn stack(rng: &mut Rng) -> Generated {
 
 /// One function near a shape limit: nesting, locals or operand-stack height.
 fn shape(rng: &mut Rng) -> Generated {
-    let frame = Frame::new();
+    let mut frame = Frame::new();
     let funcs = vec![1];
+    // Blocks with many results, nested, each passing its inner block's values on
+    // (wasm3 keeps a record per result of every open block: decision 0046).
+    let multi = rng.chance(30).then(|| {
+        let results = 50 + rng.below(950) as usize;
+        let ty = frame.add(&[], &vec![ValType::I32; results]);
+        (1 + rng.below(12) as u32, results as u32, ty)
+    });
     // Around plasm's limits (nesting 960, 7,000 locals, operand stack 4,000, and
     // 7,000 of them together) and wasm3's (998, 8,000 locals, 8,000 values).
     let (nesting, locals, height) = match rng.below(5) {
@@ -817,9 +824,26 @@ fn shape(rng: &mut Rng) -> Generated {
     for _ in 0..nesting {
         f.instruction(&I::Block(BlockType::Empty));
     }
-    for i in 0..height {
-        f.instruction(&I::I32Const(i as i32));
-    }
+    let height = match multi {
+        Some((depth, results, ty)) => {
+            for _ in 0..depth {
+                f.instruction(&I::Block(BlockType::FunctionType(ty)));
+            }
+            for i in 0..results {
+                f.instruction(&I::I32Const(i as i32));
+            }
+            for _ in 0..depth {
+                f.instruction(&I::End);
+            }
+            results
+        }
+        None => {
+            for i in 0..height {
+                f.instruction(&I::I32Const(i as i32));
+            }
+            height
+        }
+    };
     for _ in 1..height {
         f.instruction(&I::I32Add);
     }

@@ -9,6 +9,8 @@
 //! its seed; the module is rebuilt from it exactly and written to
 //! `target/gen-mismatch-<seed>.wasm`, and the seed joins `REGRESSIONS` below.
 
+#![cfg(feature = "wasmtime")]
+
 use plasm_fuzz::{gen_run, modgen};
 use std::collections::BTreeMap;
 

@@ -480,6 +480,70 @@ fn poll_oneoff_and_sockets_have_deterministic_answers() {
     );
 }
 
+/// Modules an attack on issue 22 found that plasm accepted and wasm3 could not
+/// compile or parse (blocks with many results or parameters on wasm3's compile
+/// stack; its parse-time limits on types, arity, names, exports, imports): both
+/// engines must now end them alike (run_bytes compares everything), refused by
+/// plasm's named limits (decision 0046).
+#[test]
+fn engine_limits_found_by_the_attack_end_alike() {
+    let pool = pool();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/engine-limits");
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        cases.push((
+            path.display().to_string(),
+            wat::parse_str(&text).expect("wat"),
+        ));
+    }
+    let types: String = (0..8_001)
+        .map(|i| {
+            format!(
+                "(type (func (param i32) (result {})))",
+                "i64 ".repeat(1 + i % 3)
+            )
+        })
+        .collect();
+    let exports: String = (0..10_001)
+        .map(|i| format!("(export \"e{i}\" (func $s))"))
+        .collect();
+    let imports: String = (0..10_001)
+        .map(|i| {
+            format!("(import \"wasi_snapshot_preview1\" \"sched_yield\" (func $y{i} (result i32)))")
+        })
+        .collect();
+    for (what, w) in [
+        (
+            "8,001 types",
+            format!("(module {types} (func (export \"_start\")))"),
+        ),
+        (
+            "10,001 exports",
+            format!("(module (func $s) {exports} (func (export \"_start\")))"),
+        ),
+        (
+            "10,001 imports",
+            format!("(module {imports} (func (export \"_start\")))"),
+        ),
+    ] {
+        cases.push((what.into(), wat::parse_str(&w).expect("wat")));
+    }
+    for (what, module) in &cases {
+        let r = run_bytes(&pool, module, b"", ManifestBuilder::new());
+        assert!(
+            r.outcome == Outcome::InvalidModule
+                && r.detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("module refused")),
+            "{what}: {:?} {:?}",
+            r.outcome,
+            r.detail
+        );
+    }
+}
+
 /// The float profile (decision 0045): every NaN whose bits become visible is the
 /// canonical NaN, whatever operation made it, whatever path moved it, and on
 /// both engines (run_bytes compares them). x86's own default NaN (0xffc00000,

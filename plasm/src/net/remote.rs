@@ -271,6 +271,18 @@ pub fn check_receipt(
     if receipt.u64_field("fuel_limit") != Some(manifest.limits.fuel) {
         return Err("receipt fuel limit is not the manifest's".into());
     }
+    // The answer a job has is the one its metering scheme defines: an executor of
+    // another scheme (an older release, before the float profile) may print other
+    // bits for the same job, so its receipt could not be audited against ours.
+    let metering = receipt.as_map()["runtime"]["metering"]
+        .as_str()
+        .unwrap_or_default();
+    if metering != crate::runtime::instrument::METERING {
+        return Err(format!(
+            "receipt metering is {metering} but this node runs {} (another release gives other answers)",
+            crate::runtime::instrument::METERING
+        ));
+    }
     if v.peer_id != peer.to_string() {
         return Err(format!(
             "receipt signed by {} but the job ran on {peer}",
@@ -611,7 +623,7 @@ mod tests {
             r.resign(&id).expect("resign");
             r
         };
-        let cases: [(&str, Receipt); 4] = [
+        let cases: [(&str, Receipt); 5] = [
             (
                 "module",
                 resigned(&|r| {
@@ -631,6 +643,10 @@ mod tests {
             (
                 "fuel limit",
                 resigned(&|r| r.as_map_mut()["fuel_limit"] = 7.into()),
+            ),
+            (
+                "metering",
+                resigned(&|r| r.as_map_mut()["runtime"]["metering"] = "plasm-fuel/3".into()),
             ),
         ];
         for (what, r) in cases {

@@ -258,12 +258,24 @@ fn validate(wasm: &[u8]) -> Result<Vec<u32>, ModuleError> {
     let mut validator = Validator::new_with_features(features());
     let mut allocs = FuncValidatorAllocations::default();
     let mut heights = Vec::new();
+    // (parameters, results) of each type, for block types that name one.
+    let mut arity: Vec<(u32, u32)> = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(refuse)?;
+        if let Payload::TypeSection(r) = &payload {
+            for ft in r.clone().into_iter_err_on_gc_types().flatten() {
+                arity.push((ft.params().len() as u32, ft.results().len() as u32));
+            }
+        }
         if let ValidPayload::Func(func, body) = validator.payload(&payload).map_err(refuse)? {
             let mut fv = func.into_validator(allocs);
             let mut reader = body.get_binary_reader();
             fv.read_locals(&mut reader).map_err(refuse)?;
+            // wasm3's compiler also keeps, for each open block, a record per
+            // result and two per parameter on the same stack as the operands
+            // (decision 0046): the height charged is operands plus those.
+            let mut records: Vec<u32> = Vec::new();
+            let mut open = 0u32;
             let mut max = 0;
             while !reader.eof() {
                 let offset = reader.original_position();
@@ -271,7 +283,27 @@ fn validate(wasm: &[u8]) -> Result<Vec<u32>, ModuleError> {
                     .visit_operator(&mut fv.visitor(offset))
                     .map_err(refuse)?
                     .map_err(refuse)?;
-                max = max.max(fv.operand_stack_height());
+                let depth = fv.control_stack_height() as usize;
+                while records.len() > depth {
+                    open = open.saturating_sub(records.pop().unwrap_or(0));
+                }
+                while records.len() < depth {
+                    let at = depth - 1 - records.len();
+                    let cost = match fv.get_control_frame(at).map(|f| f.block_type) {
+                        // The function's own frame: its parameters are locals.
+                        Some(wasmparser::BlockType::FuncType(t)) if records.is_empty() => {
+                            arity.get(t as usize).map_or(0, |a| a.1)
+                        }
+                        Some(wasmparser::BlockType::FuncType(t)) => arity
+                            .get(t as usize)
+                            .map_or(0, |a| a.1.saturating_add(a.0.saturating_mul(2))),
+                        Some(wasmparser::BlockType::Type(_)) => 1,
+                        _ => 0,
+                    };
+                    records.push(cost);
+                    open = open.saturating_add(cost);
+                }
+                max = max.max(fv.operand_stack_height().saturating_add(open));
             }
             reader
                 .finish_expression(&fv.visitor(reader.original_position()))
@@ -319,14 +351,25 @@ pub fn instrument(
     for payload in Parser::new(0).parse_all(wasm) {
         match payload.map_err(invalid)? {
             Payload::TypeSection(r) => {
+                section_count(r.count(), MAX_TYPES, "types")?;
                 for ft in r.clone().into_iter_err_on_gc_types() {
-                    types.push(ft.map_err(invalid)?);
+                    let ft = ft.map_err(invalid)?;
+                    if ft.params().len() + ft.results().len() > MAX_TYPE_ARITY {
+                        return Err(ModuleError::TooComplex(format!(
+                            "a function type with {} parameters and results (at most {MAX_TYPE_ARITY})",
+                            ft.params().len() + ft.results().len()
+                        )));
+                    }
+                    types.push(ft);
                 }
                 type_section = Some(r);
             }
             Payload::ImportSection(r) => {
+                section_count(r.count(), MAX_IMPORTS_EXPORTS, "imports")?;
                 for imp in r.clone().into_imports() {
                     let imp = imp.map_err(invalid)?;
+                    name_length(imp.module)?;
+                    name_length(imp.name)?;
                     let unknown = || ModuleError::UnknownImport {
                         module: imp.module.into(),
                         name: imp.name.into(),
@@ -355,6 +398,11 @@ pub fn instrument(
             Payload::TableSection(r) => {
                 for t in r.clone() {
                     let t = t.map_err(invalid)?;
+                    if t.ty.initial.max(t.ty.maximum.unwrap_or(0)) > MAX_TABLE_ENTRIES {
+                        return Err(ModuleError::TooComplex(format!(
+                            "a table of more than {MAX_TABLE_ENTRIES} entries"
+                        )));
+                    }
                     table_entries = table_entries.saturating_add(t.ty.initial);
                     tables += 1;
                 }
@@ -383,12 +431,15 @@ pub fn instrument(
                 memory_section = Some(r);
             }
             Payload::GlobalSection(r) => {
+                section_count(r.count(), MAX_GLOBALS, "globals")?;
                 defined_globals = r.count();
                 global_section = Some(r);
             }
             Payload::ExportSection(r) => {
+                section_count(r.count(), MAX_IMPORTS_EXPORTS, "exports")?;
                 for e in r.clone() {
                     let e = e.map_err(invalid)?;
+                    name_length(e.name)?;
                     if e.name.starts_with("__plasm_") {
                         return Err(ModuleError::ReservedExport(e.name.into()));
                     }
@@ -412,7 +463,10 @@ pub fn instrument(
                 export_section = Some(r);
             }
             Payload::StartSection { func, .. } => start = Some(func),
-            Payload::ElementSection(r) => element_section = Some(r),
+            Payload::ElementSection(r) => {
+                section_count(r.count(), MAX_SEGMENTS, "element segments")?;
+                element_section = Some(r);
+            }
             Payload::DataCountSection { count, .. } => data_count = Some(count),
             Payload::CodeSectionEntry(body) => {
                 if code_bodies.len() >= MAX_FUNCTIONS {
@@ -430,7 +484,10 @@ pub fn instrument(
                 }
                 code_bodies.push(body)
             }
-            Payload::DataSection(r) => data_section = Some(r),
+            Payload::DataSection(r) => {
+                section_count(r.count(), MAX_SEGMENTS, "data segments")?;
+                data_section = Some(r);
+            }
             Payload::TagSection(_) => {
                 return Err(ModuleError::Unsupported("exception tags".into()));
             }
@@ -767,11 +824,14 @@ fn meter_function(
             | Operator::I64Const { .. }
             | Operator::F32Const { .. }
             | Operator::F64Const { .. } => constants = constants.saturating_add(1),
+            // Each canonicalisation adds an `if` block, which the compile budget counts.
             Operator::I32ReinterpretF32 | Operator::F32Store { .. } | Operator::F32Copysign => {
                 bits32 = true;
+                blocks += 1;
             }
             Operator::I64ReinterpretF64 | Operator::F64Store { .. } | Operator::F64Copysign => {
                 bits64 = true;
+                blocks += 1;
             }
             _ => {}
         }
@@ -889,12 +949,12 @@ fn meter_function(
     let mut next_local = scratch + u32::from(has_bulk);
     let float = FloatScratch {
         bits32: bits32.then(|| {
-            locals.push((1, ValType::I32));
+            locals.push((1, ValType::F32));
             next_local += 1;
             next_local - 1
         }),
         bits64: bits64.then(|| {
-            locals.push((1, ValType::I64));
+            locals.push((1, ValType::F64));
             next_local += 1;
             next_local - 1
         }),
@@ -960,36 +1020,15 @@ fn meter_function(
                 }
                 f.instruction(&rc.instruction(op).map_err(invalid)?);
             }
-            Operator::I32ReinterpretF32 => {
-                f.instruction(&Instruction::I32ReinterpretF32);
-                canonical_bits32(&mut f, float.bits32);
+            // The value a NaN's bits would leave by (stored, reinterpreted, or the
+            // sign copysign takes: the top of the stack) is canonicalised first.
+            Operator::I32ReinterpretF32 | Operator::F32Store { .. } | Operator::F32Copysign => {
+                canonical_f32(&mut f, float.bits32);
+                f.instruction(&rc.instruction(op).map_err(invalid)?);
             }
-            Operator::I64ReinterpretF64 => {
-                f.instruction(&Instruction::I64ReinterpretF64);
-                canonical_bits64(&mut f, float.bits64);
-            }
-            Operator::F32Store { memarg } => {
-                f.instruction(&Instruction::I32ReinterpretF32);
-                canonical_bits32(&mut f, float.bits32);
-                f.instruction(&Instruction::I32Store(rc.mem_arg(memarg).map_err(invalid)?));
-            }
-            Operator::F64Store { memarg } => {
-                f.instruction(&Instruction::I64ReinterpretF64);
-                canonical_bits64(&mut f, float.bits64);
-                f.instruction(&Instruction::I64Store(rc.mem_arg(memarg).map_err(invalid)?));
-            }
-            Operator::F32Copysign => {
-                // The sign comes from the second operand: a NaN gives its canonical sign.
-                f.instruction(&Instruction::I32ReinterpretF32);
-                canonical_bits32(&mut f, float.bits32);
-                f.instruction(&Instruction::F32ReinterpretI32);
-                f.instruction(&Instruction::F32Copysign);
-            }
-            Operator::F64Copysign => {
-                f.instruction(&Instruction::I64ReinterpretF64);
-                canonical_bits64(&mut f, float.bits64);
-                f.instruction(&Instruction::F64ReinterpretI64);
-                f.instruction(&Instruction::F64Copysign);
+            Operator::I64ReinterpretF64 | Operator::F64Store { .. } | Operator::F64Copysign => {
+                canonical_f64(&mut f, float.bits64);
+                f.instruction(&rc.instruction(op).map_err(invalid)?);
             }
             Operator::Call { function_index } if function_index < cx.imported_funcs => {
                 // Host functions neither read nor charge fuel.
@@ -1024,39 +1063,39 @@ struct FloatScratch {
     bits64: Option<u32>,
 }
 
-/// Replaces the f32 bits on top of the stack by [`CANONICAL_NAN32`] when they
-/// are a NaN, whatever its sign and payload. Done on integers, after the
-/// reinterpret: no engine's float registers touch the result.
-fn canonical_bits32(f: &mut Function, scratch: Option<u32>) {
+/// Replaces the f32 on top of the stack by the canonical NaN when it is a NaN,
+/// whatever its sign and payload. A branch, not a `select`: on wasmtime the
+/// common case (not a NaN) costs a compare and a jump not taken (a `select` on
+/// the bits cost gemm 1.9x). The canonical NaN is quiet, so wasm3's f64
+/// registers keep its bits, and they change no other value.
+fn canonical_f32(f: &mut Function, scratch: Option<u32>) {
     let Some(t) = scratch else { return };
     for ins in [
+        Instruction::LocalTee(t),
+        Instruction::LocalGet(t),
+        Instruction::F32Ne,
+        Instruction::If(BlockType::Empty),
+        Instruction::F32Const(wasm_encoder::Ieee32::new(CANONICAL_NAN32)),
         Instruction::LocalSet(t),
-        Instruction::I32Const(CANONICAL_NAN32 as i32),
+        Instruction::End,
         Instruction::LocalGet(t),
-        Instruction::LocalGet(t),
-        Instruction::I32Const(0x7fff_ffff),
-        Instruction::I32And,
-        Instruction::I32Const(0x7f80_0000),
-        Instruction::I32GtU,
-        Instruction::Select,
     ] {
         f.instruction(&ins);
     }
 }
 
-/// [`canonical_bits32`] for f64 bits.
-fn canonical_bits64(f: &mut Function, scratch: Option<u32>) {
+/// [`canonical_f32`] for f64.
+fn canonical_f64(f: &mut Function, scratch: Option<u32>) {
     let Some(t) = scratch else { return };
     for ins in [
+        Instruction::LocalTee(t),
+        Instruction::LocalGet(t),
+        Instruction::F64Ne,
+        Instruction::If(BlockType::Empty),
+        Instruction::F64Const(wasm_encoder::Ieee64::new(CANONICAL_NAN64)),
         Instruction::LocalSet(t),
-        Instruction::I64Const(CANONICAL_NAN64 as i64),
+        Instruction::End,
         Instruction::LocalGet(t),
-        Instruction::LocalGet(t),
-        Instruction::I64Const(0x7fff_ffff_ffff_ffff),
-        Instruction::I64And,
-        Instruction::I64Const(0x7ff0_0000_0000_0000),
-        Instruction::I64GtU,
-        Instruction::Select,
     ] {
         f.instruction(&ins);
     }
@@ -1074,6 +1113,43 @@ pub fn frame_slots(locals: u32, max_height: u32, constants: u32, loops_at_call: 
         .saturating_add(INJECTED_SLOTS)
         .saturating_add(LOOP_SLOTS.saturating_mul(loops_at_call))
         .min(STACK_LIMIT + 1)
+}
+
+/// Most types a module may define (wasm3 parses at most 8,190 with typed
+/// references built in, 65,500 without; the instrumentation adds two).
+pub const MAX_TYPES: u32 = 8_000;
+/// Most parameters and results of one function type together (wasm3: 1,000).
+pub const MAX_TYPE_ARITY: usize = 1_000;
+/// Most imports, and most exports (wasm3: 100,000; the instrumentation adds six exports).
+pub const MAX_IMPORTS_EXPORTS: u32 = 10_000;
+/// Most globals a module may define (wasm3: 1,000,000; the instrumentation adds four).
+pub const MAX_GLOBALS: u32 = 100_000;
+/// Most data or element segments (wasm3: 100,000 data segments).
+pub const MAX_SEGMENTS: u32 = 10_000;
+/// Most entries of one table, initial or maximum (wasm3: 10,000,000).
+pub const MAX_TABLE_ENTRIES: u64 = 10_000_000;
+/// Longest import or export name, in bytes (wasm3: 10,000).
+pub const MAX_NAME_BYTES: usize = 1_024;
+
+/// Refuses a section with more than `max` entries (decision 0046: limits both engines parse).
+fn section_count(count: u32, max: u32, what: &str) -> Result<(), ModuleError> {
+    if count > max {
+        return Err(ModuleError::TooComplex(format!(
+            "{count} {what} (at most {max})"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an import or export name longer than [`MAX_NAME_BYTES`].
+fn name_length(name: &str) -> Result<(), ModuleError> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(ModuleError::TooComplex(format!(
+            "a name of {} bytes (at most {MAX_NAME_BYTES})",
+            name.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Removes the code that follows an unconditional branch (`br`, `br_table`,
