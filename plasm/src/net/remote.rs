@@ -238,14 +238,22 @@ pub fn check_receipt(
         .verify()
         .map_err(|e| format!("receipt invalid ({}): {e}", e.check()))?;
     // The version the executor's accept promised: no downgrade to version 1, which
-    // binds no stderr (decision 0048). An executor that promised nothing predates
-    // the promise and may sign either.
+    // binds no stderr (decision 0048).
     let version = receipt.str_field("version").unwrap_or_default();
     if let Some(p) = promised
         && p != version
     {
         return Err(format!(
             "receipt is {version} but the executor's accept promised {p}"
+        ));
+    }
+    // The promise is not signed, so an executor could leave it out; but only
+    // releases before plasm-fuel/4 signed version 1, and their metering is refused
+    // below, so a fresh version 1 receipt is refused whatever was promised.
+    if receipt.is_v1() {
+        return Err(format!(
+            "receipt is {version}: executors of this release sign {}",
+            crate::receipt::RECEIPT_VERSION
         ));
     }
     // What ran is what was asked: the module, the input, the engine, the fuel limit.
@@ -602,7 +610,8 @@ mod tests {
             Ok(())
         );
         // The same run signed as version 1 (validly): refused when v2 was promised,
-        // taken from an executor that promised nothing (an older release).
+        // and when nothing was (the promise is unsigned: a hostile executor could
+        // leave it out, and no release of this metering signs version 1).
         let mut v1 = out.receipt.clone();
         v1.as_map_mut()["version"] = crate::receipt::RECEIPT_VERSION_V1.into();
         for v2_only in ["stderr", "placement", "memory_limit_hit"] {
@@ -612,10 +621,8 @@ mod tests {
         assert!(v1.is_v1() && v1.verify().is_ok());
         let why = check_receipt(&v1, peer, &manifest, v2, stdout, stderr).expect_err("v1");
         assert!(why.contains("promised"), "{why}");
-        assert_eq!(
-            check_receipt(&v1, peer, &manifest, None, stdout, stderr),
-            Ok(())
-        );
+        let why = check_receipt(&v1, peer, &manifest, None, stdout, stderr).expect_err("v1");
+        assert!(why.contains("executors of this release sign"), "{why}");
         // Validly signed receipts for something else.
         let resigned = |f: &dyn Fn(&mut Receipt)| {
             let mut r = out.receipt.clone();
