@@ -502,20 +502,7 @@ mod engines {
         let Some(request) = smith_request(data) else {
             return Differential::Skipped;
         };
-        // Deep recursion needs the worker pool's stack, not a test thread's.
-        let (a, b) = std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .stack_size(64 * 1024 * 1024)
-                .spawn_scoped(s, || {
-                    (
-                        runtime::run(&Wasm3Runtime, &request),
-                        runtime::run(wasmtime_engine(), &request),
-                    )
-                })
-                .expect("thread")
-                .join()
-                .expect("no panic in the engines")
-        });
+        let (a, b) = on_both(&request);
         assert_eq!(
             a,
             b,
@@ -523,6 +510,24 @@ mod engines {
             hex_of(&request.module)
         );
         Differential::Agreed(a.outcome)
+    }
+
+    /// Runs `request` on wasm3, then on wasmtime, on a thread with the worker
+    /// pool's stack (deep recursion needs it, not a test thread's).
+    fn on_both(request: &ExecRequest) -> (runtime::ExecResult, runtime::ExecResult) {
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(64 * 1024 * 1024)
+                .spawn_scoped(s, || {
+                    (
+                        runtime::run(&Wasm3Runtime, request),
+                        runtime::run(wasmtime_engine(), request),
+                    )
+                })
+                .expect("thread")
+                .join()
+                .expect("no panic in the engines")
+        })
     }
 
     /// What one generated job gave on both engines.
@@ -559,19 +564,7 @@ mod engines {
     pub fn gen_run(seed: u64) -> GenRun {
         let g = modgen::generate(seed);
         let request = gen_request(&g);
-        let (a, b) = std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .stack_size(64 * 1024 * 1024)
-                .spawn_scoped(s, || {
-                    (
-                        runtime::run(&Wasm3Runtime, &request),
-                        runtime::run(wasmtime_engine(), &request),
-                    )
-                })
-                .expect("thread")
-                .join()
-                .expect("no panic in the engines")
-        });
+        let (a, b) = on_both(&request);
         let verdict = if a == b {
             Ok(a.outcome)
         } else {

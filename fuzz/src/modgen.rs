@@ -293,7 +293,7 @@ impl Body<'_> {
             ValType::F32 => match self.rng.below(6) {
                 0 => {
                     self.expr(ValType::F32, d);
-                    let op = [
+                    self.pick(&[
                         I::F32Abs,
                         I::F32Neg,
                         I::F32Sqrt,
@@ -301,14 +301,12 @@ impl Body<'_> {
                         I::F32Floor,
                         I::F32Trunc,
                         I::F32Nearest,
-                    ];
-                    let i = self.rng.below(op.len() as u64) as usize;
-                    self.ins(op[i].clone());
+                    ]);
                 }
                 1 | 2 => {
                     self.expr(ValType::F32, d);
                     self.expr(ValType::F32, d);
-                    let op = [
+                    self.pick(&[
                         I::F32Add,
                         I::F32Sub,
                         I::F32Mul,
@@ -316,9 +314,7 @@ impl Body<'_> {
                         I::F32Min,
                         I::F32Max,
                         I::F32Copysign,
-                    ];
-                    let i = self.rng.below(op.len() as u64) as usize;
-                    self.ins(op[i].clone());
+                    ]);
                 }
                 3 => {
                     self.expr(ValType::I32, d);
@@ -336,7 +332,7 @@ impl Body<'_> {
             ValType::F64 => match self.rng.below(6) {
                 0 => {
                     self.expr(ValType::F64, d);
-                    let op = [
+                    self.pick(&[
                         I::F64Abs,
                         I::F64Neg,
                         I::F64Sqrt,
@@ -344,14 +340,12 @@ impl Body<'_> {
                         I::F64Floor,
                         I::F64Trunc,
                         I::F64Nearest,
-                    ];
-                    let i = self.rng.below(op.len() as u64) as usize;
-                    self.ins(op[i].clone());
+                    ]);
                 }
                 1 | 2 => {
                     self.expr(ValType::F64, d);
                     self.expr(ValType::F64, d);
-                    let op = [
+                    self.pick(&[
                         I::F64Add,
                         I::F64Sub,
                         I::F64Mul,
@@ -359,9 +353,7 @@ impl Body<'_> {
                         I::F64Min,
                         I::F64Max,
                         I::F64Copysign,
-                    ];
-                    let i = self.rng.below(op.len() as u64) as usize;
-                    self.ins(op[i].clone());
+                    ]);
                 }
                 3 => {
                     self.expr(ValType::I64, d);
@@ -414,7 +406,7 @@ impl Body<'_> {
                 _ => {
                     self.expr(ValType::I32, d);
                     self.expr(ValType::I32, d);
-                    let op = [
+                    self.pick(&[
                         I::I32Add,
                         I::I32Sub,
                         I::I32Mul,
@@ -424,9 +416,7 @@ impl Body<'_> {
                         I::I32Rotl,
                         I::I32ShrU,
                         I::I32DivS,
-                    ];
-                    let i = self.rng.below(op.len() as u64) as usize;
-                    self.ins(op[i].clone());
+                    ]);
                 }
             },
             _ => match self.rng.below(5) {
@@ -445,16 +435,14 @@ impl Body<'_> {
                 _ => {
                     self.expr(ValType::I64, d);
                     self.expr(ValType::I64, d);
-                    let op = [
+                    self.pick(&[
                         I::I64Add,
                         I::I64Sub,
                         I::I64Mul,
                         I::I64Xor,
                         I::I64Rotr,
                         I::I64ShrS,
-                    ];
-                    let i = self.rng.below(op.len() as u64) as usize;
-                    self.ins(op[i].clone());
+                    ]);
                 }
             },
         }
@@ -474,19 +462,13 @@ impl Body<'_> {
         }
         let scratch = 4 * LOCALS_PER_TYPE + 1;
         self.ins(I::LocalSet(scratch));
-        self.ins(I::I32Const(OUT_AT as i32));
-        self.ins(I::LocalGet(scratch));
-        self.ins(I::I64Store(memarg(3, 0)));
-        for ins in [
-            I::I32Const(1),
-            I::I32Const(IOV_AT as i32),
-            I::I32Const(1),
-            I::I32Const(NWRITTEN_AT as i32),
-            I::Call(FD_WRITE),
-            I::Drop,
-        ] {
-            self.ins(ins);
-        }
+        write_out(&mut self.f, scratch, I::I64Store(memarg(3, 0)));
+    }
+
+    /// Emits one of `ops`, chosen at random.
+    fn pick(&mut self, ops: &[I<'static>]) {
+        let i = self.rng.below(ops.len() as u64) as usize;
+        self.ins(ops[i].clone());
     }
 
     fn statement(&mut self, in_loop: bool) {
@@ -548,6 +530,24 @@ impl Body<'_> {
                 self.print(t);
             }
         }
+    }
+}
+
+/// Stores local `local` at the staging address with `store` and writes the 8
+/// staged bytes to stdout.
+fn write_out(f: &mut Function, local: u32, store: I<'_>) {
+    for ins in [
+        I::I32Const(OUT_AT as i32),
+        I::LocalGet(local),
+        store,
+        I::I32Const(1),
+        I::I32Const(IOV_AT as i32),
+        I::I32Const(1),
+        I::I32Const(NWRITTEN_AT as i32),
+        I::Call(FD_WRITE),
+        I::Drop,
+    ] {
+        f.instruction(&ins);
     }
 }
 
@@ -731,20 +731,8 @@ fn stack(rng: &mut Rng) -> Generated {
     start.instruction(&I::I32Const(depth));
     start.instruction(&I::Call(2));
     start.instruction(&I::LocalSet(0));
-    for ins in [
-        I::I32Const(OUT_AT as i32),
-        I::LocalGet(0),
-        I::I64Store(memarg(3, 0)),
-        I::I32Const(1),
-        I::I32Const(IOV_AT as i32),
-        I::I32Const(1),
-        I::I32Const(NWRITTEN_AT as i32),
-        I::Call(FD_WRITE),
-        I::Drop,
-        I::End,
-    ] {
-        start.instruction(&ins);
-    }
+    write_out(&mut start, 0, I::I64Store(memarg(3, 0)));
+    start.instruction(&I::End);
     let mut r = Function::new([(locals + 1, ValType::I64)]);
     let acc = 1 + locals;
     for c in 0..consts {
@@ -851,20 +839,8 @@ fn shape(rng: &mut Rng) -> Generated {
     for _ in 0..nesting {
         f.instruction(&I::End);
     }
-    for ins in [
-        I::I32Const(OUT_AT as i32),
-        I::LocalGet(locals.max(1) - 1),
-        I::I32Store(memarg(2, 0)),
-        I::I32Const(1),
-        I::I32Const(IOV_AT as i32),
-        I::I32Const(1),
-        I::I32Const(NWRITTEN_AT as i32),
-        I::Call(FD_WRITE),
-        I::Drop,
-        I::End,
-    ] {
-        f.instruction(&ins);
-    }
+    write_out(&mut f, locals.max(1) - 1, I::I32Store(memarg(2, 0)));
+    f.instruction(&I::End);
     let mut code = CodeSection::new();
     code.function(&f);
     Generated {

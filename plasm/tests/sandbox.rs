@@ -129,31 +129,13 @@ fn hostile_modules_get_the_right_outcome_and_the_pool_survives() {
         ),
         (
             "depth 15,000 with 100 constants a frame",
-            {
-                let consts: String = (0..100)
-                    .map(|i| format!("(drop (i64.const {}))", 1_000_003 * i))
-                    .collect();
-                format!(
-                    "(module (func $r (param i32) {consts}
-                       (if (local.get 0) (then (call $r (i32.sub (local.get 0) (i32.const 1))))))
-                     (func (export \"_start\") (call $r (i32.const 15000))))"
-                )
-            },
+            recursion_with_constants(15_000),
             ManifestBuilder::new(),
             Outcome::StackOverflow,
         ),
         (
             "depth 1,500 with 100 constants a frame",
-            {
-                let consts: String = (0..100)
-                    .map(|i| format!("(drop (i64.const {}))", 1_000_003 * i))
-                    .collect();
-                format!(
-                    "(module (func $r (param i32) {consts}
-                       (if (local.get 0) (then (call $r (i32.sub (local.get 0) (i32.const 1))))))
-                     (func (export \"_start\") (call $r (i32.const 1500))))"
-                )
-            },
+            recursion_with_constants(1_500),
             ManifestBuilder::new(),
             Outcome::Exited,
         ),
@@ -480,6 +462,19 @@ fn poll_oneoff_and_sockets_have_deterministic_answers() {
     );
 }
 
+/// Recursion to `depth` in a function that uses 100 distinct constants (wasm3
+/// keeps them in each frame: decision 0046).
+fn recursion_with_constants(depth: u32) -> String {
+    let consts: String = (0..100)
+        .map(|i| format!("(drop (i64.const {}))", 1_000_003 * i))
+        .collect();
+    format!(
+        "(module (func $r (param i32) {consts}
+           (if (local.get 0) (then (call $r (i32.sub (local.get 0) (i32.const 1))))))
+         (func (export \"_start\") (call $r (i32.const {depth}))))"
+    )
+}
+
 /// Modules an attack on issue 22 found that plasm accepted and wasm3 could not
 /// compile or parse (blocks with many results or parameters on wasm3's compile
 /// stack; its parse-time limits on types, arity, names, exports, imports): both
@@ -539,6 +534,89 @@ fn engine_limits_found_by_the_attack_end_alike() {
                     .is_some_and(|d| d.starts_with("module refused")),
             "{what}: {:?} {:?}",
             r.outcome,
+            r.detail
+        );
+    }
+}
+
+/// The attacker who stays just inside each shape limit of decision 0046: every
+/// module here is accepted, and both engines run it to the same exit
+/// (run_bytes compares everything), so the limits sit below what wasm3 compiles
+/// and parses with the instrumentation's own additions counted.
+#[test]
+fn shapes_just_inside_every_limit_run_alike() {
+    use plasm::runtime::instrument::{
+        MAX_FUNCTION_SLOTS, MAX_IMPORTS_EXPORTS, MAX_LOCALS, MAX_NAME_BYTES, MAX_NESTING,
+        MAX_TABLE_ENTRIES, MAX_TYPE_ARITY, MAX_TYPES,
+    };
+    let pool = pool();
+    let i32s = |n: usize| "i32 ".repeat(n);
+    // Nesting at the limit (the function's own block counts), a loop innermost
+    // (the fuel charge nests one more) around a float store (so does its check).
+    let depth = MAX_NESTING - 2;
+    let nesting = format!(
+        "(module (memory 1) (func (export \"_start\") {} (loop (f64.store (i32.const 0) (f64.const nan:0x1))) {}))",
+        "(block ".repeat(depth),
+        ")".repeat(depth)
+    );
+    // Every local allowed, and no operand stack to speak of.
+    let locals = format!(
+        "(module (func (export \"_start\") (local {}) (local.set 0 (i32.const 1))))",
+        i32s(MAX_LOCALS as usize - 1)
+    );
+    // Locals and operand stack together at the joint limit: 3,000 locals, and
+    // 4,000 operands of which 2,997 are wasm3's records of three open blocks.
+    let stacked = format!(
+        "(module (type $t (func (result {r}))) (func (export \"_start\") (local {l})
+           (block (type $t) (block (type $t) (block (type $t) {c})))
+           {d}))",
+        r = i32s(999),
+        l = i32s(MAX_FUNCTION_SLOTS as usize - 4_000),
+        c = "(i32.const 7) ".repeat(999),
+        d = "drop ".repeat(999)
+    );
+    // 7,998 here, the arity type and `() -> ()`: 8,000.
+    let types: String = (2..MAX_TYPES)
+        .map(|i| {
+            format!(
+                "(type (func (param i32) (result {})))",
+                "i64 ".repeat(1 + (i % 3) as usize)
+            )
+        })
+        .collect();
+    let half = MAX_TYPE_ARITY / 2;
+    let module_wide = format!(
+        "(module {types} (type (func (param {p}) (result {p})))
+           (table 1 {MAX_TABLE_ENTRIES} funcref)
+           (func $s) {exports} (export \"{name}\" (func $s))
+           (func (export \"_start\")))",
+        p = i32s(half),
+        exports = (0..MAX_IMPORTS_EXPORTS - 2)
+            .map(|i| format!("(export \"e{i}\" (func $s))"))
+            .collect::<String>(),
+        name = "_".repeat(MAX_NAME_BYTES),
+    );
+    let imports = format!(
+        "(module {} (func (export \"_start\")))",
+        (0..MAX_IMPORTS_EXPORTS)
+            .map(|i| format!(
+                "(import \"wasi_snapshot_preview1\" \"sched_yield\" (func $y{i} (result i32)))"
+            ))
+            .collect::<String>()
+    );
+    for (what, wat) in [
+        ("nesting", nesting),
+        ("locals", locals),
+        ("locals and operands", stacked),
+        ("types, arity, table, exports, name", module_wide),
+        ("imports", imports),
+    ] {
+        let module = wat::parse_str(&wat).expect("wat");
+        let r = run_bytes(&pool, &module, b"", ManifestBuilder::new());
+        assert_eq!(
+            (r.outcome, r.exit_code),
+            (Outcome::Exited, Some(0)),
+            "{what}: {:?}",
             r.detail
         );
     }

@@ -562,16 +562,20 @@ mod tests {
         (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 100)))
         (drop (call $w (i32.const 2) (i32.const 8) (i32.const 1) (i32.const 100)))))"#;
 
-    #[test]
-    fn a_receipt_binds_stdout_and_stderr() {
+    /// Runs [`BOTH`] under `b`'s manifest on wasm3 and signs its receipt.
+    fn signed_run(b: ManifestBuilder) -> (Manifest, Identity, crate::job::JobOutput) {
         let module = wat::parse_str(BOTH).expect("wat");
-        let manifest = ManifestBuilder::new()
-            .build(&module, b"")
-            .expect("manifest");
+        let manifest = b.build(&module, b"").expect("manifest");
         let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1).expect("pool");
         let id = Identity::from_seed([9u8; 32]);
         let out = crate::job::run_blocking(&pool, &id, &manifest, module.into(), vec![])
             .expect("job runs");
+        (manifest, id, out)
+    }
+
+    #[test]
+    fn a_receipt_binds_stdout_and_stderr() {
+        let (manifest, id, out) = signed_run(ManifestBuilder::new());
         let (stdout, stderr) = (&out.result.stdout, &out.result.stderr);
         assert_eq!((&stdout[..], &stderr[..]), (&b"out\n"[..], &b"err\n"[..]));
         let peer = id.peer_id();
@@ -593,15 +597,7 @@ mod tests {
     /// engine and fuel limit are the manifest's, each signed correctly.
     #[test]
     fn a_receipt_must_be_for_what_was_asked() {
-        let module = wat::parse_str(BOTH).expect("wat");
-        let manifest = ManifestBuilder::new()
-            .runtime("wasm3")
-            .build(&module, b"")
-            .expect("manifest");
-        let pool = WorkerPool::new(Arc::new(Wasm3Runtime), 1, 1).expect("pool");
-        let id = Identity::from_seed([9u8; 32]);
-        let out = crate::job::run_blocking(&pool, &id, &manifest, module.into(), vec![])
-            .expect("job runs");
+        let (manifest, id, out) = signed_run(ManifestBuilder::new().runtime("wasm3"));
         let (stdout, stderr) = (&out.result.stdout, &out.result.stderr);
         let peer = id.peer_id();
         let v2 = Some(crate::receipt::RECEIPT_VERSION);
