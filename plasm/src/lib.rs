@@ -36,6 +36,7 @@ pub mod notify;
 pub mod privfile;
 pub mod receipt;
 pub mod runtime;
+pub mod sched;
 pub mod service;
 pub mod store;
 pub mod time;

@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     &["receipt"],
     &["job"],
+    &["sched"],
     &["net", "store"],
     &["service"],
     &["api"],

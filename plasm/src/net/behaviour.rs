@@ -1,6 +1,7 @@
 //! The composed libp2p behaviour: policy first, then discovery, liveness and jobs.
 #![allow(missing_docs)] // `#[derive(NetworkBehaviour)]` generates an undocumented event enum
 
+use super::beat::{BEAT_PROTOCOL, Beat, MAX_BEAT_BYTES};
 use super::protocol::{JOB_PROTOCOL, JobRequest, JobResponse, KAD_PROTOCOL};
 use super::reach::{ReachConfig, RelayLimits};
 use libp2p::kad::store::MemoryStore;
@@ -33,6 +34,8 @@ pub struct WireLimits {
     pub max_pending_incoming: u32,
     /// Concurrent inbound+outbound job streams per connection.
     pub max_concurrent_streams: usize,
+    /// Time a beat may take to be answered.
+    pub beat_timeout: Duration,
 }
 
 impl Default for WireLimits {
@@ -47,6 +50,7 @@ impl Default for WireLimits {
             max_connections_per_peer: 3,
             max_pending_incoming: 16,
             max_concurrent_streams: 16,
+            beat_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<MemoryStore>,
     /// The job protocol.
     pub job: request_response::cbor::Behaviour<JobRequest, JobResponse>,
+    /// Beats: load advertisement and failure detection (decision 0049).
+    pub beat: request_response::cbor::Behaviour<Beat, Beat>,
     /// Reservations on relays, and dialing through them.
     pub relay_client: relay::client::Behaviour,
     /// The relay server of a reachable node, bounded by [`RelayLimits`].
@@ -131,6 +137,17 @@ impl Behaviour {
                 .with_request_timeout(limits.request_timeout)
                 .with_max_concurrent_streams(limits.max_concurrent_streams),
         );
+        // Beats are small and answered from memory: a short timeout, and a few
+        // streams (a probe beside the periodic beat) per connection.
+        let beat = request_response::Behaviour::with_codec(
+            request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_BEAT_BYTES)
+                .set_response_size_maximum(MAX_BEAT_BYTES),
+            [(BEAT_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(limits.beat_timeout)
+                .with_max_concurrent_streams(4),
+        );
         let connection_limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(limits.max_connections))
             .with_max_established_per_peer(Some(limits.max_connections_per_peer))
@@ -177,6 +194,7 @@ impl Behaviour {
             ),
             kad,
             job,
+            beat,
             relay_client,
             relay: relay.into(),
             autonat,

@@ -5,6 +5,7 @@
 //! events and inbound job requests. Everything it does is bookkeeping; nothing
 //! here blocks or computes.
 
+use super::beat::{Beat, Beats};
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::protocol::{DeclineReason, FailureReason, JobRequest, JobResponse, KAD_PROTOCOL};
 use super::reach::{self, HOP_PROTOCOL, NatStatus, Reach};
@@ -59,6 +60,9 @@ const PUNCH_WINDOW: Duration = Duration::from_secs(30);
 /// Peers whose last relayed connection is remembered for [`PUNCH_WINDOW`].
 const MAX_RELAYED_SEEN: usize = 4096;
 
+/// How often watched peers' beats and verdicts are checked.
+const BEAT_TICK: Duration = Duration::from_millis(100);
+
 /// How often relay reservations are checked and made up.
 const REACH_TICK: Duration = Duration::from_secs(2);
 
@@ -110,6 +114,8 @@ pub struct EventLoop {
     lan_peers: BTreeMap<PeerId, Vec<Multiaddr>>,
     /// Every listen address asked for is on loopback (or in memory).
     listen_local: bool,
+    /// Beats: watched peers, advertisements, the failure detector.
+    beats: Beats,
 }
 
 impl EventLoop {
@@ -120,6 +126,7 @@ impl EventLoop {
         events: broadcast::Sender<NetEvent>,
         inbound: Option<mpsc::Sender<InboundJob>>,
         reach: Reach,
+        beats: Beats,
     ) -> Self {
         let mut swarm = swarm;
         for addr in reach.config().external_addresses.clone() {
@@ -148,6 +155,7 @@ impl EventLoop {
             deferred: Vec::new(),
             lan_peers: BTreeMap::new(),
             listen_local: true,
+            beats,
         }
     }
 
@@ -156,6 +164,8 @@ impl EventLoop {
         self.apply_mode();
         let mut tick = tokio::time::interval(REACH_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beat_tick = tokio::time::interval(BEAT_TICK);
+        beat_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -166,6 +176,7 @@ impl EventLoop {
                     self.maintain_relays();
                     self.release_overdue();
                 }
+                _ = beat_tick.tick() => self.on_beat_tick(),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
@@ -291,6 +302,29 @@ impl EventLoop {
                 // Fails only when the requester is gone; nothing to tell anyone.
                 let _ = swarm.behaviour_mut().job.send_response(channel, response);
             }
+            Command::Watch { peer, on } => {
+                self.beats.watch(peer, on, std::time::Instant::now());
+            }
+            Command::Probe { peer, reply } => {
+                let id = swarm
+                    .behaviour_mut()
+                    .beat
+                    .send_request(&peer, self.beats.own());
+                self.beats
+                    .sent(id, peer, Some(reply), std::time::Instant::now());
+            }
+            Command::Views { peers, reply } => {
+                let now = std::time::Instant::now();
+                let views = peers
+                    .iter()
+                    .map(|p| self.beats.view(*p, self.rtts.get(p).copied(), now))
+                    .collect();
+                let _ = reply.send(views);
+            }
+            Command::MarkFailed { peer } => {
+                self.beats.mark_failed(peer, std::time::Instant::now());
+            }
+            Command::SetLoadSource { source } => self.beats.set_source(source),
             Command::Rtt { peer, reply } => {
                 let _ = reply.send(self.rtts.get(&peer).copied());
             }
@@ -408,6 +442,8 @@ impl EventLoop {
                 // A direct connection that appears while a relayed one is open was
                 // punched (DCUtR reports it on one side only, by its own connection id).
                 let now = std::time::Instant::now();
+                // A handshake completed: the peer is alive.
+                self.beats.heard(peer_id, now);
                 let relayed_before = self
                     .connections
                     .values()
@@ -614,6 +650,7 @@ impl EventLoop {
                 self.on_query(id, result, step.last);
             }
             BehaviourEvent::Job(event) => self.on_job_event(event),
+            BehaviourEvent::Beat(event) => self.on_beat_event(event),
             _ => {}
         }
     }
@@ -774,6 +811,68 @@ impl EventLoop {
 }
 
 impl EventLoop {
+    fn on_beat_tick(&mut self) {
+        let now = std::time::Instant::now();
+        let out = self.beats.tick(now);
+        for peer in out.send {
+            let beat = self.beats.own();
+            let id = self.swarm.behaviour_mut().beat.send_request(&peer, beat);
+            self.beats.sent(id, peer, None, now);
+        }
+        for peer in out.suspect {
+            tracing::info!(%peer, "peer missed two beats: suspect, probing");
+            let _ = self.events.send(NetEvent::PeerSuspect(peer));
+        }
+        for peer in out.failed {
+            tracing::warn!(%peer, "peer missed two beats and its probe: failed");
+            let _ = self.events.send(NetEvent::PeerFailed(peer));
+        }
+    }
+
+    fn on_beat_event(&mut self, event: request_response::Event<Beat, Beat>) {
+        use std::sync::atomic::Ordering;
+        let now = std::time::Instant::now();
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    if !self.beats.admit(peer, now) {
+                        // Dropped unanswered: the flooding peer's own request times out.
+                        return;
+                    }
+                    if request.load.as_ref().is_some_and(|l| !l.is_sane()) {
+                        self.beats.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    self.beats.stats.served.fetch_add(1, Ordering::Relaxed);
+                    let own = self.beats.own();
+                    let _ = self.swarm.behaviour_mut().beat.send_response(channel, own);
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((peer, rtt)) = self.beats.answered(request_id, response, now) {
+                        self.rtts.insert(peer, rtt);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                self.beats.lost(request_id, error.to_string());
+            }
+            request_response::Event::InboundFailure { error, .. } => {
+                // Oversized or undecodable beats end here.
+                if matches!(error, request_response::InboundFailure::Io(_)) {
+                    self.beats.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
     /// Kademlia serves exactly when the node is reachable; relay listeners follow need.
     fn apply_mode(&mut self) {
         let mode = if self.reach.kad_server() {

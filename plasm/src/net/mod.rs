@@ -6,6 +6,7 @@
 //! executor task (or refused at once with `busy` when its queue is full), and
 //! WebAssembly runs on the worker pool.
 
+pub mod beat;
 pub mod behaviour;
 pub mod event_loop;
 pub mod executor;
@@ -99,6 +100,10 @@ pub enum NetEvent {
     HolePunched(PeerId),
     /// DCUtR gave up on this peer: the connection stays relayed.
     HolePunchFailed(PeerId),
+    /// A watched peer missed two beats; it is being probed.
+    PeerSuspect(PeerId),
+    /// A watched peer missed two beats and its probe (decision 0050).
+    PeerFailed(PeerId),
 }
 
 /// Which way a job's bytes went to its executor.
@@ -245,6 +250,22 @@ pub enum Command {
     },
     /// A snapshot of the network state.
     Info { reply: oneshot::Sender<NetInfo> },
+    /// Starts (`on`) or ends one watch of a peer: beats go to watched peers.
+    Watch { peer: PeerId, on: bool },
+    /// Sends a beat to a peer now; replies with its load and the round trip.
+    Probe {
+        peer: PeerId,
+        reply: beat::ProbeReply,
+    },
+    /// What is known of each peer for placement.
+    Views {
+        peers: Vec<PeerId>,
+        reply: oneshot::Sender<Vec<crate::sched::View>>,
+    },
+    /// Placement could not reach the peer: skip it without a dial for a while.
+    MarkFailed { peer: PeerId },
+    /// Where this node's load comes from (executors).
+    SetLoadSource { source: beat::LoadSource },
     /// Stop the event loop.
     Shutdown,
 }
@@ -255,6 +276,7 @@ pub struct Client {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<NetEvent>,
     peer_id: PeerId,
+    beat_stats: std::sync::Arc<beat::BeatStats>,
 }
 
 impl Client {
@@ -377,6 +399,44 @@ impl Client {
         self.ask(|reply| Command::Info { reply }).await
     }
 
+    /// Starts (`on`) or ends one watch of `peer` (beats every interval while watched).
+    pub async fn watch(&self, peer: PeerId, on: bool) {
+        let _ = self.tx.send(Command::Watch { peer, on }).await;
+    }
+
+    /// Sends a beat to `peer` now: its advertised load and the round trip.
+    pub async fn probe(
+        &self,
+        peer: PeerId,
+    ) -> Result<(Option<crate::sched::Load>, Duration), NetError> {
+        self.ask(|reply| Command::Probe { peer, reply })
+            .await?
+            .map_err(|reason| NetError::Request {
+                peer: peer.to_string(),
+                reason,
+            })
+    }
+
+    /// What is known of each of `peers` for placement (in the same order).
+    pub async fn views(&self, peers: Vec<PeerId>) -> Result<Vec<crate::sched::View>, NetError> {
+        self.ask(|reply| Command::Views { peers, reply }).await
+    }
+
+    /// Placement could not reach `peer`.
+    pub async fn mark_failed(&self, peer: PeerId) {
+        let _ = self.tx.send(Command::MarkFailed { peer }).await;
+    }
+
+    /// Sets where this node's load comes from.
+    pub async fn set_load_source(&self, source: beat::LoadSource) {
+        let _ = self.tx.send(Command::SetLoadSource { source }).await;
+    }
+
+    /// Beat counters.
+    pub fn beat_stats(&self) -> std::sync::Arc<beat::BeatStats> {
+        self.beat_stats.clone()
+    }
+
     /// Stops the event loop.
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
@@ -392,6 +452,8 @@ pub struct NetConfig {
     pub limits: WireLimits,
     /// Reachability: declared addresses, relays, AutoNAT, mDNS, hidden.
     pub reach: reach::ReachConfig,
+    /// The beat and its failure detector.
+    pub detector: crate::sched::detector::DetectorConfig,
 }
 
 impl Default for NetConfig {
@@ -400,6 +462,7 @@ impl Default for NetConfig {
             transport: TransportKind::Network,
             limits: WireLimits::default(),
             reach: reach::ReachConfig::default(),
+            detector: Default::default(),
         }
     }
 }
@@ -474,10 +537,12 @@ pub fn spawn(
     let (events, _) = broadcast::channel(EVENT_QUEUE);
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let peer_id = *swarm.local_peer_id();
+    let beat_stats = std::sync::Arc::new(beat::BeatStats::default());
     let client = Client {
         tx,
         events: events.clone(),
         peer_id,
+        beat_stats: beat_stats.clone(),
     };
     let event_loop = event_loop::EventLoop::new(
         swarm,
@@ -485,6 +550,7 @@ pub fn spawn(
         events,
         accept_jobs.then_some(inbound_tx),
         reach::Reach::new(config.reach.clone()),
+        beat::Beats::new(config.detector, beat_stats),
     );
     let handle = tokio::spawn(event_loop.run());
     Ok((client, inbound_rx, handle))

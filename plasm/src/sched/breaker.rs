@@ -1,0 +1,220 @@
+//! A circuit breaker per peer (component-container-motivations.md): after
+//! `failures` failures in a row (timeouts, refusals, invalid receipts) the
+//! breaker opens and the peer gets no jobs for `cooldown`; then it is half-open
+//! and gets one job; its success closes the breaker, its failure opens it again
+//! for twice as long (up to [`MAX_COOLDOWN_FACTOR`] times the cool-down).
+//!
+//! Time is passed in, so the state machine is tested without sleeping.
+
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// How a breaker trips and recovers (`[placement]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Failures in a row that open the breaker.
+    pub failures: u32,
+    /// How long it stays open the first time.
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: 3,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A cool-down grows at most this many times after failed trials.
+pub const MAX_COOLDOWN_FACTOR: u32 = 8;
+
+/// Where a breaker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Jobs go to the peer.
+    Closed,
+    /// No job goes to the peer until the cool-down ends.
+    Open,
+    /// One trial job may go to the peer.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// `closed`, `open` or `half_open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// One peer's breaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Breaker {
+    in_a_row: u32,
+    open_until: Option<Instant>,
+    factor: u32,
+    trial_out: bool,
+    /// Times it opened.
+    pub trips: u64,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self {
+            in_a_row: 0,
+            open_until: None,
+            factor: 1,
+            trial_out: false,
+            trips: 0,
+        }
+    }
+}
+
+impl Breaker {
+    /// The state at `now`.
+    pub fn state(&self, now: Instant) -> BreakerState {
+        match self.open_until {
+            None => BreakerState::Closed,
+            Some(t) if now < t => BreakerState::Open,
+            Some(_) => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Whether a job may go to the peer now (without taking the half-open trial).
+    pub fn admits(&self, now: Instant) -> bool {
+        match self.state(now) {
+            BreakerState::Closed => true,
+            BreakerState::Open => false,
+            BreakerState::HalfOpen => !self.trial_out,
+        }
+    }
+
+    /// Takes the right to send a job: always when closed, once when half-open.
+    pub fn take(&mut self, now: Instant) -> bool {
+        match self.state(now) {
+            BreakerState::Closed => true,
+            BreakerState::Open => false,
+            BreakerState::HalfOpen if self.trial_out => false,
+            BreakerState::HalfOpen => {
+                self.trial_out = true;
+                true
+            }
+        }
+    }
+
+    /// A job (or the trial) succeeded: the breaker closes.
+    pub fn success(&mut self) {
+        *self = Self {
+            trips: self.trips,
+            ..Self::default()
+        };
+    }
+
+    /// A job went to the peer and came to nothing (no verdict on the peer,
+    /// such as a busy decline): a half-open trial is given back.
+    pub fn neutral(&mut self) {
+        self.trial_out = false;
+    }
+
+    /// A failure; returns whether the breaker opened because of it.
+    pub fn failure(&mut self, now: Instant, config: &BreakerConfig) -> bool {
+        match self.state(now) {
+            BreakerState::HalfOpen => {
+                self.factor = (self.factor * 2).min(MAX_COOLDOWN_FACTOR);
+                self.open(now, config);
+                true
+            }
+            // Late answers of jobs sent before it opened change nothing.
+            BreakerState::Open => false,
+            BreakerState::Closed => {
+                self.in_a_row += 1;
+                if self.in_a_row >= config.failures.max(1) {
+                    self.open(now, config);
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, now: Instant, config: &BreakerConfig) {
+        self.open_until = Some(now + config.cooldown * self.factor);
+        self.trial_out = false;
+        self.in_a_row = 0;
+        self.trips += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flapping_peer_trips_then_recovers_through_half_open() {
+        let c = BreakerConfig {
+            failures: 3,
+            cooldown: Duration::from_secs(10),
+        };
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        assert!(!b.failure(t0, &c) && !b.failure(t0, &c));
+        assert_eq!(b.state(t0), BreakerState::Closed);
+        assert!(b.failure(t0, &c), "the third in a row opens it");
+        assert_eq!(b.state(t0), BreakerState::Open);
+        assert!(!b.take(t0 + Duration::from_secs(9)));
+        // Half-open: one trial only.
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(b.state(t1), BreakerState::HalfOpen);
+        assert!(b.take(t1) && !b.take(t1) && !b.admits(t1));
+        // The trial fails: open again, twice as long.
+        assert!(b.failure(t1, &c));
+        assert!(!b.admits(t1 + Duration::from_secs(19)));
+        let t2 = t1 + Duration::from_secs(20);
+        assert!(b.take(t2));
+        b.success();
+        assert_eq!(b.state(t2), BreakerState::Closed);
+        assert_eq!(b.trips, 2);
+        // A success between failures resets the count.
+        assert!(!b.failure(t2, &c) && !b.failure(t2, &c));
+        b.success();
+        assert!(!b.failure(t2, &c));
+        assert_eq!(b.state(t2), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_neutral_answer_gives_the_trial_back() {
+        let c = BreakerConfig::default();
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        for _ in 0..3 {
+            b.failure(t0, &c);
+        }
+        let t1 = t0 + c.cooldown;
+        assert!(b.take(t1));
+        b.neutral();
+        assert!(b.take(t1), "a busy decline is no verdict");
+    }
+
+    #[test]
+    fn the_cooldown_stops_growing() {
+        let c = BreakerConfig {
+            failures: 1,
+            cooldown: Duration::from_secs(1),
+        };
+        let mut t = Instant::now();
+        let mut b = Breaker::default();
+        b.failure(t, &c);
+        for _ in 0..10 {
+            t += Duration::from_secs(1) * MAX_COOLDOWN_FACTOR;
+            assert!(b.take(t), "half-open after at most the largest cool-down");
+            b.failure(t, &c);
+        }
+    }
+}
