@@ -280,8 +280,51 @@ impl Default for NetworkConfig {
     }
 }
 
+/// Where jobs sent to peers run (`[placement]`, decisions 0050-0052).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlacementConfig {
+    /// α: score per millisecond of round trip.
+    pub weight_rtt: f64,
+    /// β: score of a fully busy executor.
+    pub weight_load: f64,
+    /// γ: score per job waiting per slot.
+    pub weight_queue: f64,
+    /// δ: score of a peer that never delivers.
+    pub weight_reliability: f64,
+    /// Failures in a row that open a peer's circuit breaker.
+    pub breaker_failures: u32,
+    /// Seconds a breaker stays open before its half-open trial.
+    pub breaker_cooldown_seconds: u64,
+    /// This node's jobs one executor holds at once (1 to 8).
+    pub max_jobs_per_executor: usize,
+    /// Seconds a job waits for an executor with room before it fails.
+    pub queue_wait_seconds: u64,
+    /// Seconds between beats to an executor holding one of this node's jobs.
+    pub beat_seconds: u64,
+}
+
+impl Default for PlacementConfig {
+    fn default() -> Self {
+        let s = crate::sched::SchedConfig::default();
+        Self {
+            weight_rtt: s.weights.rtt,
+            weight_load: s.weights.load,
+            weight_queue: s.weights.queue,
+            weight_reliability: s.weights.reliability,
+            breaker_failures: s.breaker.failures,
+            breaker_cooldown_seconds: s.breaker.cooldown.as_secs(),
+            max_jobs_per_executor: s.max_per_peer,
+            queue_wait_seconds: s.queue_wait.as_secs(),
+            beat_seconds: crate::sched::detector::DetectorConfig::default()
+                .interval
+                .as_secs(),
+        }
+    }
+}
+
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Data directory (identity key, store, modules).
@@ -310,6 +353,8 @@ pub struct Config {
     pub network: NetworkConfig,
     /// Engines.
     pub runtime: RuntimeConfig,
+    /// Placement of jobs sent to peers.
+    pub placement: PlacementConfig,
 }
 
 impl Default for Config {
@@ -331,6 +376,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             network: NetworkConfig::default(),
             runtime: RuntimeConfig::default(),
+            placement: PlacementConfig::default(),
         }
     }
 }
@@ -713,6 +759,45 @@ impl Config {
             },
         };
         c.grace = Duration::from_secs(self.shutdown_grace_seconds);
+        let p = &self.placement;
+        let weights = crate::sched::score::Weights {
+            rtt: p.weight_rtt,
+            load: p.weight_load,
+            queue: p.weight_queue,
+            reliability: p.weight_reliability,
+        };
+        weights.check().map_err(|e| value_err("placement", e))?;
+        if !(1..=8).contains(&p.max_jobs_per_executor) {
+            return Err(value_err(
+                "placement.max_jobs_per_executor",
+                format!(
+                    "{}: from 1 to 8 (a connection carries 16 job streams, both ways)",
+                    p.max_jobs_per_executor
+                ),
+            ));
+        }
+        if !(1..=3600).contains(&p.beat_seconds) {
+            return Err(value_err(
+                "placement.beat_seconds",
+                format!("{}: from 1 to 3600", p.beat_seconds),
+            ));
+        }
+        if p.breaker_failures == 0 {
+            return Err(value_err("placement.breaker_failures", "at least 1"));
+        }
+        c.placement = crate::sched::SchedConfig {
+            weights,
+            breaker: crate::sched::breaker::BreakerConfig {
+                failures: p.breaker_failures,
+                cooldown: Duration::from_secs(p.breaker_cooldown_seconds),
+            },
+            max_per_peer: p.max_jobs_per_executor,
+            // A manifest stays fresh for 10 minutes: waiting longer cannot help.
+            queue_wait: Duration::from_secs(p.queue_wait_seconds.min(540)),
+        };
+        c.net.detector.interval = Duration::from_secs(p.beat_seconds);
+        c.net.detector.probe_timeout = (c.net.detector.interval / 5).max(Duration::from_millis(200));
+        c.net.limits.beat_timeout = c.net.detector.interval;
         Ok(c)
     }
 
@@ -818,6 +903,21 @@ fn comment(section: &str, key: &str) -> Option<&'static str> {
             "Engines offered: wasmtime (compiles; needs W+X memory) and wasm3 (interprets)."
         }
         ("runtime", "default") => "The engine for jobs that do not ask for one.",
+        ("placement", "") => {
+            "Where jobs sent to peers run: score = weight_rtt*RTT(ms) + weight_load*load + weight_queue*queue + weight_reliability*(1-reliability), lowest wins."
+        }
+        ("placement", "breaker_failures") => {
+            "Failures in a row (timeouts, refusals, invalid receipts) that open a peer's breaker for breaker_cooldown_seconds."
+        }
+        ("placement", "max_jobs_per_executor") => {
+            "This node's jobs one executor holds at once (1 to 8); more wait for room."
+        }
+        ("placement", "queue_wait_seconds") => {
+            "Seconds a job waits for an executor with room (at most 540: manifests stay fresh 10 minutes)."
+        }
+        ("placement", "beat_seconds") => {
+            "Beats to executors holding this node's jobs: two missed and a probe, and the job is placed again."
+        }
         _ => return None,
     })
 }

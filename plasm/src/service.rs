@@ -408,6 +408,8 @@ pub struct Service {
     maxima: JobMaxima,
     /// How to stop each job in flight (`DELETE /v1/jobs/{id}`).
     cancels: Mutex<HashMap<String, Stop>>,
+    /// Placement state shared by every job sent to peers.
+    sched: Arc<crate::sched::Scheduler>,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -454,8 +456,20 @@ impl Service {
             remote: Arc::default(),
             maxima: JobMaxima::default(),
             cancels: Mutex::default(),
+            sched: crate::sched::Scheduler::new(Default::default()),
             metrics: Metrics::default(),
         }
+    }
+
+    /// Shares the node's placement state (breakers, reputation, jobs per executor).
+    pub fn with_scheduler(mut self, sched: Arc<crate::sched::Scheduler>) -> Self {
+        self.sched = sched;
+        self
+    }
+
+    /// The placement state.
+    pub fn scheduler(&self) -> &Arc<crate::sched::Scheduler> {
+        &self.sched
     }
 
     /// Replaces the largest limits a submitted job may ask for.
@@ -977,7 +991,12 @@ impl Service {
         let Some(client) = self.client.clone() else {
             return self.fail(&id, "this node has no network").await;
         };
-        let options = RemoteOptions::default();
+        let rounds: remote::ExplainSink = Arc::default();
+        let options = RemoteOptions {
+            sched: Some(self.sched.clone()),
+            explain: Some(rounds.clone()),
+            ..RemoteOptions::default()
+        };
         let run = remote::run_remote(&client, &job.manifest, job.module, job.input, &options);
         let r = tokio::select! {
             r = run => r,
@@ -985,6 +1004,33 @@ impl Service {
                 return self.fail(&id, "cancelled: abandoned while out with a peer").await;
             }
         };
+        // The placement, as `--explain` prints it: one event per round.
+        let rounds = rounds.lock().map(|r| r.clone()).unwrap_or_default();
+        for round in &rounds {
+            self.emit(&id, "placing", None, Some(round.to_string()));
+        }
+        let attempts = match &r {
+            Ok(out) => &out.attempts,
+            Err(remote::RemoteError::AllFailed(a)) => a,
+            Err(_) => &Vec::new(),
+        };
+        let listed: Vec<Value> = attempts
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "executor": a.peer.to_string(),
+                    "outcome": a.outcome,
+                })
+            })
+            .collect();
+        if !listed.is_empty() {
+            let (store, sid, text) = (
+                self.store.clone(),
+                id.clone(),
+                Value::Array(listed).to_string(),
+            );
+            let _ = blocking(move || store.set_attempts(&sid, &text)).await;
+        }
         match r {
             Ok(out) => {
                 let route = Route {

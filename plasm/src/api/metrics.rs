@@ -59,6 +59,38 @@ pub struct ApiMetrics {
     pub origin_refused: Counter,
     /// Event streams refused because [`super::MAX_STREAMS`] were open.
     pub streams_refused: Counter,
+    /// Peers by breaker state, read at scrape time.
+    breakers: Family<BreakerLabel, Gauge>,
+    /// Beat counters mirrored from the event loop, in the order of [`beat_counters`].
+    beats: Vec<Counter>,
+}
+
+/// The label of the breaker gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabel {
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+}
+
+/// Name, help, and the value in the beat counters.
+type BeatCounter = (
+    &'static str,
+    &'static str,
+    fn(&crate::net::beat::BeatStats) -> u64,
+);
+
+/// The beat counters exported (prometheus-client appends `_total`).
+fn beat_counters() -> [BeatCounter; 7] {
+    use std::sync::atomic::Ordering::Relaxed;
+    [
+        ("plasm_beats_sent", "Beats sent to watched peers and probes", |s| s.sent.load(Relaxed)),
+        ("plasm_beats_answered", "Beats this node sent that were answered", |s| s.answered.load(Relaxed)),
+        ("plasm_beats_served", "Beats from peers this node answered", |s| s.served.load(Relaxed)),
+        ("plasm_beats_rate_limited", "Beats from peers dropped by the per-peer rate limit", |s| s.rate_limited.load(Relaxed)),
+        ("plasm_beats_malformed", "Beats dropped as oversized, undecodable or out of bounds", |s| s.malformed.load(Relaxed)),
+        ("plasm_peers_suspected", "Watched peers that missed two beats", |s| s.suspected.load(Relaxed)),
+        ("plasm_peers_failed", "Watched peers that missed two beats and the probe", |s| s.failed.load(Relaxed)),
+    ]
 }
 
 /// Name, help, and the value in the event loop's counters.
@@ -252,6 +284,25 @@ impl ApiMetrics {
             "Event streams refused because the node serves its maximum at once",
             streams_refused.clone(),
         );
+        let breakers = Family::<BreakerLabel, Gauge>::default();
+        registry.register(
+            "plasm_peer_breakers",
+            "Peers known to placement, by circuit-breaker state",
+            breakers.clone(),
+        );
+        registry.register(
+            "plasm_breaker_trips",
+            "Times a peer's circuit breaker opened",
+            service.scheduler().trips(),
+        );
+        let beats = beat_counters()
+            .iter()
+            .map(|(name, help, _)| {
+                let c = Counter::default();
+                registry.register(*name, *help, c.clone());
+                c
+            })
+            .collect();
         registry.register(
             "plasm_http_request_duration_seconds",
             "HTTP request durations by route",
@@ -269,6 +320,8 @@ impl ApiMetrics {
             reach,
             origin_refused,
             streams_refused,
+            breakers,
+            beats,
         }
     }
 
@@ -301,6 +354,23 @@ impl ApiMetrics {
             for (c, (_, _, value)) in self.reach.iter().zip(reach_counters()) {
                 // The event loop's counters only grow: carry the difference over.
                 c.inc_by(value(&i.stats).saturating_sub(c.get()));
+            }
+        }
+        let mut counts = std::collections::HashMap::new();
+        for p in service.scheduler().snapshot() {
+            *counts.entry(p.breaker.as_str()).or_insert(0i64) += 1;
+        }
+        for state in ["closed", "open", "half_open"] {
+            self.breakers
+                .get_or_create(&BreakerLabel {
+                    state: state.to_owned(),
+                })
+                .set(counts.get(state).copied().unwrap_or(0));
+        }
+        if let Some(c) = service.client() {
+            let stats = c.beat_stats();
+            for (c, (_, _, value)) in self.beats.iter().zip(beat_counters()) {
+                c.inc_by(value(&stats).saturating_sub(c.get()));
             }
         }
         let mut out = String::new();

@@ -396,6 +396,11 @@ pub(crate) fn job_json(row: &JobRow) -> Value {
         "started_at": row.started_at,
         "finished_at": row.finished_at,
         "error": row.error,
+        "attempts": row
+            .attempts
+            .as_deref()
+            .and_then(|a| serde_json::from_str::<Value>(a).ok())
+            .unwrap_or_else(|| json!([])),
         "receipt": receipt,
     })
 }
@@ -1065,9 +1070,30 @@ async fn peers(State(state): State<ApiState>) -> Json<Value> {
     Json(peers_value(&state).await)
 }
 
-/// The body of `GET /v1/peers`.
+/// The body of `GET /v1/peers`: connected peers and every peer placement
+/// knows, with round trip, breaker, local reliability and last score.
 pub(crate) async fn peers_value(state: &ApiState) -> Value {
     let mut out = Vec::new();
+    let placed: HashMap<String, crate::sched::PeerState> = state
+        .service
+        .scheduler()
+        .snapshot()
+        .into_iter()
+        .map(|p| (p.peer.to_string(), p))
+        .collect();
+    let row = |peer: String, connected: bool, rtt: Option<f64>| {
+        let p = placed.get(&peer);
+        json!({
+            "peer_id": peer,
+            "connected": connected,
+            "rtt_ms": rtt,
+            "score": p.and_then(|p| p.score),
+            "breaker": p.map_or("closed", |p| p.breaker.as_str()),
+            "breaker_trips": p.map_or(0, |p| p.trips),
+            "reliability": p.map(|p| p.reliability),
+            "jobs_out": p.map_or(0, |p| p.outstanding),
+        })
+    };
     if let Some(c) = state.service.client()
         && let Ok(info) = c.info().await
     {
@@ -1078,8 +1104,17 @@ pub(crate) async fn peers_value(state: &ApiState) -> Value {
                 .ok()
                 .flatten()
                 .map(|d| d.as_secs_f64() * 1000.0);
-            out.push(json!({"peer_id": p.to_string(), "rtt_ms": rtt}));
+            out.push(row(p.to_string(), true, rtt));
         }
+    }
+    let seen: std::collections::HashSet<String> = out
+        .iter()
+        .filter_map(|v| v["peer_id"].as_str().map(str::to_owned))
+        .collect();
+    let mut rest: Vec<&String> = placed.keys().filter(|p| !seen.contains(*p)).collect();
+    rest.sort();
+    for p in rest {
+        out.push(row(p.clone(), false, None));
     }
     json!({"peers": out})
 }

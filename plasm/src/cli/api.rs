@@ -62,6 +62,10 @@ pub struct SubmitArgs {
     /// Wait for the end, showing progress, then print the output.
     #[arg(long)]
     wait: bool,
+    /// With --wait: print every candidate executor of a remote job, its score
+    /// (or why it was ruled out) and the choice, on stderr.
+    #[arg(long, requires = "wait")]
+    explain: bool,
     /// Fuel budget of a module's job (default: the manifest schema's default).
     #[arg(long, conflicts_with = "module")]
     fuel: Option<u64>,
@@ -301,7 +305,7 @@ pub fn job(command: JobCommand) -> ExitCode {
         }),
         JobCommand::Watch(a) => call_status(async move {
             let c = a.api.client()?;
-            let job = watch(&c, &a.job_id).await?;
+            let (job, _) = watch(&c, &a.job_id).await?;
             Ok(ended(&a.job_id, &job))
         }),
         JobCommand::Output(a) => call(async move {
@@ -392,7 +396,15 @@ async fn submit(a: SubmitArgs, (manifest, module, input): Prepared) -> Result<u8
         outln!("{job_id}");
         return Ok(0);
     }
-    let job = watch(&c, &job_id).await?;
+    let (job, rounds) = watch(&c, &job_id).await?;
+    if a.explain {
+        if rounds.is_empty() {
+            eprintln!("plasm: the job was not placed on a peer (it ran here)");
+        }
+        for r in rounds {
+            eprint!("{r}");
+        }
+    }
     // A job that ended with a receipt has output whatever its outcome (a trapped
     // job's stdout up to the trap), as with `plasm run`.
     if job["receipt"].is_object() {
@@ -423,15 +435,23 @@ fn place(v: &Value) -> Option<String> {
 }
 
 /// Shows a job's progress on stderr until it ends (a live line on a terminal,
-/// a line per change when piped), then returns the stored job.
-async fn watch(c: &ApiClient, job_id: &str) -> Result<Value, String> {
+/// a line per change when piped), then returns the stored job and its
+/// placement rounds (the `placing` events, as `--explain` prints them).
+async fn watch(c: &ApiClient, job_id: &str) -> Result<(Value, Vec<String>), String> {
     let short: String = job_id.chars().take(12).collect();
     let mut progress = Some(super::progress::Progress::new(&short));
     let mut last = Status::default();
+    let mut rounds = Vec::new();
     let status = c
         .events(&format!("/v1/jobs/{job_id}/events"), |_, data| {
             let v: Value = serde_json::from_str(data).unwrap_or_default();
             let state = v["state"].as_str().unwrap_or("?").to_owned();
+            if state == "placing" {
+                if let Some(d) = v["detail"].as_str() {
+                    rounds.push(d.to_owned());
+                }
+                return true;
+            }
             let done = state == "succeeded" || state == "failed";
             last = Status {
                 state,
@@ -466,5 +486,5 @@ async fn watch(c: &ApiClient, job_id: &str) -> Result<Value, String> {
         }
     }
     // The stored job: its final state, or why there is none (404 for an unknown id).
-    job
+    job.map(|j| (j, rounds))
 }

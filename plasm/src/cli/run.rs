@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Executor to use for --remote instead of a DHT lookup (repeatable).
     #[arg(long, requires = "remote")]
     peer: Vec<PeerId>,
+    /// Print every candidate executor, its score (or why it was ruled out) and
+    /// the choice, on stderr.
+    #[arg(long, requires = "remote")]
+    explain: bool,
     #[command(flatten)]
     data_dir: DataDir,
 }
@@ -322,6 +326,11 @@ fn run_remote(
                         detail: Some(format!("to {n} executor{}", if *n == 1 { "" } else { "s" })),
                         ..Status::default()
                     },
+                    RemoteStage::Queued => Status {
+                        state: "queued".into(),
+                        detail: Some("every executor is full".into()),
+                        ..Status::default()
+                    },
                     RemoteStage::Running(peer) => Status {
                         state: "running".into(),
                         place: Some(peer.to_string()),
@@ -334,8 +343,10 @@ fn run_remote(
                 }
             }
         });
+        let rounds: remote::ExplainSink = Arc::default();
         let options = RemoteOptions {
             progress: Some(Arc::new(stage_tx)),
+            explain: a.explain.then(|| rounds.clone()),
             peers: a.peer.clone(),
             lan_wait: if lan {
                 std::time::Duration::from_secs(3)
@@ -350,6 +361,13 @@ fn run_remote(
         drop(options);
         let progress = shown.await.ok();
         node.shutdown().await;
+        if a.explain
+            && let Ok(rounds) = rounds.lock()
+        {
+            for round in rounds.iter() {
+                eprint!("{round}");
+            }
+        }
         let out = match result {
             Ok(out) => out,
             Err(e) => {

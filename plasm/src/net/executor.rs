@@ -476,6 +476,9 @@ impl Strikes {
     }
 }
 
+/// The largest attempt number signed into a receipt's placement.
+const MAX_ATTEMPT: u32 = 1000;
+
 /// Bundles checked at once; more are refused `busy` (each holds up to 32 MiB).
 const MAX_CHECKS: usize = 8;
 
@@ -570,7 +573,8 @@ impl Executor {
                     job_id,
                     module,
                     input,
-                } => match self.on_bundle(peer, path, &job_id, module, input) {
+                    placement,
+                } => match self.on_bundle(peer, path, &job_id, module, input, placement) {
                     Ok(pending) => {
                         let client = self.client.clone();
                         tokio::spawn(async move {
@@ -830,7 +834,18 @@ impl Executor {
         job_id: &str,
         module: Option<Vec<u8>>,
         input: Vec<u8>,
+        placement: Option<super::protocol::BundlePlacement>,
     ) -> Result<impl std::future::Future<Output = JobResponse> + use<>, JobResponse> {
+        // Signed as the requester states it (its own account of the job's
+        // history), within bounds: a peer id that parses, a small attempt number.
+        let (attempt, taken_over_from) = match placement {
+            Some(p) if (1..=MAX_ATTEMPT).contains(&p.attempt) => (
+                Some(p.attempt),
+                p.taken_over_from
+                    .filter(|t| t.parse::<PeerId>().is_ok_and(|t| t != peer)),
+            ),
+            _ => (None, None),
+        };
         let now = Instant::now();
         match self.reservations.get(job_id) {
             Some(r) if r.peer == peer && r.expires > now => {}
@@ -933,8 +948,8 @@ impl Executor {
             let submitted = submitted.placed(crate::receipt::ReceiptPlacement {
                 path: path.kind.as_str().into(),
                 relay: path.relay.map(|r| r.to_string()),
-                attempt: None,
-                taken_over_from: None,
+                attempt,
+                taken_over_from,
             });
             let mut record = ServedJob {
                 job_id: manifest.job_id().to_owned(),

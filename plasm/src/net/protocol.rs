@@ -5,7 +5,7 @@
 //! buffered whole):
 //!
 //! 1. `Offer { manifest }` → `Accept { job_id, has_module, receipt? }` | `Decline { reason, message }`
-//! 2. `Bundle { job_id, module?, input }` → `Result { receipt, stdout, stderr }` | `Failure { reason, message }`
+//! 2. `Bundle { job_id, module?, input, placement? }` → `Result { receipt, stdout, stderr }` | `Failure { reason, message }`
 //!
 //! The manifest and the receipt travel as JSON text, so the bytes that were hashed
 //! and signed are the bytes that arrive. `memory-bank/wire-protocol.md` is the
@@ -39,7 +39,21 @@ pub enum JobRequest {
         /// Input bytes (empty when the manifest has no input).
         #[serde(with = "serde_bytes")]
         input: Vec<u8>,
+        /// Which attempt this is, and whose job it takes over (signed into the
+        /// receipt's placement). Absent from requesters before it was added.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        placement: Option<BundlePlacement>,
     },
+}
+
+/// The placement a requester asks an executor to sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundlePlacement {
+    /// 1 for the first executor; one more for each take-over.
+    pub attempt: u32,
+    /// The executor that held the job before and failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_over_from: Option<String>,
 }
 
 /// Why an executor declines an offer.

@@ -1,7 +1,10 @@
-//! The requester side: find executors, offer, pick the fastest that accepts,
-//! send the bytes, verify the receipt, and fall over to the next on failure.
+//! The requester side: find executors, rank them by score (load, round trip,
+//! local reliability), offer to the best, send the bytes, watch the executor
+//! with beats, verify the receipt, and place the job again when it fails.
 
-use super::protocol::{JobRequest, JobResponse};
+use super::protocol::{BundlePlacement, DeclineReason, FailureReason, JobRequest, JobResponse};
+use crate::sched::reputation::Evidence;
+use crate::sched::{Candidate, Outcome, SchedConfig, Scheduler, View};
 use super::{Client, NetError, NetEvent, Path, PathKind};
 use crate::job::sha256_hex;
 use crate::manifest::Manifest;
@@ -10,9 +13,6 @@ use futures::StreamExt;
 use libp2p::{PeerId, kad};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How long the other candidates may still answer once one executor has accepted.
-const ACCEPT_GRACE: Duration = Duration::from_millis(250);
 
 /// Dials of one candidate before it counts as unreachable, and the pause between them.
 const CONNECT_TRIES: u32 = 3;
@@ -39,7 +39,7 @@ pub struct RemoteOptions {
     pub offer_timeout: Duration,
     /// Time for a bundle round trip (execution included).
     pub job_timeout: Duration,
-    /// Executors offered the job at once.
+    /// Executors looked up and ranked.
     pub max_candidates: usize,
     /// How long to wait for the first LAN peer (mDNS) before looking up (zero: do not wait).
     pub lan_wait: Duration,
@@ -49,6 +49,11 @@ pub struct RemoteOptions {
     /// Where the run is, for a progress display (a watch channel keeps only the
     /// latest stage: a slow reader never holds the run up).
     pub progress: Option<Arc<tokio::sync::watch::Sender<RemoteStage>>>,
+    /// Placement state shared with the node's other jobs (breakers,
+    /// reputation, jobs per executor); `None`: a fresh one for this run.
+    pub sched: Option<Arc<Scheduler>>,
+    /// Where each placement round goes (`--explain`).
+    pub explain: Option<ExplainSink>,
 }
 
 /// How far a remote run has got.
@@ -57,8 +62,10 @@ pub enum RemoteStage {
     /// Looking up executors (LAN, DHT).
     #[default]
     Looking,
-    /// Offering the job to this many executors.
+    /// Ranked this many executors that may take the job; offering to the best.
     Offering(usize),
+    /// Every executor is full: waiting for room.
+    Queued,
     /// The job's bytes went to this executor, which runs it.
     Running(PeerId),
 }
@@ -73,6 +80,8 @@ impl Default for RemoteOptions {
             lan_wait: Duration::ZERO,
             punch_wait: Duration::from_secs(2),
             progress: None,
+            sched: None,
+            explain: None,
         }
     }
 }
@@ -351,7 +360,140 @@ async fn wait_for_direct(client: &Client, peer: PeerId, within: Duration) {
     .await;
 }
 
-/// Runs `manifest` on another peer.
+/// One placement round, as `--explain` prints it: every candidate with its
+/// score or veto, and the one chosen.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Round {
+    /// The attempt this round placed (1 for the first executor, 2 after a take-over).
+    pub attempt: u32,
+    /// Candidates, best first; vetoed ones last.
+    pub candidates: Vec<Candidate>,
+    /// The executor offered the job first.
+    pub chosen: Option<String>,
+}
+
+impl std::fmt::Display for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "placement, attempt {}:", self.attempt)?;
+        for c in &self.candidates {
+            let mark = if self.chosen.as_deref() == Some(c.peer.as_str()) {
+                "->"
+            } else {
+                "  "
+            };
+            match (&c.score, &c.veto) {
+                (Some(s), _) => writeln!(
+                    f,
+                    "{mark} {}  score {:.1} = rtt {:.1} + load {:.1} + queue {:.1} + reliability {:.1}  (rtt {}, {} busy of {} slots, reliability {:.2}, breaker {})",
+                    c.peer,
+                    s.total,
+                    s.rtt,
+                    s.load,
+                    s.queue,
+                    s.reliability,
+                    c.rtt_ms.map_or("unknown".to_owned(), |r| format!("{r:.1} ms")),
+                    c.busy,
+                    c.slots.map_or("?".to_owned(), |n| n.to_string()),
+                    c.reliability,
+                    c.breaker.as_str(),
+                )?,
+                (None, veto) => writeln!(
+                    f,
+                    "   {}  vetoed: {}",
+                    c.peer,
+                    veto.as_deref().unwrap_or("?")
+                )?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rounds kept for one job's explanation.
+const MAX_ROUNDS: usize = 32;
+
+/// Where a job's rounds go (`--explain`, the job's events).
+pub type ExplainSink = Arc<std::sync::Mutex<Vec<Round>>>;
+
+/// How long a probe of a candidate's load may take before it is ranked on what is known.
+const PROBE_LIMIT: Duration = Duration::from_secs(2);
+
+/// A manifest older than this is not offered again: executors decline manifests
+/// older than their replay window (10 minutes), and this leaves a margin.
+const FRESH_FOR: Duration = Duration::from_secs(540);
+
+fn manifest_age(manifest: &Manifest) -> Duration {
+    let parsed = time::OffsetDateTime::parse(
+        &manifest.created_at,
+        &time::format_description::well_known::Rfc3339,
+    );
+    match parsed {
+        Ok(t) => {
+            let age = time::OffsetDateTime::now_utc() - t;
+            Duration::try_from(age).unwrap_or(Duration::ZERO)
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// Refreshes the advertisement of candidates whose last one is older than a
+/// beat interval (one probe each, at once, bounded by [`PROBE_LIMIT`]); a
+/// candidate that cannot be reached is marked failed and left out.
+async fn fresh_views(
+    client: &Client,
+    sched: &Scheduler,
+    peers: &[PeerId],
+    max_age: Duration,
+) -> Vec<(PeerId, View)> {
+    let views = client.views(peers.to_vec()).await.unwrap_or_default();
+    let stale: Vec<PeerId> = peers
+        .iter()
+        .zip(&views)
+        .filter(|(_, v)| {
+            v.liveness != Some(crate::sched::detector::Liveness::Failed)
+                && v.load.as_ref().is_none_or(|(_, age)| *age > max_age)
+        })
+        .map(|(p, _)| *p)
+        .collect();
+    let probes = stale.iter().map(|&peer| async move {
+        let r = tokio::time::timeout(PROBE_LIMIT, client.probe(peer)).await;
+        (peer, r)
+    });
+    for (peer, r) in futures::future::join_all(probes).await {
+        match r {
+            Ok(Ok(_)) => {}
+            // Older releases do not speak beats: ranked with an unknown load.
+            Ok(Err(NetError::Request { reason, .. })) if reason.contains("nsupported") => {}
+            Ok(Err(_)) | Err(_) => {
+                // Unreachable: skipped by later jobs without a dial (decision 0050).
+                if !client.has_direct(peer).await.unwrap_or(false) {
+                    client.mark_failed(peer).await;
+                    sched.record(peer, Outcome::Evidence(Evidence::Timeout));
+                }
+            }
+        }
+    }
+    let views = client.views(peers.to_vec()).await.unwrap_or_default();
+    peers.iter().copied().zip(views).collect()
+}
+
+/// What became of one offer and its bundle.
+enum Tried {
+    /// The job ran and its receipt verified.
+    Done(Box<RemoteOutput>),
+    /// Declined because busy: try the next candidate, or wait for room.
+    Busy(String),
+    /// Not this peer: leave it out of this job (with what it says of the peer).
+    Exclude(String, Option<Evidence>),
+    /// It held the job and failed (detector, timeout, connection): place the job again.
+    TakeOver(String),
+}
+
+/// Runs `manifest` on another peer: ranks the candidates by score, offers to the
+/// best first (the next on a decline), watches the executor while it holds the
+/// job, and places the job again, under the same job id, when the executor
+/// fails (`attempt` and `taken_over_from` in its receipt's placement). A job
+/// with no executor free waits for room (up to the scheduler's `queue_wait`).
 pub async fn run_remote(
     client: &Client,
     manifest: &Manifest,
@@ -386,160 +528,361 @@ pub async fn run_remote(
         let _ = find_executors(client, manifest, options.max_candidates).await;
         options.peers.clone()
     };
+    let sched = options
+        .sched
+        .clone()
+        .unwrap_or_else(|| Scheduler::new(SchedConfig::default()));
     let stage = |s: RemoteStage| {
         if let Some(p) = &options.progress {
             p.send_replace(s);
         }
     };
-    stage(RemoteStage::Offering(candidates.len()));
-    let mut attempts = Vec::new();
-    // Each candidate is connected to, then offered the job, all at once. The run does
-    // not wait for every candidate: once one has accepted, the others get
-    // `ACCEPT_GRACE` more (a dead executor whose provider record outlives it would
-    // otherwise hold every run for the whole connect or offer timeout).
     let text = serde_json::to_string(manifest.as_value()).unwrap_or_default();
-    let mut offers: futures::stream::FuturesUnordered<_> = candidates
-        .iter()
-        .take(options.max_candidates.max(1))
-        .map(|&peer| {
-            let (client, text) = (client.clone(), text.clone());
-            async move {
-                // Connect first: a request to an unreachable peer would otherwise wait
-                // for its own dial. A failed dial is tried again while the offer's time
-                // lasts (on a lossy link one attempt may lose its handshake).
-                let until = tokio::time::Instant::now() + options.offer_timeout;
-                let mut tries = 0;
-                loop {
-                    tries += 1;
-                    match tokio::time::timeout_at(until, client.connect(peer)).await {
-                        Ok(Ok(_)) => break,
-                        Ok(Err(_))
-                            if tries < CONNECT_TRIES
-                                && tokio::time::Instant::now() + CONNECT_PAUSE < until =>
-                        {
-                            tokio::time::sleep(CONNECT_PAUSE).await;
-                        }
-                        Ok(Err(e)) => return (peer, None, Err(e.to_string())),
-                        Err(_) => {
-                            return (peer, None, Err("connection timed out".to_owned()));
-                        }
-                    }
-                }
-                let t = Instant::now();
-                let r = tokio::time::timeout(
-                    options.offer_timeout,
-                    client.request(peer, JobRequest::Offer { manifest: text }),
-                )
-                .await;
-                let rtt = t.elapsed();
-                let r = match r {
-                    Ok(Ok(response)) => Ok(response),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("offer timed out".to_owned()),
-                };
-                (peer, Some(rtt), r)
-            }
-        })
-        .collect();
-    let mut accepted = Vec::new();
-    let mut grace_until: Option<tokio::time::Instant> = None;
+    // The job waits for room while its manifest stays fresh (decision 0050).
+    let fresh_left = FRESH_FOR.saturating_sub(manifest_age(manifest));
+    let queue_until = Instant::now() + sched.config().queue_wait.min(fresh_left);
+    let salt = crate::job::sha256_hex(manifest.nonce.as_bytes())
+        .get(..16)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0);
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut excluded: std::collections::HashSet<PeerId> = Default::default();
+    let mut attempt: u32 = 0;
+    let mut taken_over_from: Option<PeerId> = None;
+    let mut waited = Duration::from_millis(50);
     loop {
-        let next = match grace_until {
-            Some(at) => match tokio::time::timeout_at(at, offers.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            },
-            None => offers.next().await,
+        let pool: Vec<PeerId> = candidates
+            .iter()
+            .copied()
+            .filter(|p| !excluded.contains(p))
+            .take(options.max_candidates.max(1))
+            .collect();
+        if pool.is_empty() {
+            return Err(RemoteError::AllFailed(attempts));
+        }
+        let views = fresh_views(client, &sched, &pool, client_interval(client)).await;
+        let ranked = sched.rank(&views, salt);
+        let mut round = Round {
+            attempt: attempt + 1,
+            candidates: ranked.iter().map(|(_, c)| c.clone()).collect(),
+            chosen: None,
         };
-        let Some((peer, rtt, r)) = next else { break };
-        let outcome = match r {
-            Ok(JobResponse::Accept {
-                job_id,
-                has_module,
-                receipt,
-            }) if job_id == manifest.job_id() => {
-                accepted.push((rtt.unwrap_or_default(), peer, has_module, receipt));
-                grace_until.get_or_insert(tokio::time::Instant::now() + ACCEPT_GRACE);
+        stage(RemoteStage::Offering(ranked.iter().filter(|(_, c)| c.veto.is_none()).count()));
+        let mut busy_seen = false;
+        let mut outcome_of_round = None;
+        for (peer, cand) in &ranked {
+            let peer = *peer;
+            if let Some(veto) = &cand.veto {
+                // Failed peers are left out of this job for good; full ones may free up.
+                if veto.starts_with("failed") {
+                    excluded.insert(peer);
+                    attempts.push(Attempt {
+                        peer,
+                        rtt: None,
+                        outcome: format!("skipped without a dial: {veto}"),
+                    });
+                } else {
+                    busy_seen = true;
+                }
                 continue;
             }
-            Ok(JobResponse::Accept { .. }) => "accepted under another job id".to_owned(),
-            Ok(JobResponse::Decline { reason, message }) => {
-                format!("declined ({reason}): {message}")
-            }
-            Ok(other) => format!("answered an offer with {}", response_kind(&other)),
-            Err(e) => e,
-        };
-        attempts.push(Attempt { peer, rtt, outcome });
-    }
-    // Candidates still connecting or answering are left: an offer they accept later
-    // expires on their side unused (its reservation's time to live).
-    drop(offers);
-    accepted.sort_by_key(|(rtt, _, _, _)| *rtt);
-    for (rtt, peer, has_module, promised) in accepted {
-        wait_for_direct(client, peer, options.punch_wait).await;
-        stage(RemoteStage::Running(peer));
-        let bundle = JobRequest::Bundle {
-            job_id: manifest.job_id().to_owned(),
-            module: (!has_module).then(|| module.to_vec()),
-            input: input.clone(),
-        };
-        let outcome =
-            match tokio::time::timeout(options.job_timeout, client.request_traced(peer, bundle))
-                .await
-            {
-                Ok(Ok((
-                    JobResponse::Result {
-                        receipt,
-                        stdout,
-                        stderr,
-                    },
-                    path,
-                ))) => match Receipt::from_json(&receipt) {
-                    Ok(receipt) => {
-                        match check_receipt(
-                            &receipt,
-                            peer,
-                            manifest,
-                            promised.as_deref(),
-                            &stdout,
-                            &stderr,
-                        ) {
-                            Ok(()) => {
-                                attempts.push(Attempt {
-                                    peer,
-                                    rtt: Some(rtt),
-                                    outcome: "succeeded".into(),
-                                });
-                                let path = signed_path(&receipt).unwrap_or(path);
-                                return Ok(RemoteOutput {
-                                    executor: peer,
-                                    receipt,
-                                    stdout,
-                                    stderr,
-                                    attempts,
-                                    path,
-                                });
-                            }
-                            Err(why) => why,
-                        }
-                    }
-                    Err(e) => format!("unreadable receipt: {e}"),
-                },
-                Ok(Ok((JobResponse::Failure { reason, message }, _))) => {
-                    format!("failed ({reason}): {message}")
-                }
-                Ok(Ok((other, _))) => format!("answered a bundle with {}", response_kind(&other)),
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "job timed out".to_owned(),
+            let Some(ticket) = sched.take(peer, None) else {
+                busy_seen = true;
+                continue;
             };
-        tracing::warn!(%peer, %outcome, "executor failed, trying the next");
-        attempts.push(Attempt {
-            peer,
-            rtt: Some(rtt),
-            outcome,
-        });
+            round.chosen.get_or_insert_with(|| peer.to_string());
+            let placement = BundlePlacement {
+                attempt: attempt + 1,
+                taken_over_from: taken_over_from.map(|p| p.to_string()),
+            };
+            let tried = try_one(
+                client,
+                manifest,
+                &text,
+                &module,
+                &input,
+                options,
+                peer,
+                &placement,
+                &mut attempts,
+                &stage,
+            )
+            .await;
+            drop(ticket);
+            match tried {
+                Tried::Done(out) => {
+                    sched.record(peer, Outcome::Evidence(Evidence::Valid));
+                    explain(options, round);
+                    let mut out = *out;
+                    out.attempts = std::mem::take(&mut attempts);
+                    return Ok(out);
+                }
+                Tried::Busy(why) => {
+                    sched.record(peer, Outcome::Neutral);
+                    attempts.push(Attempt {
+                        peer,
+                        rtt: None,
+                        outcome: why,
+                    });
+                    busy_seen = true;
+                }
+                Tried::Exclude(why, evidence) => {
+                    if let Some(e) = evidence {
+                        sched.record(peer, Outcome::Evidence(e));
+                    } else {
+                        sched.record(peer, Outcome::Neutral);
+                    }
+                    excluded.insert(peer);
+                    attempts.push(Attempt {
+                        peer,
+                        rtt: None,
+                        outcome: why,
+                    });
+                }
+                Tried::TakeOver(why) => {
+                    sched.record(peer, Outcome::Evidence(Evidence::Timeout));
+                    tracing::warn!(%peer, %why, attempt = attempt + 1, "executor failed holding the job; placing it again");
+                    excluded.insert(peer);
+                    attempts.push(Attempt {
+                        peer,
+                        rtt: None,
+                        outcome: why,
+                    });
+                    attempt += 1;
+                    taken_over_from = Some(peer);
+                    outcome_of_round = Some(());
+                    break;
+                }
+            }
+        }
+        explain(options, round);
+        if outcome_of_round.is_some() {
+            continue;
+        }
+        if !busy_seen || Instant::now() >= queue_until {
+            return Err(RemoteError::AllFailed(attempts));
+        }
+        // Every candidate is full or busy: wait for room (a job of this node
+        // ending, or a while), then rank again on fresh advertisements.
+        stage(RemoteStage::Queued);
+        sched.wait_for_room(waited).await;
+        waited = (waited * 2).min(Duration::from_secs(1));
+        // Keep the record of busy declines short: a queued job may wait many rounds.
+        if attempts.len() > 64 {
+            attempts.drain(..attempts.len() - 64);
+        }
     }
-    Err(RemoteError::AllFailed(attempts))
+}
+
+/// The beat interval placement treats as the longest an advertisement may be
+/// used without a probe.
+fn client_interval(_client: &Client) -> Duration {
+    crate::sched::detector::DetectorConfig::default().interval
+}
+
+fn explain(options: &RemoteOptions, round: Round) {
+    if let Some(sink) = &options.explain
+        && let Ok(mut rounds) = sink.lock()
+        && rounds.len() < MAX_ROUNDS
+    {
+        rounds.push(round);
+    }
+}
+
+/// Connects to `peer`, offers the job, and if it accepts sends the bytes while
+/// watching it with beats.
+#[allow(clippy::too_many_arguments)]
+async fn try_one(
+    client: &Client,
+    manifest: &Manifest,
+    text: &str,
+    module: &Arc<[u8]>,
+    input: &[u8],
+    options: &RemoteOptions,
+    peer: PeerId,
+    placement: &BundlePlacement,
+    attempts: &mut Vec<Attempt>,
+    stage: &(dyn Fn(RemoteStage) + Sync),
+) -> Tried {
+    // Connect first: a request to an unreachable peer would otherwise wait for
+    // its own dial. A failed dial is tried again while the offer's time lasts
+    // (on a lossy link one attempt may lose its handshake).
+    let until = tokio::time::Instant::now() + options.offer_timeout;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match tokio::time::timeout_at(until, client.connect(peer)).await {
+            Ok(Ok(_)) => break,
+            Ok(Err(_))
+                if tries < CONNECT_TRIES && tokio::time::Instant::now() + CONNECT_PAUSE < until =>
+            {
+                tokio::time::sleep(CONNECT_PAUSE).await;
+            }
+            Ok(Err(e)) => {
+                client.mark_failed(peer).await;
+                return Tried::Exclude(e.to_string(), Some(Evidence::Timeout));
+            }
+            Err(_) => {
+                client.mark_failed(peer).await;
+                return Tried::Exclude("connection timed out".to_owned(), Some(Evidence::Timeout));
+            }
+        }
+    }
+    let t = Instant::now();
+    let r = tokio::time::timeout(
+        options.offer_timeout,
+        client.request(
+            peer,
+            JobRequest::Offer {
+                manifest: text.to_owned(),
+            },
+        ),
+    )
+    .await;
+    let rtt = t.elapsed();
+    let (has_module, promised) = match r {
+        Ok(Ok(JobResponse::Accept {
+            job_id,
+            has_module,
+            receipt,
+        })) if job_id == manifest.job_id() => (has_module, receipt),
+        Ok(Ok(JobResponse::Accept { .. })) => {
+            return Tried::Exclude(
+                "accepted under another job id".to_owned(),
+                Some(Evidence::Invalid),
+            );
+        }
+        Ok(Ok(JobResponse::Decline {
+            reason: DeclineReason::Busy,
+            message,
+        })) => return Tried::Busy(format!("declined (busy): {message}")),
+        Ok(Ok(JobResponse::Decline { reason, message })) => {
+            // A decline about the job (runtime, label, limits) says nothing of the peer.
+            let evidence = matches!(
+                reason,
+                DeclineReason::Policy | DeclineReason::ReplayedNonce
+            )
+            .then_some(Evidence::Refusal);
+            return Tried::Exclude(format!("declined ({reason}): {message}"), evidence);
+        }
+        Ok(Ok(other)) => {
+            return Tried::Exclude(
+                format!("answered an offer with {}", response_kind(&other)),
+                Some(Evidence::Invalid),
+            );
+        }
+        Ok(Err(e)) => return Tried::Exclude(e.to_string(), Some(Evidence::Timeout)),
+        Err(_) => {
+            return Tried::Exclude("offer timed out".to_owned(), Some(Evidence::Timeout));
+        }
+    };
+    wait_for_direct(client, peer, options.punch_wait).await;
+    stage(RemoteStage::Running(peer));
+    let bundle = JobRequest::Bundle {
+        job_id: manifest.job_id().to_owned(),
+        module: (!has_module).then(|| module.to_vec()),
+        input: input.to_vec(),
+        placement: Some(placement.clone()),
+    };
+    // Watched while it holds the job: a peer that misses its beats is failed
+    // and the job placed again, long before the job's own timeout.
+    let mut events = client.events();
+    client.watch(peer, true).await;
+    let failed = async {
+        loop {
+            match events.recv().await {
+                Ok(NetEvent::PeerFailed(p)) if p == peer => break,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    std::future::pending::<()>().await;
+                }
+                _ => {}
+            }
+        }
+    };
+    let answer = tokio::select! {
+        r = tokio::time::timeout(options.job_timeout, client.request_traced(peer, bundle)) => Some(r),
+        () = failed => None,
+    };
+    client.watch(peer, false).await;
+    let outcome = match answer {
+        None => return Tried::TakeOver("failed while running the job: missed its beats".into()),
+        Some(Err(_)) => return Tried::TakeOver("job timed out".into()),
+        Some(Ok(Err(e))) => return Tried::TakeOver(e.to_string()),
+        Some(Ok(Ok((
+            JobResponse::Result {
+                receipt,
+                stdout,
+                stderr,
+            },
+            path,
+        )))) => match Receipt::from_json(&receipt) {
+            Ok(receipt) => {
+                match check_receipt(
+                    &receipt,
+                    peer,
+                    manifest,
+                    promised.as_deref(),
+                    &stdout,
+                    &stderr,
+                )
+                .and_then(|()| check_placement(&receipt, placement))
+                {
+                    Ok(()) => {
+                        attempts.push(Attempt {
+                            peer,
+                            rtt: Some(rtt),
+                            outcome: "succeeded".into(),
+                        });
+                        let path = signed_path(&receipt).unwrap_or(path);
+                        return Tried::Done(Box::new(RemoteOutput {
+                            executor: peer,
+                            receipt,
+                            stdout,
+                            stderr,
+                            attempts: Vec::new(),
+                            path,
+                        }));
+                    }
+                    Err(why) => Err(why),
+                }
+            }
+            Err(e) => Err(format!("unreadable receipt: {e}")),
+        },
+        Some(Ok(Ok((JobResponse::Failure { reason, message }, _)))) => {
+            if reason == FailureReason::Busy {
+                return Tried::Busy(format!("failed (busy): {message}"));
+            }
+            Ok(format!("failed ({reason}): {message}"))
+        }
+        Some(Ok(Ok((other, _)))) => Ok(format!(
+            "answered a bundle with {}",
+            response_kind(&other)
+        )),
+    };
+    tracing::warn!(%peer, ?outcome, "executor failed, trying the next");
+    match outcome {
+        // A receipt that does not verify or match weighs heavily (decision 0052).
+        Err(why) => Tried::Exclude(why, Some(Evidence::Invalid)),
+        Ok(why) => Tried::Exclude(why, Some(Evidence::Failure)),
+    }
+}
+
+/// The placement a receipt signs is the one the bundle asked for (an executor
+/// of a release before it signs none: `attempt` null).
+fn check_placement(receipt: &Receipt, asked: &BundlePlacement) -> Result<(), String> {
+    let Some(p) = receipt.as_map().get("placement") else {
+        return Ok(());
+    };
+    match p.get("attempt").and_then(|a| a.as_u64()) {
+        None => Ok(()),
+        Some(a) if a == u64::from(asked.attempt)
+            && p.get("taken_over_from").and_then(|t| t.as_str())
+                == asked.taken_over_from.as_deref() =>
+        {
+            Ok(())
+        }
+        Some(_) => Err("receipt placement is not the attempt this node asked for".into()),
+    }
 }
 
 #[cfg(test)]

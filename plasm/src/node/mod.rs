@@ -100,6 +100,8 @@ pub struct NodeConfig {
     pub grace: Duration,
     /// How worker processes are started and bounded.
     pub sandbox: crate::runtime::worker::Settings,
+    /// Where jobs sent to peers run: score weights, breakers, queueing.
+    pub placement: crate::sched::SchedConfig,
 }
 
 impl NodeConfig {
@@ -127,6 +129,7 @@ impl NodeConfig {
             remote: crate::service::RemoteLimits::default(),
             grace: Duration::from_secs(30),
             sandbox: crate::runtime::worker::Settings::default(),
+            placement: crate::sched::SchedConfig::default(),
             listen,
             bootstrap: Vec::new(),
             mode: Mode::Node,
@@ -185,6 +188,8 @@ pub struct Node {
     listen_addrs: Vec<Multiaddr>,
     tasks: Vec<JoinHandle<()>>,
     event_loop: JoinHandle<()>,
+    /// Placement state of the jobs this node sends to peers.
+    sched: Arc<crate::sched::Scheduler>,
 }
 
 impl std::fmt::Debug for Node {
@@ -262,6 +267,7 @@ impl Node {
             )
             .with_served(tx);
             tasks.push(tokio::spawn(executor.run(inbound)));
+            client.set_load_source(load_source(&pool, &config, settings)).await;
             Some(pool)
         } else {
             None
@@ -279,6 +285,7 @@ impl Node {
             tasks,
             event_loop,
             _data_lock: data_lock,
+            sched: crate::sched::Scheduler::new(config.placement),
         };
         if let (Some(addr), true) = (config.api, config.mode != Mode::Client) {
             node.start_api(&config, addr).await?;
@@ -360,6 +367,19 @@ impl Node {
             .map_err(|e| NodeError::Config(e.to_string()))??;
         let store = Arc::new(store);
         self.tasks.push(tokio::spawn(retention(store.clone())));
+        // Reputation is this node's own evidence, kept across restarts.
+        let kept = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.reputation())
+                .await
+                .map_err(|e| NodeError::Config(e.to_string()))??
+        };
+        self.sched.restore(
+            kept.into_iter()
+                .filter_map(|(p, r)| p.parse::<PeerId>().ok().map(|p| (p, r))),
+        );
+        self.tasks
+            .push(tokio::spawn(keep_reputation(store.clone(), self.sched.clone())));
         if let Some(rx) = self.served.take() {
             self.tasks
                 .push(tokio::spawn(record_served(store.clone(), rx)));
@@ -372,6 +392,7 @@ impl Node {
                 Some(self.client.clone()),
             )
             .with_fuel_counter(self.executor_metrics.node_fuel.clone())
+            .with_scheduler(self.sched.clone())
             .with_remote_limits(config.remote)
             .with_maxima(crate::service::JobMaxima {
                 fuel: config.policy.max_fuel,
@@ -398,6 +419,12 @@ impl Node {
         self.api = Some(ApiServer::bind(addr, app, config.api_tls.clone())?);
         self.service = Some(service);
         Ok(())
+    }
+
+    /// Placement state of the jobs this node sends to peers (pass it in
+    /// [`crate::net::remote::RemoteOptions::sched`] to share breakers and reputation).
+    pub fn scheduler(&self) -> &Arc<crate::sched::Scheduler> {
+        &self.sched
     }
 
     /// The bound API address, when the API runs.
@@ -527,6 +554,9 @@ impl Node {
         while busy(&self) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        if let Some(service) = &self.service {
+            flush_reputation(service.store(), &self.sched).await;
+        }
         // The grace is over: jobs still running lose their worker processes.
         if let Some(pool) = &self.pool {
             pool.runtime().kill_running();
@@ -551,6 +581,87 @@ impl Node {
 
 /// Clears old outputs and deletes jobs past their retention once a second, off
 /// the async threads, one bounded batch each (see `store::retention`).
+/// How often changed reputation records are written to the store.
+const REPUTATION_FLUSH: Duration = Duration::from_secs(10);
+
+/// Writes changed reputation records to the store, off the async tasks.
+async fn keep_reputation(store: Arc<Store>, sched: Arc<crate::sched::Scheduler>) {
+    let mut tick = tokio::time::interval(REPUTATION_FLUSH);
+    loop {
+        tick.tick().await;
+        flush_reputation(&store, &sched).await;
+    }
+}
+
+async fn flush_reputation(store: &Arc<Store>, sched: &crate::sched::Scheduler) {
+    let changed: Vec<(String, crate::sched::reputation::Record)> = sched
+        .take_dirty()
+        .into_iter()
+        .map(|(p, r)| (p.to_string(), r))
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.save_reputation(&changed)).await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not store peers' reputation"),
+        Err(e) => tracing::warn!(error = %e, "could not store peers' reputation"),
+        Ok(Ok(())) => {}
+    }
+}
+
+/// What this executor advertises in its beats: read from the pool when asked.
+fn load_source(
+    pool: &Arc<WorkerPool>,
+    config: &NodeConfig,
+    settings: crate::net::profile::ProfileSettings,
+) -> crate::net::beat::LoadSource {
+    let pool = pool.clone();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let memory_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024);
+    let engines: Vec<String> = config
+        .policy
+        .engines
+        .offered
+        .iter()
+        .map(|e| e.as_str().to_owned())
+        .take(crate::sched::MAX_LOAD_NAMES)
+        .collect();
+    let labels: Vec<String> = config
+        .policy
+        .labels
+        .iter()
+        .filter(|l| l.len() <= crate::sched::MAX_LOAD_NAME_BYTES)
+        .take(crate::sched::MAX_LOAD_NAMES)
+        .cloned()
+        .collect();
+    let profile = config.net.reach.profile.as_str().to_owned();
+    let accepting = settings.execute_for_others;
+    crate::net::beat::LoadSource(Arc::new(move || {
+        let stats = pool.stats();
+        let (slots, queue_cap) = pool.capacity();
+        crate::sched::Load {
+            running: stats.running as u32,
+            queued: stats.queued as u32,
+            slots: slots as u32,
+            queue_cap: queue_cap as u32,
+            cores,
+            memory_mb,
+            engines: engines.clone(),
+            labels: labels.clone(),
+            profile: profile.clone(),
+            accepting,
+        }
+    }))
+}
+
 async fn retention(store: Arc<Store>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

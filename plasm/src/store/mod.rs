@@ -110,6 +110,8 @@ pub struct JobRow {
     pub path: Option<String>,
     /// The relay's peer id, when relayed.
     pub relay: Option<String>,
+    /// Every executor a remote job was tried on, as a JSON array (issue 23).
+    pub attempts: Option<String>,
 }
 
 /// The store.
@@ -137,7 +139,7 @@ pub use retention::JobRetention;
 
 /// The columns [`job_row`] reads, in its order.
 const JOB_COLUMNS: &str = "job_id, manifest, state, placement, executor, submitted_at, \
-    started_at, finished_at, error, receipt, path, relay";
+    started_at, finished_at, error, receipt, path, relay, attempts";
 
 /// A [`JobRow`] from a row selected with [`JOB_COLUMNS`].
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
@@ -154,6 +156,7 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         receipt: r.get(9)?,
         path: r.get(10)?,
         relay: r.get(11)?,
+        attempts: r.get(12)?,
     })
 }
 
@@ -197,7 +200,19 @@ const MIGRATIONS: &[&str] = &[
         error TEXT,
         receipt TEXT
     );",
+    // 2 -> 3: every executor a remote job was tried on, and this node's own
+    // evidence about each peer (decision 0052).
+    "ALTER TABLE jobs ADD COLUMN attempts TEXT;
+     CREATE TABLE reputation (
+        peer TEXT PRIMARY KEY,
+        good REAL NOT NULL,
+        bad REAL NOT NULL,
+        at INTEGER NOT NULL
+    );",
 ];
+
+/// Peers whose reputation is kept.
+pub const MAX_REPUTATION: usize = 10_000;
 
 /// The schema version this release writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -354,6 +369,56 @@ impl Store {
             params![job_id],
         )?;
         Ok(())
+    }
+
+    /// Records every executor a remote job was tried on (a JSON array).
+    pub fn set_attempts(&self, job_id: &str, attempts: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE jobs SET attempts = ?2 WHERE job_id = ?1",
+            params![job_id, attempts],
+        )?;
+        Ok(())
+    }
+
+    /// Stores peers' reputation records, keeping at most [`MAX_REPUTATION`]
+    /// (those with the least evidence go first).
+    pub fn save_reputation(
+        &self,
+        records: &[(String, crate::sched::reputation::Record)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (peer, r) in records {
+            tx.execute(
+                "INSERT INTO reputation (peer, good, bad, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(peer) DO UPDATE SET good = ?2, bad = ?3, at = ?4",
+                params![peer, r.good, r.bad, r.at],
+            )?;
+        }
+        tx.execute(
+            "DELETE FROM reputation WHERE peer NOT IN
+               (SELECT peer FROM reputation ORDER BY good + bad DESC, at DESC LIMIT ?1)",
+            params![MAX_REPUTATION as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every peer's stored reputation record.
+    pub fn reputation(&self) -> Result<Vec<(String, crate::sched::reputation::Record)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT peer, good, bad, at FROM reputation")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                crate::sched::reputation::Record {
+                    good: r.get(1)?,
+                    bad: r.get(2)?,
+                    at: r.get(3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Records a failure (no receipt).
