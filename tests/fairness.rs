@@ -84,6 +84,7 @@ async fn a_flooding_peer_cannot_deny_service_to_another() {
                         job_id: m.job_id().to_owned(),
                         module: Some(module.clone()),
                         input: b"not the input".to_vec(),
+                        placement: None,
                     };
                     let _ = client.request(target, bad).await;
                 }

@@ -162,6 +162,7 @@ async fn offers_are_refused_with_typed_reasons() {
                 job_id: "0".repeat(64),
                 module: Some(module.clone()),
                 input: vec![],
+                placement: None,
             },
         )
         .await
@@ -184,6 +185,7 @@ async fn offers_are_refused_with_typed_reasons() {
                 job_id: good.job_id().into(),
                 module: Some(b"\0asm\x01\0\0\0".to_vec()),
                 input: vec![],
+                placement: None,
             },
         )
         .await
@@ -221,6 +223,7 @@ async fn offers_are_refused_with_typed_reasons() {
                 job_id: again.job_id().into(),
                 module: None,
                 input: vec![],
+                placement: None,
             },
         )
         .await
@@ -245,6 +248,7 @@ async fn oversized_bundles_are_dropped_and_the_node_keeps_serving() {
                 job_id: m.job_id().into(),
                 module: Some(big),
                 input: vec![],
+                placement: None,
             },
         )
         .await

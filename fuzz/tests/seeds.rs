@@ -79,11 +79,13 @@ fn write_seeds() {
             job_id: "a".repeat(64),
             module: Some(b"\0asm\x01\0\0\0".to_vec()),
             input: b"in".to_vec(),
+            placement: None,
         },
         JobRequest::Bundle {
             job_id: "b".repeat(64),
             module: None,
             input: vec![],
+            placement: None,
         },
     ];
     for (i, r) in requests.into_iter().enumerate() {

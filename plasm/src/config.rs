@@ -796,7 +796,8 @@ impl Config {
             queue_wait: Duration::from_secs(p.queue_wait_seconds.min(540)),
         };
         c.net.detector.interval = Duration::from_secs(p.beat_seconds);
-        c.net.detector.probe_timeout = (c.net.detector.interval / 5).max(Duration::from_millis(200));
+        c.net.detector.probe_timeout =
+            (c.net.detector.interval / 5).max(Duration::from_millis(200));
         c.net.limits.beat_timeout = c.net.detector.interval;
         Ok(c)
     }

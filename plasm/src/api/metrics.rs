@@ -83,13 +83,41 @@ type BeatCounter = (
 fn beat_counters() -> [BeatCounter; 7] {
     use std::sync::atomic::Ordering::Relaxed;
     [
-        ("plasm_beats_sent", "Beats sent to watched peers and probes", |s| s.sent.load(Relaxed)),
-        ("plasm_beats_answered", "Beats this node sent that were answered", |s| s.answered.load(Relaxed)),
-        ("plasm_beats_served", "Beats from peers this node answered", |s| s.served.load(Relaxed)),
-        ("plasm_beats_rate_limited", "Beats from peers dropped by the per-peer rate limit", |s| s.rate_limited.load(Relaxed)),
-        ("plasm_beats_malformed", "Beats dropped as oversized, undecodable or out of bounds", |s| s.malformed.load(Relaxed)),
-        ("plasm_peers_suspected", "Watched peers that missed two beats", |s| s.suspected.load(Relaxed)),
-        ("plasm_peers_failed", "Watched peers that missed two beats and the probe", |s| s.failed.load(Relaxed)),
+        (
+            "plasm_beats_sent",
+            "Beats sent to watched peers and probes",
+            |s| s.sent.load(Relaxed),
+        ),
+        (
+            "plasm_beats_answered",
+            "Beats this node sent that were answered",
+            |s| s.answered.load(Relaxed),
+        ),
+        (
+            "plasm_beats_served",
+            "Beats from peers this node answered",
+            |s| s.served.load(Relaxed),
+        ),
+        (
+            "plasm_beats_rate_limited",
+            "Beats from peers dropped by the per-peer rate limit",
+            |s| s.rate_limited.load(Relaxed),
+        ),
+        (
+            "plasm_beats_malformed",
+            "Beats dropped as oversized, undecodable or out of bounds",
+            |s| s.malformed.load(Relaxed),
+        ),
+        (
+            "plasm_peers_suspected",
+            "Watched peers that missed two beats",
+            |s| s.suspected.load(Relaxed),
+        ),
+        (
+            "plasm_peers_failed",
+            "Watched peers that missed two beats and the probe",
+            |s| s.failed.load(Relaxed),
+        ),
     ]
 }
 

@@ -34,6 +34,8 @@ pub const MAX_BEAT_PEERS: usize = 4096;
 /// How long a peer found failed is skipped without a dial (unless it connects
 /// or answers meanwhile): a dead provider's record outlives it by up to an hour.
 pub const FAILED_MEMORY: Duration = Duration::from_secs(300);
+/// Probes waiting on one beat in flight.
+pub const MAX_PROBE_WAITERS: usize = 4096;
 /// Inbound beats per peer per second, sustained, and in a burst.
 pub const BEAT_RATE: f64 = 5.0;
 /// See [`BEAT_RATE`].
@@ -92,7 +94,9 @@ pub struct Beats {
     watched: HashMap<PeerId, Watch>,
     views: HashMap<PeerId, (Load, Instant)>,
     failed: HashMap<PeerId, Instant>,
-    pending: HashMap<OutboundRequestId, (PeerId, Instant, Option<ProbeReply>)>,
+    pending: HashMap<OutboundRequestId, (PeerId, Instant, Vec<ProbeReply>)>,
+    /// The beat in flight to each peer: probes wait for it rather than send another.
+    inflight: HashMap<PeerId, OutboundRequestId>,
     buckets: HashMap<PeerId, (f64, Instant)>,
     /// Counters.
     pub stats: Arc<BeatStats>,
@@ -119,6 +123,7 @@ impl Beats {
             views: HashMap::new(),
             failed: HashMap::new(),
             pending: HashMap::new(),
+            inflight: HashMap::new(),
             buckets: HashMap::new(),
             stats,
         }
@@ -174,7 +179,29 @@ impl Beats {
         now: Instant,
     ) {
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
-        self.pending.insert(id, (peer, now, reply));
+        self.inflight.insert(peer, id);
+        self.pending
+            .insert(id, (peer, now, reply.into_iter().collect()));
+    }
+
+    /// Whether a beat to `peer` is in flight; if so, `reply` (a probe's) waits
+    /// for its answer and `None` is returned, else `reply` is given back.
+    pub fn join(&mut self, peer: PeerId, reply: ProbeReply) -> Option<ProbeReply> {
+        match self
+            .inflight
+            .get(&peer)
+            .and_then(|id| self.pending.get_mut(id))
+        {
+            Some((_, _, waiting)) if waiting.len() < MAX_PROBE_WAITERS => {
+                waiting.push(reply);
+                None
+            }
+            Some(_) => {
+                let _ = reply.send(Err("too many probes of this peer waiting".into()));
+                None
+            }
+            None => Some(reply),
+        }
     }
 
     /// The answer to request `id`; returns the peer and round trip.
@@ -184,7 +211,10 @@ impl Beats {
         beat: Beat,
         now: Instant,
     ) -> Option<(PeerId, Duration)> {
-        let (peer, sent, reply) = self.pending.remove(&id)?;
+        let (peer, sent, replies) = self.pending.remove(&id)?;
+        if self.inflight.get(&peer) == Some(&id) {
+            self.inflight.remove(&peer);
+        }
         let rtt = now.saturating_duration_since(sent);
         self.stats.answered.fetch_add(1, Ordering::Relaxed);
         self.heard(peer, now);
@@ -209,16 +239,21 @@ impl Beats {
             }
             self.views.insert(peer, (l.clone(), now));
         }
-        if let Some(reply) = reply {
-            let _ = reply.send(Ok((load, rtt)));
+        for reply in replies {
+            let _ = reply.send(Ok((load.clone(), rtt)));
         }
         Some((peer, rtt))
     }
 
     /// Request `id` failed (no answer: the detector counts by time, not by this).
     pub fn lost(&mut self, id: OutboundRequestId, why: String) {
-        if let Some((_, _, Some(reply))) = self.pending.remove(&id) {
-            let _ = reply.send(Err(why));
+        if let Some((peer, _, replies)) = self.pending.remove(&id) {
+            if self.inflight.get(&peer) == Some(&id) {
+                self.inflight.remove(&peer);
+            }
+            for reply in replies {
+                let _ = reply.send(Err(why.clone()));
+            }
         }
     }
 
@@ -291,7 +326,7 @@ impl Beats {
             }
             if now >= w.next {
                 w.next = now + c.interval;
-                if !out.send.contains(peer) {
+                if !out.send.contains(peer) && !self.inflight.contains_key(peer) {
                     out.send.push(*peer);
                 }
             }

@@ -146,7 +146,7 @@ impl Behaviour {
             [(BEAT_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(limits.beat_timeout)
-                .with_max_concurrent_streams(4),
+                .with_max_concurrent_streams(8),
         );
         let connection_limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(limits.max_connections))

@@ -3,12 +3,12 @@
 //! with beats, verify the receipt, and place the job again when it fails.
 
 use super::protocol::{BundlePlacement, DeclineReason, FailureReason, JobRequest, JobResponse};
-use crate::sched::reputation::Evidence;
-use crate::sched::{Candidate, Outcome, SchedConfig, Scheduler, View};
 use super::{Client, NetError, NetEvent, Path, PathKind};
 use crate::job::sha256_hex;
 use crate::manifest::Manifest;
 use crate::receipt::Receipt;
+use crate::sched::reputation::Evidence;
+use crate::sched::{Candidate, Outcome, SchedConfig, Scheduler, View};
 use futures::StreamExt;
 use libp2p::{PeerId, kad};
 use std::sync::Arc;
@@ -391,7 +391,8 @@ impl std::fmt::Display for Round {
                     s.load,
                     s.queue,
                     s.reliability,
-                    c.rtt_ms.map_or("unknown".to_owned(), |r| format!("{r:.1} ms")),
+                    c.rtt_ms
+                        .map_or("unknown".to_owned(), |r| format!("{r:.1} ms")),
                     c.busy,
                     c.slots.map_or("?".to_owned(), |n| n.to_string()),
                     c.reliability,
@@ -462,15 +463,14 @@ async fn fresh_views(
     for (peer, r) in futures::future::join_all(probes).await {
         match r {
             Ok(Ok(_)) => {}
-            // Older releases do not speak beats: ranked with an unknown load.
-            Ok(Err(NetError::Request { reason, .. })) if reason.contains("nsupported") => {}
-            Ok(Err(_)) | Err(_) => {
-                // Unreachable: skipped by later jobs without a dial (decision 0050).
-                if !client.has_direct(peer).await.unwrap_or(false) {
-                    client.mark_failed(peer).await;
-                    sched.record(peer, Outcome::Evidence(Evidence::Timeout));
-                }
+            // Unreachable: skipped by later jobs without a dial (decision 0050).
+            Ok(Err(NetError::Request { reason, .. })) if reason.contains("Failed to dial") => {
+                client.mark_failed(peer).await;
+                sched.record(peer, Outcome::Evidence(Evidence::Timeout));
             }
+            // Slow to answer, or an older release without beats: ranked on what
+            // is known (an unknown load counts as half busy).
+            Ok(Err(_)) | Err(_) => {}
         }
     }
     let views = client.views(peers.to_vec()).await.unwrap_or_default();
@@ -567,7 +567,9 @@ pub async fn run_remote(
             candidates: ranked.iter().map(|(_, c)| c.clone()).collect(),
             chosen: None,
         };
-        stage(RemoteStage::Offering(ranked.iter().filter(|(_, c)| c.veto.is_none()).count()));
+        stage(RemoteStage::Offering(
+            ranked.iter().filter(|(_, c)| c.veto.is_none()).count(),
+        ));
         let mut busy_seen = false;
         let mut outcome_of_round = None;
         for (peer, cand) in &ranked {
@@ -758,11 +760,8 @@ async fn try_one(
         })) => return Tried::Busy(format!("declined (busy): {message}")),
         Ok(Ok(JobResponse::Decline { reason, message })) => {
             // A decline about the job (runtime, label, limits) says nothing of the peer.
-            let evidence = matches!(
-                reason,
-                DeclineReason::Policy | DeclineReason::ReplayedNonce
-            )
-            .then_some(Evidence::Refusal);
+            let evidence = matches!(reason, DeclineReason::Policy | DeclineReason::ReplayedNonce)
+                .then_some(Evidence::Refusal);
             return Tried::Exclude(format!("declined ({reason}): {message}"), evidence);
         }
         Ok(Ok(other)) => {
@@ -854,10 +853,7 @@ async fn try_one(
             }
             Ok(format!("failed ({reason}): {message}"))
         }
-        Some(Ok(Ok((other, _)))) => Ok(format!(
-            "answered a bundle with {}",
-            response_kind(&other)
-        )),
+        Some(Ok(Ok((other, _)))) => Ok(format!("answered a bundle with {}", response_kind(&other))),
     };
     tracing::warn!(%peer, ?outcome, "executor failed, trying the next");
     match outcome {
@@ -875,9 +871,10 @@ fn check_placement(receipt: &Receipt, asked: &BundlePlacement) -> Result<(), Str
     };
     match p.get("attempt").and_then(|a| a.as_u64()) {
         None => Ok(()),
-        Some(a) if a == u64::from(asked.attempt)
-            && p.get("taken_over_from").and_then(|t| t.as_str())
-                == asked.taken_over_from.as_deref() =>
+        Some(a)
+            if a == u64::from(asked.attempt)
+                && p.get("taken_over_from").and_then(|t| t.as_str())
+                    == asked.taken_over_from.as_deref() =>
         {
             Ok(())
         }

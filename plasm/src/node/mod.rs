@@ -267,7 +267,9 @@ impl Node {
             )
             .with_served(tx);
             tasks.push(tokio::spawn(executor.run(inbound)));
-            client.set_load_source(load_source(&pool, &config, settings)).await;
+            client
+                .set_load_source(load_source(&pool, &config, settings))
+                .await;
             Some(pool)
         } else {
             None
@@ -378,8 +380,10 @@ impl Node {
             kept.into_iter()
                 .filter_map(|(p, r)| p.parse::<PeerId>().ok().map(|p| (p, r))),
         );
-        self.tasks
-            .push(tokio::spawn(keep_reputation(store.clone(), self.sched.clone())));
+        self.tasks.push(tokio::spawn(keep_reputation(
+            store.clone(),
+            self.sched.clone(),
+        )));
         if let Some(rx) = self.served.take() {
             self.tasks
                 .push(tokio::spawn(record_served(store.clone(), rx)));

@@ -242,7 +242,7 @@ impl Scheduler {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn entry<'a>(map: &'a mut HashMap<PeerId, Entry>, peer: PeerId, now: Instant) -> &'a mut Entry {
+    fn entry(map: &mut HashMap<PeerId, Entry>, peer: PeerId, now: Instant) -> &mut Entry {
         if !map.contains_key(&peer) && map.len() >= MAX_PEERS {
             let idle = map
                 .iter()

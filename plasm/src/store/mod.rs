@@ -405,7 +405,9 @@ impl Store {
     }
 
     /// Every peer's stored reputation record.
-    pub fn reputation(&self) -> Result<Vec<(String, crate::sched::reputation::Record)>, StoreError> {
+    pub fn reputation(
+        &self,
+    ) -> Result<Vec<(String, crate::sched::reputation::Record)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT peer, good, bad, at FROM reputation")?;
         let rows = stmt.query_map([], |r| {
@@ -566,6 +568,62 @@ mod tests {
         drop(s);
         // Opening again is a no-op.
         Store::open(dir.path(), false, 10).expect("reopens");
+    }
+
+    /// What the previous release (schema 2) wrote opens, gains the attempts
+    /// column and the reputation table, and keeps its rows.
+    #[test]
+    fn a_schema_2_database_opens_and_keeps_reputation_bounded() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let mut conn = Connection::open(dir.path().join("plasm.db")).expect("db");
+            conn.execute_batch(SCHEMA).expect("schema");
+            let tx = conn.transaction().expect("tx");
+            for sql in &MIGRATIONS[..2] {
+                tx.execute_batch(sql).expect("old migrations");
+            }
+            tx.pragma_update(None, "user_version", 2).expect("version");
+            tx.commit().expect("commit");
+            conn.execute(
+                "INSERT INTO jobs (job_id, nonce, manifest, state, placement, executor, submitted_at, receipt, seq, path)
+                 VALUES ('old', 'n', '{}', 'succeeded', 'remote', 'E', '2026-12-01T00:00:00Z', '{}', 1, 'direct')",
+                [],
+            )
+            .expect("old row");
+        }
+        let s = Store::open(dir.path(), false, 10).expect("opens and migrates");
+        let old = s.job("old").expect("job").expect("kept");
+        assert_eq!((old.path.as_deref(), old.attempts), (Some("direct"), None));
+        s.set_attempts("old", "[]").expect("attempts");
+        assert_eq!(
+            s.job("old")
+                .expect("job")
+                .expect("kept")
+                .attempts
+                .as_deref(),
+            Some("[]")
+        );
+        use crate::sched::reputation::Record;
+        let rec = |g: f64| Record {
+            good: g,
+            bad: 1.0,
+            at: 7,
+        };
+        s.save_reputation(&[("a".into(), rec(1.0)), ("b".into(), rec(2.0))])
+            .expect("save");
+        s.save_reputation(&[("a".into(), rec(5.0))])
+            .expect("update");
+        let mut got = s.reputation().expect("read");
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(got, vec![("a".into(), rec(5.0)), ("b".into(), rec(2.0))]);
+        // Bounded: the peers with the least evidence go first.
+        let many: Vec<(String, Record)> = (0..MAX_REPUTATION + 5)
+            .map(|i| (format!("p{i}"), rec(10.0 + i as f64)))
+            .collect();
+        s.save_reputation(&many).expect("save many");
+        let kept = s.reputation().expect("read");
+        assert_eq!(kept.len(), MAX_REPUTATION);
+        assert!(!kept.iter().any(|(p, _)| p == "a" || p == "b"));
     }
 
     #[test]

@@ -1,0 +1,375 @@
+//! Where a job runs (issue 23), on libp2p's memory transport with executors
+//! started the default way (through a bootstrap node, not public): placement
+//! by score avoids a busy executor, a requester with 1,000 jobs queues them
+//! against its executors' capacity, an executor that dies while holding a job
+//! is replaced under the same job id, and a peer that keeps failing trips its
+//! breaker and recovers through the half-open trial.
+//!
+//! Executors started the default way are reached through the bootstrap node's
+//! relay; the memory transport cannot punch holes, so jobs here do not wait for
+//! a punch ([`fast`]): otherwise every job would wait `punch_wait` (2 s).
+
+mod common;
+
+use common::*;
+use plasm::manifest::ManifestBuilder;
+use plasm::net::remote::{self, RemoteOptions, RemoteStage};
+use plasm::node::{Mode, Node};
+use plasm::sched::breaker::BreakerState;
+use plasm::sched::{SchedConfig, Scheduler};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Counts down from `n` (a job that holds its worker a while), then prints "done".
+fn spin(n: u64) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 16) "done\n")
+          (func (export "_start") (local $i i64)
+            (local.set $i (i64.const {n}))
+            (loop $l
+              (local.set $i (i64.sub (local.get $i) (i64.const 1)))
+              (br_if $l (i64.ne (local.get $i) (i64.const 0))))
+            (i32.store (i32.const 0) (i32.const 16))
+            (i32.store (i32.const 4) (i32.const 5))
+            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
+    ))
+    .expect("wat")
+}
+
+/// A bootstrap node and `n` executors started the default way, and a client.
+async fn mesh(
+    n: usize,
+    client: impl FnOnce(&mut plasm::node::NodeConfig),
+) -> (Node, Vec<Node>, Node) {
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let addrs = boot.listen_addrs();
+    let mut executors = Vec::new();
+    for _ in 0..n {
+        executors.push(start(memory_config(Mode::Node, &addrs)).await);
+    }
+    let mut c = memory_config(Mode::Client, &addrs);
+    client(&mut c);
+    let client = start(c).await;
+    // Every executor is found before the test begins.
+    let key = remote::capability_key("runtime", "any");
+    eventually(Duration::from_secs(30), || {
+        let (c, key) = (client.client().clone(), key.clone());
+        async move {
+            let p = c.get_providers(key, n).await.ok()?;
+            (p.len() >= n).then_some(())
+        }
+    })
+    .await
+    .expect("every executor found");
+    (boot, executors, client)
+}
+
+/// Default options, without the wait for a hole punch the memory transport cannot make.
+fn fast() -> RemoteOptions {
+    RemoteOptions {
+        punch_wait: Duration::ZERO,
+        ..RemoteOptions::default()
+    }
+}
+
+async fn stop(boot: Node, executors: Vec<Node>, client: Node) {
+    client.shutdown().await;
+    for e in executors {
+        e.shutdown().await;
+    }
+    boot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_go_to_the_free_executor_not_the_busy_one() {
+    let (boot, executors, client) = mesh(2, |_| {}).await;
+    let (busy, free) = (&executors[0], &executors[1]);
+    // The busy executor's only worker and its whole queue hold long jobs of
+    // another requester.
+    let other = start(memory_config(Mode::Client, &boot.listen_addrs())).await;
+    let long: Arc<[u8]> = spin(1_000_000_000_000).into();
+    // Three loops each keep one long job there (one runs, two wait: its queue
+    // of four is not full, so it still accepts offers), for as long as the
+    // test places its jobs.
+    let mut hogs = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let (otherc, long, busy_id) = (other.client().clone(), long.clone(), busy.peer_id());
+        hogs.spawn(async move {
+            let options = RemoteOptions {
+                peers: vec![busy_id],
+                ..fast()
+            };
+            loop {
+                let m = ManifestBuilder::new()
+                    .fuel(1_000_000_000)
+                    .build(&long, b"")
+                    .expect("manifest");
+                let _ = remote::run_remote(&otherc, &m, long.clone(), vec![], &options).await;
+            }
+        });
+    }
+    eventually(Duration::from_secs(20), || async {
+        let s = busy.pool().expect("pool").stats();
+        (s.running == 1 && s.queued >= 2).then_some(())
+    })
+    .await
+    .expect("the long jobs fill the busy executor");
+
+    let module = hello();
+    let place = |n: usize, sched: Arc<Scheduler>, explained: Option<remote::ExplainSink>| {
+        let (c, module) = (client.client().clone(), module.clone());
+        async move {
+            let mut on: HashMap<libp2p::PeerId, usize> = HashMap::new();
+            for i in 0..n {
+                let m = manifest(&module, ManifestBuilder::new());
+                let options = RemoteOptions {
+                    sched: Some(sched.clone()),
+                    explain: explained.clone().filter(|_| i == 0),
+                    ..fast()
+                };
+                let out = remote::run_remote(&c, &m, module.clone().into(), vec![], &options)
+                    .await
+                    .expect("remote run");
+                *on.entry(out.executor).or_default() += 1;
+            }
+            on
+        }
+    };
+    let explained: remote::ExplainSink = Arc::default();
+    let on = place(100, client.scheduler().clone(), Some(explained.clone())).await;
+    let to_free = on.get(&free.peer_id()).copied().unwrap_or(0);
+    assert!(
+        to_free >= 95,
+        "{to_free} of 100 went to the free executor: {on:?}"
+    );
+    // The control: the same placements scored on nothing but the tie-break
+    // spread over both (the busy one accepts: its queue has room).
+    let blind = Scheduler::new(SchedConfig {
+        weights: plasm::sched::score::Weights {
+            rtt: 0.0,
+            load: 0.0,
+            queue: 0.0,
+            reliability: 0.0,
+        },
+        ..SchedConfig::default()
+    });
+    let control = place(20, blind, None).await;
+    let control_free = control.get(&free.peer_id()).copied().unwrap_or(0);
+    eprintln!("to the free executor: {to_free} of 100 by score, {control_free} of 20 blind");
+    // All but two of 20 by chance: p < 0.0002.
+    assert!(control_free <= 17, "the control must fail: {control:?}");
+    // The explanation names both candidates and the choice.
+    let rounds = explained.lock().expect("lock").clone();
+    let text = rounds.iter().map(ToString::to_string).collect::<String>();
+    assert!(text.contains(&busy.peer_id().to_string()), "{text}");
+    assert!(text.contains(&format!("-> {}", free.peer_id())), "{text}");
+    assert!(text.contains("score"), "{text}");
+    hogs.abort_all();
+    other.shutdown().await;
+    stop(boot, executors, client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_jobs_from_one_requester_to_four_executors_all_complete() {
+    let (boot, executors, client) = mesh(4, |_| {}).await;
+    let sched = client.scheduler().clone();
+    let module: Arc<[u8]> = hello().into();
+    let peers: Vec<_> = executors.iter().map(Node::peer_id).collect();
+    let started = std::time::Instant::now();
+    let mut jobs = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let (c, module, sched, peers) = (
+            client.client().clone(),
+            module.clone(),
+            sched.clone(),
+            peers.clone(),
+        );
+        jobs.spawn(async move {
+            let m = manifest(&module, ManifestBuilder::new());
+            let options = RemoteOptions {
+                sched: Some(sched),
+                peers,
+                ..fast()
+            };
+            remote::run_remote(&c, &m, module, vec![], &options).await
+        });
+    }
+    let mut by: HashMap<libp2p::PeerId, usize> = HashMap::new();
+    let mut failed = Vec::new();
+    while let Some(r) = jobs.join_next().await {
+        match r.expect("task") {
+            Ok(out) => *by.entry(out.executor).or_default() += 1,
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "1,000 jobs in {secs:.1} s ({:.0} jobs/s): {by:?}",
+        1000.0 / secs
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert_eq!(by.values().sum::<usize>(), 1000);
+    assert_eq!(by.len(), 4, "every executor took work: {by:?}");
+    stop(boot, executors, client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_executor_that_dies_holding_a_job_is_replaced_under_the_same_job_id() {
+    let (boot, mut executors, client) = mesh(2, |c| {
+        c.net.detector.interval = Duration::from_millis(500);
+        c.net.detector.probe_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let long = spin(400_000_000);
+    let m = ManifestBuilder::new()
+        .fuel(9_000_000_000)
+        .build(&long, b"")
+        .expect("manifest");
+    let (tx, mut rx) = tokio::sync::watch::channel(RemoteStage::Looking);
+    let options = RemoteOptions {
+        progress: Some(Arc::new(tx)),
+        sched: Some(client.scheduler().clone()),
+        ..fast()
+    };
+    let (c, m2, long2) = (client.client().clone(), m.clone(), long.clone());
+    let run =
+        tokio::spawn(
+            async move { remote::run_remote(&c, &m2, long2.into(), vec![], &options).await },
+        );
+    let first = loop {
+        rx.changed().await.expect("stage");
+        if let RemoteStage::Running(p) = *rx.borrow() {
+            break p;
+        }
+    };
+    // Give it the bytes, then kill it: its swarm goes away mid-job.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let i = executors
+        .iter()
+        .position(|e| e.peer_id() == first)
+        .expect("one of ours");
+    let dead = executors.remove(i);
+    dead.client().shutdown().await;
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the job ends")
+        .expect("task")
+        .expect("the job completes elsewhere");
+    assert_ne!(out.executor, first);
+    assert_eq!(out.stdout, b"done\n");
+    assert_eq!(out.receipt.verify().expect("verifies").job_id, m.job_id());
+    let p = &out.receipt.as_map()["placement"];
+    assert_eq!(p["attempt"], 2, "{p}");
+    assert_eq!(p["taken_over_from"], first.to_string(), "{p}");
+    assert!(
+        out.attempts.iter().any(|a| a.peer == first),
+        "{:?}",
+        out.attempts
+    );
+    dead.shutdown().await;
+    stop(boot, executors, client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_peer_trips_its_breaker_and_recovers_through_half_open() {
+    let (boot, executors, client) = mesh(0, |_| {}).await;
+    // A peer that refuses every offer (its clock window is zero: every manifest is
+    // "stale"), then comes back as a good executor at the same address.
+    let mut c = memory_config(Mode::Node, &boot.listen_addrs());
+    c.policy.max_clock_skew = Duration::ZERO;
+    let identity = Arc::new(plasm::identity::Identity::generate().expect("identity"));
+    c.identity = plasm::node::IdentitySource::Given(identity.clone());
+    let addr = c.listen[0].clone();
+    let flaky = start(c).await;
+    let id = flaky.peer_id();
+    let sched = Scheduler::new(SchedConfig {
+        breaker: plasm::sched::breaker::BreakerConfig {
+            failures: 3,
+            cooldown: Duration::from_secs(2),
+        },
+        queue_wait: Duration::ZERO,
+        ..SchedConfig::default()
+    });
+    let module = hello();
+    let options = || RemoteOptions {
+        sched: Some(sched.clone()),
+        peers: vec![id],
+        ..fast()
+    };
+    let state = || {
+        sched
+            .snapshot()
+            .into_iter()
+            .find(|p| p.peer == id)
+            .map(|p| p.breaker)
+    };
+    let with_id = |a: &libp2p::Multiaddr| a.clone().with(libp2p::multiaddr::Protocol::P2p(id));
+    client.client().dial(with_id(&addr)).await.expect("dial");
+    // Three refusals in a row open the breaker.
+    for i in 0..3 {
+        let m = manifest(&module, ManifestBuilder::new());
+        let r = remote::run_remote(
+            client.client(),
+            &m,
+            module.clone().into(),
+            vec![],
+            &options(),
+        )
+        .await;
+        let e = r.expect_err("refused").to_string();
+        assert!(e.contains("declined (policy)"), "{e}");
+        let want = if i < 2 {
+            BreakerState::Closed
+        } else {
+            BreakerState::Open
+        };
+        assert_eq!(state(), Some(want), "after {} refusals", i + 1);
+    }
+    assert_eq!(sched.trips().get(), 1);
+    // While open, the next job is not offered to it at all.
+    let m = manifest(&module, ManifestBuilder::new());
+    let e = remote::run_remote(
+        client.client(),
+        &m,
+        module.clone().into(),
+        vec![],
+        &options(),
+    )
+    .await
+    .expect_err("vetoed")
+    .to_string();
+    assert!(!e.contains("declined"), "not offered while open: {e}");
+    // It comes back mended (same identity, a new address).
+    flaky.shutdown().await;
+    let mut c = memory_config(Mode::Node, &boot.listen_addrs());
+    c.identity = plasm::node::IdentitySource::Given(identity);
+    let back = start(c).await;
+    let addr = back.listen_addrs()[0].clone();
+    client.client().dial(with_id(&addr)).await.expect("dial");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(state(), Some(BreakerState::HalfOpen));
+    // The half-open trial succeeds and closes the breaker.
+    let m = manifest(&module, ManifestBuilder::new());
+    let out = remote::run_remote(
+        client.client(),
+        &m,
+        module.clone().into(),
+        vec![],
+        &options(),
+    )
+    .await
+    .expect("the trial job runs");
+    assert_eq!(out.executor, id);
+    assert_eq!(state(), Some(BreakerState::Closed));
+    back.shutdown().await;
+    stop(boot, executors, client).await;
+}
