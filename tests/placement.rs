@@ -146,15 +146,10 @@ async fn jobs_go_to_the_free_executor_not_the_busy_one() {
         to_free >= 95,
         "{to_free} of 100 went to the free executor: {on:?}"
     );
-    // The control: the same placements scored on nothing but the tie-break
-    // spread over both (the busy one accepts: its queue has room).
+    // The control: the same placements at random, blind to load (the busy
+    // executor still accepts: its queue has room), spread over both.
     let blind = Scheduler::new(SchedConfig {
-        weights: plasm::sched::score::Weights {
-            rtt: 0.0,
-            load: 0.0,
-            queue: 0.0,
-            reliability: 0.0,
-        },
+        policy: plasm::sched::Policy::Random,
         ..SchedConfig::default()
     });
     let control = place(20, blind, None).await;

@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("receipt", receipt),
     ("wire", wire),
+    ("beat", beat),
     ("jcs", jcs),
     ("instrument", instrument),
 ];
@@ -202,6 +203,53 @@ pub fn wire(data: &[u8]) {
         let back = block_on(c.read_response(&p, &mut futures::io::Cursor::new(out.into_inner())))
             .expect("an encoded response decodes");
         assert_eq!(resp, back, "response round trip");
+    }
+}
+
+/// The beat protocol's codec (4 KiB cap, as the node reads beats).
+pub fn beat_codec()
+-> libp2p::request_response::cbor::codec::Codec<plasm::net::beat::Beat, plasm::net::beat::Beat> {
+    libp2p::request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(plasm::net::beat::MAX_BEAT_BYTES)
+        .set_response_size_maximum(plasm::net::beat::MAX_BEAT_BYTES)
+}
+
+/// Beats from peers (decision 0049): never a panic; nothing over 4 KiB decodes;
+/// a decoded beat re-encodes to itself; and a load the node accepts (`is_sane`)
+/// always scores to a finite, non-negative number, whatever it claims.
+pub fn beat(data: &[u8]) {
+    use plasm::net::beat::{BEAT_PROTOCOL, MAX_BEAT_BYTES};
+    use plasm::sched::score;
+    let mut c = beat_codec();
+    let p = BEAT_PROTOCOL;
+    let Ok(b) = block_on(c.read_request(&p, &mut futures::io::Cursor::new(data))) else {
+        return;
+    };
+    assert!(
+        data.len() as u64 <= MAX_BEAT_BYTES,
+        "a beat over the cap decoded"
+    );
+    let mut out = futures::io::Cursor::new(Vec::new());
+    block_on(c.write_response(&p, &mut out, b.clone())).expect("a decoded beat encodes");
+    let back = block_on(c.read_response(&p, &mut futures::io::Cursor::new(out.into_inner())))
+        .expect("an encoded beat decodes");
+    assert_eq!(b, back, "beat round trip");
+    if let Some(load) = b.load.filter(plasm::sched::Load::is_sane) {
+        for (rtt, mine) in [(None, 0), (Some(0.5), 3), (Some(1e9), u32::MAX)] {
+            let s = score::score(
+                &score::Weights::default(),
+                &score::Inputs {
+                    rtt_ms: rtt,
+                    slots: Some(load.slots),
+                    busy: load.busy().max(mine),
+                    reliability: 0.5,
+                },
+            );
+            assert!(
+                s.total.is_finite() && s.total >= 0.0,
+                "a sane load scores {s:?}"
+            );
+        }
     }
 }
 

@@ -136,3 +136,59 @@ fn write_seeds() {
         );
     }
 }
+
+#[test]
+#[ignore = "writes the committed seed corpora"]
+fn write_beat_seeds() {
+    use plasm::net::beat::{BEAT_PROTOCOL, Beat};
+    use plasm::sched::Load;
+    let mut codec = plasm_fuzz::beat_codec();
+    let load = Load {
+        running: 1,
+        queued: 2,
+        slots: 4,
+        queue_cap: 16,
+        cores: 2,
+        memory_mb: 24_000,
+        engines: vec!["wasmtime".into(), "wasm3".into()],
+        labels: vec!["region=eu".into()],
+        profile: "wan".into(),
+        accepting: true,
+    };
+    let liar = Load {
+        running: u32::MAX,
+        queued: u32::MAX,
+        slots: 1_000_000,
+        queue_cap: 1_000_000,
+        ..load.clone()
+    };
+    for (i, b) in [
+        Beat { load: None },
+        Beat { load: Some(load) },
+        Beat { load: Some(liar) },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_request(&BEAT_PROTOCOL, &mut out, b)).expect("encode");
+        put("beat", &format!("beat-{i}"), &out.into_inner());
+    }
+    let mut codec = plasm_fuzz_codec();
+    let bundle = JobRequest::Bundle {
+        job_id: "c".repeat(64),
+        module: None,
+        input: vec![],
+        placement: Some(plasm::net::protocol::BundlePlacement {
+            attempt: 2,
+            taken_over_from: Some("12D3KooWBeatSeedPeer".into()),
+        }),
+    };
+    let mut out = futures::io::Cursor::new(Vec::new());
+    block_on(codec.write_request(&JOB_PROTOCOL, &mut out, bundle)).expect("encode");
+    put("wire", "request-placement", &out.into_inner());
+}
+
+fn plasm_fuzz_codec() -> libp2p::request_response::cbor::codec::Codec<JobRequest, JobResponse> {
+    libp2p::request_response::cbor::codec::Codec::default()
+}

@@ -785,7 +785,14 @@ impl Config {
         if p.breaker_failures == 0 {
             return Err(value_err("placement.breaker_failures", "at least 1"));
         }
+        if !(1..=86_400).contains(&p.breaker_cooldown_seconds) {
+            return Err(value_err(
+                "placement.breaker_cooldown_seconds",
+                format!("{}: from 1 to 86400", p.breaker_cooldown_seconds),
+            ));
+        }
         c.placement = crate::sched::SchedConfig {
+            policy: crate::sched::Policy::Score,
             weights,
             breaker: crate::sched::breaker::BreakerConfig {
                 failures: p.breaker_failures,

@@ -1087,10 +1087,10 @@ pub(crate) async fn peers_value(state: &ApiState) -> Value {
             "peer_id": peer,
             "connected": connected,
             "rtt_ms": rtt,
-            "score": p.and_then(|p| p.score),
+            "score": p.and_then(|p| p.score).map(|s| (s * 10.0).round() / 10.0),
             "breaker": p.map_or("closed", |p| p.breaker.as_str()),
             "breaker_trips": p.map_or(0, |p| p.trips),
-            "reliability": p.map(|p| p.reliability),
+            "reliability": p.map(|p| (p.reliability * 1000.0).round() / 1000.0),
             "jobs_out": p.map_or(0, |p| p.outstanding),
         })
     };

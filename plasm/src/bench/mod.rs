@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod engines;
+pub mod placement;
 pub mod report;
 
 use report::{Figure, Report};

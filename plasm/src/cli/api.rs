@@ -268,12 +268,29 @@ pub fn node(command: NodeCommand) -> ExitCode {
 pub fn peers(api: ApiArgs) -> ExitCode {
     call(async move {
         let v = json(&api.client()?, "/v1/peers").await?;
-        for p in v["peers"].as_array().cloned().unwrap_or_default() {
-            let rtt = p["rtt_ms"]
-                .as_f64()
-                .map(|r| format!("{r:.2} ms"))
-                .unwrap_or_else(|| "-".into());
-            outln!("{}  {rtt}", p["peer_id"].as_str().unwrap_or("?"));
+        let list = v["peers"].as_array().cloned().unwrap_or_default();
+        if !list.is_empty() {
+            outln!(
+                "{:<52}  {:>9}  {:>7}  {:<9}  {:>11}  {:>8}",
+                "peer",
+                "rtt",
+                "score",
+                "breaker",
+                "reliability",
+                "jobs out"
+            );
+        }
+        for p in list {
+            let num = |v: &Value, f: &dyn Fn(f64) -> String| v.as_f64().map_or("-".into(), f);
+            outln!(
+                "{:<52}  {:>9}  {:>7}  {:<9}  {:>11}  {:>8}",
+                p["peer_id"].as_str().unwrap_or("?"),
+                num(&p["rtt_ms"], &|r| format!("{r:.2} ms")),
+                num(&p["score"], &|s| format!("{s:.1}")),
+                p["breaker"].as_str().unwrap_or("-"),
+                num(&p["reliability"], &|r| format!("{r:.2}")),
+                p["jobs_out"].as_u64().unwrap_or(0),
+            );
         }
         Ok(())
     })

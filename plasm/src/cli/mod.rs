@@ -98,6 +98,10 @@ enum Command {
         /// Only this figure: the RSS of a relay holding N reservations.
         #[arg(long, value_name = "N")]
         relay: Option<usize>,
+        /// Only the placement figures: score against random and round-robin on
+        /// five in-process executors with simulated service times.
+        #[arg(long)]
+        placement: bool,
     },
     /// Alias of `plasm job submit`, kept for one release.
     Submit(Box<api::SubmitArgs>),
@@ -190,6 +194,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             runtime(true).and_then(|rt| rt.block_on(crate::demo::run()).map_err(|e| e.to_string())),
         ),
         #[cfg(feature = "wasmtime")]
+        Command::Bench {
+            placement: true, ..
+        } => report(crate::bench::placement::run().map_err(|e| format!("bench failed: {e}"))),
+        #[cfg(feature = "wasmtime")]
         Command::Bench { relay: Some(n), .. } => {
             report(crate::bench::relay_rss(n).map_err(|e| format!("bench failed: {e}")))
         }
@@ -202,6 +210,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             soak,
             json,
             relay: None,
+            placement: false,
         } => report(
             crate::bench::run(&crate::bench::BenchOptions {
                 iterations,

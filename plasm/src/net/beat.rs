@@ -85,6 +85,8 @@ struct Watch {
     detector: Detector,
     next: Instant,
     state: Liveness,
+    /// When the suspect's probe went out.
+    probe: Option<Instant>,
 }
 
 /// The beat bookkeeping of the event loop.
@@ -95,6 +97,8 @@ pub struct Beats {
     views: HashMap<PeerId, (Load, Instant)>,
     failed: HashMap<PeerId, Instant>,
     pending: HashMap<OutboundRequestId, (PeerId, Instant, Vec<ProbeReply>)>,
+    /// Peers that do not speak beats (older releases): never suspected.
+    beatless: std::collections::HashSet<PeerId>,
     /// The beat in flight to each peer: probes wait for it rather than send another.
     inflight: HashMap<PeerId, OutboundRequestId>,
     buckets: HashMap<PeerId, (f64, Instant)>,
@@ -123,6 +127,7 @@ impl Beats {
             views: HashMap::new(),
             failed: HashMap::new(),
             pending: HashMap::new(),
+            beatless: Default::default(),
             inflight: HashMap::new(),
             buckets: HashMap::new(),
             stats,
@@ -159,6 +164,7 @@ impl Beats {
                         detector: Detector::new(now),
                         next: now + self.config.interval,
                         state: Liveness::Alive,
+                        probe: None,
                     },
                 );
             }
@@ -246,10 +252,17 @@ impl Beats {
     }
 
     /// Request `id` failed (no answer: the detector counts by time, not by this).
-    pub fn lost(&mut self, id: OutboundRequestId, why: String) {
+    pub fn lost(&mut self, id: OutboundRequestId, why: String, unsupported: bool) {
         if let Some((peer, _, replies)) = self.pending.remove(&id) {
             if self.inflight.get(&peer) == Some(&id) {
                 self.inflight.remove(&peer);
+            }
+            if unsupported && self.beatless.len() < MAX_BEAT_PEERS {
+                self.beatless.insert(peer);
+                if let Some(w) = self.watched.get_mut(&peer) {
+                    w.state = Liveness::Alive;
+                    w.probe = None;
+                }
             }
             for reply in replies {
                 let _ = reply.send(Err(why.clone()));
@@ -263,6 +276,7 @@ impl Beats {
         if let Some(w) = self.watched.get_mut(&peer) {
             w.detector.heard(now);
             w.state = Liveness::Alive;
+            w.probe = None;
         }
     }
 
@@ -302,27 +316,34 @@ impl Beats {
         }
     }
 
-    /// Due beats and the detector's new verdicts.
+    /// Due beats and the detector's new verdicts. A peer silent for two intervals
+    /// is suspect and probed at once; it is failed only once its probe has had
+    /// `probe_timeout` (so a late tick, or a requester that stalled, never fails a
+    /// peer without asking it first).
     pub fn tick(&mut self, now: Instant) -> TickOut {
         let mut out = TickOut::default();
         let c = self.config;
         for (peer, w) in &mut self.watched {
-            let state = w.detector.state(now, &c);
-            if state != w.state {
-                match state {
-                    Liveness::Suspect => {
-                        self.stats.suspected.fetch_add(1, Ordering::Relaxed);
-                        out.suspect.push(*peer);
-                        // The probe: one more beat at once.
-                        out.send.push(*peer);
-                    }
-                    Liveness::Failed => {
-                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                        out.failed.push(*peer);
-                    }
-                    Liveness::Alive => {}
+            if self.beatless.contains(peer) {
+                continue;
+            }
+            let silent = w.detector.state(now, &c) != Liveness::Alive;
+            match (w.state, silent, w.probe) {
+                (Liveness::Alive, true, _) => {
+                    self.stats.suspected.fetch_add(1, Ordering::Relaxed);
+                    out.suspect.push(*peer);
+                    out.send.push(*peer);
+                    w.state = Liveness::Suspect;
+                    w.probe = Some(now);
                 }
-                w.state = state;
+                (Liveness::Suspect, true, Some(sent))
+                    if now.saturating_duration_since(sent) >= c.probe_timeout =>
+                {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    out.failed.push(*peer);
+                    w.state = Liveness::Failed;
+                }
+                _ => {}
             }
             if now >= w.next {
                 w.next = now + c.interval;
@@ -386,6 +407,21 @@ mod tests {
         assert_eq!(b.view(p, None, s(12.0) + FAILED_MEMORY).liveness, None);
         b.heard(p, s(13.0));
         assert_eq!(b.view(p, None, s(13.0)).liveness, None);
+    }
+
+    #[test]
+    fn a_late_tick_still_probes_before_it_fails() {
+        let mut b = Beats::new(DetectorConfig::default(), Arc::default());
+        let p = PeerId::random();
+        let t0 = Instant::now();
+        b.watch(p, true, t0);
+        // The loop stalled for 30 s: the peer is asked before it is failed.
+        let t1 = t0 + Duration::from_secs(30);
+        let out = b.tick(t1);
+        assert_eq!((out.suspect, out.failed.len()), (vec![p], 0));
+        b.heard(p, t1 + Duration::from_millis(10));
+        assert_eq!(b.tick(t1 + Duration::from_secs(2)).failed.len(), 0);
+        assert_eq!(b.view(p, None, t1).liveness, Some(Liveness::Alive));
     }
 
     #[test]

@@ -306,12 +306,15 @@ impl EventLoop {
                 self.beats.watch(peer, on, std::time::Instant::now());
             }
             Command::Probe { peer, reply } => {
-                let id = swarm
-                    .behaviour_mut()
-                    .beat
-                    .send_request(&peer, self.beats.own());
-                self.beats
-                    .sent(id, peer, Some(reply), std::time::Instant::now());
+                // Probes of a peer share the beat in flight to it.
+                if let Some(reply) = self.beats.join(peer, reply) {
+                    let id = swarm
+                        .behaviour_mut()
+                        .beat
+                        .send_request(&peer, self.beats.own());
+                    self.beats
+                        .sent(id, peer, Some(reply), std::time::Instant::now());
+                }
             }
             Command::Views { peers, reply } => {
                 let now = std::time::Instant::now();
@@ -861,7 +864,13 @@ impl EventLoop {
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                self.beats.lost(request_id, error.to_string());
+                // A peer of an older release does not speak beats: the detector
+                // leaves it to the job's own timeout and its connection.
+                let unsupported = matches!(
+                    error,
+                    request_response::OutboundFailure::UnsupportedProtocols
+                );
+                self.beats.lost(request_id, error.to_string(), unsupported);
             }
             request_response::Event::InboundFailure { error, .. } => {
                 // Oversized or undecodable beats end here.

@@ -841,8 +841,10 @@ impl Executor {
         let (attempt, taken_over_from) = match placement {
             Some(p) if (1..=MAX_ATTEMPT).contains(&p.attempt) => (
                 Some(p.attempt),
-                p.taken_over_from
-                    .filter(|t| t.parse::<PeerId>().is_ok_and(|t| t != peer)),
+                p.taken_over_from.filter(|t| {
+                    t.parse::<PeerId>()
+                        .is_ok_and(|t| t != peer && t != self.identity.peer_id())
+                }),
             ),
             _ => (None, None),
         };

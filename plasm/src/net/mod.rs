@@ -277,6 +277,32 @@ pub struct Client {
     events: broadcast::Sender<NetEvent>,
     peer_id: PeerId,
     beat_stats: std::sync::Arc<beat::BeatStats>,
+    detector: crate::sched::detector::DetectorConfig,
+}
+
+/// A watch of a peer, ended on drop (see [`Client::watching`]).
+#[derive(Debug)]
+pub struct Watching {
+    tx: mpsc::Sender<Command>,
+    peer: PeerId,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let end = Command::Watch {
+            peer: self.peer,
+            on: false,
+        };
+        // The command queue is bounded: when it is full, a task waits for room.
+        if let Err(mpsc::error::TrySendError::Full(end)) = self.tx.try_send(end)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let tx = self.tx.clone();
+            rt.spawn(async move {
+                let _ = tx.send(end).await;
+            });
+        }
+    }
 }
 
 impl Client {
@@ -402,6 +428,21 @@ impl Client {
     /// Starts (`on`) or ends one watch of `peer` (beats every interval while watched).
     pub async fn watch(&self, peer: PeerId, on: bool) {
         let _ = self.tx.send(Command::Watch { peer, on }).await;
+    }
+
+    /// Watches `peer` until the returned guard is dropped (however the caller
+    /// ends: a cancelled job's future is dropped, and its watch with it).
+    pub async fn watching(&self, peer: PeerId) -> Watching {
+        self.watch(peer, true).await;
+        Watching {
+            tx: self.tx.clone(),
+            peer,
+        }
+    }
+
+    /// The beat and detector settings.
+    pub fn detector(&self) -> crate::sched::detector::DetectorConfig {
+        self.detector
     }
 
     /// Sends a beat to `peer` now: its advertised load and the round trip.
@@ -543,6 +584,7 @@ pub fn spawn(
         events: events.clone(),
         peer_id,
         beat_stats: beat_stats.clone(),
+        detector: config.detector,
     };
     let event_loop = event_loop::EventLoop::new(
         swarm,

@@ -439,13 +439,8 @@ fn manifest_age(manifest: &Manifest) -> Duration {
 
 /// Refreshes the advertisement of candidates whose last one is older than a
 /// beat interval (one probe each, at once, bounded by [`PROBE_LIMIT`]); a
-/// candidate that cannot be reached is marked failed and left out.
-async fn fresh_views(
-    client: &Client,
-    sched: &Scheduler,
-    peers: &[PeerId],
-    max_age: Duration,
-) -> Vec<(PeerId, View)> {
+/// candidate that does not answer is ranked on what is known.
+async fn fresh_views(client: &Client, peers: &[PeerId], max_age: Duration) -> Vec<(PeerId, View)> {
     let views = client.views(peers.to_vec()).await.unwrap_or_default();
     let stale: Vec<PeerId> = peers
         .iter()
@@ -456,23 +451,14 @@ async fn fresh_views(
         })
         .map(|(p, _)| *p)
         .collect();
-    let probes = stale.iter().map(|&peer| async move {
-        let r = tokio::time::timeout(PROBE_LIMIT, client.probe(peer)).await;
-        (peer, r)
-    });
-    for (peer, r) in futures::future::join_all(probes).await {
-        match r {
-            Ok(Ok(_)) => {}
-            // Unreachable: skipped by later jobs without a dial (decision 0050).
-            Ok(Err(NetError::Request { reason, .. })) if reason.contains("Failed to dial") => {
-                client.mark_failed(peer).await;
-                sched.record(peer, Outcome::Evidence(Evidence::Timeout));
-            }
-            // Slow to answer, or an older release without beats: ranked on what
-            // is known (an unknown load counts as half busy).
-            Ok(Err(_)) | Err(_) => {}
-        }
-    }
+    // A failed probe says nothing certain of the peer (the dial may have failed
+    // for a reason of this node: its connection limits, its own link): the peer
+    // is ranked on what is known (an unknown load counts as half busy); an
+    // offer's dial, tried three times, decides (decision 0050).
+    let probes = stale
+        .iter()
+        .map(|&peer| tokio::time::timeout(PROBE_LIMIT, client.probe(peer)));
+    let _ = futures::future::join_all(probes).await;
     let views = client.views(peers.to_vec()).await.unwrap_or_default();
     peers.iter().copied().zip(views).collect()
 }
@@ -524,8 +510,12 @@ pub async fn run_remote(
         }
     } else {
         // The lookup teaches the swarm the pinned executors' addresses (a private
-        // executor is reachable only at the relayed addresses of its records).
-        let _ = find_executors(client, manifest, options.max_candidates).await;
+        // executor is reachable only at the relayed addresses of its records);
+        // not needed when every one is connected already.
+        let connected = client.info().await.map(|i| i.connected).unwrap_or_default();
+        if !options.peers.iter().all(|p| connected.contains(p)) {
+            let _ = find_executors(client, manifest, options.max_candidates).await;
+        }
         options.peers.clone()
     };
     let sched = options
@@ -550,6 +540,8 @@ pub async fn run_remote(
     let mut attempt: u32 = 0;
     let mut taken_over_from: Option<PeerId> = None;
     let mut waited = Duration::from_millis(50);
+    let mut last_vetoes: Vec<Attempt>;
+    let mut has_waited = false;
     loop {
         let pool: Vec<PeerId> = candidates
             .iter()
@@ -560,8 +552,26 @@ pub async fn run_remote(
         if pool.is_empty() {
             return Err(RemoteError::AllFailed(attempts));
         }
-        let views = fresh_views(client, &sched, &pool, client_interval(client)).await;
+        // Advertisements older than a beat are refreshed; while the job waits
+        // for room, older than the wait (a slot freed by another requester's job
+        // is seen within a second).
+        let max_age = if has_waited {
+            client_interval(client).min(waited * 2)
+        } else {
+            client_interval(client)
+        };
+        let views = fresh_views(client, &pool, max_age).await;
         let ranked = sched.rank(&views, salt);
+        last_vetoes = ranked
+            .iter()
+            .filter_map(|(p, c)| {
+                c.veto.as_ref().map(|v| Attempt {
+                    peer: *p,
+                    rtt: None,
+                    outcome: format!("not offered: {v}"),
+                })
+            })
+            .collect();
         let mut round = Round {
             attempt: attempt + 1,
             candidates: ranked.iter().map(|(_, c)| c.clone()).collect(),
@@ -571,12 +581,13 @@ pub async fn run_remote(
             ranked.iter().filter(|(_, c)| c.veto.is_none()).count(),
         ));
         let mut busy_seen = false;
-        let mut outcome_of_round = None;
+        let mut took_over = false;
         for (peer, cand) in &ranked {
             let peer = *peer;
             if let Some(veto) = &cand.veto {
-                // Failed peers are left out of this job for good; full ones may free up.
-                if veto.starts_with("failed") {
+                // Failed peers and peers that take no jobs are left out of this
+                // job for good; full ones (and open breakers) may free up.
+                if veto.starts_with("failed") || veto.starts_with("takes no jobs") {
                     excluded.insert(peer);
                     attempts.push(Attempt {
                         peer,
@@ -588,7 +599,7 @@ pub async fn run_remote(
                 }
                 continue;
             }
-            let Some(ticket) = sched.take(peer, None) else {
+            let Some(mut ticket) = sched.take(peer, cand.slots) else {
                 busy_seen = true;
                 continue;
             };
@@ -601,26 +612,29 @@ pub async fn run_remote(
                 client,
                 manifest,
                 &text,
-                &module,
-                &input,
+                (&module, &input),
                 options,
-                peer,
-                &placement,
+                (peer, &placement, &mut ticket),
                 &mut attempts,
                 &stage,
             )
             .await;
-            drop(ticket);
             match tried {
                 Tried::Done(out) => {
-                    sched.record(peer, Outcome::Evidence(Evidence::Valid));
+                    ticket.finish(Outcome::Evidence(Evidence::Valid));
                     explain(options, round);
                     let mut out = *out;
                     out.attempts = std::mem::take(&mut attempts);
                     return Ok(out);
                 }
                 Tried::Busy(why) => {
-                    sched.record(peer, Outcome::Neutral);
+                    // Declined although its advertisement said a slot was free:
+                    // a light mark (decision 0052), so a peer that lies about its
+                    // room to attract offers pays for the offers it wastes.
+                    if cand.slots.is_some_and(|s| cand.busy < s) {
+                        sched.record(peer, Evidence::Overstated);
+                    }
+                    ticket.finish(Outcome::Neutral);
                     attempts.push(Attempt {
                         peer,
                         rtt: None,
@@ -629,11 +643,7 @@ pub async fn run_remote(
                     busy_seen = true;
                 }
                 Tried::Exclude(why, evidence) => {
-                    if let Some(e) = evidence {
-                        sched.record(peer, Outcome::Evidence(e));
-                    } else {
-                        sched.record(peer, Outcome::Neutral);
-                    }
+                    ticket.finish(evidence.map_or(Outcome::Neutral, Outcome::Evidence));
                     excluded.insert(peer);
                     attempts.push(Attempt {
                         peer,
@@ -642,7 +652,7 @@ pub async fn run_remote(
                     });
                 }
                 Tried::TakeOver(why) => {
-                    sched.record(peer, Outcome::Evidence(Evidence::Timeout));
+                    ticket.finish(Outcome::Evidence(Evidence::Timeout));
                     tracing::warn!(%peer, %why, attempt = attempt + 1, "executor failed holding the job; placing it again");
                     excluded.insert(peer);
                     attempts.push(Attempt {
@@ -652,22 +662,28 @@ pub async fn run_remote(
                     });
                     attempt += 1;
                     taken_over_from = Some(peer);
-                    outcome_of_round = Some(());
+                    took_over = true;
                     break;
                 }
             }
         }
         explain(options, round);
-        if outcome_of_round.is_some() {
+        if took_over {
             continue;
         }
         if !busy_seen || Instant::now() >= queue_until {
+            if attempts.is_empty() {
+                // Nothing was tried: say why each candidate was ruled out.
+                attempts = last_vetoes;
+            }
             return Err(RemoteError::AllFailed(attempts));
         }
         // Every candidate is full or busy: wait for room (a job of this node
-        // ending, or a while), then rank again on fresh advertisements.
+        // ending frees a slot, or the backoff passes), then rank again on fresh
+        // advertisements. A decline wakes nobody, so the backoff always applies.
         stage(RemoteStage::Queued);
         sched.wait_for_room(waited).await;
+        has_waited = true;
         waited = (waited * 2).min(Duration::from_secs(1));
         // Keep the record of busy declines short: a queued job may wait many rounds.
         if attempts.len() > 64 {
@@ -677,9 +693,9 @@ pub async fn run_remote(
 }
 
 /// The beat interval placement treats as the longest an advertisement may be
-/// used without a probe.
-fn client_interval(_client: &Client) -> Duration {
-    crate::sched::detector::DetectorConfig::default().interval
+/// used without a probe (`placement.beat_seconds`).
+fn client_interval(client: &Client) -> Duration {
+    client.detector().interval
 }
 
 fn explain(options: &RemoteOptions, round: Round) {
@@ -698,11 +714,9 @@ async fn try_one(
     client: &Client,
     manifest: &Manifest,
     text: &str,
-    module: &Arc<[u8]>,
-    input: &[u8],
+    (module, input): (&Arc<[u8]>, &[u8]),
     options: &RemoteOptions,
-    peer: PeerId,
-    placement: &BundlePlacement,
+    (peer, placement, ticket): (PeerId, &BundlePlacement, &mut crate::sched::Ticket),
     attempts: &mut Vec<Attempt>,
     stage: &(dyn Fn(RemoteStage) + Sync),
 ) -> Tried {
@@ -783,10 +797,12 @@ async fn try_one(
         input: input.to_vec(),
         placement: Some(placement.clone()),
     };
-    // Watched while it holds the job: a peer that misses its beats is failed
-    // and the job placed again, long before the job's own timeout.
+    // Watched while it holds the job (the guard ends the watch however this
+    // ends, a cancel included): a peer that misses its beats is failed and the
+    // job placed again, long before the job's own timeout.
     let mut events = client.events();
-    client.watch(peer, true).await;
+    let watching = client.watching(peer).await;
+    ticket.ran();
     let failed = async {
         loop {
             match events.recv().await {
@@ -802,7 +818,7 @@ async fn try_one(
         r = tokio::time::timeout(options.job_timeout, client.request_traced(peer, bundle)) => Some(r),
         () = failed => None,
     };
-    client.watch(peer, false).await;
+    drop(watching);
     let outcome = match answer {
         None => return Tried::TakeOver("failed while running the job: missed its beats".into()),
         Some(Err(_)) => return Tried::TakeOver("job timed out".into()),
@@ -824,7 +840,7 @@ async fn try_one(
                     &stdout,
                     &stderr,
                 )
-                .and_then(|()| check_placement(&receipt, placement))
+                .and_then(|()| check_placement(&receipt, placement, promised.is_some()))
                 {
                     Ok(()) => {
                         attempts.push(Attempt {
@@ -863,14 +879,20 @@ async fn try_one(
     }
 }
 
-/// The placement a receipt signs is the one the bundle asked for (an executor
-/// of a release before it signs none: `attempt` null).
-fn check_placement(receipt: &Receipt, asked: &BundlePlacement) -> Result<(), String> {
+/// The placement a receipt signs is the one the bundle asked for. Only an
+/// executor of a release before placement (its accept promises no receipt
+/// version) may sign none (`attempt` null).
+fn check_placement(
+    receipt: &Receipt,
+    asked: &BundlePlacement,
+    current: bool,
+) -> Result<(), String> {
     let Some(p) = receipt.as_map().get("placement") else {
         return Ok(());
     };
     match p.get("attempt").and_then(|a| a.as_u64()) {
-        None => Ok(()),
+        None if !current => Ok(()),
+        None => Err("receipt placement has no attempt (this executor's release signs one)".into()),
         Some(a)
             if a == u64::from(asked.attempt)
                 && p.get("taken_over_from").and_then(|t| t.as_str())

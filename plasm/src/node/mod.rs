@@ -102,6 +102,20 @@ pub struct NodeConfig {
     pub sandbox: crate::runtime::worker::Settings,
     /// Where jobs sent to peers run: score weights, breakers, queueing.
     pub placement: crate::sched::SchedConfig,
+    /// Runs jobs on this runtime instead of worker processes: for simulations
+    /// and benchmarks that embed nodes (`plasm bench --placement`); never set by
+    /// the CLI or the configuration file.
+    pub runtime: Option<RuntimeOverride>,
+}
+
+/// A runtime given to [`NodeConfig::runtime`].
+#[derive(Clone)]
+pub struct RuntimeOverride(pub Arc<dyn crate::runtime::Runtime>);
+
+impl std::fmt::Debug for RuntimeOverride {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RuntimeOverride")
+    }
 }
 
 impl NodeConfig {
@@ -130,6 +144,7 @@ impl NodeConfig {
             grace: Duration::from_secs(30),
             sandbox: crate::runtime::worker::Settings::default(),
             placement: crate::sched::SchedConfig::default(),
+            runtime: None,
             listen,
             bootstrap: Vec::new(),
             mode: Mode::Node,
@@ -242,18 +257,22 @@ impl Node {
         let mut served = None;
         let pool = if executes {
             // A node never runs a job in its own process (decision 0033).
-            let choice = config.policy.engines.clone();
-            let (sandbox, prespawn) = (config.sandbox.clone(), config.workers);
-            let engines =
-                tokio::task::spawn_blocking(move || ProcessRuntime::new(choice, sandbox, prespawn))
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))?
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let pool = Arc::new(WorkerPool::new(
-                Arc::new(engines),
-                config.workers,
-                config.queue,
-            )?);
+            let engines: Arc<dyn crate::runtime::Runtime> = match &config.runtime {
+                Some(r) => r.0.clone(),
+                None => {
+                    let choice = config.policy.engines.clone();
+                    let (sandbox, prespawn) = (config.sandbox.clone(), config.workers);
+                    Arc::new(
+                        tokio::task::spawn_blocking(move || {
+                            ProcessRuntime::new(choice, sandbox, prespawn)
+                        })
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()))?
+                        .map_err(|e| std::io::Error::other(e.to_string()))?,
+                    )
+                }
+            };
+            let pool = Arc::new(WorkerPool::new(engines, config.workers, config.queue)?);
             let mut policy = config.policy.clone();
             policy.max_bundle_bytes = policy.max_bundle_bytes.min(settings.max_bundle_bytes);
             let (tx, rx) = tokio::sync::mpsc::channel(crate::net::executor::SERVED_QUEUE);

@@ -27,6 +27,9 @@ impl Default for BreakerConfig {
     }
 }
 
+/// The longest a breaker stays open, whatever the configuration says.
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(86_400);
+
 /// A cool-down grows at most this many times after failed trials.
 pub const MAX_COOLDOWN_FACTOR: u32 = 8;
 
@@ -96,14 +99,16 @@ impl Breaker {
     }
 
     /// Takes the right to send a job: always when closed, once when half-open.
-    pub fn take(&mut self, now: Instant) -> bool {
+    /// `Some(true)`: this job is the half-open trial (give it back with
+    /// [`Self::neutral`] if it comes to nothing).
+    pub fn take(&mut self, now: Instant) -> Option<bool> {
         match self.state(now) {
-            BreakerState::Closed => true,
-            BreakerState::Open => false,
-            BreakerState::HalfOpen if self.trial_out => false,
+            BreakerState::Closed => Some(false),
+            BreakerState::Open => None,
+            BreakerState::HalfOpen if self.trial_out => None,
             BreakerState::HalfOpen => {
                 self.trial_out = true;
-                true
+                Some(true)
             }
         }
     }
@@ -116,8 +121,8 @@ impl Breaker {
         };
     }
 
-    /// A job went to the peer and came to nothing (no verdict on the peer,
-    /// such as a busy decline): a half-open trial is given back.
+    /// The half-open trial came to nothing (no verdict on the peer: a busy
+    /// decline, a cancel): it is given back. Only the trial's holder calls this.
     pub fn neutral(&mut self) {
         self.trial_out = false;
     }
@@ -145,7 +150,12 @@ impl Breaker {
     }
 
     fn open(&mut self, now: Instant, config: &BreakerConfig) {
-        self.open_until = Some(now + config.cooldown * self.factor);
+        // Bounded whatever the configuration says: Instant arithmetic panics on overflow.
+        let cooldown = config
+            .cooldown
+            .saturating_mul(self.factor)
+            .min(MAX_COOLDOWN);
+        self.open_until = Some(now.checked_add(cooldown).unwrap_or(now));
         self.trial_out = false;
         self.in_a_row = 0;
         self.trips += 1;
@@ -168,16 +178,17 @@ mod tests {
         assert_eq!(b.state(t0), BreakerState::Closed);
         assert!(b.failure(t0, &c), "the third in a row opens it");
         assert_eq!(b.state(t0), BreakerState::Open);
-        assert!(!b.take(t0 + Duration::from_secs(9)));
+        assert!(b.take(t0 + Duration::from_secs(9)).is_none());
         // Half-open: one trial only.
         let t1 = t0 + Duration::from_secs(10);
         assert_eq!(b.state(t1), BreakerState::HalfOpen);
-        assert!(b.take(t1) && !b.take(t1) && !b.admits(t1));
+        assert_eq!(b.take(t1), Some(true));
+        assert!(b.take(t1).is_none() && !b.admits(t1));
         // The trial fails: open again, twice as long.
         assert!(b.failure(t1, &c));
         assert!(!b.admits(t1 + Duration::from_secs(19)));
         let t2 = t1 + Duration::from_secs(20);
-        assert!(b.take(t2));
+        assert_eq!(b.take(t2), Some(true));
         b.success();
         assert_eq!(b.state(t2), BreakerState::Closed);
         assert_eq!(b.trips, 2);
@@ -197,9 +208,9 @@ mod tests {
             b.failure(t0, &c);
         }
         let t1 = t0 + c.cooldown;
-        assert!(b.take(t1));
+        assert_eq!(b.take(t1), Some(true));
         b.neutral();
-        assert!(b.take(t1), "a busy decline is no verdict");
+        assert_eq!(b.take(t1), Some(true), "a busy decline is no verdict");
     }
 
     #[test]
@@ -213,8 +224,23 @@ mod tests {
         b.failure(t, &c);
         for _ in 0..10 {
             t += Duration::from_secs(1) * MAX_COOLDOWN_FACTOR;
-            assert!(b.take(t), "half-open after at most the largest cool-down");
+            assert!(
+                b.take(t).is_some(),
+                "half-open after at most the largest cool-down"
+            );
             b.failure(t, &c);
         }
+    }
+
+    #[test]
+    fn a_huge_cooldown_does_not_overflow() {
+        let c = BreakerConfig {
+            failures: 1,
+            cooldown: Duration::from_secs(u64::MAX),
+        };
+        let now = Instant::now();
+        let mut b = Breaker::default();
+        assert!(b.failure(now, &c));
+        assert_eq!(b.state(now + MAX_COOLDOWN), BreakerState::HalfOpen);
     }
 }

@@ -93,9 +93,25 @@ pub struct View {
     pub liveness: Option<Liveness>,
 }
 
+/// How candidates are ordered. Nodes place by [`Policy::Score`]; the other two
+/// are the baselines `plasm bench --placement` measures it against (they skip
+/// the load vetoes too: a full executor's own refusal is all that stops them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// By score, vetoes first (decision 0051).
+    #[default]
+    Score,
+    /// Uniformly at random (a hash of the job's nonce).
+    Random,
+    /// Each job to the next executor in turn.
+    RoundRobin,
+}
+
 /// Placement settings (`[placement]` in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SchedConfig {
+    /// How candidates are ordered.
+    pub policy: Policy,
     /// Weights of the score.
     pub weights: score::Weights,
     /// Circuit breakers.
@@ -110,6 +126,7 @@ pub struct SchedConfig {
 impl Default for SchedConfig {
     fn default() -> Self {
         Self {
+            policy: Policy::Score,
             weights: score::Weights::default(),
             breaker: BreakerConfig::default(),
             max_per_peer: 8,
@@ -118,15 +135,21 @@ impl Default for SchedConfig {
     }
 }
 
-/// Peers whose placement state is kept at once; beyond, the one used longest
-/// ago is forgotten (its reputation stays in the store).
-pub const MAX_PEERS: usize = 4096;
+/// Releases remembered per peer.
+const MAX_RELEASES: usize = 64;
+
+/// Peers whose placement state is kept at once, as many as the store keeps
+/// reputation for; beyond, the one used longest ago is forgotten.
+pub const MAX_PEERS: usize = 10_000;
 
 #[derive(Debug)]
 struct Entry {
     breaker: Breaker,
     record: Record,
     outstanding: usize,
+    /// When this node's jobs there last ended (the newest [`MAX_RELEASES`]):
+    /// an advertisement sent before a release still counts that job as busy.
+    released: std::collections::VecDeque<Instant>,
     last_score: Option<score::Score>,
     used: Instant,
 }
@@ -137,6 +160,7 @@ impl Entry {
             breaker: Breaker::default(),
             record: Record::default(),
             outstanding: 0,
+            released: Default::default(),
             last_score: None,
             used: now,
         }
@@ -174,13 +198,23 @@ pub struct Scheduler {
     /// Woken whenever a ticket is given back or a breaker changes.
     room: tokio::sync::Notify,
     trips: prometheus_client::metrics::counter::Counter,
+    /// The next turn of [`Policy::RoundRobin`].
+    turn: std::sync::atomic::AtomicUsize,
 }
 
-/// A job slot on one executor, held while the job is there.
+/// A job slot on one executor, held while the job is there. Dropped without
+/// [`Ticket::finish`] (a cancel, a busy decline) it says nothing of the peer and
+/// gives back the half-open trial if it held it.
 #[derive(Debug)]
 pub struct Ticket {
     sched: Arc<Scheduler>,
     peer: PeerId,
+    /// This job is the peer's half-open trial.
+    trial: bool,
+    /// The peer ran (or held) the job: its end frees a slot others wait for.
+    ran: bool,
+    /// An outcome was recorded.
+    finished: bool,
 }
 
 impl Ticket {
@@ -188,16 +222,54 @@ impl Ticket {
     pub fn peer(&self) -> PeerId {
         self.peer
     }
+
+    /// The executor has the job's bytes: when the ticket goes, a slot frees.
+    pub fn ran(&mut self) {
+        self.ran = true;
+    }
+
+    /// Records what the job came to at this peer.
+    pub fn finish(mut self, outcome: Outcome) {
+        self.finished = true;
+        match outcome {
+            Outcome::Evidence(e) => self.sched.record(self.peer, e),
+            Outcome::Neutral => self.give_back_trial(),
+        }
+    }
+
+    fn give_back_trial(&mut self) {
+        if self.trial {
+            self.trial = false;
+            if let Ok(mut p) = self.sched.peers.lock()
+                && let Some(e) = p.get_mut(&self.peer)
+            {
+                e.breaker.neutral();
+            }
+        }
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        if !self.finished {
+            self.give_back_trial();
+        }
         if let Ok(mut p) = self.sched.peers.lock()
             && let Some(e) = p.get_mut(&self.peer)
         {
             e.outstanding = e.outstanding.saturating_sub(1);
+            if self.ran {
+                if e.released.len() >= MAX_RELEASES {
+                    e.released.pop_front();
+                }
+                e.released.push_back(Instant::now());
+            }
         }
-        self.sched.room.notify_waiters();
+        // Only a job that held a slot frees one: a decline wakes nobody (else
+        // every waiting job would offer again at once).
+        if self.ran {
+            self.sched.room.notify_waiters();
+        }
     }
 }
 
@@ -225,6 +297,7 @@ impl Scheduler {
             dirty: Mutex::new(HashSet::new()),
             room: tokio::sync::Notify::new(),
             trips: Default::default(),
+            turn: Default::default(),
         })
     }
 
@@ -244,12 +317,21 @@ impl Scheduler {
 
     fn entry(map: &mut HashMap<PeerId, Entry>, peer: PeerId, now: Instant) -> &mut Entry {
         if !map.contains_key(&peer) && map.len() >= MAX_PEERS {
-            let idle = map
+            // The one used longest ago with nothing to remember goes first (a
+            // closed breaker, no job out); a flood of new peers cannot wipe an
+            // open breaker while others remain.
+            let idle = |e: &Entry| e.outstanding == 0;
+            let victim = map
                 .iter()
-                .filter(|(_, e)| e.outstanding == 0)
+                .filter(|(_, e)| idle(e) && e.breaker.state(now) == BreakerState::Closed)
                 .min_by_key(|(_, e)| e.used)
+                .or_else(|| {
+                    map.iter()
+                        .filter(|(_, e)| idle(e))
+                        .min_by_key(|(_, e)| e.used)
+                })
                 .map(|(p, _)| *p);
-            if let Some(p) = idle {
+            if let Some(p) = victim {
                 map.remove(&p);
             }
         }
@@ -261,11 +343,14 @@ impl Scheduler {
     /// Loads reputation records kept by the store.
     pub fn restore(&self, records: impl IntoIterator<Item = (PeerId, Record)>) {
         let now = Instant::now();
+        let unix = unix_now();
+        // Those with the most evidence first, in case there are more than fit.
+        let mut records: Vec<(PeerId, Record)> =
+            records.into_iter().filter(|(_, r)| r.is_sane()).collect();
+        records.sort_by(|a, b| b.1.weight(unix).total_cmp(&a.1.weight(unix)));
         let mut map = self.lock();
-        for (peer, record) in records {
-            if record.is_sane() {
-                Self::entry(&mut map, peer, now).record = record;
-            }
+        for (peer, record) in records.into_iter().take(MAX_PEERS) {
+            Self::entry(&mut map, peer, now).record = record;
         }
     }
 
@@ -294,7 +379,15 @@ impl Scheduler {
             let e = Self::entry(&mut map, *peer, now);
             let reliability = e.record.reliability(unix);
             let advertised = view.load.as_ref().map(|(l, _)| l);
-            let busy = advertised.map_or(0, Load::busy).max(e.outstanding as u32);
+            // The advertisement counts this node's jobs that have ended since it
+            // was sent: take those off (never below this node's own jobs there).
+            let released = view.load.as_ref().map_or(0, |(_, age)| {
+                let since = now.checked_sub(*age).unwrap_or(now);
+                e.released.iter().filter(|t| **t > since).count()
+            }) as u32;
+            let busy = advertised
+                .map_or(0, |l| l.busy().saturating_sub(released))
+                .max(e.outstanding as u32);
             let rtt_ms = view.rtt.map(|d| d.as_secs_f64() * 1000.0);
             let inputs = score::Inputs {
                 rtt_ms,
@@ -308,21 +401,25 @@ impl Scheduler {
                 None => self.config.max_per_peer,
             };
             let veto = if view.liveness == Some(Liveness::Failed) {
-                Some("failed: missed its beats".to_owned())
+                Some("failed: missed its beats or could not be dialled".to_owned())
             } else if breaker == BreakerState::Open {
                 Some("breaker open".to_owned())
             } else if !e.breaker.admits(now) {
                 Some("breaker half-open, its trial job is out".to_owned())
+            } else if self.config.policy != Policy::Score {
+                None
             } else if advertised.is_some_and(|l| !l.accepting) {
                 Some("takes no jobs from others".to_owned())
             } else if e.outstanding >= mine_cap {
                 Some(format!("full: holds {} of this node's jobs", e.outstanding))
             } else if let Some(l) = advertised
-                && l.busy() >= l.capacity()
+                && busy >= l.slots
             {
+                // Late binding: a job waits here for a free slot rather than in
+                // one executor's queue, so it goes to whichever frees first.
                 Some(format!(
-                    "full: {} running, {} queued of {}+{}",
-                    l.running, l.queued, l.slots, l.queue_cap
+                    "full: no free slot ({busy} jobs on {} slots); waits here for room",
+                    l.slots
                 ))
             } else {
                 None
@@ -351,56 +448,74 @@ impl Scheduler {
                 tie,
             ));
         }
-        out.sort_by(|a, b| {
-            let key = |c: &Candidate| c.score.map_or(f64::INFINITY, |s| s.total);
-            key(&a.1).total_cmp(&key(&b.1)).then(a.2.cmp(&b.2))
-        });
+        let vetoed = |c: &Candidate| c.veto.is_some();
+        match self.config.policy {
+            Policy::Score => out.sort_by(|a, b| {
+                let key = |c: &Candidate| c.score.map_or(f64::INFINITY, |s| s.total);
+                key(&a.1).total_cmp(&key(&b.1)).then(a.2.cmp(&b.2))
+            }),
+            Policy::Random => out.sort_by_key(|(_, c, tie)| (vetoed(c), *tie)),
+            Policy::RoundRobin => {
+                out.sort_by_key(|(p, c, _)| (vetoed(c), *p));
+                let open = out.iter().filter(|(_, c, _)| !vetoed(c)).count();
+                if open > 0 {
+                    let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    out[..open].rotate_left(turn % open);
+                }
+            }
+        }
         out.into_iter().map(|(p, c, _)| (p, c)).collect()
     }
 
     /// Takes a job slot on `peer` (and the half-open trial): `None` when its
-    /// breaker or this node's share of it says no.
+    /// breaker or this node's share of it says no. `capacity`: the slots the
+    /// peer advertised (this node never holds more of its jobs there).
     pub fn take(self: &Arc<Self>, peer: PeerId, capacity: Option<u32>) -> Option<Ticket> {
         let now = Instant::now();
         let mut map = self.lock();
         let e = Self::entry(&mut map, peer, now);
+        // The baselines do not look at the executor's room (its refusals stop them).
+        let capacity = capacity.filter(|_| self.config.policy == Policy::Score);
         let cap = capacity.map_or(self.config.max_per_peer, |c| {
             (c as usize).clamp(1, self.config.max_per_peer)
         });
-        if e.outstanding >= cap || !e.breaker.take(now) {
+        if e.outstanding >= cap {
             return None;
         }
+        let trial = e.breaker.take(now)?;
         e.outstanding += 1;
         Some(Ticket {
             sched: self.clone(),
             peer,
+            trial,
+            ran: false,
+            finished: false,
         })
     }
 
-    /// Records what an attempt at `peer` came to.
-    pub fn record(&self, peer: PeerId, outcome: Outcome) {
+    /// Records evidence about `peer` (most callers go through [`Ticket::finish`]).
+    pub fn record(&self, peer: PeerId, evidence: Evidence) {
         let now = Instant::now();
         let mut map = self.lock();
         let e = Self::entry(&mut map, peer, now);
-        match outcome {
-            Outcome::Neutral => e.breaker.neutral(),
-            Outcome::Evidence(ev) => {
-                e.record.observe(ev, unix_now());
-                if ev == Evidence::Valid {
-                    e.breaker.success();
-                } else if e.breaker.failure(now, &self.config.breaker) {
+        e.record.observe(evidence, unix_now());
+        match evidence {
+            Evidence::Valid => e.breaker.success(),
+            // Light evidence, never a breaker failure.
+            Evidence::Overstated => {}
+            _ => {
+                if e.breaker.failure(now, &self.config.breaker) {
                     self.trips.inc();
                     tracing::warn!(%peer, "circuit breaker opened");
-                }
-                if let Ok(mut d) = self.dirty.lock()
-                    && d.len() < MAX_PEERS
-                {
-                    d.insert(peer);
                 }
             }
         }
         drop(map);
-        self.room.notify_waiters();
+        if let Ok(mut d) = self.dirty.lock()
+            && d.len() < MAX_PEERS
+        {
+            d.insert(peer);
+        }
     }
 
     /// Waits until a ticket is given back or `max` passes.
@@ -481,19 +596,26 @@ mod tests {
             7,
         );
         assert_eq!(ranked[0].0, far);
-        assert_eq!(ranked[1].0, near);
-        assert_eq!(
-            ranked[2].1.veto.as_deref(),
-            Some("failed: missed its beats")
-        );
-        let full = s.rank(&[(near, view(1, 2, 4, 2))], 7);
+        assert!(ranked[0].1.veto.is_none());
+        let veto = |p: PeerId| {
+            ranked
+                .iter()
+                .find(|(q, _)| *q == p)
+                .and_then(|(_, c)| c.veto.clone())
+                .unwrap_or_default()
+        };
         assert!(
-            full[0]
-                .1
-                .veto
-                .as_deref()
-                .is_some_and(|v| v.starts_with("full"))
+            veto(near).starts_with("full: no free slot"),
+            "{}",
+            veto(near)
         );
+        assert_eq!(
+            veto(dead),
+            "failed: missed its beats or could not be dialled"
+        );
+        // Half busy and near beats free and far (1 + 50 against 60).
+        let half = s.rank(&[(near, view(1, 1, 0, 2)), (far, view(60, 0, 0, 2))], 7);
+        assert_eq!(half[0].0, near);
     }
 
     #[test]
@@ -511,12 +633,35 @@ mod tests {
         let _c = s.take(p, Some(100)).expect("a slot came back");
         let q = PeerId::random();
         for _ in 0..3 {
-            s.record(q, Outcome::Evidence(Evidence::Timeout));
+            s.record(q, Evidence::Timeout);
         }
         assert!(s.take(q, None).is_none(), "breaker open");
         assert_eq!(s.trips().get(), 1);
         let r = s.rank(&[(q, View::default())], 0);
         assert_eq!(r[0].1.veto.as_deref(), Some("breaker open"));
         assert_eq!(s.take_dirty().len(), 1);
+    }
+
+    /// A trial job that is cancelled (its ticket dropped unfinished) gives the
+    /// trial back; one that fails opens the breaker again.
+    #[test]
+    fn a_cancelled_trial_gives_the_half_open_trial_back() {
+        let s = Scheduler::new(SchedConfig {
+            breaker: BreakerConfig {
+                failures: 1,
+                cooldown: Duration::ZERO,
+            },
+            ..SchedConfig::default()
+        });
+        let p = PeerId::random();
+        s.record(p, Evidence::Timeout);
+        let trial = s.take(p, None).expect("the trial");
+        assert!(s.take(p, None).is_none(), "one trial at a time");
+        drop(trial);
+        let trial = s.take(p, None).expect("given back on drop");
+        trial.finish(Outcome::Neutral);
+        let trial = s.take(p, None).expect("given back as neutral");
+        trial.finish(Outcome::Evidence(Evidence::Valid));
+        assert_eq!(s.snapshot()[0].breaker, BreakerState::Closed);
     }
 }

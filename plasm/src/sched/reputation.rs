@@ -21,6 +21,9 @@ pub enum Evidence {
     Failure,
     /// A receipt that did not verify or did not match: the heaviest.
     Invalid,
+    /// Declined as busy while its fresh advertisement said it had a free slot:
+    /// light (another requester may have taken the slot), never a breaker failure.
+    Overstated,
 }
 
 impl Evidence {
@@ -32,6 +35,7 @@ impl Evidence {
             Self::Refusal => (0.0, 0.5),
             Self::Failure => (0.0, 1.0),
             Self::Invalid => (0.0, 10.0),
+            Self::Overstated => (0.0, 0.25),
         }
     }
 }
@@ -54,7 +58,7 @@ pub struct Record {
 impl Record {
     /// The record as it stands at `now` (decayed).
     pub fn at(&self, now: i64) -> Self {
-        let dt = (now - self.at).max(0) as f64;
+        let dt = now.saturating_sub(self.at).max(0) as f64;
         let k = 0.5f64.powf(dt / HALF_LIFE_SECS);
         Self {
             good: self.good * k,
@@ -85,9 +89,14 @@ impl Record {
         r.good + r.bad
     }
 
-    /// Whether values read from disk make sense (finite, not negative).
+    /// Whether values read from disk make sense (finite, not negative, a time
+    /// between 1970 and 2200).
     pub fn is_sane(&self) -> bool {
-        self.good.is_finite() && self.bad.is_finite() && self.good >= 0.0 && self.bad >= 0.0
+        self.good.is_finite()
+            && self.bad.is_finite()
+            && self.good >= 0.0
+            && self.bad >= 0.0
+            && (0..=7_258_118_400).contains(&self.at)
     }
 }
 
@@ -129,6 +138,15 @@ mod tests {
         r.observe(Evidence::Refusal, 0);
         assert!(r.reliability(0) < t);
         assert!(Record::default().is_sane());
+        let corrupt = Record {
+            at: i64::MIN,
+            ..Record::default()
+        };
+        assert!(!corrupt.is_sane());
+        assert!(
+            corrupt.reliability(1_800_000_000).is_finite(),
+            "no overflow either"
+        );
         assert!(
             !Record {
                 good: f64::NAN,
