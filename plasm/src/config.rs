@@ -911,8 +911,8 @@ fn comment(section: &str, key: &str) -> Option<&'static str> {
             "Engines offered: wasmtime (compiles; needs W+X memory) and wasm3 (interprets)."
         }
         ("runtime", "default") => "The engine for jobs that do not ask for one.",
-        ("placement", "") => {
-            "Where jobs sent to peers run: score = weight_rtt*RTT(ms) + weight_load*load + weight_queue*queue + weight_reliability*(1-reliability), lowest wins."
+        ("placement", "weight_rtt") => {
+            "Where jobs sent to peers run: score = weight_rtt*RTT(ms) + weight_load*load + weight_queue*queue + weight_reliability*(1-reliability), lowest wins (decision 0051)."
         }
         ("placement", "breaker_failures") => {
             "Failures in a row (timeouts, refusals, invalid receipts) that open a peer's breaker for breaker_cooldown_seconds."

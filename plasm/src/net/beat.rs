@@ -98,7 +98,7 @@ pub struct Beats {
     failed: HashMap<PeerId, Instant>,
     pending: HashMap<OutboundRequestId, (PeerId, Instant, Vec<ProbeReply>)>,
     /// Peers that do not speak beats (older releases): never suspected.
-    beatless: std::collections::HashSet<PeerId>,
+    beatless: HashMap<PeerId, Instant>,
     /// The beat in flight to each peer: probes wait for it rather than send another.
     inflight: HashMap<PeerId, OutboundRequestId>,
     buckets: HashMap<PeerId, (f64, Instant)>,
@@ -218,6 +218,8 @@ impl Beats {
         now: Instant,
     ) -> Option<(PeerId, Duration)> {
         let (peer, sent, replies) = self.pending.remove(&id)?;
+        // It speaks beats now (upgraded): the detector watches it again.
+        self.beatless.remove(&peer);
         if self.inflight.get(&peer) == Some(&id) {
             self.inflight.remove(&peer);
         }
@@ -257,8 +259,19 @@ impl Beats {
             if self.inflight.get(&peer) == Some(&id) {
                 self.inflight.remove(&peer);
             }
-            if unsupported && self.beatless.len() < MAX_BEAT_PEERS {
-                self.beatless.insert(peer);
+            if unsupported {
+                if !self.beatless.contains_key(&peer) && self.beatless.len() >= MAX_BEAT_PEERS {
+                    // The one marked longest ago goes (it may have been upgraded).
+                    let oldest = self
+                        .beatless
+                        .iter()
+                        .min_by_key(|(_, t)| **t)
+                        .map(|(p, _)| *p);
+                    if let Some(p) = oldest {
+                        self.beatless.remove(&p);
+                    }
+                }
+                self.beatless.insert(peer, Instant::now());
                 if let Some(w) = self.watched.get_mut(&peer) {
                     w.state = Liveness::Alive;
                     w.probe = None;
@@ -324,7 +337,7 @@ impl Beats {
         let mut out = TickOut::default();
         let c = self.config;
         for (peer, w) in &mut self.watched {
-            if self.beatless.contains(peer) {
+            if self.beatless.contains_key(peer) {
                 continue;
             }
             let silent = w.detector.state(now, &c) != Liveness::Alive;

@@ -467,8 +467,9 @@ async fn fresh_views(client: &Client, peers: &[PeerId], max_age: Duration) -> Ve
 enum Tried {
     /// The job ran and its receipt verified.
     Done(Box<RemoteOutput>),
-    /// Declined because busy: try the next candidate, or wait for room.
-    Busy(String),
+    /// Declined because busy (and whether its job queue was full): try the
+    /// next candidate, or wait for room.
+    Busy(String, bool),
     /// Not this peer: leave it out of this job (with what it says of the peer).
     Exclude(String, Option<Evidence>),
     /// It held the job and failed (detector, timeout, connection): place the job again.
@@ -627,11 +628,11 @@ pub async fn run_remote(
                     out.attempts = std::mem::take(&mut attempts);
                     return Ok(out);
                 }
-                Tried::Busy(why) => {
-                    // Declined although its advertisement said a slot was free:
-                    // a light mark (decision 0052), so a peer that lies about its
-                    // room to attract offers pays for the offers it wastes.
-                    if cand.slots.is_some_and(|s| cand.busy < s) {
+                Tried::Busy(why, queue_full) => {
+                    // Its queue full although its advertisement said a slot was
+                    // free: a light mark (decision 0052), so a peer that lies about
+                    // its room to attract offers pays for the offers it wastes.
+                    if queue_full && cand.slots.is_some_and(|s| cand.busy < s) {
                         sched.record(peer, Evidence::Overstated);
                     }
                     ticket.finish(Outcome::Neutral);
@@ -771,7 +772,12 @@ async fn try_one(
         Ok(Ok(JobResponse::Decline {
             reason: DeclineReason::Busy,
             message,
-        })) => return Tried::Busy(format!("declined (busy): {message}")),
+        })) => {
+            // Only a full job queue contradicts an advertised free slot (rate
+            // limits, strikes and reservation caps are about this requester).
+            let full = message.contains("queue is full");
+            return Tried::Busy(format!("declined (busy): {message}"), full);
+        }
         Ok(Ok(JobResponse::Decline { reason, message })) => {
             // A decline about the job (runtime, label, limits) says nothing of the peer.
             let evidence = matches!(reason, DeclineReason::Policy | DeclineReason::ReplayedNonce)
@@ -802,7 +808,14 @@ async fn try_one(
     // job placed again, long before the job's own timeout.
     let mut events = client.events();
     let watching = client.watching(peer).await;
-    ticket.ran();
+    // Found failed under another job's watch before this one began: no new
+    // event will come.
+    let already_failed = client
+        .views(vec![peer])
+        .await
+        .ok()
+        .and_then(|v| v.first().and_then(|v| v.liveness))
+        == Some(crate::sched::detector::Liveness::Failed);
     let failed = async {
         loop {
             match events.recv().await {
@@ -814,11 +827,29 @@ async fn try_one(
             }
         }
     };
-    let answer = tokio::select! {
+    let sent_at = std::time::Instant::now();
+    let answer = if already_failed {
+        None
+    } else {
+        tokio::select! {
         r = tokio::time::timeout(options.job_timeout, client.request_traced(peer, bundle)) => Some(r),
         () = failed => None,
+        }
     };
     drop(watching);
+    // The executor held a slot for the job unless it refused the bytes as busy.
+    if !matches!(
+        answer,
+        Some(Ok(Ok((
+            JobResponse::Failure {
+                reason: FailureReason::Busy,
+                ..
+            },
+            _
+        ))))
+    ) {
+        ticket.ran(sent_at);
+    }
     let outcome = match answer {
         None => return Tried::TakeOver("failed while running the job: missed its beats".into()),
         Some(Err(_)) => return Tried::TakeOver("job timed out".into()),
@@ -840,7 +871,7 @@ async fn try_one(
                     &stdout,
                     &stderr,
                 )
-                .and_then(|()| check_placement(&receipt, placement, promised.is_some()))
+                .and_then(|()| check_placement(&receipt, placement))
                 {
                     Ok(()) => {
                         attempts.push(Attempt {
@@ -865,7 +896,7 @@ async fn try_one(
         },
         Some(Ok(Ok((JobResponse::Failure { reason, message }, _)))) => {
             if reason == FailureReason::Busy {
-                return Tried::Busy(format!("failed (busy): {message}"));
+                return Tried::Busy(format!("failed (busy): {message}"), false);
             }
             Ok(format!("failed ({reason}): {message}"))
         }
@@ -879,20 +910,17 @@ async fn try_one(
     }
 }
 
-/// The placement a receipt signs is the one the bundle asked for. Only an
-/// executor of a release before placement (its accept promises no receipt
-/// version) may sign none (`attempt` null).
-fn check_placement(
-    receipt: &Receipt,
-    asked: &BundlePlacement,
-    current: bool,
-) -> Result<(), String> {
+/// The placement a receipt signs is the one the bundle asked for. An executor
+/// of a release before placement signs `attempt: null`: accepted for a first
+/// attempt (it hides nothing there), refused for a take-over, whose receipt must
+/// say whom it took over from.
+fn check_placement(receipt: &Receipt, asked: &BundlePlacement) -> Result<(), String> {
     let Some(p) = receipt.as_map().get("placement") else {
         return Ok(());
     };
     match p.get("attempt").and_then(|a| a.as_u64()) {
-        None if !current => Ok(()),
-        None => Err("receipt placement has no attempt (this executor's release signs one)".into()),
+        None if asked.attempt == 1 && asked.taken_over_from.is_none() => Ok(()),
+        None => Err("receipt placement does not say this job was taken over".into()),
         Some(a)
             if a == u64::from(asked.attempt)
                 && p.get("taken_over_from").and_then(|t| t.as_str())

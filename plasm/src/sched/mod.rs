@@ -149,7 +149,7 @@ struct Entry {
     outstanding: usize,
     /// When this node's jobs there last ended (the newest [`MAX_RELEASES`]):
     /// an advertisement sent before a release still counts that job as busy.
-    released: std::collections::VecDeque<Instant>,
+    released: std::collections::VecDeque<(Instant, Instant)>,
     last_score: Option<score::Score>,
     used: Instant,
 }
@@ -211,8 +211,8 @@ pub struct Ticket {
     peer: PeerId,
     /// This job is the peer's half-open trial.
     trial: bool,
-    /// The peer ran (or held) the job: its end frees a slot others wait for.
-    ran: bool,
+    /// When the peer took the job's bytes: its end frees a slot others wait for.
+    ran: Option<Instant>,
     /// An outcome was recorded.
     finished: bool,
 }
@@ -223,9 +223,9 @@ impl Ticket {
         self.peer
     }
 
-    /// The executor has the job's bytes: when the ticket goes, a slot frees.
-    pub fn ran(&mut self) {
-        self.ran = true;
+    /// The executor took the job's bytes at `at`: when the ticket goes, a slot frees.
+    pub fn ran(&mut self, at: Instant) {
+        self.ran.get_or_insert(at);
     }
 
     /// Records what the job came to at this peer.
@@ -258,19 +258,27 @@ impl Drop for Ticket {
             && let Some(e) = p.get_mut(&self.peer)
         {
             e.outstanding = e.outstanding.saturating_sub(1);
-            if self.ran {
+            if let Some(ran) = self.ran {
                 if e.released.len() >= MAX_RELEASES {
                     e.released.pop_front();
                 }
-                e.released.push_back(Instant::now());
+                e.released.push_back((ran, Instant::now()));
             }
         }
         // Only a job that held a slot frees one: a decline wakes nobody (else
         // every waiting job would offer again at once).
-        if self.ran {
+        if self.ran.is_some() {
             self.sched.room.notify_waiters();
         }
     }
+}
+
+/// SplitMix64's finaliser: a bijective mix of 64 bits.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 fn unix_now() -> i64 {
@@ -349,7 +357,9 @@ impl Scheduler {
             records.into_iter().filter(|(_, r)| r.is_sane()).collect();
         records.sort_by(|a, b| b.1.weight(unix).total_cmp(&a.1.weight(unix)));
         let mut map = self.lock();
-        for (peer, record) in records.into_iter().take(MAX_PEERS) {
+        for (peer, mut record) in records.into_iter().take(MAX_PEERS) {
+            // A time in the future (a clock that jumped) would stop its decay.
+            record.at = record.at.min(unix);
             Self::entry(&mut map, peer, now).record = record;
         }
     }
@@ -381,9 +391,13 @@ impl Scheduler {
             let advertised = view.load.as_ref().map(|(l, _)| l);
             // The advertisement counts this node's jobs that have ended since it
             // was sent: take those off (never below this node's own jobs there).
+            // Only jobs that were there when it was sent (ran before, ended after).
             let released = view.load.as_ref().map_or(0, |(_, age)| {
-                let since = now.checked_sub(*age).unwrap_or(now);
-                e.released.iter().filter(|t| **t > since).count()
+                let since = now.checked_sub(*age);
+                e.released
+                    .iter()
+                    .filter(|(ran, ended)| since.is_none_or(|s| *ran <= s && s < *ended))
+                    .count()
             }) as u32;
             let busy = advertised
                 .map_or(0, |l| l.busy().saturating_sub(released))
@@ -402,14 +416,14 @@ impl Scheduler {
             };
             let veto = if view.liveness == Some(Liveness::Failed) {
                 Some("failed: missed its beats or could not be dialled".to_owned())
+            } else if advertised.is_some_and(|l| !l.accepting) {
+                Some("takes no jobs from others".to_owned())
             } else if breaker == BreakerState::Open {
                 Some("breaker open".to_owned())
             } else if !e.breaker.admits(now) {
                 Some("breaker half-open, its trial job is out".to_owned())
             } else if self.config.policy != Policy::Score {
                 None
-            } else if advertised.is_some_and(|l| !l.accepting) {
-                Some("takes no jobs from others".to_owned())
             } else if e.outstanding >= mine_cap {
                 Some(format!("full: holds {} of this node's jobs", e.outstanding))
             } else if let Some(l) = advertised
@@ -426,12 +440,13 @@ impl Scheduler {
             };
             let s = score::score(&self.config.weights, &inputs);
             e.last_score = Some(s);
+            // A hash of (peer, job): uniform orderings, not the trie order of a XOR.
             let tie = {
                 let b = peer.to_bytes();
                 let n = b.len();
                 let tail =
                     u64::from_le_bytes(b[n.saturating_sub(8)..].try_into().unwrap_or([0; 8]));
-                tail ^ salt
+                splitmix(tail ^ splitmix(salt))
             };
             out.push((
                 *peer,
@@ -488,7 +503,7 @@ impl Scheduler {
             sched: self.clone(),
             peer,
             trial,
-            ran: false,
+            ran: None,
             finished: false,
         })
     }
