@@ -280,11 +280,15 @@ async fn hidden_mobile_and_hostile_nodes_keep_their_profiles_promises() {
         .await
         .expect("the hidden executor runs a job offered to it");
     assert_eq!(out.executor, hidden.peer_id());
-    // A mobile node executes nothing for others.
+    // A mobile node executes nothing for others: its beat says so, and it is
+    // not even offered the job.
     let err = run_hello(&client, Some(&mobile), &only(&mobile))
         .await
         .expect_err("mobile declines");
-    assert!(err.to_string().contains("does not execute"), "{err}");
+    assert!(
+        err.to_string().contains("takes no jobs from others"),
+        "{err}"
+    );
     // A hostile node takes only bundles under its cap.
     let err = run_hello(&client, None, &only(&hostile))
         .await
