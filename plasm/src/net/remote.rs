@@ -530,8 +530,11 @@ pub async fn run_remote(
     };
     let text = serde_json::to_string(manifest.as_value()).unwrap_or_default();
     // The job waits for room while its manifest stays fresh (decision 0050).
-    let fresh_left = FRESH_FOR.saturating_sub(manifest_age(manifest));
-    let queue_until = Instant::now() + sched.config().queue_wait.min(fresh_left);
+    let wait_window = || {
+        let fresh_left = FRESH_FOR.saturating_sub(manifest_age(manifest));
+        Instant::now() + sched.config().queue_wait.min(fresh_left)
+    };
+    let mut queue_until = wait_window();
     let salt = crate::job::sha256_hex(manifest.nonce.as_bytes())
         .get(..16)
         .and_then(|h| u64::from_str_radix(h, 16).ok())
@@ -664,6 +667,9 @@ pub async fn run_remote(
                     attempt += 1;
                     taken_over_from = Some(peer);
                     took_over = true;
+                    // A job placed again may wait for room afresh (while its
+                    // manifest stays fresh).
+                    queue_until = wait_window();
                     break;
                 }
             }

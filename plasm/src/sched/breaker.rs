@@ -62,7 +62,10 @@ pub struct Breaker {
     in_a_row: u32,
     open_until: Option<Instant>,
     factor: u32,
-    trial_out: bool,
+    /// The generation of the half-open trial that is out, if one is.
+    trial_out: Option<u64>,
+    /// Generations handed out (a late give-back of an old trial never frees a new one).
+    generations: u64,
     /// Times it opened.
     pub trips: u64,
 }
@@ -73,7 +76,8 @@ impl Default for Breaker {
             in_a_row: 0,
             open_until: None,
             factor: 1,
-            trial_out: false,
+            trial_out: None,
+            generations: 0,
             trips: 0,
         }
     }
@@ -94,21 +98,22 @@ impl Breaker {
         match self.state(now) {
             BreakerState::Closed => true,
             BreakerState::Open => false,
-            BreakerState::HalfOpen => !self.trial_out,
+            BreakerState::HalfOpen => self.trial_out.is_none(),
         }
     }
 
     /// Takes the right to send a job: always when closed, once when half-open.
-    /// `Some(true)`: this job is the half-open trial (give it back with
-    /// [`Self::neutral`] if it comes to nothing).
-    pub fn take(&mut self, now: Instant) -> Option<bool> {
+    /// `Some(Some(generation))`: this job is the half-open trial (give it back
+    /// with [`Self::neutral`] if it comes to nothing).
+    pub fn take(&mut self, now: Instant) -> Option<Option<u64>> {
         match self.state(now) {
-            BreakerState::Closed => Some(false),
+            BreakerState::Closed => Some(None),
             BreakerState::Open => None,
-            BreakerState::HalfOpen if self.trial_out => None,
+            BreakerState::HalfOpen if self.trial_out.is_some() => None,
             BreakerState::HalfOpen => {
-                self.trial_out = true;
-                Some(true)
+                self.generations += 1;
+                self.trial_out = Some(self.generations);
+                Some(Some(self.generations))
             }
         }
     }
@@ -117,14 +122,18 @@ impl Breaker {
     pub fn success(&mut self) {
         *self = Self {
             trips: self.trips,
+            generations: self.generations,
             ..Self::default()
         };
     }
 
-    /// The half-open trial came to nothing (no verdict on the peer: a busy
-    /// decline, a cancel): it is given back. Only the trial's holder calls this.
-    pub fn neutral(&mut self) {
-        self.trial_out = false;
+    /// The half-open trial of `generation` came to nothing (no verdict on the
+    /// peer: a busy decline, a cancel): it is given back, unless another trial
+    /// has been handed out since.
+    pub fn neutral(&mut self, generation: u64) {
+        if self.trial_out == Some(generation) {
+            self.trial_out = None;
+        }
     }
 
     /// A failure; returns whether the breaker opened because of it.
@@ -156,7 +165,7 @@ impl Breaker {
             .saturating_mul(self.factor)
             .min(MAX_COOLDOWN);
         self.open_until = Some(now.checked_add(cooldown).unwrap_or(now));
-        self.trial_out = false;
+        self.trial_out = None;
         self.in_a_row = 0;
         self.trips += 1;
     }
@@ -182,13 +191,13 @@ mod tests {
         // Half-open: one trial only.
         let t1 = t0 + Duration::from_secs(10);
         assert_eq!(b.state(t1), BreakerState::HalfOpen);
-        assert_eq!(b.take(t1), Some(true));
+        assert!(matches!(b.take(t1), Some(Some(_))));
         assert!(b.take(t1).is_none() && !b.admits(t1));
         // The trial fails: open again, twice as long.
         assert!(b.failure(t1, &c));
         assert!(!b.admits(t1 + Duration::from_secs(19)));
         let t2 = t1 + Duration::from_secs(20);
-        assert_eq!(b.take(t2), Some(true));
+        assert!(matches!(b.take(t2), Some(Some(_))));
         b.success();
         assert_eq!(b.state(t2), BreakerState::Closed);
         assert_eq!(b.trips, 2);
@@ -208,9 +217,18 @@ mod tests {
             b.failure(t0, &c);
         }
         let t1 = t0 + c.cooldown;
-        assert_eq!(b.take(t1), Some(true));
-        b.neutral();
-        assert_eq!(b.take(t1), Some(true), "a busy decline is no verdict");
+        let Some(Some(first)) = b.take(t1) else {
+            panic!("the trial")
+        };
+        b.neutral(first);
+        let Some(Some(second)) = b.take(t1) else {
+            panic!("a busy decline is no verdict: the trial is given back")
+        };
+        // A late give-back of the first trial does not free the second.
+        b.neutral(first);
+        assert!(b.take(t1).is_none(), "one trial at a time");
+        b.neutral(second);
+        assert!(b.take(t1).is_some());
     }
 
     #[test]

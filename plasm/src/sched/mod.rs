@@ -209,8 +209,8 @@ pub struct Scheduler {
 pub struct Ticket {
     sched: Arc<Scheduler>,
     peer: PeerId,
-    /// This job is the peer's half-open trial.
-    trial: bool,
+    /// This job is the peer's half-open trial (its generation).
+    trial: Option<u64>,
     /// When the peer took the job's bytes: its end frees a slot others wait for.
     ran: Option<Instant>,
     /// An outcome was recorded.
@@ -238,13 +238,11 @@ impl Ticket {
     }
 
     fn give_back_trial(&mut self) {
-        if self.trial {
-            self.trial = false;
-            if let Ok(mut p) = self.sched.peers.lock()
-                && let Some(e) = p.get_mut(&self.peer)
-            {
-                e.breaker.neutral();
-            }
+        if let Some(generation) = self.trial.take()
+            && let Ok(mut p) = self.sched.peers.lock()
+            && let Some(e) = p.get_mut(&self.peer)
+        {
+            e.breaker.neutral(generation);
         }
     }
 }
