@@ -224,7 +224,9 @@ async fn an_executor_that_dies_holding_a_job_is_replaced_under_the_same_job_id()
         c.net.detector.probe_timeout = Duration::from_millis(200);
     })
     .await;
-    let long = spin(400_000_000);
+    // Runs until its fuel is gone (a second or more): long enough to be
+    // killed while it runs, and the same outcome wherever it runs.
+    let long = spin(1_000_000_000_000);
     let m = ManifestBuilder::new()
         .fuel(9_000_000_000)
         .build(&long, b"")
@@ -246,12 +248,16 @@ async fn an_executor_that_dies_holding_a_job_is_replaced_under_the_same_job_id()
             break p;
         }
     };
-    // Give it the bytes, then kill it: its swarm goes away mid-job.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let i = executors
         .iter()
         .position(|e| e.peer_id() == first)
         .expect("one of ours");
+    // Once its worker runs the job, kill it: its swarm goes away mid-job.
+    eventually(Duration::from_secs(20), || async {
+        (executors[i].pool().expect("pool").stats().running == 1).then_some(())
+    })
+    .await
+    .expect("the first executor runs the job");
     let dead = executors.remove(i);
     dead.client().shutdown().await;
     let out = tokio::time::timeout(Duration::from_secs(60), run)
@@ -260,7 +266,7 @@ async fn an_executor_that_dies_holding_a_job_is_replaced_under_the_same_job_id()
         .expect("task")
         .expect("the job completes elsewhere");
     assert_ne!(out.executor, first);
-    assert_eq!(out.stdout, b"done\n");
+    assert_eq!(out.receipt.str_field("outcome"), Some("out_of_fuel"));
     assert_eq!(out.receipt.verify().expect("verifies").job_id, m.job_id());
     let p = &out.receipt.as_map()["placement"];
     assert_eq!(p["attempt"], 2, "{p}");
