@@ -300,7 +300,6 @@ async fn a_failing_peer_trips_its_breaker_and_recovers_through_half_open() {
         queue_wait: Duration::ZERO,
         ..SchedConfig::default()
     });
-    let module = hello();
     let options = || RemoteOptions {
         sched: Some(sched.clone()),
         peers: vec![id],
@@ -317,15 +316,7 @@ async fn a_failing_peer_trips_its_breaker_and_recovers_through_half_open() {
     client.client().dial(with_id(&addr)).await.expect("dial");
     // Three refusals in a row open the breaker.
     for i in 0..3 {
-        let m = manifest(&module, ManifestBuilder::new());
-        let r = remote::run_remote(
-            client.client(),
-            &m,
-            module.clone().into(),
-            vec![],
-            &options(),
-        )
-        .await;
+        let r = run_hello(&client, None, &options()).await;
         let e = r.expect_err("refused").to_string();
         assert!(e.contains("declined (policy)"), "{e}");
         let want = if i < 2 {
@@ -337,17 +328,10 @@ async fn a_failing_peer_trips_its_breaker_and_recovers_through_half_open() {
     }
     assert_eq!(sched.trips().get(), 1);
     // While open, the next job is not offered to it at all.
-    let m = manifest(&module, ManifestBuilder::new());
-    let e = remote::run_remote(
-        client.client(),
-        &m,
-        module.clone().into(),
-        vec![],
-        &options(),
-    )
-    .await
-    .expect_err("vetoed")
-    .to_string();
+    let e = run_hello(&client, None, &options())
+        .await
+        .expect_err("vetoed")
+        .to_string();
     assert!(!e.contains("declined"), "not offered while open: {e}");
     // It comes back mended (same identity, a new address).
     flaky.shutdown().await;
@@ -359,16 +343,9 @@ async fn a_failing_peer_trips_its_breaker_and_recovers_through_half_open() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(state(), Some(BreakerState::HalfOpen));
     // The half-open trial succeeds and closes the breaker.
-    let m = manifest(&module, ManifestBuilder::new());
-    let out = remote::run_remote(
-        client.client(),
-        &m,
-        module.clone().into(),
-        vec![],
-        &options(),
-    )
-    .await
-    .expect("the trial job runs");
+    let out = run_hello(&client, None, &options())
+        .await
+        .expect("the trial job runs");
     assert_eq!(out.executor, id);
     assert_eq!(state(), Some(BreakerState::Closed));
     back.shutdown().await;

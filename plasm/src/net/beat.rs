@@ -455,12 +455,54 @@ mod tests {
 
     #[test]
     fn an_oversized_advertisement_is_dropped_and_counted() {
+        use crate::sched::{MAX_LOAD_NAME_BYTES, MAX_LOAD_NAMES};
         let mut load = Load {
-            labels: vec!["x".repeat(65)],
+            labels: vec!["x".repeat(MAX_LOAD_NAME_BYTES + 1)],
             ..Load::default()
         };
         assert!(!load.is_sane());
-        load.labels = vec!["gpu".into(); 33];
+        load.labels = vec!["gpu".into(); MAX_LOAD_NAMES + 1];
         assert!(!load.is_sane());
+    }
+
+    /// The largest load a node accepts (every name at its limit, every count
+    /// at its largest) still fits in one beat, both ways, through the codec
+    /// the node reads beats with.
+    #[test]
+    fn the_largest_sane_load_fits_in_a_beat() {
+        use crate::sched::{MAX_LOAD_NAME_BYTES, MAX_LOAD_NAMES};
+        use futures::executor::block_on;
+        use libp2p::request_response::Codec as _;
+        let name = "x".repeat(MAX_LOAD_NAME_BYTES);
+        let beat = Beat {
+            load: Some(Load {
+                running: u32::MAX,
+                queued: u32::MAX,
+                slots: 1_000_000,
+                queue_cap: 1_000_000,
+                cores: u32::MAX,
+                memory_mb: u64::MAX,
+                engines: vec![name.clone(); MAX_LOAD_NAMES],
+                labels: vec![name.clone(); MAX_LOAD_NAMES],
+                profile: name,
+                accepting: true,
+            }),
+        };
+        assert!(beat.load.as_ref().is_some_and(Load::is_sane));
+        let mut codec = libp2p::request_response::cbor::codec::Codec::<Beat, Beat>::default()
+            .set_request_size_maximum(MAX_BEAT_BYTES)
+            .set_response_size_maximum(MAX_BEAT_BYTES);
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_response(&BEAT_PROTOCOL, &mut out, beat.clone())).expect("encode");
+        let bytes = out.into_inner();
+        assert!(
+            bytes.len() as u64 <= MAX_BEAT_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
+        let back =
+            block_on(codec.read_request(&BEAT_PROTOCOL, &mut futures::io::Cursor::new(bytes)))
+                .expect("decodes under the cap");
+        assert_eq!(back, beat);
     }
 }

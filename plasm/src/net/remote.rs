@@ -560,9 +560,9 @@ pub async fn run_remote(
         // for room, older than the wait (a slot freed by another requester's job
         // is seen within a second).
         let max_age = if has_waited {
-            client_interval(client).min(waited * 2)
+            client.detector().interval.min(waited * 2)
         } else {
-            client_interval(client)
+            client.detector().interval
         };
         let views = fresh_views(client, &pool, max_age).await;
         let ranked = sched.rank(&views, salt);
@@ -697,12 +697,6 @@ pub async fn run_remote(
             attempts.drain(..attempts.len() - 64);
         }
     }
-}
-
-/// The beat interval placement treats as the longest an advertisement may be
-/// used without a probe (`placement.beat_seconds`).
-fn client_interval(client: &Client) -> Duration {
-    client.detector().interval
 }
 
 fn explain(options: &RemoteOptions, round: Round) {

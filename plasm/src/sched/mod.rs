@@ -53,8 +53,10 @@ pub struct Load {
     pub accepting: bool,
 }
 
-/// Most engines or labels a beat may name, and their longest name.
-pub const MAX_LOAD_NAMES: usize = 32;
+/// Most engines or labels a beat may name: with names of at most
+/// [`MAX_LOAD_NAME_BYTES`], the largest load a node accepts still fits in one
+/// beat (4 KiB; tested in `net::beat`).
+pub const MAX_LOAD_NAMES: usize = 16;
 /// Longest engine, label or profile name in a beat.
 pub const MAX_LOAD_NAME_BYTES: usize = 64;
 
