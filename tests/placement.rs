@@ -351,3 +351,130 @@ async fn a_failing_peer_trips_its_breaker_and_recovers_through_half_open() {
     back.shutdown().await;
     stop(boot, executors, client).await;
 }
+
+/// Swarm mode (decision 0053): a busy node's queue of 20 jobs drains onto three
+/// idle peers that opted in, each job stolen with the pool's claim (never one a
+/// worker began) and signed `stolen_from` the busy node by its thief, while a
+/// fourth peer that did not opt in (the default mesh mode) runs none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn swarm_drains_a_busy_queue_onto_idle_peers_that_opted_in() {
+    use plasm::sched::Mode as Placing;
+    use plasm::service::{Placement, Submission};
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let addrs = boot.listen_addrs();
+    let mut thieves = Vec::new();
+    for _ in 0..3 {
+        let mut c = memory_config(Mode::Node, &addrs);
+        c.placement.mode = Placing::Swarm;
+        c.workers = 2;
+        thieves.push(start(c).await);
+    }
+    // Started the default way: mesh mode, not opted in.
+    let bystander = start(memory_config(Mode::Node, &addrs)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = memory_config(Mode::Node, &addrs);
+    c.placement.mode = Placing::Swarm;
+    c.workers = 1;
+    c.queue = 32;
+    c.data_dir = Some(dir.path().to_path_buf());
+    c.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let busy = start(c).await;
+    let key = remote::capability_key("runtime", "any");
+    eventually(Duration::from_secs(30), || {
+        let (c, key) = (busy.client().clone(), key.clone());
+        async move {
+            let p = c.get_providers(key, 4).await.ok()?;
+            (p.len() >= 4).then_some(())
+        }
+    })
+    .await
+    .expect("every executor found");
+    let service = busy
+        .service()
+        .expect("the busy node serves its API")
+        .clone();
+    let module = spin(150_000_000);
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let m = ManifestBuilder::new()
+            .fuel(5_000_000_000)
+            .build(&module, b"")
+            .expect("manifest");
+        let id = service
+            .submit(Submission {
+                manifest: m.as_value().clone(),
+                module: Some(module.clone()),
+                input: Vec::new(),
+                placement: Placement::Any,
+            })
+            .await
+            .expect("queued on the busy node");
+        ids.push(id);
+    }
+    let me = busy.peer_id().to_string();
+    let mut ran: HashMap<String, usize> = HashMap::new();
+    for id in &ids {
+        let row = service
+            .wait(id, Duration::from_secs(120))
+            .await
+            .expect("the job ends");
+        let receipt: serde_json::Value =
+            serde_json::from_str(row.receipt.as_deref().expect("a receipt")).expect("json");
+        assert_eq!(receipt["exit_code"], 0, "{receipt}");
+        let executor = receipt["executor"]["peer_id"]
+            .as_str()
+            .expect("executor")
+            .to_owned();
+        let stolen = &receipt["placement"]["stolen_from"];
+        if executor == me {
+            assert!(stolen.is_null(), "a job run here was not stolen: {receipt}");
+        } else {
+            assert_eq!(
+                stolen, &me,
+                "a stolen job's receipt names the busy node: {receipt}"
+            );
+        }
+        *ran.entry(executor).or_default() += 1;
+    }
+    eprintln!("jobs per executor: {ran:?}");
+    for t in &thieves {
+        assert!(
+            ran.get(&t.peer_id().to_string()).copied().unwrap_or(0) >= 1,
+            "every idle opted-in peer took some of the queue: {ran:?}"
+        );
+    }
+    assert_eq!(
+        ran.get(&bystander.peer_id().to_string()),
+        None,
+        "the peer that did not opt in ran nothing"
+    );
+    let gate = bystander.client().steal_gate();
+    assert_eq!(
+        gate.stats.taken.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert!(
+        gate.stats
+            .answered
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1,
+        "it was asked, and said no"
+    );
+    let given = busy
+        .client()
+        .steal_gate()
+        .stats
+        .given
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        given as usize,
+        20 - ran.get(&me).copied().unwrap_or(0),
+        "every job not run here was stolen"
+    );
+    busy.shutdown().await;
+    bystander.shutdown().await;
+    for t in thieves {
+        t.shutdown().await;
+    }
+    boot.shutdown().await;
+}

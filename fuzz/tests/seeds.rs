@@ -182,6 +182,7 @@ fn write_beat_seeds() {
         placement: Some(plasm::net::protocol::BundlePlacement {
             attempt: 2,
             taken_over_from: Some("12D3KooWBeatSeedPeer".into()),
+            stolen_from: None,
         }),
     };
     let mut out = futures::io::Cursor::new(Vec::new());

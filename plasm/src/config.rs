@@ -302,11 +302,24 @@ pub struct PlacementConfig {
     pub queue_wait_seconds: u64,
     /// Seconds between beats to an executor holding one of this node's jobs.
     pub beat_seconds: u64,
+    /// `solo`, `mesh` or `swarm` (decision 0053).
+    pub mode: String,
+    /// Swarm: stolen jobs this node runs at once.
+    pub steal_max_concurrent: usize,
+    /// Swarm: labels a job must require for this node to steal it.
+    pub steal_require_labels: Vec<String>,
+    /// Swarm: memory this node must have (MiB) to steal anything.
+    pub steal_min_memory_mb: u64,
+    /// Swarm: largest stolen bundle (module + input), MiB.
+    pub steal_max_bundle_mb: u64,
+    /// Swarm: how long a busy node waits for answers to its overflow announcement.
+    pub consent_timeout_ms: u64,
 }
 
 impl Default for PlacementConfig {
     fn default() -> Self {
         let s = crate::sched::SchedConfig::default();
+        let steal = crate::net::steal::StealPolicy::default();
         Self {
             weight_rtt: s.weights.rtt,
             weight_load: s.weights.load,
@@ -319,6 +332,12 @@ impl Default for PlacementConfig {
             beat_seconds: crate::sched::detector::DetectorConfig::default()
                 .interval
                 .as_secs(),
+            mode: s.mode.as_str().into(),
+            steal_max_concurrent: steal.max_concurrent,
+            steal_require_labels: steal.require_labels,
+            steal_min_memory_mb: steal.min_memory_mb,
+            steal_max_bundle_mb: steal.max_bundle_bytes >> 20,
+            consent_timeout_ms: steal.consent_timeout.as_millis() as u64,
         }
     }
 }
@@ -791,7 +810,68 @@ impl Config {
                 format!("{}: from 1 to 86400", p.breaker_cooldown_seconds),
             ));
         }
+        let mode = crate::sched::Mode::parse(&p.mode).ok_or_else(|| {
+            value_err(
+                "placement.mode",
+                format!("{:?}: solo, mesh or swarm", p.mode),
+            )
+        })?;
+        if mode == crate::sched::Mode::Swarm
+            && matches!(
+                c.net.reach.profile,
+                crate::net::profile::Profile::Mobile | crate::net::profile::Profile::Hostile
+            )
+        {
+            return Err(value_err(
+                "placement.mode",
+                format!(
+                    "swarm: never on the {} profile (it takes no other node's work)",
+                    c.net.reach.profile.as_str()
+                ),
+            ));
+        }
+        if !(1..=64).contains(&p.steal_max_concurrent) {
+            return Err(value_err(
+                "placement.steal_max_concurrent",
+                format!("{}: from 1 to 64", p.steal_max_concurrent),
+            ));
+        }
+        if !(1..=1024).contains(&p.steal_max_bundle_mb) {
+            return Err(value_err(
+                "placement.steal_max_bundle_mb",
+                format!("{}: from 1 to 1024", p.steal_max_bundle_mb),
+            ));
+        }
+        if !(100..=60_000).contains(&p.consent_timeout_ms) {
+            return Err(value_err(
+                "placement.consent_timeout_ms",
+                format!("{}: from 100 to 60000", p.consent_timeout_ms),
+            ));
+        }
+        if p.steal_require_labels.len() > crate::net::steal::MAX_STEAL_NAMES
+            || p.steal_require_labels
+                .iter()
+                .any(|l| l.is_empty() || l.len() > crate::net::steal::MAX_STEAL_NAME_BYTES)
+        {
+            return Err(value_err(
+                "placement.steal_require_labels",
+                format!(
+                    "at most {} labels of 1 to {} bytes",
+                    crate::net::steal::MAX_STEAL_NAMES,
+                    crate::net::steal::MAX_STEAL_NAME_BYTES
+                ),
+            ));
+        }
+        c.net.steal = crate::net::steal::StealPolicy {
+            enabled: mode == crate::sched::Mode::Swarm,
+            max_concurrent: p.steal_max_concurrent,
+            require_labels: p.steal_require_labels.clone(),
+            min_memory_mb: p.steal_min_memory_mb,
+            max_bundle_bytes: p.steal_max_bundle_mb << 20,
+            consent_timeout: Duration::from_millis(p.consent_timeout_ms),
+        };
         c.placement = crate::sched::SchedConfig {
+            mode,
             policy: crate::sched::Policy::Score,
             weights,
             breaker: crate::sched::breaker::BreakerConfig {
@@ -922,6 +1002,24 @@ fn comment(section: &str, key: &str) -> Option<&'static str> {
         }
         ("placement", "queue_wait_seconds") => {
             "Seconds a job waits for an executor with room (at most 540: manifests stay fresh 10 minutes)."
+        }
+        ("placement", "mode") => {
+            "solo (jobs never leave this node), mesh (to peers by score; the default) or swarm (mesh, and idle opted-in peers take queued jobs: never on mobile or hostile)."
+        }
+        ("placement", "steal_max_concurrent") => {
+            "Swarm: stolen jobs this node runs at once (1 to 64)."
+        }
+        ("placement", "steal_require_labels") => {
+            "Swarm: this node steals only jobs requiring all these labels."
+        }
+        ("placement", "steal_min_memory_mb") => {
+            "Swarm: this node steals nothing when it has less memory than this."
+        }
+        ("placement", "steal_max_bundle_mb") => {
+            "Swarm: largest stolen module + input, MiB (the profile's bundle cap also applies)."
+        }
+        ("placement", "consent_timeout_ms") => {
+            "Swarm: how long a busy node waits for idle peers to answer its overflow announcement."
         }
         ("placement", "beat_seconds") => {
             "Beats to executors holding this node's jobs: two missed and a probe, and the job is placed again."

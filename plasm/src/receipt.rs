@@ -128,6 +128,10 @@ pub struct ReceiptPlacement {
     pub attempt: Option<u32>,
     /// The executor the job was taken over from (placement issue).
     pub taken_over_from: Option<String>,
+    /// The busy node this job was stolen from (swarm mode, decision 0053): a
+    /// member of `placement` present only then, so receipts of jobs that were
+    /// not stolen are the bytes they always were.
+    pub stolen_from: Option<String>,
 }
 
 impl ReceiptPlacement {
@@ -138,6 +142,7 @@ impl ReceiptPlacement {
             relay: None,
             attempt: None,
             taken_over_from: None,
+            stolen_from: None,
         }
     }
 }
@@ -190,12 +195,13 @@ impl Receipt {
                    "metering": body.runtime.metering, "config": digest(&body.runtime.config_sha256)}),
         );
         let p = &body.placement;
-        m.insert(
-            "placement".into(),
-            json!({"path": p.path, "relay": opt_str(&p.relay),
-                   "attempt": p.attempt.map_or(Value::Null, Value::from),
-                   "taken_over_from": opt_str(&p.taken_over_from)}),
-        );
+        let mut placement = json!({"path": p.path, "relay": opt_str(&p.relay),
+               "attempt": p.attempt.map_or(Value::Null, Value::from),
+               "taken_over_from": opt_str(&p.taken_over_from)});
+        if let (Some(from), Some(obj)) = (&p.stolen_from, placement.as_object_mut()) {
+            obj.insert("stolen_from".into(), from.clone().into());
+        }
+        m.insert("placement".into(), placement);
         m.insert("queued_at".into(), body.queued_at.clone().into());
         let mut r = Self(Value::Object(m));
         r.resign(identity)?;

@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
+mod swarm;
+
 /// Where a job should run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
@@ -281,8 +283,8 @@ struct Accepted {
 
 /// Where [`Service::place`] put a job.
 enum Placed {
-    /// Started on this node's pool.
-    Local(Arc<WorkerPool>, job::Submitted),
+    /// Started on this node's pool (its cancel token also says whether it was stolen).
+    Local(Arc<WorkerPool>, job::Submitted, crate::runtime::CancelToken),
     /// To be offered to peers.
     Peer,
 }
@@ -410,6 +412,8 @@ pub struct Service {
     cancels: Mutex<HashMap<String, Stop>>,
     /// Placement state shared by every job sent to peers.
     sched: Arc<crate::sched::Scheduler>,
+    /// Swarm mode: queued jobs an idle peer may take, oldest first.
+    stealable: Mutex<std::collections::VecDeque<swarm::Stealable>>,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -457,6 +461,7 @@ impl Service {
             maxima: JobMaxima::default(),
             cancels: Mutex::default(),
             sched: crate::sched::Scheduler::new(Default::default()),
+            stealable: Mutex::default(),
             metrics: Metrics::default(),
         }
     }
@@ -737,10 +742,10 @@ impl Service {
             map.insert(job_id.clone(), (tx, 0));
         }
         match self.place(&mut job).await? {
-            Placed::Local(pool, submitted) => {
+            Placed::Local(pool, submitted, token) => {
                 let me = self.identity.peer_id().to_string();
                 self.emit(&job_id, "queued", Some(Route::local(&me)), None);
-                tokio::spawn(self.clone().run_local(job, pool, submitted, me));
+                tokio::spawn(self.clone().run_local(job, pool, submitted, token, me));
             }
             Placed::Peer => {
                 self.emit(
@@ -753,7 +758,7 @@ impl Service {
                 if let Ok(mut c) = self.cancels.lock() {
                     c.insert(job_id.clone(), Stop::Peer(Some(stop)));
                 }
-                tokio::spawn(self.clone().run_on_peer(job, stopped));
+                tokio::spawn(self.clone().run_on_peer(job, stopped, None));
             }
         }
         Ok(job_id)
@@ -772,6 +777,11 @@ impl Service {
             (Placement::Remote, _, None) => {
                 return Err(ServiceError::Unprocessable(
                     "this node has no network".into(),
+                ));
+            }
+            (Placement::Remote, _, _) if self.sched.config().mode == crate::sched::Mode::Solo => {
+                return Err(ServiceError::Unprocessable(
+                    "this node is solo ([placement] mode): its jobs never leave it".into(),
                 ));
             }
             _ => {}
@@ -872,12 +882,20 @@ impl Service {
             (Placement::Local | Placement::Any, Some(pool), Some(request)) => {
                 let token = request.cancel.clone();
                 if let Ok(mut c) = self.cancels.lock() {
-                    c.insert(job.manifest.job_id().to_owned(), Stop::Local(token));
+                    c.insert(job.manifest.job_id().to_owned(), Stop::Local(token.clone()));
                 }
                 match job::Submitted::start(pool, request) {
-                    Ok(submitted) => return Ok(Placed::Local(pool.clone(), submitted)),
+                    Ok(submitted) => {
+                        if job.placement == Placement::Any {
+                            // Swarm mode: an idle peer may take it while it waits.
+                            self.list_stealable(job, &token);
+                        }
+                        return Ok(Placed::Local(pool.clone(), submitted, token));
+                    }
                     Err(PoolError::Busy { .. })
-                        if job.placement == Placement::Any && self.client.is_some() =>
+                        if job.placement == Placement::Any
+                            && self.client.is_some()
+                            && self.sched.config().mode != crate::sched::Mode::Solo =>
                     {
                         // The pool is full: a peer, if the remote bounds allow one more.
                         match self.reserve_remote(job_bytes(job)) {
@@ -891,6 +909,11 @@ impl Service {
                     Err(PoolError::Busy { .. }) => ServiceError::Busy,
                     Err(_) => ServiceError::Internal,
                 }
+            }
+            (Placement::Any, None, _) if self.sched.config().mode == crate::sched::Mode::Solo => {
+                ServiceError::Unprocessable(
+                    "this node is solo ([placement] mode) and does not execute jobs".into(),
+                )
             }
             (Placement::Any, None, _) if job.slot.is_none() => {
                 match self.reserve_remote(job_bytes(job)) {
@@ -923,12 +946,19 @@ impl Service {
         job: Accepted,
         pool: Arc<WorkerPool>,
         submitted: job::Submitted,
+        token: crate::runtime::CancelToken,
         me: String,
     ) {
         let id = job.manifest.job_id().to_owned();
         let mut submitted = submitted;
         // "running" only once a worker has begun it; until then it is queued.
-        if submitted.started().await.is_some() {
+        let started = submitted.started().await;
+        self.unlist_stealable(&id);
+        if started.is_none() && token.is_stolen() {
+            // Stolen while queued (swarm mode): its stealer owns it now.
+            return;
+        }
+        if started.is_some() {
             let (store, rid, rme) = (self.store.clone(), id.clone(), me.clone());
             let _ = blocking(move || store.mark_running(&rid, &rme)).await;
             self.emit(&id, "running", Some(Route::local(&me)), None);
@@ -981,10 +1011,13 @@ impl Service {
 
     /// Finds an executor through the DHT, runs the job there, stores its verified receipt.
     /// The job's remote slot is given back when this returns.
+    /// A job stolen from this node's queue (swarm mode) goes to its `thief` only,
+    /// and comes back to the local queue if the thief does not run it.
     async fn run_on_peer(
         self: Arc<Self>,
         job: Accepted,
         stopped: tokio::sync::oneshot::Receiver<()>,
+        thief: Option<libp2p::PeerId>,
     ) {
         let _slot = job.slot;
         let id = job.manifest.job_id().to_owned();
@@ -995,8 +1028,12 @@ impl Service {
         let options = RemoteOptions {
             sched: Some(self.sched.clone()),
             explain: Some(rounds.clone()),
+            peers: thief.into_iter().collect(),
+            stolen_from: thief.map(|_| self.identity.peer_id()),
             ..RemoteOptions::default()
         };
+        // A stolen job keeps its bytes until it has a receipt: it may come back.
+        let kept = thief.map(|_| (job.module.clone(), job.input.clone()));
         let run = remote::run_remote(&client, &job.manifest, job.module, job.input, &options);
         let r = tokio::select! {
             r = run => r,
@@ -1046,7 +1083,13 @@ impl Service {
                 );
                 self.finish(&id, route, out.receipt, out.stdout).await;
             }
-            Err(e) => self.fail(&id, &e.to_string()).await,
+            Err(e) => match (thief, kept) {
+                (Some(thief), Some((module, input))) => {
+                    let why = format!("stolen by {thief}, which did not run it ({e})");
+                    self.requeue(job.manifest, module, input, &why).await;
+                }
+                _ => self.fail(&id, &e.to_string()).await,
+            },
         }
     }
 

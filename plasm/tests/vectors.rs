@@ -248,6 +248,7 @@ fn receipt_cases() -> Vec<Value> {
                 relay: Some(other.peer_id().to_string()),
                 attempt: Some(2),
                 taken_over_from: None,
+                stolen_from: None,
             },
             ..body.clone()
         },

@@ -243,6 +243,10 @@ final class Receipt
         if (!$optString($p->relay) || !$optString($p->taken_over_from)) {
             throw $fail('/placement', 'type', 'relay and taken_over_from are peer ids or null');
         }
+        // Swarm mode (decision 0053): present only on a stolen job, then a peer id.
+        if (property_exists($p, 'stolen_from') && (!is_string($p->stolen_from) || strlen($p->stolen_from) > 64)) {
+            throw $fail('/placement/stolen_from', 'type', 'a peer id');
+        }
         if ($p->attempt !== null && (!is_int($p->attempt) || $p->attempt < 1 || $p->attempt > 1000)) {
             throw $fail('/placement/attempt', 'type', 'an integer 1 to 1000, or null');
         }

@@ -4,6 +4,7 @@
 use super::beat::{BEAT_PROTOCOL, Beat, MAX_BEAT_BYTES};
 use super::protocol::{JOB_PROTOCOL, JobRequest, JobResponse, KAD_PROTOCOL};
 use super::reach::{ReachConfig, RelayLimits};
+use super::steal::{MAX_STEAL_BYTES, Overflow, STEAL_PROTOCOL, StealAnswer};
 use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -70,6 +71,8 @@ pub struct Behaviour {
     pub job: request_response::cbor::Behaviour<JobRequest, JobResponse>,
     /// Beats: load advertisement and failure detection (decision 0049).
     pub beat: request_response::cbor::Behaviour<Beat, Beat>,
+    /// Swarm mode's consent messages: overflow and idle (decision 0053).
+    pub steal: request_response::cbor::Behaviour<Overflow, StealAnswer>,
     /// Reservations on relays, and dialing through them.
     pub relay_client: relay::client::Behaviour,
     /// The relay server of a reachable node, bounded by [`RelayLimits`].
@@ -148,6 +151,16 @@ impl Behaviour {
                 .with_request_timeout(limits.beat_timeout)
                 .with_max_concurrent_streams(8),
         );
+        // Overflow announcements are answered from memory: the same short timeout.
+        let steal = request_response::Behaviour::with_codec(
+            request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_STEAL_BYTES)
+                .set_response_size_maximum(MAX_STEAL_BYTES),
+            [(STEAL_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(limits.beat_timeout)
+                .with_max_concurrent_streams(4),
+        );
         let connection_limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(limits.max_connections))
             .with_max_established_per_peer(Some(limits.max_connections_per_peer))
@@ -195,6 +208,7 @@ impl Behaviour {
             kad,
             job,
             beat,
+            steal,
             relay_client,
             relay: relay.into(),
             autonat,

@@ -116,6 +116,8 @@ pub struct EventLoop {
     listen_local: bool,
     /// Beats: watched peers, advertisements, the failure detector.
     beats: Beats,
+    /// Swarm mode's consent messages: the policy, per-peer buckets, asks in flight.
+    steal: super::steal::StealDesk,
 }
 
 impl EventLoop {
@@ -127,6 +129,7 @@ impl EventLoop {
         inbound: Option<mpsc::Sender<InboundJob>>,
         reach: Reach,
         beats: Beats,
+        steal: super::steal::StealDesk,
     ) -> Self {
         let mut swarm = swarm;
         for addr in reach.config().external_addresses.clone() {
@@ -156,6 +159,7 @@ impl EventLoop {
             lan_peers: BTreeMap::new(),
             listen_local: true,
             beats,
+            steal,
         }
     }
 
@@ -328,6 +332,23 @@ impl EventLoop {
                 self.beats.mark_failed(peer, std::time::Instant::now());
             }
             Command::SetLoadSource { source } => self.beats.set_source(source),
+            Command::Steal {
+                peer,
+                overflow,
+                reply,
+            } => {
+                if self.steal.pending.len() >= super::steal::MAX_STEAL_PEERS {
+                    let _ = reply.send(Err("too many overflow announcements in flight".into()));
+                } else {
+                    let id = swarm.behaviour_mut().steal.send_request(&peer, overflow);
+                    self.steal
+                        .gate
+                        .stats
+                        .asked
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.steal.pending.insert(id, reply);
+                }
+            }
             Command::Rtt { peer, reply } => {
                 let _ = reply.send(self.rtts.get(&peer).copied());
             }
@@ -654,6 +675,7 @@ impl EventLoop {
             }
             BehaviourEvent::Job(event) => self.on_job_event(event),
             BehaviourEvent::Beat(event) => self.on_beat_event(event),
+            BehaviourEvent::Steal(event) => self.on_steal_event(event),
             _ => {}
         }
     }
@@ -876,6 +898,68 @@ impl EventLoop {
                 // Oversized or undecodable beats end here.
                 if matches!(error, request_response::InboundFailure::Io(_)) {
                     self.beats.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_steal_event(
+        &mut self,
+        event: request_response::Event<super::steal::Overflow, super::steal::StealAnswer>,
+    ) {
+        use std::sync::atomic::Ordering;
+        let stats = &self.steal.gate.stats;
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    if !self.steal.buckets.admit(peer, std::time::Instant::now()) {
+                        // Dropped unanswered: the flooding peer's own request times out.
+                        stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    if !request.is_sane() {
+                        stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    stats.answered.fetch_add(1, Ordering::Relaxed);
+                    let own = self.beats.own();
+                    let answer = self.steal.gate.answer(&request, own.load.as_ref());
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .steal
+                        .send_response(channel, answer);
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.steal.pending.remove(&request_id) {
+                        if !response.is_sane() {
+                            stats.malformed.fetch_add(1, Ordering::Relaxed);
+                            let _ = reply.send(Err("an answer out of bounds".into()));
+                            return;
+                        }
+                        if matches!(response, super::steal::StealAnswer::Idle { .. }) {
+                            stats.idle_answers.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.steal.pending.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            request_response::Event::InboundFailure { error, .. } => {
+                if matches!(error, request_response::InboundFailure::Io(_)) {
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
                 }
             }
             request_response::Event::ResponseSent { .. } => {}

@@ -838,6 +838,9 @@ impl Executor {
     ) -> Result<impl std::future::Future<Output = JobResponse> + use<>, JobResponse> {
         // Signed as the requester states it (its own account of the job's
         // history), within bounds: a peer id that parses, a small attempt number.
+        // A stolen job names the busy node it was stolen from, and that is the
+        // peer sending it (decision 0053): anything else is refused below.
+        let stolen = placement.as_ref().and_then(|p| p.stolen_from.clone());
         let (attempt, taken_over_from) = match placement {
             Some(p) if (1..=MAX_ATTEMPT).contains(&p.attempt) => (
                 Some(p.attempt),
@@ -874,6 +877,39 @@ impl Executor {
         };
         let Some(reservation) = self.reservations.remove(job_id) else {
             return Err(failure(FailureReason::UnknownJob, "no accepted offer"));
+        };
+        // A stolen job runs only under this node's steal policy (its consent,
+        // checked again on the bundle), and holds one of its stolen slots.
+        let stolen_slot = match &stolen {
+            None => None,
+            Some(from) if *from != peer.to_string() => {
+                self.on_report(NonceReport {
+                    nonce: reservation.manifest.nonce.clone(),
+                    peer,
+                    created: reservation.created,
+                    ran: false,
+                });
+                return Err(failure(
+                    FailureReason::Busy,
+                    "a stolen job must come from the node it was stolen from",
+                ));
+            }
+            Some(_) => match self
+                .client
+                .steal_gate()
+                .admit(&super::steal::Need::of(&reservation.manifest))
+            {
+                Ok(slot) => Some(slot),
+                Err(why) => {
+                    self.on_report(NonceReport {
+                        nonce: reservation.manifest.nonce.clone(),
+                        peer,
+                        created: reservation.created,
+                        ran: false,
+                    });
+                    return Err(failure(FailureReason::Busy, why));
+                }
+            },
         };
         // The nonce stays reserved until the task reports: spent if the job ran.
         let manifest = reservation.manifest;
@@ -912,6 +948,8 @@ impl Executor {
         );
         let (served, metrics) = (self.served.clone(), self.metrics.clone());
         Ok(async move {
+            // Given back when the job's answer is ready (or the task is dropped).
+            let _stolen_slot = stolen_slot;
             let bytes = module.as_ref().map_or_else(|m| m.len(), Vec::len) + input.len();
             let checked = tokio::task::spawn_blocking(move || {
                 gate.pass(bytes);
@@ -952,6 +990,7 @@ impl Executor {
                 relay: path.relay.map(|r| r.to_string()),
                 attempt,
                 taken_over_from,
+                stolen_from: stolen,
             });
             let mut record = ServedJob {
                 job_id: manifest.job_id().to_owned(),

@@ -14,6 +14,7 @@ pub mod profile;
 pub mod protocol;
 pub mod reach;
 pub mod remote;
+pub mod steal;
 
 use behaviour::{Behaviour, WireLimits};
 use libp2p::request_response::ResponseChannel;
@@ -266,6 +267,12 @@ pub enum Command {
     MarkFailed { peer: PeerId },
     /// Where this node's load comes from (executors).
     SetLoadSource { source: beat::LoadSource },
+    /// Announces overflow to a peer (swarm mode); replies with its answer.
+    Steal {
+        peer: PeerId,
+        overflow: steal::Overflow,
+        reply: steal::StealReply,
+    },
     /// Stop the event loop.
     Shutdown,
 }
@@ -278,6 +285,7 @@ pub struct Client {
     peer_id: PeerId,
     beat_stats: std::sync::Arc<beat::BeatStats>,
     detector: crate::sched::detector::DetectorConfig,
+    steal: std::sync::Arc<steal::StealGate>,
 }
 
 /// A watch of a peer, ended on drop (see [`Client::watching`]).
@@ -473,6 +481,29 @@ impl Client {
         let _ = self.tx.send(Command::SetLoadSource { source }).await;
     }
 
+    /// Announces overflow to `peer`; its answer (swarm mode, decision 0053).
+    pub async fn ask_steal(
+        &self,
+        peer: PeerId,
+        overflow: steal::Overflow,
+    ) -> Result<steal::StealAnswer, NetError> {
+        self.ask(|reply| Command::Steal {
+            peer,
+            overflow,
+            reply,
+        })
+        .await?
+        .map_err(|reason| NetError::Request {
+            peer: peer.to_string(),
+            reason,
+        })
+    }
+
+    /// This node's steal policy, the stolen jobs it runs, and swarm counters.
+    pub fn steal_gate(&self) -> std::sync::Arc<steal::StealGate> {
+        self.steal.clone()
+    }
+
     /// Beat counters.
     pub fn beat_stats(&self) -> std::sync::Arc<beat::BeatStats> {
         self.beat_stats.clone()
@@ -495,6 +526,8 @@ pub struct NetConfig {
     pub reach: reach::ReachConfig,
     /// The beat and its failure detector.
     pub detector: crate::sched::detector::DetectorConfig,
+    /// Whether and how much this node takes other nodes' queued work (swarm mode).
+    pub steal: steal::StealPolicy,
 }
 
 impl Default for NetConfig {
@@ -504,6 +537,7 @@ impl Default for NetConfig {
             limits: WireLimits::default(),
             reach: reach::ReachConfig::default(),
             detector: Default::default(),
+            steal: steal::StealPolicy::default(),
         }
     }
 }
@@ -579,7 +613,9 @@ pub fn spawn(
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let peer_id = *swarm.local_peer_id();
     let beat_stats = std::sync::Arc::new(beat::BeatStats::default());
+    let gate = std::sync::Arc::new(steal::StealGate::new(config.steal.clone()));
     let client = Client {
+        steal: gate.clone(),
         tx,
         events: events.clone(),
         peer_id,
@@ -593,6 +629,7 @@ pub fn spawn(
         accept_jobs.then_some(inbound_tx),
         reach::Reach::new(config.reach.clone()),
         beat::Beats::new(config.detector, beat_stats),
+        steal::StealDesk::new(gate),
     );
     let handle = tokio::spawn(event_loop.run());
     Ok((client, inbound_rx, handle))

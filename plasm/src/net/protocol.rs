@@ -54,6 +54,12 @@ pub struct BundlePlacement {
     /// The executor that held the job before and failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taken_over_from: Option<String>,
+    /// Swarm mode: this requester is the busy node that stole the job from its
+    /// own queue (decision 0053); the executor checks it is the sender, runs the
+    /// job under its steal policy and signs it as `placement.stolen_from`.
+    /// Absent from requesters before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stolen_from: Option<String>,
 }
 
 /// Why an executor declines an offer.

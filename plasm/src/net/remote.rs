@@ -54,6 +54,10 @@ pub struct RemoteOptions {
     pub sched: Option<Arc<Scheduler>>,
     /// Where each placement round goes (`--explain`).
     pub explain: Option<ExplainSink>,
+    /// Swarm mode: this node stole the job from its own queue for the pinned
+    /// thief (decision 0053). The bundle says so, the receipt must sign it, and
+    /// a busy thief is not waited for: the job goes back to the local queue.
+    pub stolen_from: Option<PeerId>,
 }
 
 /// How far a remote run has got.
@@ -82,6 +86,7 @@ impl Default for RemoteOptions {
             progress: None,
             sched: None,
             explain: None,
+            stolen_from: None,
         }
     }
 }
@@ -611,6 +616,7 @@ pub async fn run_remote(
             let placement = BundlePlacement {
                 attempt: attempt + 1,
                 taken_over_from: taken_over_from.map(|p| p.to_string()),
+                stolen_from: options.stolen_from.map(|p| p.to_string()),
             };
             let tried = try_one(
                 client,
@@ -678,7 +684,7 @@ pub async fn run_remote(
         if took_over {
             continue;
         }
-        if !busy_seen || Instant::now() >= queue_until {
+        if !busy_seen || Instant::now() >= queue_until || options.stolen_from.is_some() {
             if attempts.is_empty() {
                 // Nothing was tried: say why each candidate was ruled out.
                 attempts = last_vetoes;
@@ -916,8 +922,18 @@ async fn try_one(
 /// say whom it took over from.
 fn check_placement(receipt: &Receipt, asked: &BundlePlacement) -> Result<(), String> {
     let Some(p) = receipt.as_map().get("placement") else {
-        return Ok(());
+        return match asked.stolen_from {
+            None => Ok(()),
+            Some(_) => Err("receipt placement does not say the job was stolen".into()),
+        };
     };
+    // Swarm mode: a stolen job's receipt says so, and names this node; a job
+    // that was not stolen must not say it was.
+    if p.get("stolen_from").and_then(|t| t.as_str()) != asked.stolen_from.as_deref()
+        || (p.get("stolen_from").is_some() && asked.stolen_from.is_none())
+    {
+        return Err("receipt placement.stolen_from is not what this node asked for".into());
+    }
     match p.get("attempt").and_then(|a| a.as_u64()) {
         None if asked.attempt == 1 && asked.taken_over_from.is_none() => Ok(()),
         None => Err("receipt placement does not say this job was taken over".into()),

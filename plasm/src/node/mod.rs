@@ -247,6 +247,14 @@ impl Node {
         let executes = config.mode == Mode::Node;
         // Jobs from others: executors whose link profile allows it (mobile: never).
         let serves = executes && settings.execute_for_others;
+        // Swarm mode (decision 0053) takes other nodes' queued work only on an
+        // executor that serves others, and never on the mobile or hostile profile.
+        net_config.steal.enabled = config.placement.mode == crate::sched::Mode::Swarm
+            && serves
+            && !matches!(
+                net_config.reach.profile,
+                crate::net::profile::Profile::Mobile | crate::net::profile::Profile::Hostile
+            );
         let (client, inbound, event_loop) = net::spawn(identity.keypair(), &net_config, serves)?;
         let mut listen_addrs = Vec::new();
         for addr in &config.listen {
@@ -438,6 +446,9 @@ impl Node {
                 loopback: addr.ip().is_loopback(),
             },
         };
+        if let Some(task) = service.start_swarm() {
+            self.tasks.push(task);
+        }
         let app = crate::api::router(state);
         self.api = Some(ApiServer::bind(addr, app, config.api_tls.clone())?);
         self.service = Some(service);

@@ -90,11 +90,42 @@ pub struct CancelToken(Arc<CancelInner>);
 #[derive(Debug, Default)]
 struct CancelInner {
     cancelled: std::sync::atomic::AtomicBool,
+    /// Who owns a queued job (swarm mode, decision 0053): [`CLAIM_QUEUED`] until a
+    /// worker takes it ([`CLAIM_RUNNING`]) or a stealer does ([`CLAIM_STOLEN`]);
+    /// one compare-and-swap decides, so a started job is never stolen.
+    claim: std::sync::atomic::AtomicU8,
     /// The worker process running the job, while one does.
     pid: std::sync::Mutex<Option<u32>>,
 }
 
+const CLAIM_QUEUED: u8 = 0;
+const CLAIM_RUNNING: u8 = 1;
+const CLAIM_STOLEN: u8 = 2;
+
 impl CancelToken {
+    /// A worker takes the job; false when a stealer took it first.
+    pub(crate) fn claim_for_run(&self) -> bool {
+        self.claim_from_queued(CLAIM_RUNNING)
+    }
+
+    /// A stealer takes the job; false when a worker began it (or a stealer took it) first.
+    pub(crate) fn claim_for_steal(&self) -> bool {
+        self.claim_from_queued(CLAIM_STOLEN)
+    }
+
+    fn claim_from_queued(&self, to: u8) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.0
+            .claim
+            .compare_exchange(CLAIM_QUEUED, to, SeqCst, SeqCst)
+            .is_ok()
+    }
+
+    /// Whether a stealer owns the job (it runs on another peer).
+    pub fn is_stolen(&self) -> bool {
+        self.0.claim.load(std::sync::atomic::Ordering::SeqCst) == CLAIM_STOLEN
+    }
+
     /// Cancels the job; the worker running it, if any, is killed at once.
     pub fn cancel(&self) {
         self.0

@@ -175,6 +175,11 @@ impl WorkerPool {
         let runtime = self.runtime.clone();
         let counters = self.counters.clone();
         let task: Task = Box::new(move || {
+            if !request.cancel.claim_for_run() {
+                // Stolen while queued (swarm mode): the stealer took it off the
+                // count and owns it; `done` drops unheard.
+                return;
+            }
             if counters.closed.load(Ordering::SeqCst) {
                 // Queued when the pool closed: never run; `done` drops, so the
                 // waiter learns the pool closed.
@@ -218,6 +223,17 @@ impl WorkerPool {
 }
 
 impl WorkerPool {
+    /// Takes a queued job away from the pool (swarm mode): true when it had not
+    /// started, and then no worker ever runs it and it leaves the queue count at
+    /// once. One compare-and-swap against the worker's, so never a started job.
+    pub fn steal(&self, cancel: &super::CancelToken) -> bool {
+        if !cancel.claim_for_steal() {
+            return false;
+        }
+        self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+        true
+    }
+
     /// Stops the pool: refuses new jobs, drops every queued one without running
     /// it (its waiter gets [`PoolError::Closed`] at once) and lets running jobs
     /// go on. Returns how many queued jobs were dropped.

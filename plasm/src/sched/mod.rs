@@ -109,6 +109,40 @@ pub enum Policy {
     RoundRobin,
 }
 
+/// Where this node's jobs may run (`[placement] mode`, decision 0053).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Never leaves this node: no job goes to a peer, and none is stolen.
+    Solo,
+    /// Jobs go to peers by score when asked for (or when this node is full).
+    #[default]
+    Mesh,
+    /// Mesh, and idle peers that opted in take this node's queued jobs, and
+    /// this node takes theirs when idle (work stealing with consent).
+    Swarm,
+}
+
+impl Mode {
+    /// Parses the configuration's spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "solo" => Some(Self::Solo),
+            "mesh" => Some(Self::Mesh),
+            "swarm" => Some(Self::Swarm),
+            _ => None,
+        }
+    }
+
+    /// The configuration's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Solo => "solo",
+            Self::Mesh => "mesh",
+            Self::Swarm => "swarm",
+        }
+    }
+}
+
 /// Placement settings (`[placement]` in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SchedConfig {
@@ -123,6 +157,8 @@ pub struct SchedConfig {
     pub max_per_peer: usize,
     /// How long a job waits for an executor with room before it fails.
     pub queue_wait: Duration,
+    /// Solo, mesh or swarm.
+    pub mode: Mode,
 }
 
 impl Default for SchedConfig {
@@ -133,6 +169,7 @@ impl Default for SchedConfig {
             breaker: BreakerConfig::default(),
             max_per_peer: 8,
             queue_wait: Duration::from_secs(120),
+            mode: Mode::Mesh,
         }
     }
 }

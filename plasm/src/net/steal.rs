@@ -1,0 +1,593 @@
+//! Swarm mode's consent messages, on their own protocol `/plasm/steal/1.0.0`
+//! (decision 0053).
+//!
+//! A busy node whose queue has waited asks a few connected peers, in one small
+//! request, whether they would take some of it ([`Overflow`]: how much waits and
+//! what those jobs need). A node that opted in (`[placement] mode = "swarm"`)
+//! and is idle answers with its capabilities and how many it would take
+//! ([`StealAnswer::Idle`]); anyone else answers [`StealAnswer::NotStealing`] with
+//! the reason. The busy node then offers each job through the job protocol, so
+//! the rest of the handshake (offer → accept → bundle → started → completed) is
+//! the one every job already goes through, and the executor checks the bundle
+//! against the same policy ([`StealGate`]) before it runs a stolen job.
+//!
+//! Everything is bounded: the messages (4 KiB, read with a cap, at most
+//! [`MAX_NEEDS`] needs), inbound overflow announcements per peer (a token
+//! bucket), the peers remembered for it, and the stolen jobs run at once
+//! (`max_concurrent`). Mobile and hostile profiles never steal (refused at start).
+
+use crate::sched::Load;
+use libp2p::{PeerId, StreamProtocol};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Protocol id of swarm mode's consent messages.
+pub const STEAL_PROTOCOL: StreamProtocol = StreamProtocol::new("/plasm/steal/1.0.0");
+/// Largest steal message read from a stream, either way.
+pub const MAX_STEAL_BYTES: u64 = 4096;
+/// Most needs one overflow announcement lists.
+pub const MAX_NEEDS: usize = 8;
+/// Longest runtime or label name in a steal message.
+pub const MAX_STEAL_NAME_BYTES: usize = 64;
+/// Most labels (or engines) one need or answer names.
+pub const MAX_STEAL_NAMES: usize = 4;
+/// Inbound overflow announcements per peer per second, sustained, and in a burst.
+pub const OVERFLOW_RATE: f64 = 2.0;
+/// See [`OVERFLOW_RATE`].
+pub const OVERFLOW_BURST: f64 = 5.0;
+/// Peers whose announcement rate is remembered.
+pub const MAX_STEAL_PEERS: usize = 4096;
+
+/// What one queued job needs from a thief.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Need {
+    /// The engine it asks for (`None`: any).
+    pub runtime: Option<String>,
+    /// The labels it requires.
+    pub labels: Vec<String>,
+    /// Its memory cap, bytes.
+    pub memory_bytes: u64,
+    /// Its module and input, bytes.
+    pub bundle_bytes: u64,
+}
+
+/// Busy node → peer: "my queue has waited; would you take some of it?"
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Overflow {
+    /// Jobs waiting in its queue that may be stolen.
+    pub queued: u32,
+    /// What some of them need (at most [`MAX_NEEDS`]).
+    pub needs: Vec<Need>,
+}
+
+/// Peer → busy node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StealAnswer {
+    /// Opted in and idle: how many jobs it would take now, and what it can run.
+    Idle {
+        /// Jobs it would take now (free workers, within `max_concurrent`).
+        free_slots: u32,
+        /// Engines it runs.
+        engines: Vec<String>,
+        /// Labels it advertises.
+        labels: Vec<String>,
+        /// Labels a job must require to be taken (its steal policy).
+        require_labels: Vec<String>,
+        /// Its memory, MiB.
+        memory_mb: u64,
+        /// The largest bundle it takes, bytes.
+        max_bundle_bytes: u64,
+    },
+    /// Does not take the work, and why (not opted in, busy, nothing it can run).
+    NotStealing {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+fn names_ok(v: &[String]) -> bool {
+    v.len() <= MAX_STEAL_NAMES && v.iter().all(|s| s.len() <= MAX_STEAL_NAME_BYTES)
+}
+
+impl Need {
+    /// What a job of `manifest` needs. A job whose needs do not fit the
+    /// message's bounds ([`Self::is_sane`]) is never announced, so never stolen.
+    pub fn of(manifest: &crate::manifest::Manifest) -> Self {
+        Self {
+            runtime: manifest.requirements.runtime.clone(),
+            labels: manifest.requirements.labels.clone(),
+            memory_bytes: manifest.limits.memory_bytes,
+            bundle_bytes: manifest
+                .module
+                .size
+                .saturating_add(manifest.input.as_ref().map_or(0, |i| i.size)),
+        }
+    }
+
+    /// Whether it is within the message's bounds.
+    pub fn is_sane(&self) -> bool {
+        names_ok(&self.labels)
+            && self
+                .runtime
+                .as_ref()
+                .is_none_or(|r| r.len() <= MAX_STEAL_NAME_BYTES)
+    }
+}
+
+impl Overflow {
+    /// Whether the announcement is within bounds (else it is dropped and counted).
+    pub fn is_sane(&self) -> bool {
+        self.needs.len() <= MAX_NEEDS && self.needs.iter().all(Need::is_sane)
+    }
+}
+
+impl StealAnswer {
+    /// Whether the answer is within bounds (else it counts as no answer).
+    pub fn is_sane(&self) -> bool {
+        match self {
+            Self::Idle {
+                engines,
+                labels,
+                require_labels,
+                free_slots,
+                ..
+            } => {
+                names_ok(engines)
+                    && names_ok(labels)
+                    && names_ok(require_labels)
+                    && *free_slots <= 1024
+            }
+            Self::NotStealing { reason } => reason.len() <= 256,
+        }
+    }
+
+    /// Whether a thief that answered this could take a job needing `need`.
+    pub fn fits(&self, need: &Need) -> bool {
+        let Self::Idle {
+            engines,
+            labels,
+            require_labels,
+            memory_mb,
+            max_bundle_bytes,
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let runtime_ok = need
+            .runtime
+            .as_deref()
+            .is_none_or(|r| r == "any" || engines.iter().any(|e| e == r));
+        runtime_ok
+            && need.labels.iter().all(|l| labels.contains(l))
+            && require_labels.iter().all(|l| need.labels.contains(l))
+            && need.memory_bytes <= memory_mb.saturating_mul(1024 * 1024)
+            && need.bundle_bytes <= *max_bundle_bytes
+    }
+}
+
+/// A node's steal policy: whether it takes other nodes' queued work, and how much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StealPolicy {
+    /// Opted in (`[placement] mode = "swarm"`), and the profile allows it.
+    pub enabled: bool,
+    /// Stolen jobs run here at once.
+    pub max_concurrent: usize,
+    /// Labels a job must require to be stolen by this node.
+    pub require_labels: Vec<String>,
+    /// Memory this node must have, MiB, to take anything.
+    pub min_memory_mb: u64,
+    /// Largest stolen bundle (module + input), bytes.
+    pub max_bundle_bytes: u64,
+    /// How long a busy node waits for an answer (and the thief for the bundle's offer).
+    pub consent_timeout: Duration,
+}
+
+impl Default for StealPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_concurrent: 2,
+            require_labels: Vec::new(),
+            min_memory_mb: 0,
+            max_bundle_bytes: 33 * 1024 * 1024,
+            consent_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// Counters of swarm mode, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StealStats {
+    /// Overflow announcements sent.
+    pub asked: AtomicU64,
+    /// Announcements answered `Idle`.
+    pub idle_answers: AtomicU64,
+    /// Announcements received and answered.
+    pub answered: AtomicU64,
+    /// Inbound announcements dropped by the per-peer rate limit.
+    pub rate_limited: AtomicU64,
+    /// Steal messages dropped as oversized, undecodable or out of bounds.
+    pub malformed: AtomicU64,
+    /// Queued jobs this node handed to a thief.
+    pub given: AtomicU64,
+    /// Jobs stolen from another node that this node ran.
+    pub taken: AtomicU64,
+    /// Stolen bundles refused by the policy.
+    pub refused: AtomicU64,
+}
+
+/// The policy and the count of stolen jobs running here, shared by the
+/// consent answers (event loop) and the executor, which enforces it.
+#[derive(Debug, Default)]
+pub struct StealGate {
+    /// The policy.
+    pub policy: StealPolicy,
+    running: AtomicUsize,
+    /// Counters.
+    pub stats: StealStats,
+}
+
+/// One stolen job running here; its slot is given back when dropped.
+#[derive(Debug)]
+pub struct StolenSlot(Arc<StealGate>);
+
+impl Drop for StolenSlot {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl StealGate {
+    /// A gate enforcing `policy`.
+    pub fn new(policy: StealPolicy) -> Self {
+        Self {
+            policy,
+            running: AtomicUsize::new(0),
+            stats: StealStats::default(),
+        }
+    }
+
+    /// Stolen jobs running here now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Admits one stolen bundle needing `need`, or says why not (the executor
+    /// fails the bundle with it): the thief's consent, checked again on the bytes.
+    pub fn admit(self: &Arc<Self>, need: &Need) -> Result<StolenSlot, String> {
+        let p = &self.policy;
+        let refuse = |why: String| {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            Err(why)
+        };
+        if !p.enabled {
+            return refuse("this node does not take stolen work (not in swarm mode)".into());
+        }
+        if !p.require_labels.iter().all(|l| need.labels.contains(l)) {
+            return refuse(format!(
+                "this node steals only jobs requiring the labels {:?}",
+                p.require_labels
+            ));
+        }
+        if need.bundle_bytes > p.max_bundle_bytes {
+            return refuse(format!(
+                "a stolen bundle of {} bytes is over this node's {} bytes",
+                need.bundle_bytes, p.max_bundle_bytes
+            ));
+        }
+        let taken = self
+            .running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < p.max_concurrent).then_some(n + 1)
+            });
+        if taken.is_err() {
+            return refuse(format!(
+                "this node runs at most {} stolen jobs at once",
+                p.max_concurrent
+            ));
+        }
+        self.stats.taken.fetch_add(1, Ordering::Relaxed);
+        Ok(StolenSlot(self.clone()))
+    }
+
+    /// The answer to an overflow announcement, given this node's own load.
+    pub fn answer(&self, overflow: &Overflow, load: Option<&Load>) -> StealAnswer {
+        let p = &self.policy;
+        let no = |reason: &str| StealAnswer::NotStealing {
+            reason: reason.into(),
+        };
+        if !p.enabled {
+            return no("not in swarm mode");
+        }
+        let Some(load) = load.filter(|l| l.accepting) else {
+            return no("takes no jobs");
+        };
+        if load.memory_mb < p.min_memory_mb {
+            return no("short of memory for its steal policy");
+        }
+        // Idle: nothing waits here and a worker is free.
+        let free_workers = load
+            .slots
+            .saturating_sub(load.running.saturating_add(load.queued));
+        let room = p.max_concurrent.saturating_sub(self.running()) as u32;
+        let free_slots = free_workers.min(room).min(overflow.queued);
+        if load.queued > 0 || free_slots == 0 {
+            return no("busy");
+        }
+        let idle = StealAnswer::Idle {
+            free_slots,
+            engines: load.engines.iter().take(MAX_STEAL_NAMES).cloned().collect(),
+            labels: load.labels.iter().take(MAX_STEAL_NAMES).cloned().collect(),
+            require_labels: p.require_labels.clone(),
+            memory_mb: load.memory_mb,
+            max_bundle_bytes: p.max_bundle_bytes,
+        };
+        if !overflow.needs.is_empty() && !overflow.needs.iter().any(|n| idle.fits(n)) {
+            return no("none of the jobs fits its steal policy");
+        }
+        idle
+    }
+}
+
+/// The answer to one overflow announcement sent.
+pub type StealReply = tokio::sync::oneshot::Sender<Result<StealAnswer, String>>;
+
+/// The event loop's part of swarm mode: the gate, the buckets, the asks in flight.
+#[derive(Debug)]
+pub struct StealDesk {
+    /// Policy, stolen jobs running, counters.
+    pub gate: Arc<StealGate>,
+    /// Inbound announcements per peer.
+    pub buckets: StealBuckets,
+    /// Announcements sent, waiting for their answer (at most [`MAX_STEAL_PEERS`]).
+    pub pending: HashMap<libp2p::request_response::OutboundRequestId, StealReply>,
+}
+
+impl StealDesk {
+    /// A desk enforcing `gate`.
+    pub fn new(gate: Arc<StealGate>) -> Self {
+        Self {
+            gate,
+            buckets: StealBuckets::default(),
+            pending: HashMap::new(),
+        }
+    }
+}
+
+/// The per-peer token buckets of inbound announcements.
+#[derive(Debug, Default)]
+pub struct StealBuckets(HashMap<PeerId, (f64, Instant)>);
+
+impl StealBuckets {
+    /// Whether one more announcement from `peer` is admitted now.
+    pub fn admit(&mut self, peer: PeerId, now: Instant) -> bool {
+        if self.0.len() >= MAX_STEAL_PEERS && !self.0.contains_key(&peer) {
+            // Forget buckets that have refilled (they hold no state worth keeping).
+            self.0.retain(|_, (_, at)| {
+                now.duration_since(*at).as_secs_f64() * OVERFLOW_RATE < OVERFLOW_BURST
+            });
+            if self.0.len() >= MAX_STEAL_PEERS {
+                return false;
+            }
+        }
+        let (tokens, at) = self.0.entry(peer).or_insert((OVERFLOW_BURST, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * OVERFLOW_RATE).min(OVERFLOW_BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle_load() -> Load {
+        Load {
+            running: 0,
+            queued: 0,
+            slots: 4,
+            queue_cap: 8,
+            cores: 2,
+            memory_mb: 4096,
+            engines: vec!["wasm3".into(), "wasmtime".into()],
+            labels: vec!["gpu".into()],
+            profile: "desktop".into(),
+            accepting: true,
+        }
+    }
+
+    fn gate(enabled: bool) -> Arc<StealGate> {
+        Arc::new(StealGate::new(StealPolicy {
+            enabled,
+            ..StealPolicy::default()
+        }))
+    }
+
+    fn overflow() -> Overflow {
+        Overflow {
+            queued: 20,
+            needs: vec![Need::default()],
+        }
+    }
+
+    #[test]
+    fn only_an_opted_in_idle_node_answers_idle() {
+        let load = idle_load();
+        assert!(matches!(
+            gate(false).answer(&overflow(), Some(&load)),
+            StealAnswer::NotStealing { .. }
+        ));
+        let StealAnswer::Idle { free_slots, .. } = gate(true).answer(&overflow(), Some(&load))
+        else {
+            panic!("an opted-in idle node answers idle");
+        };
+        // Four free workers, but at most `max_concurrent` (2) stolen jobs at once.
+        assert_eq!(free_slots, 2);
+        let busy = Load {
+            queued: 1,
+            ..idle_load()
+        };
+        assert!(matches!(
+            gate(true).answer(&overflow(), Some(&busy)),
+            StealAnswer::NotStealing { .. }
+        ));
+        let full = Load {
+            running: 4,
+            ..idle_load()
+        };
+        assert!(matches!(
+            gate(true).answer(&overflow(), Some(&full)),
+            StealAnswer::NotStealing { .. }
+        ));
+        assert!(matches!(
+            gate(true).answer(&overflow(), None),
+            StealAnswer::NotStealing { .. }
+        ));
+    }
+
+    #[test]
+    fn the_gate_enforces_max_concurrent_labels_and_size() {
+        let g = Arc::new(StealGate::new(StealPolicy {
+            enabled: true,
+            max_concurrent: 2,
+            require_labels: vec!["gpu".into()],
+            max_bundle_bytes: 1000,
+            ..StealPolicy::default()
+        }));
+        let gpu = Need {
+            labels: vec!["gpu".into()],
+            bundle_bytes: 10,
+            ..Need::default()
+        };
+        assert!(g.admit(&Need::default()).is_err(), "label required");
+        assert!(
+            g.admit(&Need {
+                bundle_bytes: 1001,
+                ..gpu.clone()
+            })
+            .is_err(),
+            "bundle over the cap"
+        );
+        let a = g.admit(&gpu).expect("first");
+        let _b = g.admit(&gpu).expect("second");
+        assert!(
+            g.admit(&gpu).is_err(),
+            "a third at once is over max_concurrent"
+        );
+        drop(a);
+        assert!(g.admit(&gpu).is_ok(), "a slot given back is taken again");
+        assert!(gate(false).admit(&gpu).is_err(), "not opted in");
+        assert_eq!(g.stats.refused.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn answers_say_which_jobs_fit() {
+        let idle = gate(true).answer(&overflow(), Some(&idle_load()));
+        assert!(idle.fits(&Need::default()));
+        assert!(idle.fits(&Need {
+            runtime: Some("wasmtime".into()),
+            labels: vec!["gpu".into()],
+            ..Need::default()
+        }));
+        assert!(!idle.fits(&Need {
+            runtime: Some("other".into()),
+            ..Need::default()
+        }));
+        assert!(!idle.fits(&Need {
+            labels: vec!["arm".into()],
+            ..Need::default()
+        }));
+        assert!(!idle.fits(&Need {
+            memory_bytes: 8 << 30,
+            ..Need::default()
+        }));
+        // An announcement whose every job needs what it lacks gets a no.
+        let picky = Overflow {
+            queued: 3,
+            needs: vec![Need {
+                labels: vec!["arm".into()],
+                ..Need::default()
+            }],
+        };
+        assert!(matches!(
+            gate(true).answer(&picky, Some(&idle_load())),
+            StealAnswer::NotStealing { .. }
+        ));
+    }
+
+    #[test]
+    fn announcements_are_bounded_and_rate_limited() {
+        let many = Overflow {
+            queued: 1,
+            needs: vec![Need::default(); MAX_NEEDS + 1],
+        };
+        assert!(!many.is_sane());
+        let long = Overflow {
+            queued: 1,
+            needs: vec![Need {
+                runtime: Some("x".repeat(MAX_STEAL_NAME_BYTES + 1)),
+                ..Need::default()
+            }],
+        };
+        assert!(!long.is_sane());
+        // The largest sane announcement fits in one message.
+        let largest = Overflow {
+            queued: u32::MAX,
+            needs: vec![
+                Need {
+                    runtime: Some("r".repeat(MAX_STEAL_NAME_BYTES)),
+                    labels: vec!["l".repeat(MAX_STEAL_NAME_BYTES); MAX_STEAL_NAMES],
+                    memory_bytes: u64::MAX,
+                    bundle_bytes: u64::MAX,
+                };
+                MAX_NEEDS
+            ],
+        };
+        assert!(largest.is_sane());
+        use futures::executor::block_on;
+        use libp2p::request_response::Codec as _;
+        let mut codec =
+            libp2p::request_response::cbor::codec::Codec::<Overflow, StealAnswer>::default()
+                .set_request_size_maximum(MAX_STEAL_BYTES)
+                .set_response_size_maximum(MAX_STEAL_BYTES);
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_request(&STEAL_PROTOCOL, &mut out, largest.clone())).expect("encode");
+        let bytes = out.into_inner();
+        assert!(
+            bytes.len() as u64 <= MAX_STEAL_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
+        let back =
+            block_on(codec.read_request(&STEAL_PROTOCOL, &mut futures::io::Cursor::new(bytes)))
+                .expect("decodes under the cap");
+        assert_eq!(back, largest);
+        // One byte more than the cap does not decode.
+        let mut huge = largest;
+        huge.needs[0].labels[0] = "l".repeat(MAX_STEAL_BYTES as usize);
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_request(&STEAL_PROTOCOL, &mut out, huge)).expect("encode");
+        assert!(
+            block_on(codec.read_request(
+                &STEAL_PROTOCOL,
+                &mut futures::io::Cursor::new(out.into_inner())
+            ))
+            .is_err()
+        );
+        let mut b = StealBuckets::default();
+        let (p, now) = (PeerId::random(), Instant::now());
+        let admitted = (0..100).filter(|_| b.admit(p, now)).count();
+        assert_eq!(admitted, OVERFLOW_BURST as usize);
+        assert!(b.admit(p, now + Duration::from_secs(1)));
+    }
+}

@@ -1,0 +1,309 @@
+//! Swarm mode, the busy side (decision 0053): queued jobs that idle peers take
+//! with their consent.
+//!
+//! A job submitted here with placement `any` waits in the pool's queue when every
+//! worker is busy; in swarm mode it is also listed here. When the queue has
+//! waited a second, [`Service::give_loop`] announces the overflow to a few peers
+//! (`/plasm/steal/1.0.0`), and for each that answers idle (it opted in, nothing
+//! waits there, it can run these jobs) takes as many jobs as it offered from the
+//! back of the queue (those that would wait longest) with the pool's atomic claim,
+//! which a worker starting the job would have won instead: a started job is never
+//! moved. Each stolen job then goes through the job protocol to that thief alone,
+//! with `placement.stolen_from` in its bundle; the thief's executor checks its
+//! own policy again and signs `stolen_from` into the receipt, which this node
+//! checks. A thief that declines or fails gives the job back to the local queue
+//! (not listed again, so it never bounces between thieves).
+//!
+//! Bounded: one announcement round per tick, to at most [`ASK_PEERS`] peers, each
+//! answer within the consent timeout; the list is as long as the pool's queue.
+
+use super::{Accepted, Placement, Service, Stop};
+use crate::job;
+use crate::manifest::Manifest;
+use crate::net::steal::{MAX_NEEDS, Need, Overflow, StealAnswer};
+use crate::runtime::CancelToken;
+use libp2p::PeerId;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Peers asked in one announcement round.
+pub const ASK_PEERS: usize = 8;
+/// How often the queue is looked at.
+const TICK: Duration = Duration::from_millis(500);
+/// How long the queue must have waited before it is announced.
+const PATIENCE: Duration = Duration::from_secs(1);
+/// How long executors found through the DHT are asked before a new lookup.
+const LOOKUP_EVERY: Duration = Duration::from_secs(30);
+
+/// A queued job an idle peer may take.
+pub(super) struct Stealable {
+    job_id: String,
+    token: CancelToken,
+    manifest: Manifest,
+    module: Arc<[u8]>,
+    input: Vec<u8>,
+    need: Need,
+}
+
+impl Service {
+    /// Lists a job just queued on the pool, in swarm mode (its input moves here:
+    /// the pool's request holds its own copy).
+    pub(super) fn list_stealable(&self, job: &mut Accepted, token: &CancelToken) {
+        if self.sched.config().mode != crate::sched::Mode::Swarm || self.client.is_none() {
+            return;
+        }
+        let need = Need::of(&job.manifest);
+        if !need.is_sane() {
+            return;
+        }
+        if let Ok(mut list) = self.stealable.lock() {
+            list.push_back(Stealable {
+                job_id: job.manifest.job_id().to_owned(),
+                token: token.clone(),
+                manifest: job.manifest.clone(),
+                module: job.module.clone(),
+                input: std::mem::take(&mut job.input),
+                need,
+            });
+        }
+    }
+
+    /// Forgets a listed job (a worker began it, or it ended).
+    pub(super) fn unlist_stealable(&self, job_id: &str) {
+        if let Ok(mut list) = self.stealable.lock()
+            && let Some(i) = list.iter().position(|s| s.job_id == job_id)
+        {
+            list.remove(i);
+        }
+    }
+
+    /// Jobs listed as stealable now.
+    pub fn stealable_jobs(&self) -> usize {
+        self.stealable.lock().map_or(0, |l| l.len())
+    }
+
+    /// Starts swarm mode's busy side, when the node is in swarm mode and executes.
+    pub fn start_swarm(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        if self.sched.config().mode != crate::sched::Mode::Swarm
+            || self.pool.is_none()
+            || self.client.is_none()
+        {
+            return None;
+        }
+        Some(tokio::spawn(Self::give_loop(Arc::downgrade(self))))
+    }
+
+    /// Announces a queue that has waited, and hands jobs to the peers that answer idle.
+    async fn give_loop(service: std::sync::Weak<Self>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut waiting_since: Option<Instant> = None;
+        let mut found: (Vec<PeerId>, Option<Instant>) = (Vec::new(), None);
+        let mut turn = 0usize;
+        loop {
+            tick.tick().await;
+            let Some(svc) = service.upgrade() else {
+                return;
+            };
+            if svc.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            let (Some(client), Some(pool)) = (svc.client.clone(), svc.pool.clone()) else {
+                return;
+            };
+            let Some((overflow, first)) = svc.overflow() else {
+                waiting_since = None;
+                continue;
+            };
+            if pool.stats().queued == 0 {
+                waiting_since = None;
+                continue;
+            }
+            if waiting_since.get_or_insert_with(Instant::now).elapsed() < PATIENCE {
+                continue;
+            }
+            // Whom to ask: executors found through the DHT for these jobs (looked
+            // up again now and then), then the peers already connected.
+            if found.1.is_none_or(|at| at.elapsed() > LOOKUP_EVERY) {
+                let looked = crate::net::remote::find_executors(&client, &first, ASK_PEERS).await;
+                found = (looked.unwrap_or_default(), Some(Instant::now()));
+            }
+            let mut peers = found.0.clone();
+            if let Ok(info) = client.info().await {
+                for p in info.connected {
+                    if !peers.contains(&p) {
+                        peers.push(p);
+                    }
+                }
+            }
+            let me = svc.identity.peer_id();
+            peers.retain(|p| *p != me);
+            if peers.is_empty() {
+                continue;
+            }
+            // A different window of peers each round, when there are many.
+            turn = turn.wrapping_add(1);
+            let start = (turn * ASK_PEERS) % peers.len();
+            peers.rotate_left(start);
+            peers.truncate(ASK_PEERS);
+            let timeout = client.steal_gate().policy.consent_timeout;
+            let asks = peers.iter().map(|p| {
+                let (client, overflow, p) = (client.clone(), overflow.clone(), *p);
+                async move {
+                    let answer = tokio::time::timeout(timeout, client.ask_steal(p, overflow)).await;
+                    (p, answer)
+                }
+            });
+            let answers = futures::future::join_all(asks).await;
+            for (peer, answer) in answers {
+                let Ok(Ok(answer @ StealAnswer::Idle { free_slots, .. })) = answer else {
+                    continue;
+                };
+                for _ in 0..free_slots {
+                    if !svc.steal_one(&pool, peer, &answer) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the listed jobs need (distinct, at most [`MAX_NEEDS`]) and one of
+    /// their manifests (for the DHT lookup); `None` when nothing is listed.
+    fn overflow(&self) -> Option<(Overflow, Manifest)> {
+        let list = self.stealable.lock().ok()?;
+        let first = list.front()?.manifest.clone();
+        let mut needs: Vec<Need> = Vec::new();
+        for s in list.iter().rev() {
+            if needs.len() >= MAX_NEEDS {
+                break;
+            }
+            if !needs.contains(&s.need) {
+                needs.push(s.need.clone());
+            }
+        }
+        let overflow = Overflow {
+            queued: u32::try_from(list.len()).unwrap_or(u32::MAX),
+            needs,
+        };
+        Some((overflow, first))
+    }
+
+    /// Takes the newest listed job `answer` fits away from the pool and sends it
+    /// to `thief`; false when there is none left to take.
+    fn steal_one(
+        self: &Arc<Self>,
+        pool: &crate::runtime::pool::WorkerPool,
+        thief: PeerId,
+        answer: &StealAnswer,
+    ) -> bool {
+        let taken = {
+            let Ok(mut list) = self.stealable.lock() else {
+                return false;
+            };
+            let mut taken = None;
+            while let Some(i) = list
+                .iter()
+                .rposition(|s| answer.fits(&s.need) && !s.token.is_cancelled())
+            {
+                let Some(s) = list.remove(i) else { break };
+                // The claim: a worker that began it first keeps it.
+                if pool.steal(&s.token) {
+                    taken = Some(s);
+                    break;
+                }
+            }
+            taken
+        };
+        let Some(s) = taken else {
+            return false;
+        };
+        let id = s.job_id.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        if let Ok(mut c) = self.cancels.lock() {
+            // Under the cancels' lock: a cancel that came before this sees the
+            // token (checked here), one after finds the peer stop.
+            c.insert(id.clone(), Stop::Peer(Some(stop)));
+            if s.token.is_cancelled()
+                && let Some(Stop::Peer(tx)) = c.get_mut(&id)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+        if let Some(client) = &self.client {
+            client
+                .steal_gate()
+                .stats
+                .given
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::info!(job_id = id, %thief, "queued job stolen by an idle peer (swarm)");
+        self.emit(
+            &id,
+            "stolen",
+            None,
+            Some(format!(
+                "stolen by {thief} (swarm mode): it was idle and opted in"
+            )),
+        );
+        let job = Accepted {
+            manifest: s.manifest,
+            module: s.module,
+            input: s.input,
+            request: None,
+            placement: Placement::Any,
+            slot: None,
+        };
+        tokio::spawn(self.clone().run_on_peer(job, stopped, Some(thief)));
+        true
+    }
+
+    /// A stolen job its thief did not run goes back to the local queue (never
+    /// listed again); if the queue is full now, the job fails with the reason.
+    pub(super) async fn requeue(
+        self: &Arc<Self>,
+        manifest: Manifest,
+        module: Arc<[u8]>,
+        input: Vec<u8>,
+        why: &str,
+    ) {
+        let id = manifest.job_id().to_owned();
+        let Some(pool) = self.pool.clone() else {
+            return self.fail(&id, why).await;
+        };
+        let request = match job::exec_request(&manifest, module.clone(), input) {
+            Ok(r) => r,
+            Err(e) => return self.fail(&id, &format!("{why}; {e}")).await,
+        };
+        let token = request.cancel.clone();
+        match job::Submitted::start(&pool, request) {
+            Ok(submitted) => {
+                if let Ok(mut c) = self.cancels.lock() {
+                    c.insert(id.clone(), Stop::Local(token.clone()));
+                }
+                tracing::info!(job_id = id, %why, "stolen job back in the local queue");
+                let me = self.identity.peer_id().to_string();
+                self.emit(
+                    &id,
+                    "queued",
+                    Some(super::Route::local(&me)),
+                    Some(format!("back in the local queue: {why}")),
+                );
+                let job = Accepted {
+                    manifest,
+                    module,
+                    input: Vec::new(),
+                    request: None,
+                    placement: Placement::Local,
+                    slot: None,
+                };
+                tokio::spawn(self.clone().run_local(job, pool, submitted, token, me));
+            }
+            Err(e) => {
+                self.fail(&id, &format!("{why}; the local queue is full ({e})"))
+                    .await;
+            }
+        }
+    }
+}
