@@ -1144,6 +1144,44 @@ mod tests {
     }
 
     #[test]
+    fn placement_modes_and_the_steal_policy_are_checked() {
+        let mut c = Config::default();
+        let n = c.to_node_config().expect("defaults");
+        assert_eq!(n.placement.mode, crate::sched::Mode::Mesh);
+        assert!(!n.net.steal.enabled, "nobody steals unless opted in");
+        c.placement.mode = "swarm".into();
+        c.placement.steal_require_labels = vec!["gpu".into()];
+        let n = c.to_node_config().expect("swarm");
+        assert!(n.net.steal.enabled);
+        assert_eq!(n.net.steal.require_labels, vec!["gpu".to_owned()]);
+        assert_eq!(n.net.steal.max_bundle_bytes, 33 << 20);
+        for profile in ["mobile", "hostile"] {
+            let mut m = c.clone();
+            m.network.profile = profile.into();
+            let e = m.to_node_config().expect_err("never swarm").to_string();
+            assert!(e.contains("placement.mode") && e.contains(profile), "{e}");
+        }
+        for bad in [
+            |c: &mut Config| c.placement.mode = "crowd".into(),
+            |c: &mut Config| c.placement.steal_max_concurrent = 0,
+            |c: &mut Config| c.placement.steal_max_bundle_mb = 0,
+            |c: &mut Config| c.placement.consent_timeout_ms = 10,
+            |c: &mut Config| c.placement.steal_require_labels = vec![String::new()],
+            |c: &mut Config| c.placement.steal_require_labels = vec!["x".repeat(65)],
+        ] {
+            let mut b = c.clone();
+            bad(&mut b);
+            let e = b.to_node_config().expect_err("refused").to_string();
+            assert!(e.contains("placement."), "{e}");
+        }
+        c.placement.mode = "solo".into();
+        assert_eq!(
+            c.to_node_config().expect("solo").placement.mode,
+            crate::sched::Mode::Solo
+        );
+    }
+
+    #[test]
     fn the_packaged_file_is_the_defaults() {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/debian/plasm.toml");

@@ -63,6 +63,8 @@ pub struct ApiMetrics {
     breakers: Family<BreakerLabel, Gauge>,
     /// Beat counters mirrored from the event loop, in the order of [`beat_counters`].
     beats: Vec<Counter>,
+    /// Swarm counters mirrored from the steal gate, in the order of [`steal_counters`].
+    steals: Vec<Counter>,
 }
 
 /// The label of the breaker gauge.
@@ -117,6 +119,60 @@ fn beat_counters() -> [BeatCounter; 7] {
             "plasm_peers_failed",
             "Watched peers that missed two beats and the probe",
             |s| s.failed.load(Relaxed),
+        ),
+    ]
+}
+
+/// Name, help, and the value in swarm mode's counters.
+type StealCounter = (
+    &'static str,
+    &'static str,
+    fn(&crate::net::steal::StealStats) -> u64,
+);
+
+/// Swarm mode's counters exported (prometheus-client appends `_total`).
+fn steal_counters() -> [StealCounter; 8] {
+    use std::sync::atomic::Ordering::Relaxed;
+    [
+        (
+            "plasm_swarm_overflow_sent",
+            "Overflow announcements this node sent (swarm mode)",
+            |s| s.asked.load(Relaxed),
+        ),
+        (
+            "plasm_swarm_idle_answers",
+            "Overflow announcements answered idle",
+            |s| s.idle_answers.load(Relaxed),
+        ),
+        (
+            "plasm_swarm_overflow_answered",
+            "Overflow announcements from peers this node answered",
+            |s| s.answered.load(Relaxed),
+        ),
+        (
+            "plasm_swarm_overflow_rate_limited",
+            "Overflow announcements dropped by the per-peer rate limit",
+            |s| s.rate_limited.load(Relaxed),
+        ),
+        (
+            "plasm_swarm_malformed",
+            "Steal messages dropped as oversized, undecodable or out of bounds",
+            |s| s.malformed.load(Relaxed),
+        ),
+        (
+            "plasm_swarm_jobs_given",
+            "Queued jobs of this node stolen by idle peers",
+            |s| s.given.load(Relaxed),
+        ),
+        (
+            "plasm_swarm_jobs_taken",
+            "Jobs this node stole from busy peers and ran",
+            |s| s.taken.load(Relaxed),
+        ),
+        (
+            "plasm_swarm_refused",
+            "Stolen bundles refused by this node's steal policy",
+            |s| s.refused.load(Relaxed),
         ),
     ]
 }
@@ -331,6 +387,14 @@ impl ApiMetrics {
                 c
             })
             .collect();
+        let steals = steal_counters()
+            .iter()
+            .map(|(name, help, _)| {
+                let c = Counter::default();
+                registry.register(*name, *help, c.clone());
+                c
+            })
+            .collect();
         registry.register(
             "plasm_http_request_duration_seconds",
             "HTTP request durations by route",
@@ -350,6 +414,7 @@ impl ApiMetrics {
             streams_refused,
             breakers,
             beats,
+            steals,
         }
     }
 
@@ -399,6 +464,10 @@ impl ApiMetrics {
             let stats = c.beat_stats();
             for (c, (_, _, value)) in self.beats.iter().zip(beat_counters()) {
                 c.inc_by(value(&stats).saturating_sub(c.get()));
+            }
+            let gate = c.steal_gate();
+            for (c, (_, _, value)) in self.steals.iter().zip(steal_counters()) {
+                c.inc_by(value(&gate.stats).saturating_sub(c.get()));
             }
         }
         let mut out = String::new();

@@ -306,3 +306,113 @@ impl Drop for WorkerPool {
             .clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{CancelToken, instrument::Instrumented};
+
+    /// Holds its worker until the test opens the gate (`args[0] == "hold"`).
+    struct Gated(Arc<AtomicBool>);
+
+    impl Runtime for Gated {
+        fn info(&self) -> crate::execution::RuntimeInfo {
+            crate::execution::RuntimeInfo {
+                name: "gated".into(),
+                version: "0".into(),
+                metering: super::super::instrument::METERING.into(),
+                config_sha256: crate::execution::RuntimeInfo::config_hash("gated"),
+            }
+        }
+        fn execute(&self, _m: &Instrumented, r: &ExecRequest) -> ExecResult {
+            self.run_job(r)
+        }
+        fn run_job(&self, r: &ExecRequest) -> ExecResult {
+            while r.args.first().is_some_and(|a| a == "hold") && !self.0.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            ExecResult::refused(Outcome::Exited, String::new())
+        }
+    }
+
+    fn request(hold: bool) -> ExecRequest {
+        ExecRequest {
+            module: Arc::from(&b""[..]),
+            entry: "_start".into(),
+            args: if hold { vec!["hold".into()] } else { vec![] },
+            env: vec![],
+            stdin: vec![],
+            limits: crate::manifest::Limits::default(),
+            random_seed: [0; 32],
+            engine: None,
+            cancel: CancelToken::default(),
+        }
+    }
+
+    /// Swarm mode's claim: a queued job is stolen at most once and never runs;
+    /// a running job is never stolen; the queue count follows.
+    #[tokio::test]
+    async fn a_queued_job_is_stolen_once_and_a_started_one_never() {
+        let gate = Arc::new(AtomicBool::new(false));
+        let pool = WorkerPool::new(Arc::new(Gated(gate.clone())), 1, 8).expect("pool");
+        let a = request(true);
+        let (ta, (started_tx, started_rx)) = (a.cancel.clone(), oneshot::channel());
+        let ra = pool.submit_observed(a, Some(started_tx)).expect("a");
+        started_rx.await.expect("a starts");
+        let (b, c) = (request(false), request(false));
+        let (tb, tc) = (b.cancel.clone(), c.cancel.clone());
+        let rb = pool.submit(b).expect("b");
+        let rc = pool.submit(c).expect("c");
+        assert_eq!(pool.stats().queued, 2);
+        assert!(!pool.steal(&ta), "a started job is never stolen");
+        assert!(pool.steal(&tb), "a queued job is");
+        assert!(!pool.steal(&tb), "once");
+        assert!(tb.is_stolen() && !tc.is_stolen() && !ta.is_stolen());
+        assert_eq!(
+            pool.stats().queued,
+            1,
+            "a stolen job leaves the count at once"
+        );
+        gate.store(true, Ordering::SeqCst);
+        assert!(ra.await.is_ok() && rc.await.is_ok());
+        assert!(rb.await.is_err(), "the stolen job never ran here");
+        assert!(!pool.steal(&tc), "nor is a finished one");
+        assert_eq!(pool.stats().queued, 0);
+    }
+
+    /// Many stealers against two workers: every job either ran or was stolen,
+    /// never both, never neither.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_stealers_and_workers_split_the_jobs_exactly() {
+        let pool =
+            Arc::new(WorkerPool::new(Arc::new(Gated(Arc::default())), 2, 4096).expect("pool"));
+        let mut waits = Vec::new();
+        let mut tokens = Vec::new();
+        for _ in 0..2000 {
+            let r = request(false);
+            tokens.push(r.cancel.clone());
+            waits.push(pool.submit(r).expect("room"));
+        }
+        let stealers: Vec<_> = (0..4)
+            .map(|k| {
+                let (pool, tokens) = (pool.clone(), tokens.clone());
+                std::thread::spawn(move || {
+                    tokens.iter().skip(k % 2).filter(|t| pool.steal(t)).count()
+                })
+            })
+            .collect();
+        let stolen: usize = stealers
+            .into_iter()
+            .map(|s| s.join().expect("stealer"))
+            .sum();
+        let mut ran = 0;
+        for w in waits {
+            if w.await.is_ok() {
+                ran += 1;
+            }
+        }
+        assert_eq!(ran + stolen, 2000, "ran {ran}, stolen {stolen}");
+        assert_eq!(tokens.iter().filter(|t| t.is_stolen()).count(), stolen);
+        assert_eq!(pool.stats().queued, 0);
+    }
+}
