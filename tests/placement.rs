@@ -478,3 +478,88 @@ async fn swarm_drains_a_busy_queue_onto_idle_peers_that_opted_in() {
     }
     boot.shutdown().await;
 }
+
+/// Swarm mode with another requester's jobs: a requester gives six jobs to a
+/// busy executor in swarm mode; an idle opted-in peer steals some from its
+/// queue, and the requester accepts their receipts, signed by the thief, only
+/// through the busy executor's signed hand-off (the receipt names the busy node
+/// in `placement.stolen_from`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn swarm_hands_another_requesters_job_to_an_idle_peer() {
+    use plasm::sched::Mode as Placing;
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let addrs = boot.listen_addrs();
+    let mut c = memory_config(Mode::Node, &addrs);
+    c.placement.mode = Placing::Swarm;
+    c.workers = 2;
+    let thief = start(c).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = memory_config(Mode::Node, &addrs);
+    c.placement.mode = Placing::Swarm;
+    c.workers = 1;
+    c.queue = 8;
+    c.data_dir = Some(dir.path().to_path_buf());
+    c.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let busy = start(c).await;
+    let requester = start(memory_config(Mode::Client, &addrs)).await;
+    let key = remote::capability_key("runtime", "any");
+    // (A node's own record is not among the providers it finds.)
+    for (n, want) in [(&busy, 1), (&requester, 2)] {
+        eventually(Duration::from_secs(30), || {
+            let (c, key) = (n.client().clone(), key.clone());
+            async move {
+                let p = c.get_providers(key, want).await.ok()?;
+                (p.len() >= want).then_some(())
+            }
+        })
+        .await
+        .expect("both executors found");
+    }
+    let module: Arc<[u8]> = spin(500_000_000).into();
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (c, module, busy_id) = (requester.client().clone(), module.clone(), busy.peer_id());
+        runs.spawn(async move {
+            let m = ManifestBuilder::new()
+                .fuel(10_000_000_000)
+                .build(&module, b"")
+                .expect("manifest");
+            let options = RemoteOptions {
+                peers: vec![busy_id],
+                ..fast()
+            };
+            remote::run_remote(&c, &m, module, Vec::new(), &options).await
+        });
+    }
+    let (me, them) = (busy.peer_id(), thief.peer_id());
+    let mut by = HashMap::new();
+    while let Some(out) = runs.join_next().await {
+        let out = out
+            .expect("task")
+            .expect("the job ran, here or through a hand-off");
+        let placement = &out.receipt.as_map()["placement"];
+        if out.executor == them {
+            assert_eq!(placement["stolen_from"], me.to_string(), "{placement}");
+            assert!(
+                out.attempts
+                    .iter()
+                    .any(|a| a.outcome.contains("handed off by")),
+                "{:?}",
+                out.attempts
+            );
+        } else {
+            assert_eq!(out.executor, me);
+            assert!(placement.get("stolen_from").is_none(), "{placement}");
+        }
+        *by.entry(out.executor).or_insert(0) += 1;
+    }
+    eprintln!("jobs per executor: {by:?}");
+    assert!(
+        by.get(&them).copied().unwrap_or(0) >= 1,
+        "the idle peer took some: {by:?}"
+    );
+    requester.shutdown().await;
+    busy.shutdown().await;
+    thief.shutdown().await;
+    boot.shutdown().await;
+}

@@ -869,6 +869,7 @@ impl Config {
             min_memory_mb: p.steal_min_memory_mb,
             max_bundle_bytes: p.steal_max_bundle_mb << 20,
             consent_timeout: Duration::from_millis(p.consent_timeout_ms),
+            give: mode == crate::sched::Mode::Swarm,
         };
         c.placement = crate::sched::SchedConfig {
             mode,

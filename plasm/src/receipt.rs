@@ -13,6 +13,8 @@
 //! 1 receipts (`schemas/receipt.schema.json`) verify forever: the `version`
 //! member picks the schema and the signing prefix.
 
+pub mod handoff;
+
 pub use crate::execution::{Outcome, RuntimeInfo};
 use crate::identity::{Identity, peer_id_matches};
 use crate::jcs;

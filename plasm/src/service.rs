@@ -412,8 +412,6 @@ pub struct Service {
     cancels: Mutex<HashMap<String, Stop>>,
     /// Placement state shared by every job sent to peers.
     sched: Arc<crate::sched::Scheduler>,
-    /// Swarm mode: queued jobs an idle peer may take, oldest first.
-    stealable: Mutex<std::collections::VecDeque<swarm::Stealable>>,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -461,7 +459,6 @@ impl Service {
             maxima: JobMaxima::default(),
             cancels: Mutex::default(),
             sched: crate::sched::Scheduler::new(Default::default()),
-            stealable: Mutex::default(),
             metrics: Metrics::default(),
         }
     }

@@ -17,11 +17,13 @@
 //! counted for `/metrics` ([`ExecutorMetrics`]).
 
 use super::protocol::{DeclineReason, FailureReason, JobRequest, JobResponse};
+use super::steal::{Handed, Listed, Origin};
 use super::{Client, InboundJob};
 use crate::identity::Identity;
 use crate::job;
 use crate::job::ServedJob;
 use crate::manifest::Manifest;
+use crate::runtime::CancelToken;
 use crate::runtime::engines::EngineChoice;
 use crate::runtime::pool::WorkerPool;
 use libp2p::PeerId;
@@ -841,6 +843,13 @@ impl Executor {
         // A stolen job names the busy node it was stolen from, and that is the
         // peer sending it (decision 0053): anything else is refused below.
         let stolen = placement.as_ref().and_then(|p| p.stolen_from.clone());
+        // Swarm mode: a queued job of a requester that accepts hand-offs may be
+        // taken by an idle peer (never one already stolen once).
+        let steal_gate = self.client.steal_gate();
+        let listable = stolen.is_none()
+            && steal_gate.policy.give
+            && steal_gate.giving.load(std::sync::atomic::Ordering::SeqCst)
+            && placement.as_ref().is_some_and(|p| p.handoff);
         let (attempt, taken_over_from) = match placement {
             Some(p) if (1..=MAX_ATTEMPT).contains(&p.attempt) => (
                 Some(p.attempt),
@@ -947,6 +956,7 @@ impl Executor {
             self.strikes.clone(),
         );
         let (served, metrics) = (self.served.clone(), self.metrics.clone());
+        let (attempt_asked, from_asked) = (attempt.unwrap_or(1), taken_over_from.clone());
         Ok(async move {
             // Given back when the job's answer is ready (or the task is dropped).
             let _stolen_slot = stolen_slot;
@@ -954,18 +964,43 @@ impl Executor {
             let checked = tokio::task::spawn_blocking(move || {
                 gate.pass(bytes);
                 let module: Arc<[u8]> = module.map_or_else(|held| held, Into::into);
+                // A listed job keeps a copy of its input for its thief.
+                let kept = listable.then(|| input.clone());
                 job::exec_request(&manifest, module.clone(), input)
-                    .map(|request| (manifest, module, request))
+                    .map(|request| (manifest, module, request, kept))
             })
             .await;
+            let mut handed: Option<(tokio::sync::oneshot::Receiver<Handed>, CancelToken)> = None;
             let started = match checked {
-                Ok(Ok((manifest, module, request))) => {
+                Ok(Ok((manifest, module, request, kept))) => {
                     if let Ok(mut m) = modules.lock() {
-                        m.insert(manifest.module.sha256.clone(), module);
+                        m.insert(manifest.module.sha256.clone(), module.clone());
                     }
-                    job::Submitted::start(&pool, request)
+                    let token = request.cancel.clone();
+                    let started = job::Submitted::start(&pool, request)
                         .map(|s| (manifest, s))
-                        .map_err(|e| failure(FailureReason::Busy, e.to_string()))
+                        .map_err(|e| failure(FailureReason::Busy, e.to_string()));
+                    if let (Ok((manifest, _)), Some(input)) = (&started, kept) {
+                        let (deliver, rx) = tokio::sync::oneshot::channel();
+                        let listed = Listed {
+                            job_id: manifest.job_id().to_owned(),
+                            token: token.clone(),
+                            manifest: manifest.clone(),
+                            module,
+                            input,
+                            need: super::steal::Need::of(manifest),
+                            origin: Origin::Peer {
+                                requester: peer,
+                                attempt: attempt_asked,
+                                taken_over_from: from_asked,
+                                deliver,
+                            },
+                        };
+                        if steal_gate.list.push(listed).is_ok() {
+                            handed = Some((rx, token));
+                        }
+                    }
+                    started
                 }
                 Ok(Err(e)) => Err(bundle_error(e)),
                 Err(_) => Err(failure(FailureReason::Internal, "the bundle check failed")),
@@ -985,13 +1020,14 @@ impl Executor {
             };
             tracing::info!(job_id = manifest.job_id(), %peer, "running job");
             let started_at = crate::time::now_rfc3339();
-            let submitted = submitted.placed(crate::receipt::ReceiptPlacement {
+            let placed = crate::receipt::ReceiptPlacement {
                 path: path.kind.as_str().into(),
                 relay: path.relay.map(|r| r.to_string()),
                 attempt,
                 taken_over_from,
                 stolen_from: stolen,
-            });
+            };
+            let submitted = submitted.placed(placed.clone());
             let mut record = ServedJob {
                 job_id: manifest.job_id().to_owned(),
                 requester: peer.to_string(),
@@ -1004,7 +1040,29 @@ impl Executor {
                 error: None,
                 receipt: None,
             };
-            let response = match submitted.finish(&pool, &identity, &manifest).await {
+            let finished = match handed {
+                None => submitted.finish(&pool, &identity, &manifest).await,
+                Some((rx, token)) => {
+                    let job_id = manifest.job_id().to_owned();
+                    match finish_or_hand_off(
+                        submitted,
+                        (rx, &token, placed),
+                        (&pool, &identity, &manifest),
+                    )
+                    .await
+                    {
+                        Ok(done) => {
+                            steal_gate.list.remove(&job_id);
+                            done
+                        }
+                        Err(response) => {
+                            tracing::info!(job_id, %peer, "answered with a thief's receipt and a hand-off");
+                            return response;
+                        }
+                    }
+                }
+            };
+            let response = match finished {
                 Ok(out) => {
                     let receipt = serde_json::to_string(out.receipt.as_map()).unwrap_or_default();
                     record.outcome = Some(out.result.outcome.as_str().to_owned());
@@ -1016,6 +1074,7 @@ impl Executor {
                         receipt,
                         stdout: out.result.stdout,
                         stderr: out.result.stderr,
+                        handoff: None,
                     }
                 }
                 Err(e) => {
@@ -1039,6 +1098,61 @@ impl Executor {
             }
             response
         })
+    }
+}
+
+/// A listed job (swarm mode): its own result when it ran here (`Ok`), or the
+/// answer to send when an idle peer took it (`Err`: the thief's receipt with this
+/// node's hand-off). A job its thief gave back runs here after all.
+async fn finish_or_hand_off(
+    submitted: job::Submitted,
+    (mut rx, token, placed): (
+        tokio::sync::oneshot::Receiver<Handed>,
+        &CancelToken,
+        crate::receipt::ReceiptPlacement,
+    ),
+    (pool, identity, manifest): (&Arc<WorkerPool>, &Arc<Identity>, &crate::manifest::Manifest),
+) -> Result<Result<job::JobOutput, job::JobError>, JobResponse> {
+    let finish = submitted.finish(pool, identity, manifest);
+    tokio::pin!(finish);
+    let handed = tokio::select! {
+        done = &mut finish => {
+            if !token.is_stolen() {
+                return Ok(done);
+            }
+            // Stolen: the worker that dequeued it ran nothing; the thief answers.
+            rx.await
+        }
+        handed = &mut rx => match handed {
+            Ok(h) => Ok(h),
+            // Dropped from the list unstolen (a worker began it): its own result.
+            Err(_) => return Ok(finish.await),
+        },
+    };
+    match handed {
+        Ok(Handed::Done {
+            receipt,
+            stdout,
+            stderr,
+            handoff,
+        }) => Err(JobResponse::Result {
+            receipt,
+            stdout,
+            stderr,
+            handoff: Some(handoff),
+        }),
+        Ok(Handed::Back { module, input }) => {
+            let again = job::exec_request(manifest, module, input)
+                .map_err(|e| failure(FailureReason::Internal, e.to_string()))?;
+            let submitted = job::Submitted::start(pool, again)
+                .map_err(|e| failure(FailureReason::Busy, e.to_string()))?
+                .placed(placed);
+            Ok(submitted.finish(pool, identity, manifest).await)
+        }
+        Err(_) => Err(failure(
+            FailureReason::Internal,
+            "the job was stolen and its thief's answer was lost",
+        )),
     }
 }
 

@@ -5,7 +5,7 @@
 //! buffered whole):
 //!
 //! 1. `Offer { manifest }` → `Accept { job_id, has_module, receipt? }` | `Decline { reason, message }`
-//! 2. `Bundle { job_id, module?, input, placement? }` → `Result { receipt, stdout, stderr }` | `Failure { reason, message }`
+//! 2. `Bundle { job_id, module?, input, placement? }` → `Result { receipt, stdout, stderr, handoff? }` | `Failure { reason, message }`
 //!
 //! The manifest and the receipt travel as JSON text, so the bytes that were hashed
 //! and signed are the bytes that arrive. `memory-bank/wire-protocol.md` is the
@@ -60,6 +60,12 @@ pub struct BundlePlacement {
     /// Absent from requesters before it was added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stolen_from: Option<String>,
+    /// This requester accepts a receipt signed by another peer with this
+    /// executor's signed hand-off (swarm mode): only then may the executor let
+    /// an idle peer steal the job from its queue. Absent (false) from requesters
+    /// before it was added, whose jobs are never stolen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handoff: bool,
 }
 
 /// Why an executor declines an offer.
@@ -128,6 +134,12 @@ pub enum JobResponse {
         /// stderr.
         #[serde(with = "serde_bytes")]
         stderr: Vec<u8>,
+        /// Swarm mode: the job was stolen from this executor's queue and run by
+        /// another peer, which signed the receipt; this executor's signed
+        /// hand-off (JSON text) names it. Only for requesters that said
+        /// `handoff` in their bundle.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        handoff: Option<String>,
     },
     /// The bundle could not be run.
     Failure {

@@ -58,6 +58,10 @@ pub struct RemoteOptions {
     /// thief (decision 0053). The bundle says so, the receipt must sign it, and
     /// a busy thief is not waited for: the job goes back to the local queue.
     pub stolen_from: Option<PeerId>,
+    /// The attempt (and the executor taken over from) to sign instead of this
+    /// run's own: a busy node running another requester's stolen job signs
+    /// that requester's.
+    pub attempt_as: Option<(u32, Option<String>)>,
 }
 
 /// How far a remote run has got.
@@ -87,6 +91,7 @@ impl Default for RemoteOptions {
             sched: None,
             explain: None,
             stolen_from: None,
+            attempt_as: None,
         }
     }
 }
@@ -613,10 +618,20 @@ pub async fn run_remote(
                 continue;
             };
             round.chosen.get_or_insert_with(|| peer.to_string());
-            let placement = BundlePlacement {
-                attempt: attempt + 1,
-                taken_over_from: taken_over_from.map(|p| p.to_string()),
-                stolen_from: options.stolen_from.map(|p| p.to_string()),
+            let placement = match &options.attempt_as {
+                Some((attempt, from)) => BundlePlacement {
+                    attempt: *attempt,
+                    taken_over_from: from.clone(),
+                    stolen_from: options.stolen_from.map(|p| p.to_string()),
+                    handoff: false,
+                },
+                None => BundlePlacement {
+                    attempt: attempt + 1,
+                    taken_over_from: taken_over_from.map(|p| p.to_string()),
+                    stolen_from: options.stolen_from.map(|p| p.to_string()),
+                    // A job this node stole is not stolen again.
+                    handoff: options.stolen_from.is_none(),
+                },
             };
             let tried = try_one(
                 client,
@@ -865,29 +880,56 @@ async fn try_one(
                 receipt,
                 stdout,
                 stderr,
+                handoff,
             },
             path,
-        )))) => match Receipt::from_json(&receipt) {
-            Ok(receipt) => {
+        )))) => match (
+            Receipt::from_json(&receipt),
+            handed_to(
+                client.peer_id(),
+                manifest,
+                peer,
+                placement,
+                handoff.as_deref(),
+            ),
+        ) {
+            (_, Err(why)) => Err(why),
+            (Ok(receipt), Ok(handed)) => {
+                // A hand-off: the thief signed the receipt, naming the peer this
+                // node talked to as the one it stole the job from.
+                let (signer, asked) = match handed {
+                    Some(thief) => (
+                        thief,
+                        BundlePlacement {
+                            stolen_from: Some(peer.to_string()),
+                            ..placement.clone()
+                        },
+                    ),
+                    None => (peer, placement.clone()),
+                };
                 match check_receipt(
                     &receipt,
-                    peer,
+                    signer,
                     manifest,
                     promised.as_deref(),
                     &stdout,
                     &stderr,
                 )
-                .and_then(|()| check_placement(&receipt, placement))
+                .and_then(|()| check_placement(&receipt, &asked))
                 {
                     Ok(()) => {
                         attempts.push(Attempt {
                             peer,
                             rtt: Some(rtt),
-                            outcome: "succeeded".into(),
+                            outcome: if signer == peer {
+                                "succeeded".into()
+                            } else {
+                                format!("succeeded: stolen by {signer}, handed off by {peer}")
+                            },
                         });
                         let path = signed_path(&receipt).unwrap_or(path);
                         return Tried::Done(Box::new(RemoteOutput {
-                            executor: peer,
+                            executor: signer,
                             receipt,
                             stdout,
                             stderr,
@@ -898,7 +940,7 @@ async fn try_one(
                     Err(why) => Err(why),
                 }
             }
-            Err(e) => Err(format!("unreadable receipt: {e}")),
+            (Err(e), _) => Err(format!("unreadable receipt: {e}")),
         },
         Some(Ok(Ok((JobResponse::Failure { reason, message }, _)))) => {
             if reason == FailureReason::Busy {
@@ -914,6 +956,45 @@ async fn try_one(
         Err(why) => Tried::Exclude(why, Some(Evidence::Invalid)),
         Ok(why) => Tried::Exclude(why, Some(Evidence::Failure)),
     }
+}
+
+/// The peer a hand-off says ran the job (`None`: no hand-off, the executor
+/// itself did), once the hand-off verifies: signed by `peer` (the executor this
+/// node talked to), for this job, addressed to this node, to another peer. A
+/// hand-off this node did not ask for is refused.
+fn handed_to(
+    me: PeerId,
+    manifest: &Manifest,
+    peer: PeerId,
+    placement: &BundlePlacement,
+    handoff: Option<&str>,
+) -> Result<Option<PeerId>, String> {
+    use crate::receipt::handoff::Handoff;
+    let Some(text) = handoff else {
+        return Ok(None);
+    };
+    if !placement.handoff {
+        return Err("a hand-off this node did not accept".into());
+    }
+    let h = Handoff::from_json(text)
+        .and_then(|h| h.verify())
+        .map_err(|e| format!("hand-off refused: {e}"))?;
+    let to: PeerId =
+        h.to.parse()
+            .map_err(|_| "hand-off refused: `to` is not a peer id".to_owned())?;
+    if h.from != peer.to_string() {
+        return Err("hand-off refused: not signed by the executor this node talked to".into());
+    }
+    if h.job_id != manifest.job_id() {
+        return Err("hand-off refused: it names another job".into());
+    }
+    if h.requester != me.to_string() {
+        return Err("hand-off refused: it is addressed to another requester".into());
+    }
+    if to == peer || to == me {
+        return Err("hand-off refused: `to` is the executor or this node".into());
+    }
+    Ok(Some(to))
 }
 
 /// The placement a receipt signs is the one the bundle asked for. An executor
@@ -956,6 +1037,91 @@ mod tests {
     use crate::runtime::pool::WorkerPool;
     use crate::runtime::wasm3::Wasm3Runtime;
     use std::sync::Arc;
+
+    /// A hand-off is accepted only when asked for, signed by the executor this
+    /// node talked to, for this job, addressed to this node, to a third peer.
+    #[test]
+    fn hand_offs_are_checked_against_the_job_the_executor_and_this_node() {
+        use crate::receipt::handoff::Handoff;
+        let (busy, thief, me) = (
+            Identity::from_seed([1; 32]),
+            Identity::from_seed([2; 32]),
+            Identity::from_seed([3; 32]),
+        );
+        let m = ManifestBuilder::new()
+            .build(b"\0asm\x01\0\0\0", b"")
+            .expect("manifest");
+        let asked = BundlePlacement {
+            attempt: 1,
+            taken_over_from: None,
+            stolen_from: None,
+            handoff: true,
+        };
+        let sign = |id: &Identity, job: &str, to: PeerId, req: PeerId| {
+            Handoff::sign(job, &to.to_string(), &req.to_string(), id)
+                .expect("sign")
+                .to_json()
+        };
+        let (b, t, r) = (busy.peer_id(), thief.peer_id(), me.peer_id());
+        let good = sign(&busy, m.job_id(), t, r);
+        assert_eq!(handed_to(r, &m, b, &asked, None), Ok(None));
+        assert_eq!(handed_to(r, &m, b, &asked, Some(&good)), Ok(Some(t)));
+        let not_asked = BundlePlacement {
+            handoff: false,
+            ..asked.clone()
+        };
+        assert!(handed_to(r, &m, b, &not_asked, Some(&good)).is_err());
+        for (why, text, executor) in [
+            (
+                "signed by the thief itself",
+                sign(&thief, m.job_id(), t, r),
+                b,
+            ),
+            ("another job", sign(&busy, &"f".repeat(64), t, r), b),
+            ("another requester", sign(&busy, m.job_id(), t, b), b),
+            ("to the executor itself", sign(&busy, m.job_id(), b, r), b),
+            ("to this node", sign(&busy, m.job_id(), r, r), b),
+            ("talked to another peer", good.clone(), t),
+            ("garbage", "{}".into(), b),
+        ] {
+            assert!(
+                handed_to(r, &m, executor, &asked, Some(&text)).is_err(),
+                "{why}"
+            );
+        }
+    }
+
+    /// A stolen job's receipt must say so, naming the busy node; one not stolen must not.
+    #[test]
+    fn stolen_from_is_checked_both_ways() {
+        let (_, id, out) = signed_run(ManifestBuilder::new());
+        let asked = BundlePlacement {
+            attempt: 1,
+            taken_over_from: None,
+            stolen_from: Some("12D3KooWbusy".into()),
+            handoff: false,
+        };
+        // The local receipt has no stolen_from.
+        assert!(check_placement(&out.receipt, &asked).is_err());
+        let mut r = out.receipt.as_map().clone();
+        r.insert(
+            "placement".into(),
+            serde_json::json!({"path": "direct", "relay": null, "attempt": 1,
+                "taken_over_from": null, "stolen_from": "12D3KooWbusy"}),
+        );
+        let mut stolen =
+            Receipt::from_json(&serde_json::Value::Object(r).to_string()).expect("json");
+        stolen.resign(&id).expect("sign");
+        assert_eq!(check_placement(&stolen, &asked), Ok(()));
+        let plain = BundlePlacement {
+            stolen_from: None,
+            ..asked
+        };
+        assert!(
+            check_placement(&stolen, &plain).is_err(),
+            "not asked, yet says stolen"
+        );
+    }
 
     /// Writes "out" to stdout and "err" to stderr.
     const BOTH: &str = r#"(module

@@ -184,6 +184,9 @@ pub struct StealPolicy {
     pub max_bundle_bytes: u64,
     /// How long a busy node waits for an answer (and the thief for the bundle's offer).
     pub consent_timeout: Duration,
+    /// This node's own queued jobs (and those of requesters that accept
+    /// hand-offs) may be stolen: swarm mode, on any profile.
+    pub give: bool,
 }
 
 impl Default for StealPolicy {
@@ -195,6 +198,7 @@ impl Default for StealPolicy {
             min_memory_mb: 0,
             max_bundle_bytes: 33 * 1024 * 1024,
             consent_timeout: Duration::from_millis(1000),
+            give: false,
         }
     }
 }
@@ -229,6 +233,11 @@ pub struct StealGate {
     running: AtomicUsize,
     /// Counters.
     pub stats: StealStats,
+    /// Queued jobs idle peers may take (the busy side).
+    pub list: StealList,
+    /// Whether the busy side runs (the node's service started it): jobs are
+    /// listed only then.
+    pub giving: std::sync::atomic::AtomicBool,
 }
 
 /// One stolen job running here; its slot is given back when dropped.
@@ -248,6 +257,8 @@ impl StealGate {
             policy,
             running: AtomicUsize::new(0),
             stats: StealStats::default(),
+            list: StealList::default(),
+            giving: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -330,6 +341,148 @@ impl StealGate {
             return no("none of the jobs fits its steal policy");
         }
         idle
+    }
+}
+
+/// Queued jobs an idle peer may take, newest last; bounded.
+#[derive(Debug, Default)]
+pub struct StealList(std::sync::Mutex<std::collections::VecDeque<Listed>>);
+
+/// Most jobs listed at once (beyond, a queued job is simply not stealable).
+pub const MAX_LISTED: usize = 65_536;
+
+/// A queued job listed for stealing.
+#[derive(Debug)]
+pub struct Listed {
+    /// Its job id.
+    pub job_id: String,
+    /// The pool's claim on it (through its cancel token).
+    pub token: crate::runtime::CancelToken,
+    /// Its manifest.
+    pub manifest: crate::manifest::Manifest,
+    /// Its module.
+    pub module: Arc<[u8]>,
+    /// Its input.
+    pub input: Vec<u8>,
+    /// What it needs from a thief.
+    pub need: Need,
+    /// Whose job it is.
+    pub origin: Origin,
+}
+
+/// Whose queued job it is.
+#[derive(Debug)]
+pub enum Origin {
+    /// Submitted to this node's API: the service follows it.
+    Own,
+    /// Given to this node by a requester that accepts hand-offs: the executor
+    /// task answering that requester waits on `deliver`.
+    Peer {
+        /// The requester.
+        requester: PeerId,
+        /// The attempt the requester asked to be signed.
+        attempt: u32,
+        /// The executor the requester took it over from.
+        taken_over_from: Option<String>,
+        /// Where the thief's answer goes.
+        deliver: tokio::sync::oneshot::Sender<Handed>,
+    },
+}
+
+/// What became of a job of another requester that a thief took.
+#[derive(Debug)]
+pub enum Handed {
+    /// The thief ran it: its receipt, outputs, and this node's hand-off.
+    Done {
+        /// The thief's receipt JSON.
+        receipt: String,
+        /// stdout.
+        stdout: Vec<u8>,
+        /// stderr.
+        stderr: Vec<u8>,
+        /// The hand-off JSON this node signed.
+        handoff: String,
+    },
+    /// The thief did not run it: the job comes back to run here.
+    Back {
+        /// Its module.
+        module: Arc<[u8]>,
+        /// Its input.
+        input: Vec<u8>,
+    },
+}
+
+impl StealList {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Listed>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lists a job just queued (not when the list is full or its needs do not
+    /// fit an announcement).
+    pub fn push(&self, job: Listed) -> Result<(), Box<Listed>> {
+        let mut list = self.lock();
+        if list.len() >= MAX_LISTED || !job.need.is_sane() {
+            return Err(Box::new(job));
+        }
+        list.push_back(job);
+        Ok(())
+    }
+
+    /// Forgets a listed job (a worker began it, or it ended).
+    pub fn remove(&self, job_id: &str) {
+        let mut list = self.lock();
+        if let Some(i) = list.iter().position(|s| s.job_id == job_id) {
+            list.remove(i);
+        }
+    }
+
+    /// Jobs listed now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is listed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The announcement for what is listed (distinct needs, newest first, at
+    /// most [`MAX_NEEDS`]) and one listed manifest; `None` when nothing is.
+    pub fn overflow(&self) -> Option<(Overflow, crate::manifest::Manifest)> {
+        let list = self.lock();
+        let first = list.front()?.manifest.clone();
+        let mut needs: Vec<Need> = Vec::new();
+        for s in list.iter().rev() {
+            if needs.len() >= MAX_NEEDS {
+                break;
+            }
+            if !needs.contains(&s.need) {
+                needs.push(s.need.clone());
+            }
+        }
+        let queued = u32::try_from(list.len()).unwrap_or(u32::MAX);
+        Some((Overflow { queued, needs }, first))
+    }
+
+    /// Takes the newest listed job that `answer` fits and that `claim` wins
+    /// (the pool's compare-and-swap: a job a worker began is dropped from the
+    /// list instead); `None` when there is none.
+    pub fn take(
+        &self,
+        answer: &StealAnswer,
+        claim: impl Fn(&crate::runtime::CancelToken) -> bool,
+    ) -> Option<Listed> {
+        let mut list = self.lock();
+        while let Some(i) = list
+            .iter()
+            .rposition(|s| answer.fits(&s.need) && !s.token.is_cancelled())
+        {
+            let s = list.remove(i)?;
+            if claim(&s.token) {
+                return Some(s);
+            }
+        }
+        None
     }
 }
 

@@ -249,6 +249,7 @@ impl Node {
         let serves = executes && settings.execute_for_others;
         // Swarm mode (decision 0053) takes other nodes' queued work only on an
         // executor that serves others, and never on the mobile or hostile profile.
+        net_config.steal.give = config.placement.mode == crate::sched::Mode::Swarm;
         net_config.steal.enabled = config.placement.mode == crate::sched::Mode::Swarm
             && serves
             && !matches!(

@@ -20,7 +20,9 @@
 use super::{Accepted, Placement, Service, Stop};
 use crate::job;
 use crate::manifest::Manifest;
-use crate::net::steal::{MAX_NEEDS, Need, Overflow, StealAnswer};
+use crate::net::remote::{self, RemoteOptions};
+use crate::net::steal::{Handed, Listed, Need, Origin, StealAnswer};
+use crate::receipt::handoff::Handoff;
 use crate::runtime::CancelToken;
 use libp2p::PeerId;
 use std::sync::Arc;
@@ -35,51 +37,34 @@ const PATIENCE: Duration = Duration::from_secs(1);
 /// How long executors found through the DHT are asked before a new lookup.
 const LOOKUP_EVERY: Duration = Duration::from_secs(30);
 
-/// A queued job an idle peer may take.
-pub(super) struct Stealable {
-    job_id: String,
-    token: CancelToken,
-    manifest: Manifest,
-    module: Arc<[u8]>,
-    input: Vec<u8>,
-    need: Need,
-}
-
 impl Service {
-    /// Lists a job just queued on the pool, in swarm mode (its input moves here:
-    /// the pool's request holds its own copy).
+    /// Lists a job just queued on the pool, in swarm mode (its input moves to
+    /// the list: the pool's request holds its own copy).
     pub(super) fn list_stealable(&self, job: &mut Accepted, token: &CancelToken) {
-        if self.sched.config().mode != crate::sched::Mode::Swarm || self.client.is_none() {
+        let Some(client) = &self.client else { return };
+        let gate = client.steal_gate();
+        if !gate.policy.give || !gate.giving.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        let need = Need::of(&job.manifest);
-        if !need.is_sane() {
-            return;
-        }
-        if let Ok(mut list) = self.stealable.lock() {
-            list.push_back(Stealable {
-                job_id: job.manifest.job_id().to_owned(),
-                token: token.clone(),
-                manifest: job.manifest.clone(),
-                module: job.module.clone(),
-                input: std::mem::take(&mut job.input),
-                need,
-            });
+        let listed = Listed {
+            job_id: job.manifest.job_id().to_owned(),
+            token: token.clone(),
+            manifest: job.manifest.clone(),
+            module: job.module.clone(),
+            input: std::mem::take(&mut job.input),
+            need: Need::of(&job.manifest),
+            origin: Origin::Own,
+        };
+        if let Err(back) = gate.list.push(listed) {
+            job.input = back.input;
         }
     }
 
     /// Forgets a listed job (a worker began it, or it ended).
     pub(super) fn unlist_stealable(&self, job_id: &str) {
-        if let Ok(mut list) = self.stealable.lock()
-            && let Some(i) = list.iter().position(|s| s.job_id == job_id)
-        {
-            list.remove(i);
+        if let Some(client) = &self.client {
+            client.steal_gate().list.remove(job_id);
         }
-    }
-
-    /// Jobs listed as stealable now.
-    pub fn stealable_jobs(&self) -> usize {
-        self.stealable.lock().map_or(0, |l| l.len())
     }
 
     /// Starts swarm mode's busy side, when the node is in swarm mode and executes.
@@ -89,6 +74,12 @@ impl Service {
             || self.client.is_none()
         {
             return None;
+        }
+        if let Some(client) = &self.client {
+            client
+                .steal_gate()
+                .giving
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Some(tokio::spawn(Self::give_loop(Arc::downgrade(self))))
     }
@@ -111,7 +102,8 @@ impl Service {
             let (Some(client), Some(pool)) = (svc.client.clone(), svc.pool.clone()) else {
                 return;
             };
-            let Some((overflow, first)) = svc.overflow() else {
+            let gate = client.steal_gate();
+            let Some((overflow, first)) = gate.list.overflow() else {
                 waiting_since = None;
                 continue;
             };
@@ -146,7 +138,7 @@ impl Service {
             let start = (turn * ASK_PEERS) % peers.len();
             peers.rotate_left(start);
             peers.truncate(ASK_PEERS);
-            let timeout = client.steal_gate().policy.consent_timeout;
+            let timeout = gate.policy.consent_timeout;
             let asks = peers.iter().map(|p| {
                 let (client, overflow, p) = (client.clone(), overflow.clone(), *p);
                 async move {
@@ -160,64 +152,37 @@ impl Service {
                     continue;
                 };
                 for _ in 0..free_slots {
-                    if !svc.steal_one(&pool, peer, &answer) {
+                    let Some(job) = gate.list.take(&answer, |t| pool.steal(t)) else {
                         break;
-                    }
+                    };
+                    svc.give(job, peer);
                 }
             }
         }
     }
 
-    /// What the listed jobs need (distinct, at most [`MAX_NEEDS`]) and one of
-    /// their manifests (for the DHT lookup); `None` when nothing is listed.
-    fn overflow(&self) -> Option<(Overflow, Manifest)> {
-        let list = self.stealable.lock().ok()?;
-        let first = list.front()?.manifest.clone();
-        let mut needs: Vec<Need> = Vec::new();
-        for s in list.iter().rev() {
-            if needs.len() >= MAX_NEEDS {
-                break;
-            }
-            if !needs.contains(&s.need) {
-                needs.push(s.need.clone());
+    /// Sends a job taken from the queue to its thief: this node's own job is
+    /// followed like any job out with a peer; another requester's goes back to
+    /// the executor task answering that requester, with a hand-off.
+    fn give(self: &Arc<Self>, s: Listed, thief: PeerId) {
+        if let Some(client) = &self.client {
+            client
+                .steal_gate()
+                .stats
+                .given
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::info!(job_id = s.job_id, %thief, "queued job stolen by an idle peer (swarm)");
+        match s.origin {
+            Origin::Own => self.give_own(s, thief),
+            Origin::Peer { .. } => {
+                tokio::spawn(self.clone().give_peers(s, thief));
             }
         }
-        let overflow = Overflow {
-            queued: u32::try_from(list.len()).unwrap_or(u32::MAX),
-            needs,
-        };
-        Some((overflow, first))
     }
 
-    /// Takes the newest listed job `answer` fits away from the pool and sends it
-    /// to `thief`; false when there is none left to take.
-    fn steal_one(
-        self: &Arc<Self>,
-        pool: &crate::runtime::pool::WorkerPool,
-        thief: PeerId,
-        answer: &StealAnswer,
-    ) -> bool {
-        let taken = {
-            let Ok(mut list) = self.stealable.lock() else {
-                return false;
-            };
-            let mut taken = None;
-            while let Some(i) = list
-                .iter()
-                .rposition(|s| answer.fits(&s.need) && !s.token.is_cancelled())
-            {
-                let Some(s) = list.remove(i) else { break };
-                // The claim: a worker that began it first keeps it.
-                if pool.steal(&s.token) {
-                    taken = Some(s);
-                    break;
-                }
-            }
-            taken
-        };
-        let Some(s) = taken else {
-            return false;
-        };
+    /// This node's own job, stolen: it is followed like a job out with a peer.
+    fn give_own(self: &Arc<Self>, s: Listed, thief: PeerId) {
         let id = s.job_id.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel();
         if let Ok(mut c) = self.cancels.lock() {
@@ -231,14 +196,6 @@ impl Service {
                 let _ = tx.send(());
             }
         }
-        if let Some(client) = &self.client {
-            client
-                .steal_gate()
-                .stats
-                .given
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        tracing::info!(job_id = id, %thief, "queued job stolen by an idle peer (swarm)");
         self.emit(
             &id,
             "stolen",
@@ -256,7 +213,74 @@ impl Service {
             slot: None,
         };
         tokio::spawn(self.clone().run_on_peer(job, stopped, Some(thief)));
-        true
+    }
+
+    /// Another requester's job, stolen: run by the thief under the requester's
+    /// attempt, and answered with the thief's receipt and this node's signed
+    /// hand-off; if the thief does not run it, it comes back to run here.
+    async fn give_peers(self: Arc<Self>, s: Listed, thief: PeerId) {
+        let Origin::Peer {
+            requester,
+            attempt,
+            taken_over_from,
+            mut deliver,
+        } = s.origin
+        else {
+            return;
+        };
+        let Some(client) = self.client.clone() else {
+            let _ = deliver.send(Handed::Back {
+                module: s.module,
+                input: s.input,
+            });
+            return;
+        };
+        let options = RemoteOptions {
+            sched: Some(self.sched.clone()),
+            peers: vec![thief],
+            stolen_from: Some(self.identity.peer_id()),
+            attempt_as: Some((attempt, taken_over_from)),
+            ..RemoteOptions::default()
+        };
+        let run = remote::run_remote(
+            &client,
+            &s.manifest,
+            s.module.clone(),
+            s.input.clone(),
+            &options,
+        );
+        // The requester gone (its executor task dropped): nobody to answer.
+        let answer = tokio::select! {
+            r = run => r,
+            () = deliver.closed() => return,
+        };
+        let handed = match answer {
+            Ok(out) => match Handoff::sign(
+                s.manifest.job_id(),
+                &out.executor.to_string(),
+                &requester.to_string(),
+                &self.identity,
+            ) {
+                Ok(h) => Handed::Done {
+                    receipt: serde_json::to_string(out.receipt.as_map()).unwrap_or_default(),
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                    handoff: h.to_json(),
+                },
+                Err(_) => Handed::Back {
+                    module: s.module,
+                    input: s.input,
+                },
+            },
+            Err(e) => {
+                tracing::info!(job_id = s.job_id, %thief, error = %e, "the thief did not run a stolen job: it runs here");
+                Handed::Back {
+                    module: s.module,
+                    input: s.input,
+                }
+            }
+        };
+        let _ = deliver.send(handed);
     }
 
     /// A stolen job its thief did not run goes back to the local queue (never
