@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("receipt", receipt),
     ("wire", wire),
     ("beat", beat),
+    ("steal", steal),
     ("jcs", jcs),
     ("instrument", instrument),
 ];
@@ -250,6 +251,75 @@ pub fn beat(data: &[u8]) {
                 "a sane load scores {s:?}"
             );
         }
+    }
+}
+
+/// The codec swarm mode's consent messages are read with (the node's caps).
+pub fn steal_codec() -> libp2p::request_response::cbor::codec::Codec<
+    plasm::net::steal::Overflow,
+    plasm::net::steal::StealAnswer,
+> {
+    libp2p::request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(plasm::net::steal::MAX_STEAL_BYTES)
+        .set_response_size_maximum(plasm::net::steal::MAX_STEAL_BYTES)
+}
+
+/// Swarm mode's inputs from peers: an overflow announcement, an idle answer and
+/// a hand-off. Nothing over the cap decodes; what decodes round-trips; a sane
+/// announcement is answered without a panic, an idle answer always fits what it
+/// was asked for by its own policy's rules; a hand-off text never panics its
+/// verifier, and one that verifies names a peer of bounded length.
+pub fn steal(data: &[u8]) {
+    use plasm::net::steal::{MAX_STEAL_BYTES, StealAnswer, StealGate, StealPolicy};
+    let mut c = steal_codec();
+    let p = plasm::net::steal::STEAL_PROTOCOL;
+    if let Ok(o) = block_on(c.read_request(&p, &mut futures::io::Cursor::new(data))) {
+        assert!(
+            data.len() as u64 <= MAX_STEAL_BYTES,
+            "an overflow over the cap decoded"
+        );
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(c.write_request(&p, &mut out, o.clone())).expect("encodes");
+        let back = block_on(c.read_request(&p, &mut futures::io::Cursor::new(out.into_inner())))
+            .expect("decodes");
+        assert_eq!(o, back, "overflow round trip");
+        if o.is_sane() {
+            let gate = StealGate::new(StealPolicy {
+                enabled: true,
+                ..StealPolicy::default()
+            });
+            let load = plasm::sched::Load {
+                running: 0,
+                queued: 0,
+                slots: 4,
+                queue_cap: 4,
+                cores: 2,
+                memory_mb: 1024,
+                engines: vec!["wasm3".into()],
+                labels: vec![],
+                profile: "wan".into(),
+                accepting: true,
+            };
+            if let StealAnswer::Idle { free_slots, .. } = gate.answer(&o, Some(&load)) {
+                assert!(
+                    free_slots >= 1 && free_slots <= o.queued,
+                    "idle for {free_slots}"
+                );
+            }
+        }
+    }
+    if let Ok(a) = block_on(c.read_response(&p, &mut futures::io::Cursor::new(data))) {
+        assert!(
+            data.len() as u64 <= MAX_STEAL_BYTES,
+            "an answer over the cap decoded"
+        );
+        let _ = a.is_sane();
+    }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(h) = plasm::receipt::handoff::Handoff::from_json(text)
+        && let Ok(v) = h.verify()
+    {
+        assert!(v.to.len() <= 64 && v.requester.len() <= 64, "bounded names");
     }
 }
 

@@ -111,6 +111,7 @@ fn write_seeds() {
             receipt,
             stdout: b"hello".to_vec(),
             stderr: vec![],
+            handoff: None,
         },
     ];
     for (i, r) in responses.into_iter().enumerate() {
@@ -183,6 +184,7 @@ fn write_beat_seeds() {
             attempt: 2,
             taken_over_from: Some("12D3KooWBeatSeedPeer".into()),
             stolen_from: None,
+            handoff: false,
         }),
     };
     let mut out = futures::io::Cursor::new(Vec::new());
@@ -192,4 +194,59 @@ fn write_beat_seeds() {
 
 fn plasm_fuzz_codec() -> libp2p::request_response::cbor::codec::Codec<JobRequest, JobResponse> {
     libp2p::request_response::cbor::codec::Codec::default()
+}
+
+#[test]
+#[ignore = "writes the committed seed corpora"]
+fn write_steal_seeds() {
+    use plasm::net::steal::{Need, Overflow, STEAL_PROTOCOL, StealAnswer};
+    let mut codec = plasm_fuzz::steal_codec();
+    let overflow = Overflow {
+        queued: 20,
+        needs: vec![
+            Need::default(),
+            Need {
+                runtime: Some("wasmtime".into()),
+                labels: vec!["gpu".into()],
+                memory_bytes: 64 << 20,
+                bundle_bytes: 4096,
+            },
+        ],
+    };
+    let mut out = futures::io::Cursor::new(Vec::new());
+    block_on(codec.write_request(&STEAL_PROTOCOL, &mut out, overflow)).expect("encode");
+    put("steal", "overflow", &out.into_inner());
+    for (i, a) in [
+        StealAnswer::Idle {
+            free_slots: 2,
+            engines: vec!["wasm3".into(), "wasmtime".into()],
+            labels: vec!["gpu".into()],
+            require_labels: vec![],
+            memory_mb: 24_000,
+            max_bundle_bytes: 33 << 20,
+        },
+        StealAnswer::NotStealing {
+            reason: "not in swarm mode".into(),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_response(&STEAL_PROTOCOL, &mut out, a)).expect("encode");
+        put("steal", &format!("answer-{i}"), &out.into_inner());
+    }
+    let busy = plasm::identity::Identity::from_seed([5; 32]);
+    let h = plasm::receipt::handoff::Handoff::sign(
+        &"a".repeat(64),
+        &plasm::identity::Identity::from_seed([6; 32])
+            .peer_id()
+            .to_string(),
+        &plasm::identity::Identity::from_seed([7; 32])
+            .peer_id()
+            .to_string(),
+        &busy,
+    )
+    .expect("sign");
+    put("steal", "handoff", h.to_json().as_bytes());
 }
