@@ -255,6 +255,21 @@ fn receipt_cases() -> Vec<Value> {
         &id,
     )
     .expect("sign");
+    // Swarm mode (decision 0053): a stolen job's placement names the busy node.
+    let v2_stolen = Receipt::sign(
+        &ReceiptBody {
+            placement: ReceiptPlacement {
+                path: "direct".into(),
+                relay: None,
+                attempt: Some(1),
+                taken_over_from: None,
+                stolen_from: Some(other.peer_id().to_string()),
+            },
+            ..body.clone()
+        },
+        &id,
+    )
+    .expect("sign");
     let tamper2 = |f: &dyn Fn(&mut Receipt)| {
         let mut r = v2.clone();
         f(&mut r);
@@ -264,6 +279,27 @@ fn receipt_cases() -> Vec<Value> {
     cases.push((
         "v2 valid, memory limit hit, relayed, second attempt",
         text(&v2_relayed),
+    ));
+    cases.push(("v2 valid, stolen from a busy node", text(&v2_stolen)));
+    let tamper_stolen = |f: &dyn Fn(&mut Receipt)| {
+        let mut r = v2_stolen.clone();
+        f(&mut r);
+        text(&r)
+    };
+    cases.push((
+        "v2 stolen_from removed",
+        tamper_stolen(&|r| {
+            r.as_map_mut()["placement"]
+                .as_object_mut()
+                .map(|p| p.remove("stolen_from"));
+        }),
+    ));
+    cases.push((
+        "v2 stolen_from null, re-signed",
+        tamper_stolen(&|r| {
+            r.as_map_mut()["placement"]["stolen_from"] = json!(null);
+            r.resign(&id).expect("resign");
+        }),
     ));
     cases.push((
         "v2 memory_limit_hit flipped",
@@ -334,6 +370,67 @@ fn receipt_cases() -> Vec<Value> {
         .collect()
 }
 
+/// Hand-offs (decision 0053): the signed bytes and the verdict of each.
+fn handoff_cases() -> Vec<Value> {
+    use plasm::receipt::handoff::Handoff;
+    let busy = Identity::from_seed(SEED);
+    let other = Identity::from_seed(OTHER_SEED);
+    let job = "5b7a1c0e9d8f6a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b";
+    let (to, requester) = (
+        other.peer_id().to_string(),
+        Identity::from_seed([7; 32]).peer_id().to_string(),
+    );
+    let valid =
+        Handoff::sign_at(job, &to, &requester, "2026-12-07T12:00:00.000Z", &busy).expect("sign");
+    let text = |v: &Value| serde_json::to_string_pretty(v).expect("json");
+    let tamper = |f: &dyn Fn(&mut Value)| {
+        let mut v = valid.as_value().clone();
+        f(&mut v);
+        text(&v)
+    };
+    let cases = vec![
+        ("valid", text(valid.as_value())),
+        (
+            "to changed",
+            tamper(&|v| v["to"] = json!(requester.clone())),
+        ),
+        (
+            "job_id changed",
+            tamper(&|v| v["job_id"] = json!("0".repeat(64))),
+        ),
+        (
+            "another node's key",
+            tamper(&|v| v["from"]["public_key"] = json!(other.public_key_b64())),
+        ),
+        ("member added", tamper(&|v| v["note"] = json!("hi"))),
+        (
+            "at removed",
+            tamper(&|v| {
+                v.as_object_mut().map(|m| m.remove("at"));
+            }),
+        ),
+        (
+            "duplicate to",
+            text(valid.as_value()).replacen('{', &format!("{{\"to\":\"{requester}\","), 1),
+        ),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, json_text)| {
+            let h = Handoff::from_json(&json_text);
+            let verdict = h.clone().and_then(|h| h.verify());
+            let mut v = json!({"name": name, "json": json_text, "valid": verdict.is_ok()});
+            if let Err(e) = verdict {
+                v["failed_check"] = json!(e.check());
+            }
+            if let Some(b) = h.ok().and_then(|h| h.signing_bytes().ok()) {
+                v["signing_bytes_b64"] = json!(B64.encode(b));
+            }
+            v
+        })
+        .collect()
+}
+
 /// Texts every implementation must refuse when it reads a signed document:
 /// each names a member twice (`member`: the name, unescaped).
 fn duplicate_cases() -> Vec<Value> {
@@ -367,7 +464,7 @@ fn duplicate_cases() -> Vec<Value> {
 fn generate() -> Value {
     let id = Identity::from_seed(SEED);
     json!({
-        "description": "plasm cross-language vectors. canonical: RFC 8785 text of `json`, or the check that refuses it. manifests: canonical form and job_id (hex SHA-256 of the canonical bytes), or the schema path and rule that refuse it. receipts: the bytes the signature covers (`plasm-receipt-v2\\n`, or for version 1 `plasm-receipt-v1\\n`, + canonical receipt without `signature`) and the verdict; checks run in the order malformed, schema, canonical, public_key, peer_id, signature and the first failure is named (a member named twice, at any depth, is malformed). duplicates: texts that name a member twice (`member`, unescaped), which every reader of a signed document refuses.",
+        "description": "plasm cross-language vectors. canonical: RFC 8785 text of `json`, or the check that refuses it. manifests: canonical form and job_id (hex SHA-256 of the canonical bytes), or the schema path and rule that refuse it. receipts: the bytes the signature covers (`plasm-receipt-v2\\n`, or for version 1 `plasm-receipt-v1\\n`, + canonical receipt without `signature`) and the verdict; checks run in the order malformed, schema, canonical, public_key, peer_id, signature and the first failure is named (a member named twice, at any depth, is malformed). duplicates: texts that name a member twice (`member`, unescaped), which every reader of a signed document refuses. handoffs: a busy node's signed hand-off of a stolen job (`plasm-handoff-v1\\n` + canonical form without `signature`; exactly the members version, job_id, from {peer_id, public_key}, to, requester, at, signature) and the verdict, checks in the order malformed, canonical, public_key, peer_id, signature.",
         "key": {
             "seed_hex": hex::encode(SEED),
             "public_key": id.public_key_b64(),
@@ -378,6 +475,7 @@ fn generate() -> Value {
         "manifests": manifest_cases(),
         "receipts": receipt_cases(),
         "duplicates": duplicate_cases(),
+        "handoffs": handoff_cases(),
     })
 }
 
@@ -473,6 +571,25 @@ fn every_vector_holds() {
         ));
         count += 1;
     }
+    let mut handoffs_refused = 0;
+    for h in v["handoffs"].as_array().expect("handoffs") {
+        use plasm::receipt::handoff::Handoff;
+        let verdict =
+            Handoff::from_json(h["json"].as_str().expect("json")).and_then(|x| x.verify());
+        match verdict {
+            Ok(_) => assert_eq!(h["valid"], json!(true), "{}", h["name"]),
+            Err(e) => {
+                handoffs_refused += 1;
+                assert_eq!(h["valid"], json!(false), "{}", h["name"]);
+                assert_eq!(json!(e.check()), h["failed_check"], "{}", h["name"]);
+            }
+        }
+        count += 1;
+    }
+    assert!(
+        handoffs_refused >= 5,
+        "the hand-off vectors must exercise tampering"
+    );
     assert!(invalid >= 10, "the vectors must exercise tampering");
     assert!(count > 25);
 }

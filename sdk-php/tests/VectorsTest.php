@@ -9,6 +9,7 @@ use Plasm\Canonical;
 use Plasm\CanonicalException;
 use Plasm\InvalidJsonException;
 use Plasm\InvalidManifestException;
+use Plasm\Handoff;
 use Plasm\InvalidReceiptException;
 use Plasm\Job;
 use Plasm\Json;
@@ -105,6 +106,27 @@ final class VectorsTest extends TestCase
             self::assertSame($case['valid'], $r->verify(), $case['name']);
         }
         self::assertGreaterThanOrEqual(10, $invalid);
+    }
+
+    /** Hand-offs of stolen jobs (decision 0053): the same verdicts and signed bytes as the node. */
+    public function testHandoffVerdictsAndSigningBytes(): void
+    {
+        $refused = 0;
+        foreach (self::vectors()['handoffs'] as $case) {
+            try {
+                $h = Handoff::fromJson($case['json']);
+                if (isset($case['signing_bytes_b64'])) {
+                    self::assertSame(base64_decode($case['signing_bytes_b64']), $h->signingBytes(), $case['name']);
+                }
+                $h->verifyOrThrow();
+                self::assertTrue($case['valid'], "{$case['name']} verified but must not");
+            } catch (InvalidReceiptException $e) {
+                $refused++;
+                self::assertFalse($case['valid'], "{$case['name']}: {$e->getMessage()}");
+                self::assertSame($case['failed_check'], $e->check, $case['name']);
+            }
+        }
+        self::assertGreaterThanOrEqual(5, $refused);
     }
 
     /** Texts every implementation refuses: an object with two members of one name (RFC 8785, I-JSON). */

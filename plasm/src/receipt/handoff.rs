@@ -78,12 +78,36 @@ const MEMBERS: [&str; 7] = [
     "signature",
 ];
 
+impl HandoffError {
+    /// The check that failed, as the test vectors name it.
+    pub fn check(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::Canonical(_) => "canonical",
+            Self::PublicKey => "public_key",
+            Self::PeerId => "peer_id",
+            Self::Signature => "signature",
+        }
+    }
+}
+
 impl Handoff {
     /// Signs a hand-off of `job_id` to `to` for `requester`, as `identity`.
     pub fn sign(
         job_id: &str,
         to: &str,
         requester: &str,
+        identity: &Identity,
+    ) -> Result<Self, HandoffError> {
+        Self::sign_at(job_id, to, requester, &crate::time::now_rfc3339(), identity)
+    }
+
+    /// [`Self::sign`] at a given time (test vectors are deterministic).
+    pub fn sign_at(
+        job_id: &str,
+        to: &str,
+        requester: &str,
+        at: &str,
         identity: &Identity,
     ) -> Result<Self, HandoffError> {
         let mut doc = json!({
@@ -95,7 +119,7 @@ impl Handoff {
             },
             "to": to,
             "requester": requester,
-            "at": crate::time::now_rfc3339(),
+            "at": at,
         });
         let mut bytes = HANDOFF_PREFIX.to_vec();
         bytes.extend(jcs::canonicalize(&doc)?);
@@ -114,6 +138,17 @@ impl Handoff {
     /// The JSON value.
     pub fn as_value(&self) -> &Value {
         &self.0
+    }
+
+    /// The bytes the signature covers: the prefix and the canonical form without `signature`.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, HandoffError> {
+        let m = self
+            .0
+            .as_object()
+            .ok_or_else(|| HandoffError::Malformed("not an object".into()))?;
+        let mut bytes = HANDOFF_PREFIX.to_vec();
+        bytes.extend(jcs::canonicalize_without(m, "signature")?);
+        Ok(bytes)
     }
 
     /// Reads a hand-off strictly (bounded, no duplicate members); not verified yet.
