@@ -460,17 +460,49 @@ async fn swarm_drains_a_busy_queue_onto_idle_peers_that_opted_in() {
             >= 1,
         "it was asked, and said no"
     );
-    let given = busy
-        .client()
-        .steal_gate()
-        .stats
-        .given
-        .load(std::sync::atomic::Ordering::Relaxed);
+    // Each job ran exactly once: every thief ran exactly the stolen jobs whose
+    // receipts it signed, and the busy node counts them as given.
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    for t in &thieves {
+        assert_eq!(
+            t.client().steal_gate().stats.taken.load(relaxed) as usize,
+            ran[&t.peer_id().to_string()],
+            "a thief ran what it signed, no more"
+        );
+    }
+    let given = busy.client().steal_gate().stats.given.load(relaxed);
     assert_eq!(
         given as usize,
         20 - ran.get(&me).copied().unwrap_or(0),
-        "every job not run here was stolen"
+        "every job not run here was stolen and run once"
     );
+    // The bystander refuses a stolen job even when it is sent one directly:
+    // its consent is checked on the bytes, not only in its answers.
+    let m = ManifestBuilder::new()
+        .build(&hello(), b"")
+        .expect("manifest");
+    let forced = remote::run_remote(
+        busy.client(),
+        &m,
+        hello().into(),
+        Vec::new(),
+        &RemoteOptions {
+            peers: vec![bystander.peer_id()],
+            stolen_from: Some(busy.peer_id()),
+            ..fast()
+        },
+    )
+    .await;
+    let Err(remote::RemoteError::AllFailed(attempts)) = forced else {
+        panic!("a peer not in swarm mode ran a stolen job: {forced:?}");
+    };
+    assert!(
+        attempts
+            .iter()
+            .any(|a| a.outcome.contains("not take stolen work")),
+        "{attempts:?}"
+    );
+    assert_eq!(gate.stats.refused.load(relaxed), 1);
     busy.shutdown().await;
     bystander.shutdown().await;
     for t in thieves {

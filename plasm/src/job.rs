@@ -187,6 +187,22 @@ impl Submitted {
         })
     }
 
+    /// Queues `request` again in the place a steal kept for it (swarm mode).
+    pub fn start_reserved(
+        pool: &WorkerPool,
+        request: ExecRequest,
+        place: crate::runtime::pool::Reserved,
+    ) -> Result<Self, PoolError> {
+        let queued_at = crate::time::now_rfc3339();
+        let (tx, started) = tokio::sync::oneshot::channel();
+        Ok(Self {
+            result: pool.submit_reserved(request, Some(tx), place)?,
+            started: Some(started),
+            queued_at,
+            placement: ReceiptPlacement::local(),
+        })
+    }
+
     /// Waits until a worker begins the job; its start time, or `None` when the
     /// job will never start (the pool closed) or this was asked before.
     pub async fn started(&mut self) -> Option<String> {

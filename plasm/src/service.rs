@@ -1014,8 +1014,12 @@ impl Service {
         self: Arc<Self>,
         job: Accepted,
         stopped: tokio::sync::oneshot::Receiver<()>,
-        thief: Option<libp2p::PeerId>,
+        thief: Option<(libp2p::PeerId, crate::runtime::pool::Reserved)>,
     ) {
+        let (thief, place) = match thief {
+            Some((t, p)) => (Some(t), Some(p)),
+            None => (None, None),
+        };
         let _slot = job.slot;
         let id = job.manifest.job_id().to_owned();
         let Some(client) = self.client.clone() else {
@@ -1027,6 +1031,11 @@ impl Service {
             explain: Some(rounds.clone()),
             peers: thief.into_iter().collect(),
             stolen_from: thief.map(|_| self.identity.peer_id()),
+            job_timeout: if thief.is_some() {
+                swarm::STOLEN_JOB_TIMEOUT
+            } else {
+                RemoteOptions::default().job_timeout
+            },
             ..RemoteOptions::default()
         };
         // A stolen job keeps its bytes until it has a receipt: it may come back.
@@ -1078,12 +1087,16 @@ impl Service {
                     Some(route.clone()),
                     Some(format!("accepted by {}", route.executor)),
                 );
+                if thief.is_some() {
+                    self.count_given(true);
+                }
                 self.finish(&id, route, out.receipt, out.stdout).await;
             }
-            Err(e) => match (thief, kept) {
-                (Some(thief), Some((module, input))) => {
+            Err(e) => match (thief, kept, place) {
+                (Some(thief), Some((module, input)), Some(place)) => {
                     let why = format!("stolen by {thief}, which did not run it ({e})");
-                    self.requeue(job.manifest, module, input, &why).await;
+                    self.requeue(job.manifest, (module, input, place), &why)
+                        .await;
                 }
                 _ => self.fail(&id, &e.to_string()).await,
             },

@@ -131,7 +131,7 @@ type StealCounter = (
 );
 
 /// Swarm mode's counters exported (prometheus-client appends `_total`).
-fn steal_counters() -> [StealCounter; 8] {
+fn steal_counters() -> [StealCounter; 9] {
     use std::sync::atomic::Ordering::Relaxed;
     [
         (
@@ -161,8 +161,13 @@ fn steal_counters() -> [StealCounter; 8] {
         ),
         (
             "plasm_swarm_jobs_given",
-            "Queued jobs of this node stolen by idle peers",
+            "Queued jobs of this node that idle peers stole and ran",
             |s| s.given.load(Relaxed),
+        ),
+        (
+            "plasm_swarm_jobs_given_back",
+            "Stolen jobs whose thief did not run them, back in this node's queue",
+            |s| s.given_back.load(Relaxed),
         ),
         (
             "plasm_swarm_jobs_taken",

@@ -1141,11 +1141,16 @@ async fn finish_or_hand_off(
             stderr,
             handoff: Some(handoff),
         }),
-        Ok(Handed::Back { module, input }) => {
+        Ok(Handed::Back {
+            module,
+            input,
+            place,
+        }) => {
             let again = job::exec_request(manifest, module, input)
                 .map_err(|e| failure(FailureReason::Internal, e.to_string()))?;
-            let submitted = job::Submitted::start(pool, again)
-                .map_err(|e| failure(FailureReason::Busy, e.to_string()))?
+            // Back in the place it kept: never refused for room.
+            let submitted = job::Submitted::start_reserved(pool, again, place)
+                .map_err(|e| failure(FailureReason::Internal, e.to_string()))?
                 .placed(placed);
             Ok(submitted.finish(pool, identity, manifest).await)
         }

@@ -216,8 +216,10 @@ pub struct StealStats {
     pub rate_limited: AtomicU64,
     /// Steal messages dropped as oversized, undecodable or out of bounds.
     pub malformed: AtomicU64,
-    /// Queued jobs this node handed to a thief.
+    /// Queued jobs of this node that idle peers stole and ran.
     pub given: AtomicU64,
+    /// Stolen jobs whose thief did not run them (back in this node's queue).
+    pub given_back: AtomicU64,
     /// Jobs stolen from another node that this node ran.
     pub taken: AtomicU64,
     /// Stolen bundles refused by the policy.
@@ -403,12 +405,15 @@ pub enum Handed {
         /// The hand-off JSON this node signed.
         handoff: String,
     },
-    /// The thief did not run it: the job comes back to run here.
+    /// The thief did not run it: the job comes back to run here, in the place
+    /// in the queue it kept.
     Back {
         /// Its module.
         module: Arc<[u8]>,
         /// Its input.
         input: Vec<u8>,
+        /// Its place in the queue.
+        place: crate::runtime::pool::Reserved,
     },
 }
 
@@ -467,19 +472,35 @@ impl StealList {
     /// Takes the newest listed job that `answer` fits and that `claim` wins
     /// (the pool's compare-and-swap: a job a worker began is dropped from the
     /// list instead); `None` when there is none.
-    pub fn take(
+    pub fn take<P>(
         &self,
+        thief: PeerId,
         answer: &StealAnswer,
-        claim: impl Fn(&crate::runtime::CancelToken) -> bool,
-    ) -> Option<Listed> {
+        claim: impl Fn(&crate::runtime::CancelToken) -> Option<P>,
+    ) -> Option<(Listed, P)> {
         let mut list = self.lock();
-        while let Some(i) = list
-            .iter()
-            .rposition(|s| answer.fits(&s.need) && !s.token.is_cancelled())
-        {
+        // Never to the job's own requester, nor to the peer it was taken over
+        // from: neither could accept the receipt (and the first would run its
+        // own job through a stranger).
+        let fits = |s: &Listed| {
+            answer.fits(&s.need)
+                && !s.token.is_cancelled()
+                && match &s.origin {
+                    Origin::Own => true,
+                    Origin::Peer {
+                        requester,
+                        taken_over_from,
+                        ..
+                    } => {
+                        *requester != thief
+                            && taken_over_from.as_deref() != Some(thief.to_string().as_str())
+                    }
+                }
+        };
+        while let Some(i) = list.iter().rposition(fits) {
             let s = list.remove(i)?;
-            if claim(&s.token) {
-                return Some(s);
+            if let Some(place) = claim(&s.token) {
+                return Some((s, place));
             }
         }
         None

@@ -48,7 +48,7 @@ pub struct PoolStats {
     pub running: usize,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Counters {
     queued: AtomicUsize,
     running: AtomicUsize,
@@ -60,6 +60,21 @@ struct Counters {
 const MAX_QUEUE: usize = 65_536;
 /// Hard bound on worker threads.
 const MAX_WORKERS: usize = 256;
+
+/// The place in the queue of a job stolen from it: counted until dropped.
+#[derive(Debug)]
+pub struct Reserved {
+    counters: Arc<Counters>,
+    live: bool,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if self.live {
+            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
 
 /// The worker pool.
 pub struct WorkerPool {
@@ -158,18 +173,44 @@ impl WorkerPool {
         request: ExecRequest,
         started: Option<oneshot::Sender<String>>,
     ) -> Result<oneshot::Receiver<ExecResult>, PoolError> {
+        self.enqueue(request, started, None)
+    }
+
+    /// Queues a job again in the place a steal kept for it (swarm mode: its thief
+    /// did not run it). Never refused for room: the place was never given up.
+    pub fn submit_reserved(
+        &self,
+        request: ExecRequest,
+        started: Option<oneshot::Sender<String>>,
+        place: Reserved,
+    ) -> Result<oneshot::Receiver<ExecResult>, PoolError> {
+        self.enqueue(request, started, Some(place))
+    }
+
+    fn enqueue(
+        &self,
+        request: ExecRequest,
+        started: Option<oneshot::Sender<String>>,
+        place: Option<Reserved>,
+    ) -> Result<oneshot::Receiver<ExecResult>, PoolError> {
         let tx = self.tx.as_ref().ok_or(PoolError::Closed)?;
         if self.counters.closed.load(Ordering::SeqCst) {
             return Err(PoolError::Closed);
         }
         let (workers, queue) = self.capacity();
         let busy = PoolError::Busy { workers, queue };
-        // Room = idle workers + free queue slots.
-        let queued = self.counters.queued.fetch_add(1, Ordering::SeqCst);
-        let running = self.counters.running.load(Ordering::SeqCst);
-        if queued + running >= workers + queue {
-            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
-            return Err(busy);
+        match place {
+            // Counted since it was first queued: the task takes the count over.
+            Some(mut place) => place.live = false,
+            None => {
+                // Room = idle workers + free queue slots.
+                let queued = self.counters.queued.fetch_add(1, Ordering::SeqCst);
+                let running = self.counters.running.load(Ordering::SeqCst);
+                if queued + running >= workers + queue {
+                    self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+                    return Err(busy);
+                }
+            }
         }
         let (done, rx) = oneshot::channel();
         let runtime = self.runtime.clone();
@@ -223,15 +264,20 @@ impl WorkerPool {
 }
 
 impl WorkerPool {
-    /// Takes a queued job away from the pool (swarm mode): true when it had not
-    /// started, and then no worker ever runs it and it leaves the queue count at
-    /// once. One compare-and-swap against the worker's, so never a started job.
-    pub fn steal(&self, cancel: &super::CancelToken) -> bool {
+    /// Takes a queued job away from the pool (swarm mode): its place when it had
+    /// not started (then no worker ever runs it). One compare-and-swap against
+    /// the worker's, so never a started job. The job keeps its place in the
+    /// queue's count until the place is dropped (its thief ran it) or used again
+    /// ([`Self::submit_reserved`]: the thief did not), so a job given back is
+    /// never refused for room that was handed to another meanwhile.
+    pub fn steal(&self, cancel: &super::CancelToken) -> Option<Reserved> {
         if !cancel.claim_for_steal() {
-            return false;
+            return None;
         }
-        self.counters.queued.fetch_sub(1, Ordering::SeqCst);
-        true
+        Some(Reserved {
+            counters: self.counters.clone(),
+            live: true,
+        })
     }
 
     /// Stops the pool: refuses new jobs, drops every queued one without running
@@ -364,19 +410,52 @@ mod tests {
         let rb = pool.submit(b).expect("b");
         let rc = pool.submit(c).expect("c");
         assert_eq!(pool.stats().queued, 2);
-        assert!(!pool.steal(&ta), "a started job is never stolen");
-        assert!(pool.steal(&tb), "a queued job is");
-        assert!(!pool.steal(&tb), "once");
+        assert!(pool.steal(&ta).is_none(), "a started job is never stolen");
+        let place = pool.steal(&tb).expect("a queued job is");
+        assert!(pool.steal(&tb).is_none(), "once");
         assert!(tb.is_stolen() && !tc.is_stolen() && !ta.is_stolen());
         assert_eq!(
             pool.stats().queued,
+            2,
+            "a stolen job keeps its place while out"
+        );
+        drop(place);
+        assert_eq!(
+            pool.stats().queued,
             1,
-            "a stolen job leaves the count at once"
+            "and gives it up once its thief ran it"
         );
         gate.store(true, Ordering::SeqCst);
         assert!(ra.await.is_ok() && rc.await.is_ok());
         assert!(rb.await.is_err(), "the stolen job never ran here");
-        assert!(!pool.steal(&tc), "nor is a finished one");
+        assert!(pool.steal(&tc).is_none(), "nor is a finished one");
+        assert_eq!(pool.stats().queued, 0);
+    }
+
+    /// A job its thief gave back takes its kept place, even when the queue has
+    /// filled meanwhile: it is never refused.
+    #[tokio::test]
+    async fn a_job_given_back_is_never_refused_for_room() {
+        let gate = Arc::new(AtomicBool::new(false));
+        let pool = WorkerPool::new(Arc::new(Gated(gate.clone())), 1, 1).expect("pool");
+        let (a, (tx, rx)) = (request(true), oneshot::channel());
+        let ra = pool.submit_observed(a, Some(tx)).expect("a");
+        rx.await.expect("a starts");
+        let b = request(false);
+        let tb = b.cancel.clone();
+        let rb = pool.submit(b).expect("b queued");
+        let place = pool.steal(&tb).expect("b stolen");
+        assert!(
+            matches!(pool.submit(request(false)), Err(PoolError::Busy { .. })),
+            "the stolen job's place is still taken"
+        );
+        let again = pool
+            .submit_reserved(request(false), None, place)
+            .expect("given back into its own place");
+        assert_eq!(pool.stats().queued, 1, "one place, one job");
+        gate.store(true, Ordering::SeqCst);
+        assert!(ra.await.is_ok() && again.await.is_ok());
+        assert!(rb.await.is_err(), "the stolen task itself never ran");
         assert_eq!(pool.stats().queued, 0);
     }
 
@@ -397,7 +476,11 @@ mod tests {
             .map(|k| {
                 let (pool, tokens) = (pool.clone(), tokens.clone());
                 std::thread::spawn(move || {
-                    tokens.iter().skip(k % 2).filter(|t| pool.steal(t)).count()
+                    tokens
+                        .iter()
+                        .skip(k % 2)
+                        .filter_map(|t| pool.steal(t))
+                        .count()
                 })
             })
             .collect();

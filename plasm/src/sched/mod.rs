@@ -545,6 +545,19 @@ impl Scheduler {
         })
     }
 
+    /// How many more of this node's jobs `peer` may be given now (swarm mode
+    /// asks before it claims a queued job): none while its breaker is not
+    /// closed, else what is left of `max_per_peer`.
+    pub fn room(&self, peer: PeerId) -> usize {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let e = Self::entry(&mut map, peer, now);
+        if e.breaker.state(now) != BreakerState::Closed {
+            return 0;
+        }
+        self.config.max_per_peer.saturating_sub(e.outstanding)
+    }
+
     /// Records evidence about `peer` (most callers go through [`Ticket::finish`]).
     pub fn record(&self, peer: PeerId, evidence: Evidence) {
         let now = Instant::now();

@@ -24,6 +24,7 @@ use crate::net::remote::{self, RemoteOptions};
 use crate::net::steal::{Handed, Listed, Need, Origin, StealAnswer};
 use crate::receipt::handoff::Handoff;
 use crate::runtime::CancelToken;
+use crate::runtime::pool::Reserved;
 use libp2p::PeerId;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,10 @@ pub const ASK_PEERS: usize = 8;
 const TICK: Duration = Duration::from_millis(500);
 /// How long the queue must have waited before it is announced.
 const PATIENCE: Duration = Duration::from_secs(1);
+/// How long a stolen job may take at its thief: the beats find a dead thief, so
+/// this is only the backstop (the remote default, 120 s, would take a long job
+/// back while it still runs).
+pub const STOLEN_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long executors found through the DHT are asked before a new lookup.
 const LOOKUP_EVERY: Duration = Duration::from_secs(30);
 
@@ -151,11 +156,15 @@ impl Service {
                 let Ok(Ok(answer @ StealAnswer::Idle { free_slots, .. })) = answer else {
                     continue;
                 };
-                for _ in 0..free_slots {
-                    let Some(job) = gate.list.take(&answer, |t| pool.steal(t)) else {
+                // No more than this node's own placement allows there (its
+                // breaker closed, its share of the peer not used up).
+                let room = (free_slots as usize).min(svc.sched.room(peer));
+                for _ in 0..room {
+                    let Some((job, place)) = gate.list.take(peer, &answer, |t| pool.steal(t))
+                    else {
                         break;
                     };
-                    svc.give(job, peer);
+                    svc.give(job, place, peer);
                 }
             }
         }
@@ -164,25 +173,27 @@ impl Service {
     /// Sends a job taken from the queue to its thief: this node's own job is
     /// followed like any job out with a peer; another requester's goes back to
     /// the executor task answering that requester, with a hand-off.
-    fn give(self: &Arc<Self>, s: Listed, thief: PeerId) {
-        if let Some(client) = &self.client {
-            client
-                .steal_gate()
-                .stats
-                .given
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+    fn give(self: &Arc<Self>, s: Listed, place: Reserved, thief: PeerId) {
         tracing::info!(job_id = s.job_id, %thief, "queued job stolen by an idle peer (swarm)");
         match s.origin {
-            Origin::Own => self.give_own(s, thief),
+            Origin::Own => self.give_own(s, place, thief),
             Origin::Peer { .. } => {
-                tokio::spawn(self.clone().give_peers(s, thief));
+                tokio::spawn(self.clone().give_peers(s, place, thief));
             }
         }
     }
 
+    /// Counts a stolen job's end: run by its thief, or given back.
+    pub(super) fn count_given(&self, ran: bool) {
+        if let Some(client) = &self.client {
+            let stats = &client.steal_gate().stats;
+            let c = if ran { &stats.given } else { &stats.given_back };
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// This node's own job, stolen: it is followed like a job out with a peer.
-    fn give_own(self: &Arc<Self>, s: Listed, thief: PeerId) {
+    fn give_own(self: &Arc<Self>, s: Listed, place: Reserved, thief: PeerId) {
         let id = s.job_id.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel();
         if let Ok(mut c) = self.cancels.lock() {
@@ -212,13 +223,13 @@ impl Service {
             placement: Placement::Any,
             slot: None,
         };
-        tokio::spawn(self.clone().run_on_peer(job, stopped, Some(thief)));
+        tokio::spawn(self.clone().run_on_peer(job, stopped, Some((thief, place))));
     }
 
     /// Another requester's job, stolen: run by the thief under the requester's
     /// attempt, and answered with the thief's receipt and this node's signed
     /// hand-off; if the thief does not run it, it comes back to run here.
-    async fn give_peers(self: Arc<Self>, s: Listed, thief: PeerId) {
+    async fn give_peers(self: Arc<Self>, s: Listed, place: Reserved, thief: PeerId) {
         let Origin::Peer {
             requester,
             attempt,
@@ -232,6 +243,7 @@ impl Service {
             let _ = deliver.send(Handed::Back {
                 module: s.module,
                 input: s.input,
+                place,
             });
             return;
         };
@@ -240,6 +252,7 @@ impl Service {
             peers: vec![thief],
             stolen_from: Some(self.identity.peer_id()),
             attempt_as: Some((attempt, taken_over_from)),
+            job_timeout: STOLEN_JOB_TIMEOUT,
             ..RemoteOptions::default()
         };
         let run = remote::run_remote(
@@ -254,29 +267,33 @@ impl Service {
             r = run => r,
             () = deliver.closed() => return,
         };
-        let handed = match answer {
-            Ok(out) => match Handoff::sign(
+        let handed = match answer.map_err(|e| e.to_string()).and_then(|out| {
+            let h = Handoff::sign(
                 s.manifest.job_id(),
                 &out.executor.to_string(),
                 &requester.to_string(),
                 &self.identity,
-            ) {
-                Ok(h) => Handed::Done {
+            )
+            .map_err(|e| e.to_string())?;
+            Ok((out, h))
+        }) {
+            Ok((out, h)) => {
+                self.count_given(true);
+                drop(place);
+                Handed::Done {
                     receipt: serde_json::to_string(out.receipt.as_map()).unwrap_or_default(),
                     stdout: out.stdout,
                     stderr: out.stderr,
                     handoff: h.to_json(),
-                },
-                Err(_) => Handed::Back {
-                    module: s.module,
-                    input: s.input,
-                },
-            },
+                }
+            }
             Err(e) => {
                 tracing::info!(job_id = s.job_id, %thief, error = %e, "the thief did not run a stolen job: it runs here");
+                self.count_given(false);
                 Handed::Back {
                     module: s.module,
                     input: s.input,
+                    place,
                 }
             }
         };
@@ -288,10 +305,10 @@ impl Service {
     pub(super) async fn requeue(
         self: &Arc<Self>,
         manifest: Manifest,
-        module: Arc<[u8]>,
-        input: Vec<u8>,
+        (module, input, place): (Arc<[u8]>, Vec<u8>, Reserved),
         why: &str,
     ) {
+        self.count_given(false);
         let id = manifest.job_id().to_owned();
         let Some(pool) = self.pool.clone() else {
             return self.fail(&id, why).await;
@@ -301,11 +318,24 @@ impl Service {
             Err(e) => return self.fail(&id, &format!("{why}; {e}")).await,
         };
         let token = request.cancel.clone();
-        match job::Submitted::start(&pool, request) {
+        // A cancel answered while the job was out (its stop taken) stands.
+        let cancelled = self.cancels.lock().is_ok_and(|mut c| {
+            let gone = matches!(c.get(&id), Some(Stop::Peer(None)));
+            if !gone {
+                c.insert(id.clone(), Stop::Local(token.clone()));
+            }
+            gone
+        });
+        if cancelled {
+            if let Ok(mut c) = self.cancels.lock() {
+                c.remove(&id);
+            }
+            return self
+                .fail(&id, "cancelled: abandoned while out with a peer")
+                .await;
+        }
+        match job::Submitted::start_reserved(&pool, request, place) {
             Ok(submitted) => {
-                if let Ok(mut c) = self.cancels.lock() {
-                    c.insert(id.clone(), Stop::Local(token.clone()));
-                }
                 tracing::info!(job_id = id, %why, "stolen job back in the local queue");
                 let me = self.identity.peer_id().to_string();
                 self.emit(
@@ -325,8 +355,10 @@ impl Service {
                 tokio::spawn(self.clone().run_local(job, pool, submitted, token, me));
             }
             Err(e) => {
-                self.fail(&id, &format!("{why}; the local queue is full ({e})"))
-                    .await;
+                if let Ok(mut c) = self.cancels.lock() {
+                    c.remove(&id);
+                }
+                self.fail(&id, &format!("{why}; {e}")).await;
             }
         }
     }
