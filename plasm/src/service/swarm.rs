@@ -1,21 +1,26 @@
 //! Swarm mode, the busy side (decision 0053): queued jobs that idle peers take
 //! with their consent.
 //!
-//! A job submitted here with placement `any` waits in the pool's queue when every
-//! worker is busy; in swarm mode it is also listed here. When the queue has
-//! waited a second, [`Service::give_loop`] announces the overflow to a few peers
-//! (`/plasm/steal/1.0.0`), and for each that answers idle (it opted in, nothing
-//! waits there, it can run these jobs) takes as many jobs as it offered from the
-//! back of the queue (those that would wait longest) with the pool's atomic claim,
+//! Listed for stealing: jobs submitted here with placement `any` (by the service)
+//! and jobs of requesters that accept hand-offs (by the executor), while they wait
+//! in the pool's queue. When the queue has waited a second, [`Service::give_loop`]
+//! announces the overflow to a few peers (`/plasm/steal/1.0.0`), and for each that
+//! answers idle (it opted in, nothing waits there, it can run these jobs) takes up
+//! to as many jobs as it offered and this node's placement allows there (breaker
+//! closed, per-peer share), newest first, with the pool's compare-and-swap claim,
 //! which a worker starting the job would have won instead: a started job is never
-//! moved. Each stolen job then goes through the job protocol to that thief alone,
-//! with `placement.stolen_from` in its bundle; the thief's executor checks its
-//! own policy again and signs `stolen_from` into the receipt, which this node
-//! checks. A thief that declines or fails gives the job back to the local queue
-//! (not listed again, so it never bounces between thieves).
+//! moved. A stolen job keeps its place in the queue until its thief ran it.
+//!
+//! Each stolen job goes through the job protocol to that thief alone, with
+//! `placement.stolen_from` in its bundle; the thief's executor checks its own
+//! policy again and signs `stolen_from` into the receipt, which this node checks.
+//! This node's own job is then finished like any job out with a peer; another
+//! requester's is answered with the thief's receipt and this node's signed
+//! hand-off. A thief that declines or fails gives the job back: it runs here, in
+//! the place it kept (never refused for room), and is not listed again.
 //!
 //! Bounded: one announcement round per tick, to at most [`ASK_PEERS`] peers, each
-//! answer within the consent timeout; the list is as long as the pool's queue.
+//! answer within the consent timeout; the list by [`crate::net::steal::MAX_LISTED`].
 
 use super::{Accepted, Placement, Service, Stop};
 use crate::job;
