@@ -60,5 +60,5 @@ if ! wait "$fuzz_build"; then
 fi
 trap - EXIT
 cat target/fuzz-build.log
-step fuzz scripts/fuzz-smoke.sh 10
+step fuzz scripts/fuzz-smoke.sh 5
 echo "== the whole suite: $(( $(date +%s) - t_all )) s"

@@ -595,3 +595,55 @@ async fn swarm_hands_another_requesters_job_to_an_idle_peer() {
     thief.shutdown().await;
     boot.shutdown().await;
 }
+
+/// Solo mode: jobs never leave the node. A job asking for a peer is refused
+/// (422), and a job that may run anywhere waits for this node's own room (429
+/// when it is full) instead of going to the idle peer beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_solo_node_never_sends_a_job_away() {
+    use plasm::service::{Placement, ServiceError, Submission};
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let addrs = boot.listen_addrs();
+    let idle = start(memory_config(Mode::Node, &addrs)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = memory_config(Mode::Node, &addrs);
+    c.placement.mode = plasm::sched::Mode::Solo;
+    c.queue = 0;
+    c.data_dir = Some(dir.path().to_path_buf());
+    c.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let solo = start(c).await;
+    let service = solo.service().expect("api").clone();
+    let long = spin(1_000_000_000_000);
+    let submit = |module: &[u8], placement| {
+        let m = ManifestBuilder::new()
+            .fuel(10_000_000_000)
+            .build(module, b"")
+            .expect("manifest");
+        Submission {
+            manifest: m.as_value().clone(),
+            module: Some(module.to_vec()),
+            input: Vec::new(),
+            placement,
+        }
+    };
+    let away = service.submit(submit(&hello(), Placement::Remote)).await;
+    assert!(
+        matches!(&away, Err(ServiceError::Unprocessable(m)) if m.contains("solo")),
+        "{away:?}"
+    );
+    let first = service
+        .submit(submit(&long, Placement::Any))
+        .await
+        .expect("the only worker takes it");
+    let second = service.submit(submit(&hello(), Placement::Any)).await;
+    assert!(matches!(second, Err(ServiceError::Busy)), "{second:?}");
+    service.cancel(&first).await.expect("cancel");
+    assert_eq!(
+        idle.executor_metrics().fuel.get(),
+        0,
+        "nothing went to the peer"
+    );
+    solo.shutdown().await;
+    idle.shutdown().await;
+    boot.shutdown().await;
+}

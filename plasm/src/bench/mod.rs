@@ -17,6 +17,7 @@ pub mod api;
 pub mod engines;
 pub mod placement;
 pub mod report;
+pub mod watch;
 
 use report::{Figure, Report};
 

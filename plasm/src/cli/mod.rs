@@ -102,6 +102,11 @@ enum Command {
         /// five in-process executors with simulated service times.
         #[arg(long)]
         placement: bool,
+        /// Only this figure: watch these executors (multiaddrs ending in /p2p/<id>)
+        /// for --seconds as a requester holding jobs there would, and count the
+        /// failure detector's false suspicions (scripts/bench-suspicions.sh).
+        #[arg(long, value_name = "ADDR")]
+        watch: Vec<libp2p::Multiaddr>,
     },
     /// Alias of `plasm job submit`, kept for one release.
     Submit(Box<api::SubmitArgs>),
@@ -193,6 +198,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Demo => report(
             runtime(true).and_then(|rt| rt.block_on(crate::demo::run()).map_err(|e| e.to_string())),
         ),
+        Command::Bench { watch, seconds, .. } if !watch.is_empty() => report(
+            crate::bench::watch::run(&watch, std::time::Duration::from_secs(seconds.max(1)))
+                .map_err(|e| format!("bench failed: {e}")),
+        ),
         #[cfg(feature = "wasmtime")]
         Command::Bench {
             placement: true, ..
@@ -211,6 +220,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             json,
             relay: None,
             placement: false,
+            watch: _,
         } => report(
             crate::bench::run(&crate::bench::BenchOptions {
                 iterations,
