@@ -72,3 +72,9 @@ if [ -n "${CONTROL:-}" ]; then
     kill -CONT "$e1"; echo "bench-suspicions: control: executor 1 continued" ) &
 fi
 ns req "$bin" bench --seconds "$secs" "${addrs[@]}"
+# The loss as the kernel counted it (each host's DROP rule and its INPUT total).
+for h in req $(seq -f 'e%g' "$n"); do
+  ns "$h" iptables -L INPUT -v -n -x | awk -v h="$h" \
+    '/statistic/ {d=$1} END {printf "bench-suspicions: %s dropped %d packets of its input\n", h, d}'
+  ns "$h" cat /proc/net/snmp | awk -v h="$h" '/^Ip: [0-9]/ {printf "bench-suspicions: %s delivered %d IP packets\n", h, $10}'
+done

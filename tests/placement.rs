@@ -413,6 +413,7 @@ async fn swarm_drains_a_busy_queue_onto_idle_peers_that_opted_in() {
     }
     let me = busy.peer_id().to_string();
     let mut ran: HashMap<String, usize> = HashMap::new();
+    let mut fuel_each: Option<u64> = None;
     for id in &ids {
         let row = service
             .wait(id, Duration::from_secs(120))
@@ -434,6 +435,7 @@ async fn swarm_drains_a_busy_queue_onto_idle_peers_that_opted_in() {
                 "a stolen job's receipt names the busy node: {receipt}"
             );
         }
+        fuel_each.get_or_insert(receipt["fuel_used"].as_u64().expect("fuel"));
         *ran.entry(executor).or_default() += 1;
     }
     eprintln!("jobs per executor: {ran:?}");
@@ -470,6 +472,13 @@ async fn swarm_drains_a_busy_queue_onto_idle_peers_that_opted_in() {
             "a thief ran what it signed, no more"
         );
     }
+    // Nothing stolen also ran here: the busy node's fuel is its own receipts'.
+    let fuel_each = fuel_each.expect("a receipt");
+    assert_eq!(
+        busy.executor_metrics().node_fuel.get(),
+        fuel_each * ran.get(&me).copied().unwrap_or(0) as u64,
+        "the busy node ran exactly the jobs whose receipts it signed"
+    );
     let given = busy.client().steal_gate().stats.given.load(relaxed);
     assert_eq!(
         given as usize,
@@ -589,6 +598,21 @@ async fn swarm_hands_another_requesters_job_to_an_idle_peer() {
     assert!(
         by.get(&them).copied().unwrap_or(0) >= 1,
         "the idle peer took some: {by:?}"
+    );
+    let stats = &busy.client().steal_gate().stats;
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(
+        (
+            stats.given.load(relaxed) as usize,
+            stats.given_back.load(relaxed)
+        ),
+        (by[&them], 0),
+        "each stolen job counted once, none given back"
+    );
+    assert_eq!(
+        busy.pool().expect("pool").stats().queued,
+        0,
+        "no place left held"
     );
     requester.shutdown().await;
     busy.shutdown().await;

@@ -1044,6 +1044,10 @@ impl Service {
         let r = tokio::select! {
             r = run => r,
             Ok(()) = stopped => {
+                if thief.is_some() {
+                    // A stolen job cancelled while out: it ends here, given back.
+                    self.count_given(false);
+                }
                 return self.fail(&id, "cancelled: abandoned while out with a peer").await;
             }
         };

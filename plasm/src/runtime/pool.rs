@@ -52,6 +52,9 @@ pub struct PoolStats {
 struct Counters {
     queued: AtomicUsize,
     running: AtomicUsize,
+    /// Stolen tasks still in the channel (a worker drops each when it reaches
+    /// it): bounded, since each holds its request's bytes until then.
+    stale: AtomicUsize,
     /// Set by [`WorkerPool::close`]: no new job starts.
     closed: AtomicBool,
 }
@@ -217,8 +220,9 @@ impl WorkerPool {
         let counters = self.counters.clone();
         let task: Task = Box::new(move || {
             if !request.cancel.claim_for_run() {
-                // Stolen while queued (swarm mode): the stealer took it off the
-                // count and owns it; `done` drops unheard.
+                // Stolen while queued (swarm mode): the stealer owns it and its
+                // place in the count; `done` drops unheard.
+                counters.stale.fetch_sub(1, Ordering::SeqCst);
                 return;
             }
             if counters.closed.load(Ordering::SeqCst) {
@@ -271,7 +275,14 @@ impl WorkerPool {
     /// ([`Self::submit_reserved`]: the thief did not), so a job given back is
     /// never refused for room that was handed to another meanwhile.
     pub fn steal(&self, cancel: &super::CancelToken) -> Option<Reserved> {
-        if !cancel.claim_for_steal() {
+        // Stolen tasks wait in the channel until a worker drops them: at most as
+        // many as the queue holds (and the channel's room), so their bytes stay
+        // bounded and a job given back always finds room in the channel.
+        let (workers, queue) = self.capacity();
+        let cap = queue.min(MAX_QUEUE.saturating_sub(queue + workers));
+        let stale = self.counters.stale.fetch_add(1, Ordering::SeqCst);
+        if stale >= cap || !cancel.claim_for_steal() {
+            self.counters.stale.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
         Some(Reserved {
@@ -457,6 +468,44 @@ mod tests {
         assert!(ra.await.is_ok() && again.await.is_ok());
         assert!(rb.await.is_err(), "the stolen task itself never ran");
         assert_eq!(pool.stats().queued, 0);
+    }
+
+    /// Stolen tasks left in the channel are bounded by the queue: past that,
+    /// nothing more is stolen until workers drop them.
+    #[tokio::test]
+    async fn stolen_tasks_waiting_for_a_worker_are_bounded() {
+        let gate = Arc::new(AtomicBool::new(false));
+        let pool = WorkerPool::new(Arc::new(Gated(gate.clone())), 1, 2).expect("pool");
+        let (a, (tx, rx)) = (request(true), oneshot::channel());
+        let ra = pool.submit_observed(a, Some(tx)).expect("a");
+        rx.await.expect("a starts");
+        let mut stolen = 0;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            let r = request(false);
+            let t = r.cancel.clone();
+            waits.push(
+                pool.submit(r)
+                    .expect("room: each stolen job's place is freed"),
+            );
+            let Some(place) = pool.steal(&t) else { break };
+            stolen += 1;
+            drop(place);
+        }
+        assert_eq!(
+            stolen, 2,
+            "no more stolen tasks waiting than the queue holds"
+        );
+        gate.store(true, Ordering::SeqCst);
+        assert!(ra.await.is_ok());
+        for w in waits {
+            let _ = w.await;
+        }
+        assert_eq!(pool.stats().queued, 0);
+        let r = request(false);
+        let t = r.cancel.clone();
+        let _held = pool.submit(r).expect("room again");
+        let _ = pool.steal(&t);
     }
 
     /// Many stealers against two workers: every job either ran or was stolen,

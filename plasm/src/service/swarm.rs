@@ -44,6 +44,8 @@ const PATIENCE: Duration = Duration::from_secs(1);
 /// this is only the backstop (the remote default, 120 s, would take a long job
 /// back while it still runs).
 pub const STOLEN_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Executors found through the DHT kept for the announcements (oldest dropped).
+const MAX_FOUND: usize = 64;
 /// How long executors found through the DHT are asked before a new lookup.
 const LOOKUP_EVERY: Duration = Duration::from_secs(30);
 
@@ -99,7 +101,9 @@ impl Service {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut waiting_since: Option<Instant> = None;
-        let mut found: (Vec<PeerId>, Option<Instant>) = (Vec::new(), None);
+        let found: Arc<std::sync::Mutex<Vec<PeerId>>> = Arc::default();
+        let mut lookup: Option<tokio::task::JoinHandle<()>> = None;
+        let mut looked_at: Option<Instant> = None;
         let mut turn = 0usize;
         loop {
             tick.tick().await;
@@ -126,11 +130,40 @@ impl Service {
             }
             // Whom to ask: executors found through the DHT for these jobs (looked
             // up again now and then), then the peers already connected.
-            if found.1.is_none_or(|at| at.elapsed() > LOOKUP_EVERY) {
-                let looked = crate::net::remote::find_executors(&client, &first, ASK_PEERS).await;
-                found = (looked.unwrap_or_default(), Some(Instant::now()));
+            // Executors found through the DHT for these jobs, looked up in the
+            // background (a lookup may take seconds; the queue does not wait). One
+            // settles soon after its first answers, so it may miss some: the found
+            // ones accumulate (bounded), and while fewer than a round's worth are
+            // known the lookup runs more often.
+            let known = found.lock().map_or(0, |f| f.len());
+            let every = if known < ASK_PEERS {
+                LOOKUP_EVERY / 6
+            } else {
+                LOOKUP_EVERY
+            };
+            if lookup
+                .as_ref()
+                .is_none_or(|l: &tokio::task::JoinHandle<()>| l.is_finished())
+                && looked_at.is_none_or(|at: Instant| at.elapsed() > every)
+            {
+                looked_at = Some(Instant::now());
+                let (client, found) = (client.clone(), found.clone());
+                lookup = Some(tokio::spawn(async move {
+                    let looked =
+                        crate::net::remote::find_executors(&client, &first, ASK_PEERS).await;
+                    if let Ok(mut f) = found.lock() {
+                        for p in looked.unwrap_or_default() {
+                            if !f.contains(&p) {
+                                if f.len() >= MAX_FOUND {
+                                    f.remove(0);
+                                }
+                                f.push(p);
+                            }
+                        }
+                    }
+                }));
             }
-            let mut peers = found.0.clone();
+            let mut peers = found.lock().map(|f| f.clone()).unwrap_or_default();
             if let Ok(info) = client.info().await {
                 for p in info.connected {
                     if !peers.contains(&p) {
@@ -270,7 +303,10 @@ impl Service {
         // The requester gone (its executor task dropped): nobody to answer.
         let answer = tokio::select! {
             r = run => r,
-            () = deliver.closed() => return,
+            () = deliver.closed() => {
+                self.count_given(false);
+                return;
+            }
         };
         let handed = match answer.map_err(|e| e.to_string()).and_then(|out| {
             let h = Handoff::sign(
