@@ -198,6 +198,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Demo => report(
             runtime(true).and_then(|rt| rt.block_on(crate::demo::run()).map_err(|e| e.to_string())),
         ),
+        #[cfg(feature = "wasmtime")]
         Command::Bench { watch, seconds, .. } if !watch.is_empty() => report(
             crate::bench::watch::run(&watch, std::time::Duration::from_secs(seconds.max(1)))
                 .map_err(|e| format!("bench failed: {e}")),
