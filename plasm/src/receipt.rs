@@ -14,6 +14,7 @@
 //! member picks the schema and the signing prefix.
 
 pub mod handoff;
+pub mod signed;
 
 pub use crate::execution::{Outcome, RuntimeInfo};
 use crate::identity::{Identity, peer_id_matches};
@@ -378,7 +379,7 @@ impl Receipt {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample(identity: &Identity) -> Receipt {

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
+pub mod replica;
 mod swarm;
 
 /// Where a job should run.
@@ -412,6 +413,8 @@ pub struct Service {
     cancels: Mutex<HashMap<String, Stop>>,
     /// Placement state shared by every job sent to peers.
     sched: Arc<crate::sched::Scheduler>,
+    /// Where receipts are replicated and fetched from (decision 0054).
+    replicas: Option<Arc<replica::Replicas>>,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -459,6 +462,7 @@ impl Service {
             maxima: JobMaxima::default(),
             cancels: Mutex::default(),
             sched: crate::sched::Scheduler::new(Default::default()),
+            replicas: None,
             metrics: Metrics::default(),
         }
     }
@@ -467,6 +471,17 @@ impl Service {
     pub fn with_scheduler(mut self, sched: Arc<crate::sched::Scheduler>) -> Self {
         self.sched = sched;
         self
+    }
+
+    /// Replicates every receipt this node stores, with its acceptance.
+    pub fn with_replicas(mut self, replicas: Option<Arc<replica::Replicas>>) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// The replica service, when the node holds replicas.
+    pub fn replicas(&self) -> Option<&Arc<replica::Replicas>> {
+        self.replicas.as_ref()
     }
 
     /// The placement state.
@@ -1142,6 +1157,7 @@ impl Service {
             self.fail(job_id, why).await;
             return;
         }
+        self.replicate(job_id, &receipt);
         self.metrics.finished(&outcome);
         self.metrics
             .by_path
@@ -1167,6 +1183,30 @@ impl Service {
                 exit_status,
             }),
         );
+    }
+
+    /// Signs this node's acceptance of `receipt` (it submitted the job) and
+    /// stores both on the peers closest to the job, in the background.
+    fn replicate(&self, job_id: &str, receipt: &crate::receipt::Receipt) {
+        let Some(replicas) = self.replicas.clone() else {
+            return;
+        };
+        let acceptance = match crate::receipt::signed::accept(receipt, &self.identity) {
+            Ok(a) => a.to_json(),
+            Err(e) => {
+                tracing::warn!(job_id, error = %e, "could not sign an acceptance");
+                return;
+            }
+        };
+        let records = vec![
+            serde_json::to_string(receipt.as_map()).unwrap_or_default(),
+            acceptance,
+        ];
+        let id = job_id.to_owned();
+        tokio::spawn(async move {
+            let reached = replicas.publish(&id, records, Vec::new()).await;
+            tracing::debug!(job_id = id, reached, "receipt replicated");
+        });
     }
 
     async fn fail(&self, job_id: &str, why: &str) {

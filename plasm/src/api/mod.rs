@@ -897,19 +897,76 @@ async fn get_module(
     }
 }
 
+/// A job's receipt: this node's own when it has the job, else the one its
+/// submitter accepted, fetched from the peers holding the job's replicas
+/// (decision 0054). `?all=true` answers every receipt and record held anywhere
+/// asked, with the accepted receipt's digest.
 async fn get_receipt(
     State(state): State<ApiState>,
     Path(job_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let row = state.service.job(&job_id).await?;
-    match row.receipt {
-        Some(r) => Ok(([(header::CONTENT_TYPE, "application/json")], r).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("job {job_id} has no receipt (state {})", row.state.as_str()),
-        )),
+    let all = match q.get("all").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("all is true or false, not {other:?}"),
+            ));
+        }
+    };
+    let row = match state.service.job(&job_id).await {
+        Ok(row) => Some(row),
+        Err(ServiceError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let own = row.as_ref().and_then(|r| r.receipt.clone());
+    if let (Some(r), false) = (&own, all) {
+        return Ok(([(header::CONTENT_TYPE, "application/json")], r.clone()).into_response());
     }
+    let valid_id = job_id.len() == 64 && job_id.bytes().all(|b| b.is_ascii_hexdigit());
+    let fetched = match (state.service.replicas(), valid_id) {
+        (Some(replicas), true) => replicas.fetch(&job_id).await.ok(),
+        _ => None,
+    };
+    if all {
+        let mut records = fetched.unwrap_or_default();
+        if let Some(r) = own
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<Value>(r).ok())
+            && !records.receipts.contains(&r)
+        {
+            records.receipts.insert(0, r);
+        }
+        if records.receipts.is_empty() {
+            return Err(no_receipt(&job_id, row.as_ref()));
+        }
+        return Ok(Json(json!({
+            "job_id": job_id,
+            "accepted": records.accepted_digest(),
+            "receipts": records.receipts,
+            "acceptances": records.acceptances,
+            "publications": records.publications,
+            "audits": records.audits,
+        }))
+        .into_response());
+    }
+    match fetched.as_ref().and_then(|f| f.answer()) {
+        Some(r) => Ok(Json(r.clone()).into_response()),
+        None => Err(no_receipt(&job_id, row.as_ref())),
+    }
+}
+
+fn no_receipt(job_id: &str, row: Option<&JobRow>) -> ApiError {
+    let message = match row {
+        Some(row) => format!("job {job_id} has no receipt (state {})", row.state.as_str()),
+        None => {
+            format!("no receipt for job {job_id} on this node or on the peers holding its replicas")
+        }
+    };
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
 }
 
 async fn verify(body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {

@@ -4,6 +4,9 @@
 use super::beat::{BEAT_PROTOCOL, Beat, MAX_BEAT_BYTES};
 use super::protocol::{JOB_PROTOCOL, JobRequest, JobResponse, KAD_PROTOCOL};
 use super::reach::{ReachConfig, RelayLimits};
+use super::records::{
+    MAX_RECORDS_MESSAGE_BYTES, RECORDS_PROTOCOL, RECORDS_TIMEOUT, RecordsRequest, RecordsResponse,
+};
 use super::steal::{MAX_STEAL_BYTES, Overflow, STEAL_PROTOCOL, StealAnswer};
 use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::NetworkBehaviour;
@@ -73,6 +76,8 @@ pub struct Behaviour {
     pub beat: request_response::cbor::Behaviour<Beat, Beat>,
     /// Swarm mode's consent messages: overflow and idle (decision 0053).
     pub steal: request_response::cbor::Behaviour<Overflow, StealAnswer>,
+    /// Receipts and the records beside them, replicated and fetched (decision 0054).
+    pub records: request_response::cbor::Behaviour<RecordsRequest, RecordsResponse>,
     /// Reservations on relays, and dialing through them.
     pub relay_client: relay::client::Behaviour,
     /// The relay server of a reachable node, bounded by [`RelayLimits`].
@@ -161,6 +166,16 @@ impl Behaviour {
                 .with_request_timeout(limits.beat_timeout)
                 .with_max_concurrent_streams(4),
         );
+        // Records and blobs: bounded by the codec, a few streams per connection.
+        let records = request_response::Behaviour::with_codec(
+            request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_RECORDS_MESSAGE_BYTES)
+                .set_response_size_maximum(MAX_RECORDS_MESSAGE_BYTES),
+            [(RECORDS_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(RECORDS_TIMEOUT)
+                .with_max_concurrent_streams(4),
+        );
         let connection_limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(limits.max_connections))
             .with_max_established_per_peer(Some(limits.max_connections_per_peer))
@@ -209,6 +224,7 @@ impl Behaviour {
             job,
             beat,
             steal,
+            records,
             relay_client,
             relay: relay.into(),
             autonat,

@@ -118,6 +118,8 @@ pub struct EventLoop {
     beats: Beats,
     /// Swarm mode's consent messages: the policy, per-peer buckets, asks in flight.
     steal: super::steal::StealDesk,
+    /// Records: where inbound requests go, buckets, requests and lookups in flight.
+    records: super::records::RecordsDesk,
 }
 
 impl EventLoop {
@@ -130,6 +132,7 @@ impl EventLoop {
         reach: Reach,
         beats: Beats,
         steal: super::steal::StealDesk,
+        records: super::records::RecordsDesk,
     ) -> Self {
         let mut swarm = swarm;
         for addr in reach.config().external_addresses.clone() {
@@ -160,6 +163,7 @@ impl EventLoop {
             listen_local: true,
             beats,
             steal,
+            records,
         }
     }
 
@@ -349,6 +353,43 @@ impl EventLoop {
                     self.steal.pending.insert(id, reply);
                 }
             }
+            Command::ClosestPeers { key, reply } => {
+                if self.records.closest.len() >= super::records::MAX_RECORDS_PENDING {
+                    let _ = reply.send(Vec::new());
+                } else {
+                    let id = swarm.behaviour_mut().kad.get_closest_peers(key);
+                    self.records.closest.insert(id, reply);
+                }
+            }
+            Command::Records {
+                peer,
+                request,
+                reply,
+            } => {
+                if self.records.pending.len() >= super::records::MAX_RECORDS_PENDING {
+                    let _ = reply.send(Err("too many records requests in flight".into()));
+                } else {
+                    use std::sync::atomic::Ordering;
+                    let stats = &self.records.stats;
+                    stats.sent.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .bytes_out
+                        .fetch_add(super::records::request_bytes(&request), Ordering::Relaxed);
+                    let id = swarm.behaviour_mut().records.send_request(&peer, request);
+                    self.records.pending.insert(id, reply);
+                }
+            }
+            Command::RespondRecords { channel, response } => {
+                self.records.stats.bytes_out.fetch_add(
+                    super::records::response_bytes(&response),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                let _ = swarm
+                    .behaviour_mut()
+                    .records
+                    .send_response(channel, response);
+            }
+            Command::ServeRecords { tx } => self.records.inbound = Some(tx),
             Command::Rtt { peer, reply } => {
                 let _ = reply.send(self.rtts.get(&peer).copied());
             }
@@ -676,12 +717,22 @@ impl EventLoop {
             BehaviourEvent::Job(event) => self.on_job_event(event),
             BehaviourEvent::Beat(event) => self.on_beat_event(event),
             BehaviourEvent::Steal(event) => self.on_steal_event(event),
+            BehaviourEvent::Records(event) => self.on_records_event(event),
             _ => {}
         }
     }
 
     fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool) {
         match result {
+            QueryResult::GetClosestPeers(r) => {
+                if let Some(reply) = self.records.closest.remove(&id) {
+                    let peers = match r {
+                        Ok(ok) => ok.peers,
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                    };
+                    let _ = reply.send(peers.into_iter().map(|p| p.peer_id).collect());
+                }
+            }
             QueryResult::Bootstrap(r) if last || r.is_err() => {
                 if let Some(reply) = self.pending_bootstrap.remove(&id) {
                     let _ = reply.send(r.map(|_| ()).map_err(|_| NetError::NoKnownPeers));
@@ -954,6 +1005,103 @@ impl EventLoop {
                 request_id, error, ..
             } => {
                 if let Some(reply) = self.steal.pending.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            request_response::Event::InboundFailure { error, .. } => {
+                if matches!(error, request_response::InboundFailure::Io(_)) {
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_records_event(
+        &mut self,
+        event: request_response::Event<
+            super::records::RecordsRequest,
+            super::records::RecordsResponse,
+        >,
+    ) {
+        use super::records::{InboundRecords, RecordsResponse};
+        use std::sync::atomic::Ordering;
+        let stats = self.records.stats.clone();
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    stats
+                        .bytes_in
+                        .fetch_add(super::records::request_bytes(&request), Ordering::Relaxed);
+                    // Puts and blobs cost a holder a verification and a write.
+                    let cost = match request {
+                        super::records::RecordsRequest::Get { .. } => 1.0,
+                        _ => 2.0,
+                    };
+                    let refuse = |this: &mut Self, reason: &str, channel| {
+                        let _ = this.swarm.behaviour_mut().records.send_response(
+                            channel,
+                            RecordsResponse::Refused {
+                                reason: reason.to_owned(),
+                            },
+                        );
+                    };
+                    if !self
+                        .records
+                        .buckets
+                        .admit(peer, cost, std::time::Instant::now())
+                    {
+                        stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        refuse(self, "rate-limited", channel);
+                        return;
+                    }
+                    if !request.is_sane() {
+                        stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        refuse(self, "malformed", channel);
+                        return;
+                    }
+                    let Some(tx) = self.records.inbound.as_ref() else {
+                        stats.busy.fetch_add(1, Ordering::Relaxed);
+                        refuse(self, "this node holds no replicas", channel);
+                        return;
+                    };
+                    match tx.try_send(InboundRecords {
+                        peer,
+                        request,
+                        channel,
+                    }) {
+                        Ok(()) => {
+                            stats.served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            stats.busy.fetch_add(1, Ordering::Relaxed);
+                            refuse(self, "busy", e.into_inner().channel);
+                        }
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    stats
+                        .bytes_in
+                        .fetch_add(super::records::response_bytes(&response), Ordering::Relaxed);
+                    if let Some(reply) = self.records.pending.remove(&request_id) {
+                        if !response.is_sane() {
+                            stats.malformed.fetch_add(1, Ordering::Relaxed);
+                            let _ = reply.send(Err("an answer out of bounds".into()));
+                            return;
+                        }
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.records.pending.remove(&request_id) {
                     let _ = reply.send(Err(error.to_string()));
                 }
             }

@@ -13,6 +13,7 @@ pub mod executor;
 pub mod profile;
 pub mod protocol;
 pub mod reach;
+pub mod records;
 pub mod remote;
 pub mod steal;
 
@@ -61,6 +62,9 @@ pub enum NetError {
     /// A DHT operation needs at least one known peer.
     #[error("no known peers: give a bootstrap address")]
     NoKnownPeers,
+    /// A records request failed (wire, refusal, bounds).
+    #[error("records request failed: {0}")]
+    Records(String),
     /// Storing a provider record failed.
     #[error("cannot publish provider record: {0}")]
     Store(String),
@@ -273,6 +277,26 @@ pub enum Command {
         overflow: steal::Overflow,
         reply: steal::StealReply,
     },
+    /// The peers closest to a key (Kademlia), this node excluded.
+    ClosestPeers {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// Sends a records request; replies with the answer.
+    Records {
+        peer: PeerId,
+        request: records::RecordsRequest,
+        reply: records::RecordsReply,
+    },
+    /// Answers an inbound records request.
+    RespondRecords {
+        channel: ResponseChannel<records::RecordsResponse>,
+        response: records::RecordsResponse,
+    },
+    /// From now on, inbound records requests go to `tx` (the replica service).
+    ServeRecords {
+        tx: mpsc::Sender<records::InboundRecords>,
+    },
     /// Stop the event loop.
     Shutdown,
 }
@@ -286,6 +310,7 @@ pub struct Client {
     beat_stats: std::sync::Arc<beat::BeatStats>,
     detector: crate::sched::detector::DetectorConfig,
     steal: std::sync::Arc<steal::StealGate>,
+    records: std::sync::Arc<records::RecordStats>,
 }
 
 /// A watch of a peer, ended on drop (see [`Client::watching`]).
@@ -499,6 +524,48 @@ impl Client {
         })
     }
 
+    /// The peers closest to `key` in the DHT (this node excluded), closest first.
+    pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
+        self.ask(|reply| Command::ClosestPeers { key, reply }).await
+    }
+
+    /// Sends a records request to `peer` and waits for its answer.
+    pub async fn records_request(
+        &self,
+        peer: PeerId,
+        request: records::RecordsRequest,
+    ) -> Result<records::RecordsResponse, NetError> {
+        self.ask(|reply| Command::Records {
+            peer,
+            request,
+            reply,
+        })
+        .await?
+        .map_err(NetError::Records)
+    }
+
+    /// Answers an inbound records request.
+    pub async fn respond_records(
+        &self,
+        channel: ResponseChannel<records::RecordsResponse>,
+        response: records::RecordsResponse,
+    ) {
+        let _ = self
+            .tx
+            .send(Command::RespondRecords { channel, response })
+            .await;
+    }
+
+    /// Hands inbound records requests to `tx` from now on.
+    pub async fn serve_records(&self, tx: mpsc::Sender<records::InboundRecords>) {
+        let _ = self.tx.send(Command::ServeRecords { tx }).await;
+    }
+
+    /// Counters of the records protocol.
+    pub fn records_stats(&self) -> std::sync::Arc<records::RecordStats> {
+        self.records.clone()
+    }
+
     /// This node's steal policy, the stolen jobs it runs, and swarm counters.
     pub fn steal_gate(&self) -> std::sync::Arc<steal::StealGate> {
         self.steal.clone()
@@ -614,7 +681,9 @@ pub fn spawn(
     let peer_id = *swarm.local_peer_id();
     let beat_stats = std::sync::Arc::new(beat::BeatStats::default());
     let gate = std::sync::Arc::new(steal::StealGate::new(config.steal.clone()));
+    let record_stats = std::sync::Arc::new(records::RecordStats::default());
     let client = Client {
+        records: record_stats.clone(),
         steal: gate.clone(),
         tx,
         events: events.clone(),
@@ -630,6 +699,7 @@ pub fn spawn(
         reach::Reach::new(config.reach.clone()),
         beat::Beats::new(config.detector, beat_stats),
         steal::StealDesk::new(gate),
+        records::RecordsDesk::new(record_stats),
     );
     let handle = tokio::spawn(event_loop.run());
     Ok((client, inbound_rx, handle))

@@ -102,6 +102,8 @@ pub struct NodeConfig {
     pub sandbox: crate::runtime::worker::Settings,
     /// Where jobs sent to peers run: score weights, breakers, queueing.
     pub placement: crate::sched::SchedConfig,
+    /// How receipts and the records beside them are replicated (decision 0054).
+    pub replication: crate::service::replica::ReplicaConfig,
     /// Runs jobs on this runtime instead of worker processes: for simulations
     /// and benchmarks that embed nodes (`plasm bench --placement`); never set by
     /// the CLI or the configuration file.
@@ -144,6 +146,7 @@ impl NodeConfig {
             grace: Duration::from_secs(30),
             sandbox: crate::runtime::worker::Settings::default(),
             placement: crate::sched::SchedConfig::default(),
+            replication: crate::service::replica::ReplicaConfig::default(),
             runtime: None,
             listen,
             bootstrap: Vec::new(),
@@ -205,6 +208,8 @@ pub struct Node {
     event_loop: JoinHandle<()>,
     /// Placement state of the jobs this node sends to peers.
     sched: Arc<crate::sched::Scheduler>,
+    /// The receipts this node holds for the network (not on short-lived clients).
+    replicas: Option<Arc<crate::service::replica::Replicas>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -302,7 +307,28 @@ impl Node {
         } else {
             None
         };
+        let replicas = if config.mode == Mode::Client {
+            None
+        } else {
+            let (dir, limits) = (config.data_dir.clone(), config.replication.limits);
+            let store = tokio::task::spawn_blocking(move || match dir {
+                Some(d) if !d.as_os_str().is_empty() => {
+                    crate::store::replicas::ReplicaStore::open(&d, limits)
+                }
+                _ => crate::store::replicas::ReplicaStore::in_memory(limits),
+            })
+            .await
+            .map_err(|e| NodeError::Config(e.to_string()))??;
+            let replicas = crate::service::replica::Replicas::new(
+                Arc::new(store),
+                client.clone(),
+                config.replication,
+            );
+            tasks.extend(replicas.start().await);
+            Some(replicas)
+        };
         let mut node = Self {
+            replicas,
             service: None,
             api: None,
             config: config.clone(),
@@ -425,6 +451,7 @@ impl Node {
             )
             .with_fuel_counter(self.executor_metrics.node_fuel.clone())
             .with_scheduler(self.sched.clone())
+            .with_replicas(self.replicas.clone())
             .with_remote_limits(config.remote)
             .with_maxima(crate::service::JobMaxima {
                 fuel: config.policy.max_fuel,
@@ -514,6 +541,11 @@ impl Node {
                 tracing::debug!(error = %e, "DHT bootstrap");
             }
         }));
+    }
+
+    /// The receipts this node holds for the network.
+    pub fn replicas(&self) -> Option<&Arc<crate::service::replica::Replicas>> {
+        self.replicas.as_ref()
     }
 
     /// This node's peer id.

@@ -8,6 +8,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 mod modules;
+pub mod replicas;
 mod retention;
 mod served;
 pub use retention::PRUNE_BATCH;

@@ -1,0 +1,225 @@
+//! A verifiable network (issue 24), on libp2p's memory transport with nodes
+//! started the default way: a job's receipt and its submitter's acceptance are
+//! stored on the peers closest to the job id, fetched by job id from a node
+//! that never saw the job after the executor is gone (and after a holder
+//! restarts), and a tampered replica is refused at ingestion and never served.
+
+mod common;
+
+use common::*;
+use plasm::manifest::ManifestBuilder;
+use plasm::net::records::{RecordsRequest, RecordsResponse};
+use plasm::node::{Mode, Node, NodeConfig};
+use plasm::service::{Placement, Submission};
+use serde_json::Value;
+use std::time::Duration;
+
+/// A reachable executor with its own data dir (its replicas survive a
+/// restart). Replicas live on DHT servers, the reachable nodes: a node behind
+/// NAT (started the default way on the memory transport, where AutoNAT cannot
+/// confirm it) is a DHT client and holds only what it publishes or fetches.
+fn holder(addrs: &[libp2p::Multiaddr], dir: &std::path::Path) -> NodeConfig {
+    let mut c = memory_config(Mode::Node, addrs);
+    c.data_dir = Some(dir.to_path_buf());
+    c.public = true;
+    c
+}
+
+/// Whether `node` holds a receipt of `job_id` in its own replica store.
+async fn holds(node: &Node, job_id: &str) -> bool {
+    let replicas = node.replicas().expect("replicas").clone();
+    replicas
+        .local(job_id)
+        .await
+        .map(|r| !r.is_empty())
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receipt_outlives_its_executor_and_is_fetched_from_any_node() {
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let addrs = boot.listen_addrs();
+    let dirs: Vec<_> = (0..4)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut configs = Vec::new();
+    let mut nodes = Vec::new();
+    for d in &dirs[..3] {
+        let c = holder(&addrs, d.path());
+        configs.push(c.clone());
+        nodes.push(start(c).await);
+    }
+    // The requester submits through its API's service, like `plasm job submit`;
+    // it and the executor are started the default way.
+    let mut c = memory_config(Mode::Node, &addrs);
+    c.data_dir = Some(dirs[3].path().to_path_buf());
+    c.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let requester = start(c).await;
+    let executor = start(memory_config(Mode::Node, &addrs)).await;
+    let key = plasm::net::remote::capability_key("runtime", "any");
+    eventually(Duration::from_secs(30), || {
+        let (c, key) = (requester.client().clone(), key.clone());
+        async move {
+            let p = c.get_providers(key, 4).await.ok()?;
+            (p.len() >= 4).then_some(())
+        }
+    })
+    .await
+    .expect("every executor found");
+    let service = requester.service().expect("api").clone();
+    let module = hello();
+    let m = ManifestBuilder::new()
+        .build(&module, b"")
+        .expect("manifest");
+    let job_id = service
+        .submit(Submission {
+            manifest: m.as_value().clone(),
+            module: Some(module.clone()),
+            input: Vec::new(),
+            placement: Placement::Remote,
+        })
+        .await
+        .expect("submitted");
+    let row = service
+        .wait(&job_id, Duration::from_secs(60))
+        .await
+        .expect("ends");
+    let own: Value =
+        serde_json::from_str(row.receipt.as_deref().expect("a receipt")).expect("json");
+    let ran_on = own["executor"]["peer_id"]
+        .as_str()
+        .expect("executor")
+        .to_owned();
+    eprintln!("job {job_id} ran on {ran_on}");
+
+    // Replicated: the requester and at least two other nodes hold it.
+    let mut everyone: Vec<&Node> = nodes.iter().collect();
+    everyone.push(&executor);
+    let replicated = eventually(Duration::from_secs(20), || {
+        let everyone = everyone.clone();
+        let job_id = job_id.clone();
+        async move {
+            let mut n = 0;
+            for node in &everyone {
+                n += usize::from(holds(node, &job_id).await);
+            }
+            (n >= 2).then_some(n)
+        }
+    })
+    .await
+    .expect("the receipt is on at least two peers besides its submitter");
+    eprintln!("held by {replicated} peers besides the submitter");
+
+    // The executor goes offline (whichever node ran the job).
+    let mut gone = Vec::new();
+    if executor.peer_id().to_string() == ran_on {
+        gone.push(executor);
+    } else {
+        let i = nodes
+            .iter()
+            .position(|n| n.peer_id().to_string() == ran_on)
+            .expect("one of ours ran it");
+        configs.remove(i);
+        gone.push(nodes.remove(i));
+        nodes.push(executor);
+    }
+    for g in gone {
+        g.shutdown().await;
+    }
+
+    // A node that never saw the job fetches the accepted receipt by job id.
+    let fresh = start(memory_config(Mode::Node, &addrs)).await;
+    let got = eventually(Duration::from_secs(20), || {
+        let (r, id) = (fresh.replicas().expect("replicas").clone(), job_id.clone());
+        async move { r.fetch(&id).await.ok() }
+    })
+    .await
+    .expect("fetched from the network");
+    assert_eq!(got.answer(), Some(&own), "the accepted receipt");
+    assert_eq!(got.acceptances.len(), 1);
+    assert_eq!(
+        got.acceptances[0]["requester"]["peer_id"],
+        requester.peer_id().to_string()
+    );
+    let receipt =
+        plasm::receipt::Receipt::from_json(&got.answer().expect("one").to_string()).expect("reads");
+    assert_eq!(receipt.verify().expect("verifies").job_id, job_id);
+
+    // A tampered replica is refused at ingestion and never served.
+    let target = nodes[0].peer_id();
+    let mut forged = own.clone();
+    forged["output"] = Value::String(format!("sha256:{}", "0".repeat(64)));
+    let answer = fresh
+        .client()
+        .records_request(
+            target,
+            RecordsRequest::Put {
+                job_id: job_id.clone(),
+                records: vec![forged.to_string()],
+            },
+        )
+        .await
+        .expect("answered");
+    match answer {
+        RecordsResponse::Stored { stored, refused } => {
+            assert_eq!(stored, 0);
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            assert!(refused[0].contains("signature"), "{refused:?}");
+        }
+        other => panic!("unexpected answer {other:?}"),
+    }
+    let answer = fresh
+        .client()
+        .records_request(
+            target,
+            RecordsRequest::Get {
+                job_id: job_id.clone(),
+            },
+        )
+        .await
+        .expect("answered");
+    let RecordsResponse::Records { records } = answer else {
+        panic!("records")
+    };
+    assert!(
+        records.iter().all(|r| !r.contains(&"0".repeat(64))),
+        "the forged receipt is not served"
+    );
+    fresh.shutdown().await;
+
+    // A holder restarts; with every other holder and the submitter gone, a new
+    // node still fetches the receipt from it.
+    let i = {
+        let mut found = None;
+        for (i, n) in nodes.iter().enumerate() {
+            if i < configs.len() && holds(n, &job_id).await {
+                found = Some(i);
+                break;
+            }
+        }
+        found.expect("a holder with a data dir")
+    };
+    let kept = nodes.remove(i);
+    let mut config = configs.remove(i);
+    // The same identity and data dir; a fresh memory port (the hub frees the old
+    // one only once every connection to it is gone).
+    config.listen = vec![memory_addr()];
+    kept.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+    requester.shutdown().await;
+    let restarted = start(config).await;
+    assert!(holds(&restarted, &job_id).await, "kept across the restart");
+    let late = start(memory_config(Mode::Node, &addrs)).await;
+    let got = eventually(Duration::from_secs(30), || {
+        let (r, id) = (late.replicas().expect("replicas").clone(), job_id.clone());
+        async move { r.fetch(&id).await.ok() }
+    })
+    .await
+    .expect("fetched from the restarted holder");
+    assert_eq!(got.answer(), Some(&own));
+    late.shutdown().await;
+    restarted.shutdown().await;
+    boot.shutdown().await;
+}
