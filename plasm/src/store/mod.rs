@@ -8,8 +8,10 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 mod modules;
+pub mod replay;
 mod retention;
 mod served;
+pub use replay::{ReplayEntry, ReplayStore, ReplayWindow, ReplayWriter};
 pub use retention::PRUNE_BATCH;
 pub use served::MAX_SERVED;
 
