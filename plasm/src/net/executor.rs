@@ -178,7 +178,8 @@ impl Eq for CheckGate {}
 /// The label of `plasm_executor_refusals_total`: why an offer was declined.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct RefusalLabel {
-    /// `rate`, `peer_reservations`, `reservations_full`, `queue_full`, `replayed_nonce`.
+    /// `rate`, `aborts`, `peer_reservations`, `reservations_full`, `queue_full`,
+    /// `replayed_nonce`, `replayed_job` (decision 0054), `replay_window`.
     pub reason: String,
 }
 
