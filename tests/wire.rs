@@ -371,3 +371,141 @@ async fn garbage_bytes_are_dropped_and_the_node_keeps_serving() {
     client.shutdown().await;
     exec.shutdown().await;
 }
+
+async fn bundle(
+    client: &Node,
+    exec: &Node,
+    job_id: &str,
+    module: &[u8],
+    attempt: Option<u32>,
+) -> JobResponse {
+    let placement = attempt.map(|attempt| plasm::net::protocol::BundlePlacement {
+        attempt,
+        taken_over_from: Some(libp2p::PeerId::random().to_string()),
+        stolen_from: None,
+        handoff: false,
+    });
+    client
+        .client()
+        .request(
+            exec.peer_id(),
+            JobRequest::Bundle {
+                job_id: job_id.into(),
+                module: Some(module.to_vec()),
+                input: vec![],
+                placement,
+            },
+        )
+        .await
+        .expect("answer")
+}
+
+fn refused(exec: &Node, reason: &str) -> u64 {
+    exec.executor_metrics()
+        .refusals
+        .get_or_create(&plasm::net::executor::RefusalLabel {
+            reason: reason.into(),
+        })
+        .get()
+}
+
+/// Decision 0054: the replay window is kept in the data dir, so an executor that
+/// ran a job refuses its replay after a restart; only the job's first submitter
+/// may place it again, under a higher attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_executor_refuses_a_replayed_job() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let identity = std::sync::Arc::new(plasm::identity::Identity::generate().expect("identity"));
+    let config = || {
+        let mut c = memory_config(Mode::Node, &[]);
+        c.identity = plasm::node::IdentitySource::Given(identity.clone());
+        c.data_dir = Some(dir.path().to_path_buf());
+        c
+    };
+    let exec = start(config()).await;
+    let client = start(memory_config(Mode::Client, &[])).await;
+    client
+        .client()
+        .dial(exec.listen_addrs()[0].clone())
+        .await
+        .expect("dial");
+    let module = hello();
+    let m = manifest(&module, ManifestBuilder::new());
+    let out = remote::run_remote(
+        client.client(),
+        &m,
+        module.clone().into(),
+        vec![],
+        &only(&exec),
+    )
+    .await
+    .expect("the job runs");
+    assert_eq!(out.stdout, b"hello from plasm\n");
+    exec.shutdown().await;
+
+    // The same node (identity, data dir) starts again.
+    let exec = start(config()).await;
+    assert!(dir.path().join("replay.db").exists());
+    client
+        .client()
+        .dial(exec.listen_addrs()[0].clone())
+        .await
+        .expect("dial the restarted node");
+    let text = m.as_value().to_string();
+
+    // Another peer replays the signed manifest: declined at the offer.
+    let other = start(memory_config(Mode::Client, &[])).await;
+    other
+        .client()
+        .dial(exec.listen_addrs()[0].clone())
+        .await
+        .expect("dial");
+    match offer(&other, &exec, text.clone()).await {
+        JobResponse::Decline {
+            reason: DeclineReason::ReplayedNonce,
+            message,
+        } => assert!(message.contains("replayed job"), "{message}"),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(refused(&exec, "replayed_job"), 1);
+
+    // The original requester replays it as the same attempt: its offer may be a
+    // re-placement, but the bundle of the attempt that ran is refused.
+    assert!(
+        matches!(
+            offer(&client, &exec, text.clone()).await,
+            JobResponse::Accept { .. }
+        ),
+        "the first submitter may re-place its job"
+    );
+    match bundle(&client, &exec, m.job_id(), &module, None).await {
+        JobResponse::Failure {
+            reason: FailureReason::UnknownJob,
+            message,
+        } => assert!(message.contains("replayed job"), "{message}"),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(refused(&exec, "replayed_job"), 2);
+
+    // A re-placement (attempt 2, decision 0050) by the same requester runs.
+    assert!(matches!(
+        offer(&client, &exec, text.clone()).await,
+        JobResponse::Accept { .. }
+    ));
+    match bundle(&client, &exec, m.job_id(), &module, Some(2)).await {
+        JobResponse::Result { stdout, .. } => assert_eq!(stdout, b"hello from plasm\n"),
+        r => panic!("{r:?}"),
+    }
+    // ...once: attempt 2 is now the one that ran.
+    assert!(matches!(
+        offer(&client, &exec, text).await,
+        JobResponse::Accept { .. }
+    ));
+    assert!(matches!(
+        bundle(&client, &exec, m.job_id(), &module, Some(2)).await,
+        JobResponse::Failure {
+            reason: FailureReason::UnknownJob,
+            ..
+        }
+    ));
+}

@@ -261,7 +261,7 @@ impl ApiMetrics {
         );
         registry.register(
             "plasm_executor_refusals",
-            "Offers from peers declined to protect this node or other peers (rate, peer_reservations, reservations_full, queue_full, replayed_nonce, replay_window)",
+            "Offers from peers declined to protect this node or other peers (rate, peer_reservations, reservations_full, queue_full, replayed_nonce, replayed_job, replay_window, aborts)",
             executor.refusals.clone(),
         );
         registry.register(

@@ -26,6 +26,7 @@ use crate::manifest::Manifest;
 use crate::runtime::CancelToken;
 use crate::runtime::engines::EngineChoice;
 use crate::runtime::pool::WorkerPool;
+use crate::store::{ReplayEntry, ReplayStore, ReplayWriter};
 use libp2p::PeerId;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -177,7 +178,8 @@ impl Eq for CheckGate {}
 /// The label of `plasm_executor_refusals_total`: why an offer was declined.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct RefusalLabel {
-    /// `rate`, `peer_reservations`, `reservations_full`, `queue_full`, `replayed_nonce`.
+    /// `rate`, `aborts`, `peer_reservations`, `reservations_full`, `queue_full`,
+    /// `replayed_nonce`, `replayed_job` (decision 0054), `replay_window`.
     pub reason: String,
 }
 
@@ -243,6 +245,10 @@ impl ExecutorMetrics {
 struct Reservation {
     peer: PeerId,
     manifest: Manifest,
+    /// The job already ran here (a re-offer): who first submitted it, and the
+    /// largest attempt that ran. Its bundle must be a re-placement by that peer
+    /// or a job stolen with consent (decision 0054).
+    again: Option<(PeerId, u32)>,
     /// `manifest.created_at`, parsed when the offer was checked.
     created: time::OffsetDateTime,
     expires: Instant,
@@ -265,7 +271,7 @@ const MAX_BUCKETS: usize = 4096;
 /// for this node's replay window (honest manifests are fresh; the floor trails
 /// the present by the guard's turnover time).
 struct NonceGuard {
-    seen: HashMap<String, (Instant, PeerId, time::OffsetDateTime)>,
+    seen: HashMap<String, Seen>,
     /// Manifests created at or before this are refused (set by evictions).
     floor: Option<time::OffsetDateTime>,
     /// Each peer's nonces, oldest first (eviction).
@@ -274,6 +280,19 @@ struct NonceGuard {
     order: VecDeque<(Instant, String)>,
     keep: Duration,
     max: usize,
+}
+
+/// A nonce whose job ran here.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// When it was recorded (it expires `keep` later).
+    at: Instant,
+    /// The peer that first submitted the job here.
+    peer: PeerId,
+    created: time::OffsetDateTime,
+    job_id: String,
+    /// The largest attempt that ran here.
+    attempt: u32,
 }
 
 impl NonceGuard {
@@ -294,17 +313,17 @@ impl NonceGuard {
                 break;
             }
             if let Some((t, n)) = self.order.pop_front()
-                && self.seen.get(&n).is_some_and(|(at, _, _)| *at == t)
-                && let Some((_, peer, _)) = self.seen.remove(&n)
+                && self.seen.get(&n).is_some_and(|s| s.at == t)
+                && let Some(s) = self.seen.remove(&n)
             {
-                self.forget(peer, &n);
+                self.forget(s.peer, &n);
             }
         }
         // Evictions leave stale entries behind in `order`: keep it bounded.
         if self.order.len() > 2 * self.max {
             let seen = &self.seen;
             self.order
-                .retain(|(t, n)| seen.get(n).is_some_and(|(at, _, _)| at == t));
+                .retain(|(t, n)| seen.get(n).is_some_and(|s| s.at == *t));
         }
     }
 
@@ -328,21 +347,44 @@ impl NonceGuard {
         self.floor.is_none_or(|f| created > f)
     }
 
-    fn contains(&mut self, nonce: &str, now: Instant) -> bool {
+    fn get(&mut self, nonce: &str, now: Instant) -> Option<&Seen> {
         self.purge(now);
-        self.seen.contains_key(nonce)
+        self.seen.get(nonce)
     }
 
-    /// Records `nonce` for `peer`; returns whether another entry was evicted to make room.
-    fn insert(
+    #[cfg(test)]
+    fn put(
         &mut self,
         nonce: &str,
         peer: PeerId,
-        now: Instant,
+        at: Instant,
         created: time::OffsetDateTime,
     ) -> bool {
+        self.insert(
+            nonce,
+            Seen {
+                at,
+                peer,
+                created,
+                job_id: format!("job-{nonce}"),
+                attempt: 1,
+            },
+        )
+    }
+
+    #[cfg(test)]
+    fn contains(&mut self, nonce: &str, now: Instant) -> bool {
+        self.get(nonce, now).is_some()
+    }
+
+    /// Records `nonce` for `peer`; returns whether another entry was evicted to
+    /// make room. A nonce already recorded keeps its first submitter and time;
+    /// only its attempt rises.
+    fn insert(&mut self, nonce: &str, seen: Seen) -> bool {
+        let now = seen.at;
         self.purge(now);
-        if self.seen.contains_key(nonce) {
+        if let Some(s) = self.seen.get_mut(nonce) {
+            s.attempt = s.attempt.max(seen.attempt);
             return false;
         }
         let mut evicted = false;
@@ -359,19 +401,57 @@ impl NonceGuard {
                 if q.is_empty() {
                     self.by_peer.remove(&p);
                 }
-                if let Some((_, _, c)) = self.seen.remove(&old) {
-                    self.floor = Some(self.floor.map_or(c, |f| f.max(c)));
+                if let Some(s) = self.seen.remove(&old) {
+                    self.raise_floor(s.created);
                 }
                 evicted = true;
             }
         }
-        self.seen.insert(nonce.to_owned(), (now, peer, created));
         self.by_peer
-            .entry(peer)
+            .entry(seen.peer)
             .or_default()
             .push_back((now, nonce.to_owned()));
         self.order.push_back((now, nonce.to_owned()));
+        self.seen.insert(nonce.to_owned(), seen);
         evicted
+    }
+
+    fn raise_floor(&mut self, created: time::OffsetDateTime) {
+        self.floor = Some(self.floor.map_or(created, |f| f.max(created)));
+    }
+
+    /// Takes back the window persisted before a restart (oldest first), each
+    /// entry expiring when it would have. Entries beyond the bound are evicted
+    /// as usual (raising the floor).
+    fn restore(&mut self, window: crate::store::ReplayWindow, now: Instant) {
+        if let Some(f) = window.floor {
+            self.raise_floor(f);
+        }
+        let now_ms = crate::store::replay::now_ms();
+        for e in window.entries {
+            let Ok(peer) = e.peer.parse::<PeerId>() else {
+                // Unreadable: refuse its manifest by the floor rather than forget it.
+                self.raise_floor(e.created);
+                continue;
+            };
+            let left = Duration::from_millis(u64::try_from(e.expires_ms - now_ms).unwrap_or(0));
+            if left.is_zero() {
+                continue;
+            }
+            let at = now
+                .checked_sub(self.keep.saturating_sub(left))
+                .unwrap_or(now);
+            self.insert(
+                &e.nonce,
+                Seen {
+                    at,
+                    peer,
+                    created: e.created,
+                    job_id: e.job_id,
+                    attempt: e.attempt,
+                },
+            );
+        }
     }
 }
 
@@ -428,6 +508,8 @@ pub struct Executor {
     reports: (mpsc::Sender<NonceReport>, mpsc::Receiver<NonceReport>),
     /// Where records of jobs run for peers go (the node stores them).
     served: Option<mpsc::Sender<ServedJob>>,
+    /// The replay window on disk (decision 0054); in memory only without it.
+    replay: Option<ReplayWriter>,
 }
 
 /// Jobs of one peer that may end by exhausting a worker (compile limit, crash,
@@ -481,6 +563,9 @@ impl Strikes {
 /// The largest attempt number signed into a receipt's placement.
 const MAX_ATTEMPT: u32 = 1000;
 
+/// How often expired rows of the replay window are deleted.
+const REPLAY_PURGE: Duration = Duration::from_secs(60);
+
 /// Bundles checked at once; more are refused `busy` (each holds up to 32 MiB).
 const MAX_CHECKS: usize = 8;
 
@@ -489,7 +574,58 @@ struct NonceReport {
     nonce: String,
     peer: PeerId,
     created: time::OffsetDateTime,
+    job_id: String,
+    attempt: u32,
     ran: bool,
+}
+
+/// An offer of a job whose nonce is in the replay window (decision 0054): the
+/// job's first submitter and the attempt that ran, if it may be offered again
+/// (by that submitter, or by anyone while this node takes stolen jobs: the bundle
+/// decides), or the refusal's metrics label and message.
+#[allow(clippy::type_complexity)]
+fn reoffer(
+    seen: Option<&Seen>,
+    job_id: &str,
+    peer: PeerId,
+    stealing: bool,
+) -> Result<Option<(PeerId, u32)>, (&'static str, &'static str)> {
+    match seen {
+        None => Ok(None),
+        Some(seen) if seen.job_id != job_id => Err((
+            "replayed_nonce",
+            "this nonce was already used here by another job",
+        )),
+        Some(seen) if seen.peer == peer || stealing => Ok(Some((seen.peer, seen.attempt))),
+        Some(_) => Err((
+            "replayed_job",
+            "replayed job: this job already ran here for another requester",
+        )),
+    }
+}
+
+/// Why the bundle of a job that already ran here is refused, if it is: it must
+/// be its first submitter's re-placement under a higher attempt (decision 0050),
+/// or a stolen job (decision 0053; that its sender is `stolen_from` and this
+/// node consents is checked with every stolen job).
+fn rerun_refusal(
+    again: Option<(PeerId, u32)>,
+    peer: PeerId,
+    attempt: Option<u32>,
+    stolen: bool,
+) -> Option<String> {
+    let (submitter, ran) = again?;
+    if submitter == peer {
+        (attempt.unwrap_or(1) <= ran).then(|| {
+            format!(
+                "replayed job: attempt {ran} of this job already ran here; a re-placement carries a higher attempt"
+            )
+        })
+    } else if !stolen {
+        Some("replayed job: this job already ran here for another requester".to_owned())
+    } else {
+        None
+    }
 }
 
 fn decline(reason: DeclineReason, message: impl Into<String>) -> JobResponse {
@@ -537,7 +673,18 @@ impl Executor {
             checks: Arc::new(tokio::sync::Semaphore::new(MAX_CHECKS)),
             reports: mpsc::channel(MAX_CHECKS),
             served: None,
+            replay: None,
         }
+    }
+
+    /// Keeps the replay window in `store` (decision 0054): the nonces persisted
+    /// before a restart are refused again, and each job's nonce is committed
+    /// there before the job starts.
+    pub fn with_replay_store(mut self, store: ReplayStore) -> Self {
+        let (window, writer) = store.into_parts();
+        self.nonces.restore(window, Instant::now());
+        self.replay = Some(writer);
+        self
     }
 
     /// Sends a record of each job run for a peer to `tx` (bounded: [`SERVED_QUEUE`]).
@@ -548,11 +695,19 @@ impl Executor {
 
     /// Serves inbound requests until the channel closes.
     pub async fn run(mut self, mut inbound: mpsc::Receiver<InboundJob>) {
+        let mut purge = tokio::time::interval(REPLAY_PURGE);
+        purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
                 biased;
                 Some(report) = self.reports.1.recv() => {
                     self.on_report(report);
+                    continue;
+                }
+                _ = purge.tick() => {
+                    if let Some(w) = &self.replay {
+                        w.purge();
+                    }
                     continue;
                 }
                 next = inbound.recv() => next,
@@ -596,11 +751,21 @@ impl Executor {
     fn on_report(&mut self, r: NonceReport) {
         self.reserved_nonces.remove(&r.nonce);
         if r.ran
-            && self
-                .nonces
-                .insert(&r.nonce, r.peer, Instant::now(), r.created)
+            && self.nonces.insert(
+                &r.nonce,
+                Seen {
+                    at: Instant::now(),
+                    peer: r.peer,
+                    created: r.created,
+                    job_id: r.job_id,
+                    attempt: r.attempt,
+                },
+            )
         {
             self.metrics.evicted("nonce");
+            if let (Some(w), Some(floor)) = (&self.replay, self.nonces.floor) {
+                w.raise_floor(floor);
+            }
         }
     }
 
@@ -784,15 +949,25 @@ impl Executor {
             );
         }
         self.expire_reservations(now);
-        if self.nonces.contains(&manifest.nonce, now)
-            || self.reserved_nonces.contains_key(&manifest.nonce)
-        {
+        if self.reserved_nonces.contains_key(&manifest.nonce) {
             self.metrics.refused("replayed_nonce");
             return decline(
                 DeclineReason::ReplayedNonce,
                 "this nonce was already offered here",
             );
         }
+        // The job ran here before (decision 0054): only its first submitter
+        // (re-placing it under a higher attempt) or a node that stole it with
+        // this node's consent (swarm) may offer it again; the bundle says which.
+        let stealing = self.client.steal_gate().policy.enabled;
+        let seen = self.nonces.get(&manifest.nonce, now);
+        let again = match reoffer(seen, manifest.job_id(), peer, stealing) {
+            Ok(again) => again,
+            Err((label, why)) => {
+                self.metrics.refused(label);
+                return decline(DeclineReason::ReplayedNonce, why);
+            }
+        };
         let stats = self.pool.stats();
         if stats.queued >= self.pool.capacity().1 {
             self.metrics.refused("queue_full");
@@ -814,6 +989,7 @@ impl Executor {
             Reservation {
                 peer,
                 manifest,
+                again,
                 created,
                 expires: now + self.policy.reservation_ttl,
             },
@@ -887,17 +1063,30 @@ impl Executor {
         let Some(reservation) = self.reservations.remove(job_id) else {
             return Err(failure(FailureReason::UnknownJob, "no accepted offer"));
         };
+        // The nonce stays reserved until the task reports: spent if the job ran.
+        let nonce = NonceReport {
+            nonce: reservation.manifest.nonce.clone(),
+            peer,
+            created: reservation.created,
+            job_id: job_id.to_owned(),
+            attempt: attempt.unwrap_or(1),
+            ran: false,
+        };
+        // A job that already ran here (decision 0054): a re-placement by its
+        // first submitter under a higher attempt, or a job stolen with consent
+        // (the sender is `stolen_from` and this node admits it: checked below).
+        if let Some(why) = rerun_refusal(reservation.again, peer, attempt, stolen.is_some()) {
+            self.metrics.refused("replayed_job");
+            self.on_report(nonce);
+            return Err(failure(FailureReason::UnknownJob, why));
+        }
+        let fresh = reservation.again.is_none();
         // A stolen job runs only under this node's steal policy (its consent,
         // checked again on the bundle), and holds one of its stolen slots.
         let stolen_slot = match &stolen {
             None => None,
             Some(from) if *from != peer.to_string() => {
-                self.on_report(NonceReport {
-                    nonce: reservation.manifest.nonce.clone(),
-                    peer,
-                    created: reservation.created,
-                    ran: false,
-                });
+                self.on_report(nonce);
                 return Err(failure(
                     FailureReason::Busy,
                     "a stolen job must come from the node it was stolen from",
@@ -910,24 +1099,25 @@ impl Executor {
             {
                 Ok(slot) => Some(slot),
                 Err(why) => {
-                    self.on_report(NonceReport {
-                        nonce: reservation.manifest.nonce.clone(),
-                        peer,
-                        created: reservation.created,
-                        ran: false,
-                    });
+                    self.on_report(nonce);
                     return Err(failure(FailureReason::Busy, why));
                 }
             },
         };
-        // The nonce stays reserved until the task reports: spent if the job ran.
         let manifest = reservation.manifest;
-        let nonce = NonceReport {
-            nonce: manifest.nonce.clone(),
-            peer,
-            created: reservation.created,
-            ran: false,
-        };
+        let replay = self.replay.clone().map(|w| {
+            let keep = i64::try_from(self.nonces.keep.as_millis()).unwrap_or(i64::MAX);
+            let entry = ReplayEntry {
+                nonce: manifest.nonce.clone(),
+                job_id: job_id.to_owned(),
+                peer: peer.to_string(),
+                attempt: nonce.attempt,
+                created: nonce.created,
+                recorded_ms: 0,
+                expires_ms: keep,
+            };
+            (w, entry)
+        });
         // Sent bytes become an `Arc` (a copy of up to 16 MiB) on the blocking pool too.
         let module: Result<Vec<u8>, Arc<[u8]>> = match module {
             Some(bytes) => Ok(bytes),
@@ -977,9 +1167,35 @@ impl Executor {
                         m.insert(manifest.module.sha256.clone(), module.clone());
                     }
                     let token = request.cancel.clone();
-                    let started = job::Submitted::start(&pool, request)
-                        .map(|s| (manifest, s))
-                        .map_err(|e| failure(FailureReason::Busy, e.to_string()));
+                    // The nonce is committed to the replay window before the job
+                    // starts: a restart after this cannot run it a second time.
+                    let recorded = match &replay {
+                        None => true,
+                        Some((w, entry)) => {
+                            let now = crate::store::replay::now_ms();
+                            let entry = ReplayEntry {
+                                recorded_ms: now,
+                                expires_ms: now.saturating_add(entry.expires_ms),
+                                ..entry.clone()
+                            };
+                            w.remember(entry).await
+                        }
+                    };
+                    let started = if recorded {
+                        job::Submitted::start(&pool, request)
+                            .map(|s| (manifest, s))
+                            .map_err(|e| failure(FailureReason::Busy, e.to_string()))
+                    } else {
+                        Err(failure(
+                            FailureReason::Internal,
+                            "this node could not record the job's nonce; the job did not run",
+                        ))
+                    };
+                    if let (Err(_), true, true, Some((w, entry))) =
+                        (&started, recorded, fresh, &replay)
+                    {
+                        w.forget(entry.nonce.clone());
+                    }
                     if let (Ok((manifest, _)), Some(input)) = (&started, kept) {
                         let (deliver, rx) = tokio::sync::oneshot::channel();
                         let listed = Listed {
@@ -1198,13 +1414,13 @@ mod tests {
         let (a, b) = (PeerId::random(), PeerId::random());
         let t = Instant::now();
         let at = |s: i64| time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);
-        assert!(!g.insert("a1", a, t, at(10)));
-        assert!(!g.insert("a2", a, t, at(20)));
-        assert!(!g.insert("b1", b, t, at(30)));
+        assert!(!g.put("a1", a, t, at(10)));
+        assert!(!g.put("a2", a, t, at(20)));
+        assert!(!g.put("b1", b, t, at(30)));
         assert!(g.contains("a1", t));
         assert!(g.admits(at(1)), "nothing evicted: no floor");
         // Full: b's nonce evicts the oldest of a, who holds the most.
-        assert!(g.insert("b2", b, t, at(40)));
+        assert!(g.put("b2", b, t, at(40)));
         assert!(!g.contains("a1", t));
         for n in ["a2", "b1", "b2"] {
             assert!(g.contains(n, t), "{n}");
@@ -1219,7 +1435,7 @@ mod tests {
         assert!(g.seen.is_empty() && g.by_peer.is_empty());
         // Stale entries left by evictions do not pile up.
         for i in 0..100 {
-            g.insert(
+            g.put(
                 &format!("x{i}"),
                 a,
                 t + Duration::from_secs(62),
@@ -1237,7 +1453,7 @@ mod tests {
         let p = PeerId::random();
         let t = Instant::now();
         for i in 0..100_000 {
-            g.insert(&format!("n{i}"), p, t, time::OffsetDateTime::UNIX_EPOCH);
+            g.put(&format!("n{i}"), p, t, time::OffsetDateTime::UNIX_EPOCH);
         }
         let started = Instant::now();
         assert!(!g.contains("n0", t + Duration::from_secs(2)));
@@ -1293,5 +1509,101 @@ mod tests {
         assert!(check_clock(&crate::time::now_rfc3339(), Duration::from_secs(60)).is_ok());
         assert!(check_clock("2020-01-01T00:00:00Z", Duration::from_secs(60)).is_err());
         assert!(check_clock("not a time", Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn a_job_that_ran_is_offered_again_only_by_its_submitter_or_a_thief() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let seen = Seen {
+            at: Instant::now(),
+            peer: a,
+            created: time::OffsetDateTime::UNIX_EPOCH,
+            job_id: "j".into(),
+            attempt: 2,
+        };
+        // Never seen: a new job.
+        assert_eq!(reoffer(None, "j", b, false), Ok(None));
+        // The submitter may re-place it; so may another peer while this node
+        // takes stolen jobs (the bundle decides).
+        assert_eq!(reoffer(Some(&seen), "j", a, false), Ok(Some((a, 2))));
+        assert_eq!(reoffer(Some(&seen), "j", b, true), Ok(Some((a, 2))));
+        // Anyone else is a replay; a nonce reused by another job too.
+        assert_eq!(
+            reoffer(Some(&seen), "j", b, false).map_err(|e| e.0),
+            Err("replayed_job")
+        );
+        assert_eq!(
+            reoffer(Some(&seen), "k", a, true).map_err(|e| e.0),
+            Err("replayed_nonce")
+        );
+
+        // Bundles: a new job always passes.
+        assert_eq!(rerun_refusal(None, b, None, false), None);
+        // The submitter's re-placement needs a higher attempt than the one that ran.
+        assert_eq!(rerun_refusal(Some((a, 2)), a, Some(3), false), None);
+        for attempt in [None, Some(1), Some(2)] {
+            let why = rerun_refusal(Some((a, 2)), a, attempt, false).expect("refused");
+            assert!(why.contains("replayed job"), "{why}");
+        }
+        // Another peer: only a stolen job (its sender and consent are checked as
+        // for every stolen job).
+        assert_eq!(rerun_refusal(Some((a, 2)), b, Some(1), true), None);
+        assert!(rerun_refusal(Some((a, 2)), b, Some(3), false).is_some());
+    }
+
+    #[test]
+    fn the_guard_refuses_across_a_reopen_of_its_store() {
+        let dir = tempfile::tempdir().expect("dir");
+        let keep = Duration::from_secs(1200);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let created = time::OffsetDateTime::now_utc();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        {
+            let (_, writer) = ReplayStore::open(dir.path(), false, 100)
+                .expect("open")
+                .into_parts();
+            let now = crate::store::replay::now_ms();
+            rt.block_on(async {
+                for (n, p) in [("n1", a), ("n2", b)] {
+                    assert!(
+                        writer
+                            .remember(ReplayEntry {
+                                nonce: n.into(),
+                                job_id: format!("job-{n}"),
+                                peer: p.to_string(),
+                                attempt: 1,
+                                created,
+                                recorded_ms: now,
+                                expires_ms: now + 1_200_000,
+                            })
+                            .await
+                    );
+                }
+                writer.raise_floor(created - time::Duration::minutes(5));
+                writer.purge();
+            });
+        }
+        // "Restarted": a new guard fed from the reopened store, bounded to one entry.
+        let store = ReplayStore::open(dir.path(), false, 100).expect("reopen");
+        let mut g = NonceGuard::new(keep, 1);
+        let t = Instant::now();
+        g.restore(store.into_parts().0, t);
+        // The newest stays; the other was evicted and the floor rose past it.
+        let seen = g.get("n2", t).expect("remembered").clone();
+        assert_eq!(
+            (seen.peer, seen.job_id.as_str(), seen.attempt),
+            (b, "job-n2", 1)
+        );
+        assert!(!g.contains("n1", t));
+        assert!(!g.admits(created), "n1's manifest is below the floor");
+        assert_eq!(
+            reoffer(Some(&seen), "job-n2", a, false).map_err(|e| e.0),
+            Err("replayed_job")
+        );
+        // It expires when it would have without the restart.
+        assert!(g.contains("n2", t + keep - Duration::from_secs(5)));
+        assert!(!g.contains("n2", t + keep + Duration::from_secs(1)));
     }
 }

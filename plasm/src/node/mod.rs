@@ -291,7 +291,22 @@ impl Node {
             policy.max_bundle_bytes = policy.max_bundle_bytes.min(settings.max_bundle_bytes);
             let (tx, rx) = tokio::sync::mpsc::channel(crate::net::executor::SERVED_QUEUE);
             served = Some(rx);
-            let executor = Executor::new(
+            // The replay window outlives a restart where there is a data dir
+            // (decision 0054); without one it is kept in memory only.
+            let replay = match &config.data_dir {
+                Some(dir) if !dir.as_os_str().is_empty() => {
+                    let (dir, fsync, max) = (dir.clone(), config.fsync, policy.max_nonces);
+                    Some(
+                        tokio::task::spawn_blocking(move || {
+                            crate::store::ReplayStore::open(&dir, fsync, max)
+                        })
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()))??,
+                    )
+                }
+                _ => None,
+            };
+            let mut executor = Executor::new(
                 client.clone(),
                 pool.clone(),
                 identity.clone(),
@@ -299,6 +314,9 @@ impl Node {
                 executor_metrics.clone(),
             )
             .with_served(tx);
+            if let Some(replay) = replay {
+                executor = executor.with_replay_store(replay);
+            }
             tasks.push(tokio::spawn(executor.run(inbound)));
             client
                 .set_load_source(load_source(&pool, &config, settings))
