@@ -8,6 +8,7 @@
 
 pub mod beat;
 pub mod behaviour;
+pub mod bootstrap;
 pub mod event_loop;
 pub mod executor;
 pub mod profile;
