@@ -294,6 +294,57 @@ pub fn verify(
     })
 }
 
+/// Reads a list file, at most [`MAX_LIST_BYTES`] and one byte more (so that
+/// [`verify`] refuses a longer one as `malformed`); `None` when it does not exist.
+pub fn read_file(path: &std::path::Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut text = String::new();
+    f.take(MAX_LIST_BYTES as u64 + 1)
+        .read_to_string(&mut text)?;
+    Ok(Some(text))
+}
+
+/// The configured list's addresses at start: those of a list that verifies;
+/// none when no list is configured, its file is absent (logged, no error) or it is
+/// refused (logged as an error naming the failed check).
+pub fn configured_addrs(path: Option<&std::path::Path>, trusted: &[String]) -> Vec<Multiaddr> {
+    let Some(path) = path else {
+        return Vec::new();
+    };
+    let shown = path.display();
+    match read_file(path) {
+        Ok(None) => {
+            tracing::info!(path = %shown, "no bootstrap list at this path");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::error!(path = %shown, error = %e, "cannot read the bootstrap list; not used");
+            Vec::new()
+        }
+        Ok(Some(text)) => match verify(&text, trusted, OffsetDateTime::now_utc()) {
+            Ok(list) => {
+                tracing::info!(
+                    path = %shown,
+                    peers = list.peers.len(),
+                    publisher = list.publisher,
+                    expires_at = %crate::time::format_rfc3339(list.expires_at),
+                    "bootstrap list verified"
+                );
+                list.addrs()
+            }
+            Err(e) => {
+                tracing::error!(path = %shown, check = e.check(), error = %e, "bootstrap list refused; not used");
+                Vec::new()
+            }
+        },
+    }
+}
+
 /// Reads the peers of a list to sign: a JSON object with `peers`, and optionally
 /// the other members of a list (`version`, `publisher`, `issued_at`,
 /// `expires_at`, `signature`: an older list being re-signed), which are replaced.
