@@ -348,7 +348,10 @@ pub fn bootstrap(data: &[u8]) {
     let trusted = [bootstrap_publisher().public_key_b64()];
     match b::verify(text, &trusted, bootstrap_now()) {
         Ok(list) => {
-            assert!(text.len() <= b::MAX_LIST_BYTES, "a list over the cap verified");
+            assert!(
+                text.len() <= b::MAX_LIST_BYTES,
+                "a list over the cap verified"
+            );
             assert!(
                 (1..=b::MAX_LIST_PEERS).contains(&list.peers.len()),
                 "{} peers",

@@ -273,8 +273,12 @@ fn write_bootstrap_seeds() {
     // Issued 30 days before the target's "now", valid 90 days.
     let issued = plasm_fuzz::bootstrap_now() - time::Duration::days(30);
     let list = bootstrap::sign(&[peer(1, 2), peer(2, 1)], &publisher, issued, 90).expect("sign");
-    bootstrap::verify(&list, &[publisher.public_key_b64()], plasm_fuzz::bootstrap_now())
-        .expect("the seed verifies");
+    bootstrap::verify(
+        &list,
+        &[publisher.public_key_b64()],
+        plasm_fuzz::bootstrap_now(),
+    )
+    .expect("the seed verifies");
     put("bootstrap", "list", list.as_bytes());
     let full: Vec<ListedPeer> = (0..bootstrap::MAX_LIST_PEERS as u8)
         .map(|i| peer(i + 20, 8))
@@ -291,10 +295,7 @@ fn write_bootstrap_seeds() {
     );
     let expired = bootstrap::sign(&[peer(4, 1)], &publisher, issued, 1).expect("sign");
     put("bootstrap", "list-expired", expired.as_bytes());
-    let unsigned = format!(
-        "{{\"peers\": {}}}",
-        bootstrap::peers_json(&[peer(5, 3)])
-    );
+    let unsigned = format!("{{\"peers\": {}}}", bootstrap::peers_json(&[peer(5, 3)]));
     put("bootstrap", "unsigned-peers", unsigned.as_bytes());
     let mut cache = PeerCache::new();
     for i in 0..4u8 {

@@ -421,6 +421,9 @@ mod tests {
 
     const NOW: &str = "2026-06-01T00:00:00Z";
 
+    /// A change made to a signed list.
+    type Tamper = Box<dyn Fn(&mut Value)>;
+
     fn signed(publisher: &Identity) -> String {
         sign(
             &[peer(1, 2), peer(2, 1)],
@@ -474,7 +477,7 @@ mod tests {
         ];
         let text = signed(&p);
         let other = Identity::from_seed([11; 32]);
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+        let cases: Vec<(&str, Tamper, &str)> = vec![
             (
                 "version",
                 Box::new(|v| v["version"] = json!("plasm.bootstrap/v2")),
