@@ -356,6 +356,10 @@ pub struct Config {
     pub listen: Vec<String>,
     /// Bootstrap multiaddrs (ending in /p2p/<peer id>).
     pub bootstrap: Vec<String>,
+    /// A signed bootstrap list file (decision 0055); empty: none. An absent file is no error.
+    pub bootstrap_list: String,
+    /// Publisher keys (base64 Ed25519) whose bootstrap lists are trusted.
+    pub bootstrap_publishers: Vec<String>,
     /// Labels advertised.
     pub labels: Vec<String>,
     /// Seconds running jobs may take to finish after SIGTERM.
@@ -387,6 +391,8 @@ impl Default for Config {
                 format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
             ],
             bootstrap: Vec::new(),
+            bootstrap_list: String::new(),
+            bootstrap_publishers: Vec::new(),
             labels: Vec::new(),
             shutdown_grace_seconds: 30,
             api: ApiConfig::default(),
@@ -614,6 +620,12 @@ impl Config {
         if let Some(v) = env("PLASM_BOOTSTRAP") {
             self.bootstrap = list(v);
         }
+        if let Some(v) = env("PLASM_BOOTSTRAP_LIST") {
+            self.bootstrap_list = v;
+        }
+        if let Some(v) = env("PLASM_BOOTSTRAP_PUBLISHERS") {
+            self.bootstrap_publishers = list(v);
+        }
         if let Some(v) = env("PLASM_LABELS") {
             self.labels = list(v);
         }
@@ -688,6 +700,21 @@ impl Config {
                 ),
             ));
         }
+        if let Some(k) = self
+            .bootstrap_publishers
+            .iter()
+            .find(|k| crate::net::bootstrap::parse_publisher_key(k).is_none())
+        {
+            return Err(value_err(
+                "bootstrap_publishers",
+                format!(
+                    "{k}: not a base64 Ed25519 public key (`plasm bootstrap keygen` prints one)"
+                ),
+            ));
+        }
+        c.bootstrap_list =
+            (!self.bootstrap_list.is_empty()).then(|| PathBuf::from(&self.bootstrap_list));
+        c.bootstrap_publishers = self.bootstrap_publishers.clone();
         c.net.transport = crate::node::transport_for(&c.listen);
         let n = &self.network;
         let reach = &mut c.net.reach;
@@ -950,6 +977,12 @@ fn comment(section: &str, key: &str) -> Option<&'static str> {
         ("", "bootstrap") => {
             "Bootstrap peers: multiaddrs ending in /p2p/<peer id>. One reachable is enough."
         }
+        ("", "bootstrap_list") => {
+            "A signed bootstrap list (plasm bootstrap sign): its peers are dialed too when its publisher is in bootstrap_publishers, its signature verifies and it has not expired. Empty: none; a missing file is no error."
+        }
+        ("", "bootstrap_publishers") => {
+            "Publisher keys (base64 Ed25519, `plasm bootstrap keygen` prints one) whose bootstrap lists are trusted."
+        }
         ("", "labels") => "Labels advertised to requesters, e.g. [\"region=eu\", \"gpu\"].",
         ("", "shutdown_grace_seconds") => {
             "Seconds running jobs may take to finish after SIGTERM before they are failed."
@@ -1183,11 +1216,60 @@ mod tests {
     }
 
     #[test]
+    fn bootstrap_list_and_publishers_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("plasm.toml");
+        let key = crate::identity::Identity::from_seed([9; 32]).public_key_b64();
+        std::fs::write(
+            &path,
+            format!("bootstrap_list = \"/etc/plasm/bootstrap.json\"\nbootstrap_publishers = [\"{key}\"]\n"),
+        )
+        .expect("write");
+        let c = Config::from_file(&path).expect("parse");
+        let n = c.to_node_config().expect("node config");
+        assert_eq!(
+            n.bootstrap_list,
+            Some(PathBuf::from("/etc/plasm/bootstrap.json"))
+        );
+        assert_eq!(n.bootstrap_publishers, vec![key.clone()]);
+        assert_eq!(
+            toml::from_str::<Config>(&c.to_commented_toml()).expect("round trip"),
+            c
+        );
+        assert!(c.to_commented_toml().contains("# Publisher keys"));
+        assert_eq!(
+            Config::default()
+                .to_node_config()
+                .expect("defaults")
+                .bootstrap_list,
+            None
+        );
+        let mut e = Config::default();
+        e.apply_env(|k| match k {
+            "PLASM_BOOTSTRAP_LIST" => Some("/tmp/list.json".into()),
+            "PLASM_BOOTSTRAP_PUBLISHERS" => Some(format!("{key}, {key}")),
+            _ => None,
+        })
+        .expect("env");
+        assert_eq!(e.bootstrap_list, "/tmp/list.json");
+        assert_eq!(e.bootstrap_publishers.len(), 2);
+        for bad in ["AAAA", "not base64!", ""] {
+            let mut b = c.clone();
+            b.bootstrap_publishers = vec![bad.into()];
+            let err = b.to_node_config().expect_err("refused").to_string();
+            assert!(err.contains("bootstrap_publishers"), "{err}");
+        }
+    }
+
+    #[test]
     fn the_packaged_file_is_the_defaults() {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/debian/plasm.toml");
         let mut c = Config::from_file(&path).expect("the packaged config parses");
         c.data_dir = Config::default().data_dir;
+        // The package names where its bootstrap list goes (the file may be absent).
+        assert_eq!(c.bootstrap_list, "/etc/plasm/bootstrap.json");
+        c.bootstrap_list = Config::default().bootstrap_list;
         assert_eq!(c, Config::default());
     }
 

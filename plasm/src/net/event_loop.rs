@@ -400,6 +400,15 @@ impl EventLoop {
                     .any(|c| c.peer == peer && !reach::is_relayed(&c.remote));
                 let _ = reply.send(direct);
             }
+            Command::Seen { reply } => {
+                let seen = self
+                    .connections
+                    .values()
+                    .filter(|c| c.dialer && !reach::is_relayed(&c.remote))
+                    .map(|c| (c.peer, c.remote.clone()))
+                    .collect();
+                let _ = reply.send(seen);
+            }
             Command::LanPeers { reply } => {
                 let _ = reply.send(self.lan_peers.keys().copied().collect());
             }
