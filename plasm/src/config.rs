@@ -280,6 +280,49 @@ impl Default for NetworkConfig {
     }
 }
 
+/// Audits by re-execution (`[audit]`, decision 0057).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Share of the receipts peers sign for this node's jobs that it runs again (0 to 1).
+    pub sample_rate: f64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { sample_rate: 0.01 }
+    }
+}
+
+/// Receipts replicated on the peers closest to their job (`[replication]`, decision 0056).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// Peers each job's records are stored on.
+    pub replicas: usize,
+    /// Minutes between republishing what this node holds.
+    pub republish_minutes: u64,
+    /// Days a record is kept.
+    pub retention_days: u64,
+    /// Records this node holds at most (oldest go first).
+    pub max_records: u64,
+    /// MiB of published modules and inputs this node holds at most.
+    pub max_blob_mb: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        let r = crate::service::replica::ReplicaConfig::default();
+        Self {
+            replicas: r.k,
+            republish_minutes: r.republish_every.as_secs() / 60,
+            retention_days: r.limits.retention.as_secs() / 86_400,
+            max_records: r.limits.max_records,
+            max_blob_mb: r.limits.max_blob_bytes >> 20,
+        }
+    }
+}
+
 /// Where jobs sent to peers run (`[placement]`, decisions 0050-0052).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -378,6 +421,10 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Placement of jobs sent to peers.
     pub placement: PlacementConfig,
+    /// Audits by re-execution.
+    pub audit: AuditConfig,
+    /// Replicated receipts.
+    pub replication: ReplicationConfig,
 }
 
 impl Default for Config {
@@ -402,6 +449,8 @@ impl Default for Config {
             network: NetworkConfig::default(),
             runtime: RuntimeConfig::default(),
             placement: PlacementConfig::default(),
+            audit: AuditConfig::default(),
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -910,6 +959,26 @@ impl Config {
             // A manifest stays fresh for 10 minutes: waiting longer cannot help.
             queue_wait: Duration::from_secs(p.queue_wait_seconds.min(540)),
         };
+        let a = &self.audit;
+        if !(0.0..=1.0).contains(&a.sample_rate) {
+            return Err(value_err("audit.sample_rate", "between 0 and 1"));
+        }
+        c.audit_sample_rate = a.sample_rate;
+        let r = &self.replication;
+        if !(1..=20).contains(&r.replicas) {
+            return Err(value_err("replication.replicas", "1 to 20"));
+        }
+        if r.republish_minutes == 0 || r.retention_days == 0 || r.max_records == 0 {
+            return Err(value_err(
+                "replication",
+                "republish_minutes, retention_days and max_records are at least 1",
+            ));
+        }
+        c.replication.k = r.replicas;
+        c.replication.republish_every = Duration::from_secs(r.republish_minutes * 60);
+        c.replication.limits.retention = Duration::from_secs(r.retention_days * 86_400);
+        c.replication.limits.max_records = r.max_records;
+        c.replication.limits.max_blob_bytes = r.max_blob_mb << 20;
         c.net.detector.interval = Duration::from_secs(p.beat_seconds);
         c.net.detector.probe_timeout =
             (c.net.detector.interval / 5).max(Duration::from_millis(200));
@@ -1054,6 +1123,22 @@ fn comment(section: &str, key: &str) -> Option<&'static str> {
         }
         ("placement", "consent_timeout_ms") => {
             "Swarm: how long a busy node waits for idle peers to answer its overflow announcement."
+        }
+        ("audit", "sample_rate") => {
+            "Share (0 to 1) of the receipts peers sign for this node's jobs that it runs again and signs a verdict on; a mismatch lowers the executor's reputation here."
+        }
+        ("replication", "replicas") => {
+            "Peers (DHT servers closest to the job id) each receipt and its acceptance are stored on."
+        }
+        ("replication", "republish_minutes") => {
+            "How often this node republishes the records it holds, so they outlive their executor."
+        }
+        ("replication", "retention_days") => "Days a replicated record is kept.",
+        ("replication", "max_records") => {
+            "Records this node holds for the network at most; the oldest go first."
+        }
+        ("replication", "max_blob_mb") => {
+            "MiB of published modules and inputs (auditable jobs) this node holds at most."
         }
         ("placement", "beat_seconds") => {
             "Beats to executors holding this node's jobs: two missed and a probe, and the job is placed again."

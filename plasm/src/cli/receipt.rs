@@ -15,8 +15,13 @@ pub enum ReceiptCommand {
         /// Receipt file, or - for stdin.
         file: String,
     },
-    /// Print a job's receipt from a node's API.
+    /// Print a job's receipt from a node's API: the node's own, else the one its
+    /// submitter accepted, fetched from the peers holding the job's replicas.
     Get(JobIdArgs),
+    /// Run a receipt's job again on a node and print the node's signed verdict:
+    /// exit 0 confirmed, 1 mismatch, 2 not auditable, 121/122 the request failed.
+    /// What is not given is fetched from the network when its submitter published it.
+    Audit(api::AuditArgs),
 }
 
 /// Runs a receipt command.
@@ -24,6 +29,7 @@ pub fn receipt(command: ReceiptCommand) -> ExitCode {
     match command {
         ReceiptCommand::Verify { file } => verify(&file),
         ReceiptCommand::Get(args) => api::job(api::JobCommand::Receipt(args)),
+        ReceiptCommand::Audit(args) => api::audit(args),
     }
 }
 

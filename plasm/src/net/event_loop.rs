@@ -132,7 +132,6 @@ impl EventLoop {
         reach: Reach,
         beats: Beats,
         steal: super::steal::StealDesk,
-        records: super::records::RecordsDesk,
     ) -> Self {
         let mut swarm = swarm;
         for addr in reach.config().external_addresses.clone() {
@@ -163,8 +162,14 @@ impl EventLoop {
             listen_local: true,
             beats,
             steal,
-            records,
+            records: super::records::RecordsDesk::new(Default::default()),
         }
+    }
+
+    /// Counts records traffic into `desk` (shared with the client's stats).
+    pub fn with_records(mut self, desk: super::records::RecordsDesk) -> Self {
+        self.records = desk;
+        self
     }
 
     /// Runs until a `Shutdown` command or until every client is dropped.

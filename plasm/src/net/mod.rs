@@ -711,8 +711,8 @@ pub fn spawn(
         reach::Reach::new(config.reach.clone()),
         beat::Beats::new(config.detector, beat_stats),
         steal::StealDesk::new(gate),
-        records::RecordsDesk::new(record_stats),
-    );
+    )
+    .with_records(records::RecordsDesk::new(record_stats));
     let handle = tokio::spawn(event_loop.run());
     Ok((client, inbound_rx, handle))
 }

@@ -115,8 +115,10 @@ pub struct NodeConfig {
     pub sandbox: crate::runtime::worker::Settings,
     /// Where jobs sent to peers run: score weights, breakers, queueing.
     pub placement: crate::sched::SchedConfig,
-    /// How receipts and the records beside them are replicated (decision 0054).
+    /// How receipts and the records beside them are replicated (decision 0056).
     pub replication: crate::service::replica::ReplicaConfig,
+    /// Share of peers' receipts this node audits by re-execution (decision 0057).
+    pub audit_sample_rate: f64,
     /// Runs jobs on this runtime instead of worker processes: for simulations
     /// and benchmarks that embed nodes (`plasm bench --placement`); never set by
     /// the CLI or the configuration file.
@@ -160,6 +162,7 @@ impl NodeConfig {
             sandbox: crate::runtime::worker::Settings::default(),
             placement: crate::sched::SchedConfig::default(),
             replication: crate::service::replica::ReplicaConfig::default(),
+            audit_sample_rate: 0.01,
             runtime: None,
             listen,
             bootstrap: Vec::new(),
@@ -535,6 +538,7 @@ impl Node {
             .with_fuel_counter(self.executor_metrics.node_fuel.clone())
             .with_scheduler(self.sched.clone())
             .with_replicas(self.replicas.clone())
+            .with_audit_rate(config.audit_sample_rate)
             .with_remote_limits(config.remote)
             .with_maxima(crate::service::JobMaxima {
                 fuel: config.policy.max_fuel,

@@ -320,10 +320,9 @@ fn check_members(form: &Form, m: &Map<String, Value>) -> Result<(), SignedError>
                     "a mismatch names the fields that differ, and only a mismatch",
                 ));
             }
-            if !m
-                .get("reason")
+            if m.get("reason")
                 .and_then(Value::as_str)
-                .is_some_and(|r| r.len() <= 512)
+                .is_none_or(|r| r.len() > 512)
             {
                 return Err(bad("reason is a string of at most 512 bytes"));
             }
