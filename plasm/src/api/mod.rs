@@ -905,7 +905,7 @@ async fn get_module(
 
 /// A job's receipt: this node's own when it has the job, else the one its
 /// submitter accepted, fetched from the peers holding the job's replicas
-/// (decision 0054). `?all=true` answers every receipt and record held anywhere
+/// (decision 0056). `?all=true` answers every receipt and record held anywhere
 /// asked, with the accepted receipt's digest.
 async fn get_receipt(
     State(state): State<ApiState>,

@@ -1,4 +1,4 @@
-//! The signed records that travel beside receipts (decision 0054): a
+//! The signed records that travel beside receipts (decisions 0056, 0057): a
 //! submitter's acceptance of one receipt, a submitter's publication of its
 //! manifest (what makes a job auditable), and an auditor's verdict.
 //!

@@ -1,4 +1,4 @@
-//! The replica service (decision 0054): receipts and the records beside them
+//! The replica service (decision 0056): receipts and the records beside them
 //! live on the `k` peers closest to their job id, are verified before they are
 //! stored, are republished so they outlive their executor and submitter, and are
 //! fetched from any node.
