@@ -16,6 +16,7 @@
 pub mod api;
 pub mod engines;
 pub mod placement;
+pub mod replication;
 pub mod report;
 pub mod watch;
 

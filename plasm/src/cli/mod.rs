@@ -108,6 +108,13 @@ enum Command {
         /// five in-process executors with simulated service times.
         #[arg(long)]
         placement: bool,
+        /// Only the replication figures: fetch by job id from a 50-node memory mesh,
+        /// storage and traffic per 10,000 replicated receipts, audit time.
+        #[arg(long)]
+        replication: bool,
+        /// Receipts the replication figures publish.
+        #[arg(long, default_value_t = 10_000)]
+        receipts: usize,
         /// Only this figure: watch these executors (multiaddrs ending in /p2p/<id>)
         /// for --seconds as a requester holding jobs there would, and count the
         /// failure detector's false suspicions (scripts/bench-suspicions.sh).
@@ -212,6 +219,14 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         ),
         #[cfg(feature = "wasmtime")]
         Command::Bench {
+            replication: true,
+            receipts,
+            ..
+        } => report(
+            crate::bench::replication::run(50, receipts).map_err(|e| format!("bench failed: {e}")),
+        ),
+        #[cfg(feature = "wasmtime")]
+        Command::Bench {
             placement: true, ..
         } => report(crate::bench::placement::run().map_err(|e| format!("bench failed: {e}"))),
         #[cfg(feature = "wasmtime")]
@@ -229,6 +244,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             relay: None,
             placement: false,
             watch: _,
+            replication: false,
+            receipts: _,
         } => report(
             crate::bench::run(&crate::bench::BenchOptions {
                 iterations,

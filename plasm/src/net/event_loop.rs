@@ -358,11 +358,13 @@ impl EventLoop {
                     self.steal.pending.insert(id, reply);
                 }
             }
-            Command::ClosestPeers { key, reply } => {
+            Command::ClosestPeers { key, n, reply } => {
                 if self.records.closest.len() >= super::records::MAX_RECORDS_PENDING {
                     let _ = reply.send(Vec::new());
                 } else {
-                    let id = swarm.behaviour_mut().kad.get_closest_peers(key);
+                    let n = std::num::NonZeroUsize::new(n.clamp(1, 20))
+                        .unwrap_or(std::num::NonZeroUsize::MIN);
+                    let id = swarm.behaviour_mut().kad.get_n_closest_peers(key, n);
                     self.records.closest.insert(id, reply);
                 }
             }

@@ -283,9 +283,10 @@ pub enum Command {
         overflow: steal::Overflow,
         reply: steal::StealReply,
     },
-    /// The peers closest to a key (Kademlia), this node excluded.
+    /// The `n` peers closest to a key (Kademlia), this node excluded.
     ClosestPeers {
         key: Vec<u8>,
+        n: usize,
         reply: oneshot::Sender<Vec<PeerId>>,
     },
     /// Sends a records request; replies with the answer.
@@ -536,9 +537,11 @@ impl Client {
         })
     }
 
-    /// The peers closest to `key` in the DHT (this node excluded), closest first.
-    pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
-        self.ask(|reply| Command::ClosestPeers { key, reply }).await
+    /// The `n` (at most 20) peers closest to `key` in the DHT (this node
+    /// excluded), closest first: the query ends once that many have answered.
+    pub async fn closest_peers(&self, key: Vec<u8>, n: usize) -> Result<Vec<PeerId>, NetError> {
+        self.ask(|reply| Command::ClosestPeers { key, n, reply })
+            .await
     }
 
     /// Sends a records request to `peer` and waits for its answer.

@@ -408,7 +408,7 @@ impl Replicas {
     ) -> usize {
         let peers = match tokio::time::timeout(
             self.config.fetch_timeout,
-            self.client.closest_peers(record_key(job_id)),
+            self.client.closest_peers(record_key(job_id), self.config.k),
         )
         .await
         {
@@ -452,13 +452,25 @@ impl Replicas {
         if !held.is_empty() {
             return Ok(held);
         }
-        self.fetch_all(job_id).await
+        self.from_network(job_id, false).await
     }
 
     /// This job's records here and on the peers closest to it, merged (every
     /// receipt, acceptance and audit anyone asked holds), verified and kept here.
     pub async fn fetch_all(self: &Arc<Self>, job_id: &str) -> Result<JobRecords, ReplicaError> {
-        let asked = tokio::time::timeout(self.config.fetch_timeout, self.ask_network(job_id)).await;
+        self.from_network(job_id, true).await
+    }
+
+    async fn from_network(
+        self: &Arc<Self>,
+        job_id: &str,
+        everything: bool,
+    ) -> Result<JobRecords, ReplicaError> {
+        let asked = tokio::time::timeout(
+            self.config.fetch_timeout,
+            self.ask_network(job_id, !everything),
+        )
+        .await;
         if asked.is_ok() {
             self.stats.fetched.fetch_add(1, Ordering::Relaxed);
         }
@@ -469,8 +481,14 @@ impl Replicas {
         Ok(held)
     }
 
-    async fn ask_network(self: &Arc<Self>, job_id: &str) {
-        let Ok(peers) = self.client.closest_peers(record_key(job_id)).await else {
+    /// Asks the `2k` peers closest to the job; with `first`, stops at the first
+    /// answer that leaves an accepted receipt here.
+    async fn ask_network(self: &Arc<Self>, job_id: &str, first: bool) {
+        let Ok(peers) = self
+            .client
+            .closest_peers(record_key(job_id), self.config.k * 2)
+            .await
+        else {
             return;
         };
         let mut gets = tokio::task::JoinSet::new();
@@ -489,6 +507,13 @@ impl Replicas {
             {
                 let (this, id) = (self.clone(), job_id.to_owned());
                 let _ = blocking(move || this.ingest(&id, &records)).await;
+                if first
+                    && let Ok(held) = self.local(job_id).await
+                    && held.accepted().is_some()
+                {
+                    // The rest of the asks are dropped with the set.
+                    return;
+                }
             }
         }
     }
@@ -500,7 +525,11 @@ impl Replicas {
         if let Some(Ok(Some(b))) = blocking(move || store.blob(&sha)).await {
             return Some(b);
         }
-        let peers = self.client.closest_peers(record_key(job_id)).await.ok()?;
+        let peers = self
+            .client
+            .closest_peers(record_key(job_id), self.config.k * 2)
+            .await
+            .ok()?;
         for peer in peers.into_iter().take(self.config.k * 2) {
             let get = RecordsRequest::GetBlob {
                 sha256: sha256.to_owned(),
