@@ -11,9 +11,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use plasm::identity::Identity;
 use plasm::jcs;
 use plasm::manifest::{Manifest, ManifestError};
+use plasm::receipt::signed::{self, ACCEPTANCE, AUDIT, Form, PUBLICATION};
 use plasm::receipt::{Receipt, ReceiptBody, ReceiptPlacement, RuntimeInfo};
 use plasm::runtime::Outcome;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 const PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -67,14 +68,19 @@ fn canonical_cases() -> Vec<Value> {
     out
 }
 
-fn manifest_cases() -> Vec<Value> {
+/// The minimal manifest of the manifest vectors (and of the publications).
+fn base_manifest() -> Value {
     let module = b"\0asm\x01\0\0\0";
-    let base = json!({
+    json!({
         "version": "plasm.job/v1",
         "module": {"sha256": plasm::job::sha256_hex(module), "size": module.len()},
         "nonce": "6f1c2a9e0b7d4c3f8a5e2d1b0c9f8e7d",
         "created_at": "2026-11-20T12:00:00Z"
-    });
+    })
+}
+
+fn manifest_cases() -> Vec<Value> {
+    let base = base_manifest();
     let mut full = base.clone();
     full["entry"] = json!("main");
     full["args"] = json!(["--n", "10", "ünïcödé"]);
@@ -122,10 +128,9 @@ fn manifest_cases() -> Vec<Value> {
     out
 }
 
-fn receipt_cases() -> Vec<Value> {
-    let id = Identity::from_seed(SEED);
-    let other = Identity::from_seed(OTHER_SEED);
-    let body = ReceiptBody {
+/// The receipt body the receipt vectors sign (and the signed records name).
+fn receipt_body() -> ReceiptBody {
+    ReceiptBody {
         job_id: "5b7a1c0e9d8f6a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b".into(),
         module_sha256: plasm::job::sha256_hex(b"module"),
         input_sha256: plasm::job::sha256_hex(b"hello"),
@@ -147,7 +152,13 @@ fn receipt_cases() -> Vec<Value> {
         memory_limit_hit: false,
         queued_at: "2026-11-20T11:59:59.998Z".into(),
         placement: ReceiptPlacement::local(),
-    };
+    }
+}
+
+fn receipt_cases() -> Vec<Value> {
+    let id = Identity::from_seed(SEED);
+    let other = Identity::from_seed(OTHER_SEED);
+    let body = receipt_body();
     // Version 1, exactly as release 0.1 signed it: these vectors must verify forever.
     let valid = Receipt::sign_v1(&body, &id).expect("sign");
     let trapped = Receipt::sign_v1(
@@ -431,6 +442,516 @@ fn handoff_cases() -> Vec<Value> {
         .collect()
 }
 
+/// When the signed records of the vectors were signed.
+const AT: &str = "2026-12-07T12:00:00.000Z";
+/// The submitter of the job the signed records are about.
+const SUBMITTER_SEED: [u8; 32] = [7; 32];
+/// The node that audits its receipt.
+const AUDITOR_SEED: [u8; 32] = [9; 32];
+
+/// Signs `members` as `form` without reading the result back, so that a case
+/// can break a rule of the form under a signature that verifies.
+fn sign_unread(form: &Form, mut m: Map<String, Value>, id: &Identity) -> Value {
+    m.insert("version".into(), json!(form.version));
+    m.insert(
+        form.signer.into(),
+        json!({"peer_id": id.peer_id().to_string(), "public_key": id.public_key_b64()}),
+    );
+    let mut bytes = form.prefix.to_vec();
+    bytes.extend(jcs::canonicalize(&Value::Object(m.clone())).expect("canonical"));
+    m.insert("signature".into(), json!(B64.encode(id.sign(&bytes))));
+    Value::Object(m)
+}
+
+/// Signs `members` as `form` with the library, and checks `sign_unread` agrees.
+fn sign_record(form: &Form, m: &Map<String, Value>, id: &Identity) -> Value {
+    let record = signed::sign(form, m.clone(), id).expect("sign");
+    let value = Value::Object(record.members);
+    assert_eq!(value, sign_unread(form, m.clone(), id), "{}", form.version);
+    value
+}
+
+/// A case of a signed record: its name, its text, the verdict it must get
+/// (`valid`, or the check that refuses it).
+type SignedCase = (String, String, &'static str);
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).expect("json")
+}
+
+/// A 32-byte string that is not an Ed25519 public key (no curve point has it).
+fn not_a_point() -> [u8; 32] {
+    (0..=255u8)
+        .map(|i| [i; 32])
+        .find(|b| ed25519_dalek::VerifyingKey::from_bytes(b).is_err())
+        .expect("some byte string is not a point")
+}
+
+/// The cases every form has, from one valid record: each signed member changed
+/// (`changes`: the member, another value of its type, the verdict), the
+/// signature and the signer tampered with, members added, removed and named
+/// twice, the form relabelled, the size bound.
+fn form_cases(
+    form: &Form,
+    valid: &Value,
+    changes: Vec<(&str, Value, &'static str)>,
+) -> Vec<SignedCase> {
+    let other = Identity::from_seed(OTHER_SEED);
+    let signer = form.signer;
+    let tamper = |f: &dyn Fn(&mut Map<String, Value>)| {
+        let mut m = valid.as_object().expect("object").clone();
+        f(&mut m);
+        pretty(&Value::Object(m))
+    };
+    let mut out: Vec<SignedCase> = Vec::new();
+    for (k, v, verdict) in changes {
+        let text = tamper(&|m| {
+            m.insert(k.into(), v.clone());
+        });
+        out.push((format!("{k} changed"), text, verdict));
+    }
+    out.push((
+        "signature bit flipped".into(),
+        tamper(&|m| {
+            let mut sig = B64
+                .decode(m["signature"].as_str().expect("signature"))
+                .expect("b64");
+            sig[10] ^= 0x01;
+            m.insert("signature".into(), json!(B64.encode(sig)));
+        }),
+        "signature",
+    ));
+    out.push((
+        format!("{signer} replaced by another node"),
+        tamper(&|m| {
+            m.insert(
+                signer.into(),
+                json!({"peer_id": other.peer_id().to_string(), "public_key": other.public_key_b64()}),
+            );
+        }),
+        "signature",
+    ));
+    out.push((
+        format!("another node's key claiming the {signer}"),
+        tamper(&|m| m[signer]["public_key"] = json!(other.public_key_b64())),
+        "peer_id",
+    ));
+    let bad_key = not_a_point();
+    out.push((
+        format!("{signer} public_key not a curve point"),
+        tamper(&|m| {
+            m[signer]["public_key"] = json!(B64.encode(bad_key));
+            m[signer]["peer_id"] = json!(
+                libp2p_identity::PeerId::from_bytes(&plasm::identity::peer_id_bytes(&bad_key))
+                    .expect("peer id")
+                    .to_string()
+            );
+        }),
+        "public_key",
+    ));
+    out.push((
+        format!("{signer} public_key of 31 bytes"),
+        tamper(&|m| m[signer]["public_key"] = json!(B64.encode([1u8; 31]))),
+        "malformed",
+    ));
+    out.push((
+        "signature of 63 bytes".into(),
+        tamper(&|m| {
+            m.insert("signature".into(), json!(B64.encode([1u8; 63])));
+        }),
+        "malformed",
+    ));
+    out.push((
+        format!("{signer} with a third member"),
+        tamper(&|m| m[signer]["note"] = json!("hi")),
+        "malformed",
+    ));
+    out.push((
+        "member added".into(),
+        tamper(&|m| {
+            m.insert("note".into(), json!("hi"));
+        }),
+        "malformed",
+    ));
+    for k in form.members {
+        let text = tamper(&|m| {
+            m.remove(*k);
+        });
+        out.push((format!("{k} removed"), text, "malformed"));
+    }
+    let text = pretty(valid);
+    out.push((
+        "duplicate at".into(),
+        text.replacen('{', "{\"at\":\"2026-12-07T12:00:01.000Z\",", 1),
+        "malformed",
+    ));
+    out.push((
+        format!("duplicate nested in {signer}"),
+        text.replacen(
+            &format!("\"{signer}\": {{"),
+            &format!("\"{signer}\": {{\"peer_id\": \"{}\",", other.peer_id()),
+            1,
+        ),
+        "malformed",
+    ));
+    out.push((
+        "unknown version".into(),
+        tamper(&|m| {
+            m.insert("version".into(), json!(form.version.replace("/v1", "/v2")));
+        }),
+        "malformed",
+    ));
+    for f in signed::FORMS.iter().filter(|f| f.version != form.version) {
+        let text = tamper(&|m| {
+            m.insert("version".into(), json!(f.version));
+        });
+        out.push((format!("relabelled as {}", f.version), text, "malformed"));
+    }
+    if form.max_bytes <= 4096 {
+        // Trailing white space: only the size bound refuses it.
+        let at_bound = format!("{text}{}", " ".repeat(form.max_bytes - text.len()));
+        out.push(("padded to the size bound".into(), at_bound.clone(), "valid"));
+        out.push((
+            "one byte over the size bound".into(),
+            at_bound + " ",
+            "malformed",
+        ));
+    }
+    out
+}
+
+/// The bytes a record's signature covers: its prefix and the RFC 8785 form of
+/// every member but `signature`.
+fn record_signing_bytes(text: &str) -> Vec<u8> {
+    let Value::Object(m) = jcs::parse_strict(text).expect("strict") else {
+        panic!("not an object")
+    };
+    let form = signed::FORMS
+        .iter()
+        .find(|f| m.get("version") == Some(&json!(f.version)))
+        .expect("a form");
+    let mut bytes = form.prefix.to_vec();
+    bytes.extend(jcs::canonicalize_without(&m, "signature").expect("canonical"));
+    bytes
+}
+
+/// The vectors of `cases`, each checked to get the verdict it was written for.
+fn signed_vectors(cases: Vec<SignedCase>) -> Vec<Value> {
+    cases
+        .into_iter()
+        .map(|(name, text, expected)| {
+            let verdict = signed::read_any(&text);
+            let got = verdict.as_ref().map_or_else(|e| e.check(), |_| "valid");
+            assert_eq!(got, expected, "{name}: {verdict:?}");
+            let mut v = json!({"name": name, "json": text, "valid": verdict.is_ok()});
+            if let Err(e) = &verdict {
+                v["failed_check"] = json!(e.check());
+            }
+            // Well formed: the signed bytes are defined.
+            if matches!(expected, "valid" | "signature") {
+                v["signing_bytes_b64"] = json!(B64.encode(record_signing_bytes(&text)));
+            }
+            v
+        })
+        .collect()
+}
+
+/// Acceptances (decision 0056): a submitter's word that it took one receipt.
+fn acceptance_cases() -> Vec<Value> {
+    let executor = Identity::from_seed(SEED);
+    let submitter = Identity::from_seed(SUBMITTER_SEED);
+    let other = Identity::from_seed(OTHER_SEED);
+    let receipt = Receipt::sign(&receipt_body(), &executor).expect("sign");
+    let mut m = Map::new();
+    m.insert(
+        "job_id".into(),
+        json!(receipt.str_field("job_id").expect("job_id")),
+    );
+    m.insert(
+        "receipt_sha256".into(),
+        json!(signed::receipt_sha256(&receipt).expect("digest")),
+    );
+    m.insert("executor".into(), json!(executor.peer_id().to_string()));
+    m.insert("at".into(), json!(AT));
+    let valid = sign_record(&ACCEPTANCE, &m, &submitter);
+    let resigned = |k: &str, v: Value| {
+        let mut m = m.clone();
+        m.insert(k.into(), v);
+        pretty(&sign_unread(&ACCEPTANCE, m, &submitter))
+    };
+    let mut cases: Vec<SignedCase> = vec![
+        ("valid".into(), pretty(&valid), "valid"),
+        (
+            "valid, at with an offset".into(),
+            resigned("at", json!("2026-12-07T13:00:00+01:00")),
+            "valid",
+        ),
+    ];
+    cases.extend(form_cases(
+        &ACCEPTANCE,
+        &valid,
+        vec![
+            ("job_id", json!("0".repeat(64)), "signature"),
+            ("receipt_sha256", json!("f".repeat(64)), "signature"),
+            ("executor", json!(other.peer_id().to_string()), "signature"),
+            ("at", json!("2026-12-07T12:00:01.000Z"), "signature"),
+        ],
+    ));
+    let upper = receipt.str_field("job_id").expect("job_id").to_uppercase();
+    cases.extend([
+        (
+            "job_id in capitals, re-signed".into(),
+            resigned("job_id", json!(upper)),
+            "malformed",
+        ),
+        (
+            "receipt_sha256 short, re-signed".into(),
+            resigned("receipt_sha256", json!("f".repeat(63))),
+            "malformed",
+        ),
+        (
+            "executor empty, re-signed".into(),
+            resigned("executor", json!("")),
+            "malformed",
+        ),
+        (
+            "executor not a string, re-signed".into(),
+            resigned("executor", json!(7)),
+            "malformed",
+        ),
+        (
+            "at not a time, re-signed".into(),
+            resigned("at", json!("yesterday")),
+            "malformed",
+        ),
+        (
+            "at on 30 February, re-signed".into(),
+            resigned("at", json!("2026-02-30T12:00:00Z")),
+            "malformed",
+        ),
+    ]);
+    signed_vectors(cases)
+}
+
+/// Publications (decision 0056): a submitter's signed manifest, bound to its job id.
+fn publication_cases() -> Vec<Value> {
+    let submitter = Identity::from_seed(SUBMITTER_SEED);
+    let manifest = Manifest::from_value(base_manifest()).expect("manifest");
+    let mut full = base_manifest();
+    full["args"] = json!(["--n", "10", "ünïcödé"]);
+    full["env"] = json!({"LANG": "C", "A": "1"});
+    full["limits"] = json!({"fuel": 5000000});
+    let full = Manifest::from_value(full).expect("manifest");
+    let of = |manifest: &Manifest| {
+        let mut m = Map::new();
+        m.insert("job_id".into(), json!(manifest.job_id()));
+        m.insert("manifest".into(), manifest.as_value().clone());
+        m.insert("at".into(), json!(AT));
+        m
+    };
+    let m = of(&manifest);
+    let valid = sign_record(&PUBLICATION, &m, &submitter);
+    let resigned = |k: &str, v: Value| {
+        let mut m = m.clone();
+        m.insert(k.into(), v);
+        pretty(&sign_unread(&PUBLICATION, m, &submitter))
+    };
+    let mut other_nonce = base_manifest();
+    other_nonce["nonce"] = json!("00000000000000000000000000000000");
+    let other_nonce = Manifest::from_value(other_nonce).expect("manifest");
+    let mut cases: Vec<SignedCase> = vec![
+        ("valid".into(), pretty(&valid), "valid"),
+        (
+            "valid, every manifest field".into(),
+            pretty(&sign_record(&PUBLICATION, &of(&full), &submitter)),
+            "valid",
+        ),
+    ];
+    cases.extend(form_cases(
+        &PUBLICATION,
+        &valid,
+        vec![
+            ("at", json!("2026-12-07T12:00:01.000Z"), "signature"),
+            // Either alone breaks the binding before the signature is checked.
+            ("job_id", json!(other_nonce.job_id()), "malformed"),
+            ("manifest", other_nonce.as_value().clone(), "malformed"),
+        ],
+    ));
+    let mut swapped = valid.clone();
+    swapped["job_id"] = json!(other_nonce.job_id());
+    swapped["manifest"] = other_nonce.as_value().clone();
+    let mut unknown = base_manifest();
+    unknown["priority"] = json!(1);
+    let unknown_id = plasm::job::sha256_hex(&jcs::canonicalize(&unknown).expect("canonical"));
+    cases.extend([
+        (
+            "manifest and job_id changed together".into(),
+            pretty(&swapped),
+            "signature",
+        ),
+        (
+            "job_id not the manifest's, re-signed".into(),
+            resigned("job_id", json!(other_nonce.job_id())),
+            "malformed",
+        ),
+        (
+            "manifest not an object, re-signed".into(),
+            resigned("manifest", json!("plasm.job/v1")),
+            "malformed",
+        ),
+        (
+            "manifest refused by the schema, job_id its digest, re-signed".into(),
+            {
+                let mut m = m.clone();
+                m.insert("job_id".into(), json!(unknown_id));
+                m.insert("manifest".into(), unknown);
+                pretty(&sign_unread(&PUBLICATION, m, &submitter))
+            },
+            "malformed",
+        ),
+    ]);
+    signed_vectors(cases)
+}
+
+/// Audits (decision 0057): an auditor's verdict on one receipt.
+fn audit_cases() -> Vec<Value> {
+    let executor = Identity::from_seed(SEED);
+    let auditor = Identity::from_seed(AUDITOR_SEED);
+    let other = Identity::from_seed(OTHER_SEED);
+    let receipt = Receipt::sign(&receipt_body(), &executor).expect("sign");
+    let of = |verdict: &str, differs: Value, reason: &str| {
+        let mut m = Map::new();
+        m.insert(
+            "job_id".into(),
+            json!(receipt.str_field("job_id").expect("job_id")),
+        );
+        m.insert(
+            "receipt_sha256".into(),
+            json!(signed::receipt_sha256(&receipt).expect("digest")),
+        );
+        m.insert("executor".into(), json!(executor.peer_id().to_string()));
+        m.insert("verdict".into(), json!(verdict));
+        m.insert("differs".into(), differs);
+        m.insert("reason".into(), json!(reason));
+        m.insert("at".into(), json!(AT));
+        m
+    };
+    let mismatch = of(
+        "mismatch",
+        json!(["output_sha256", "fuel_used"]),
+        "the output and the fuel differ",
+    );
+    let valid = sign_record(&AUDIT, &mismatch, &auditor);
+    let confirmed = sign_record(&AUDIT, &of("confirmed", json!([]), ""), &auditor);
+    let not_auditable = sign_record(
+        &AUDIT,
+        &of("not_auditable", json!([]), "the job was not published"),
+        &auditor,
+    );
+    let resigned = |verdict: &str, differs: Value, reason: Value| {
+        let mut m = of(verdict, differs, "");
+        m.insert("reason".into(), reason);
+        pretty(&sign_unread(&AUDIT, m, &auditor))
+    };
+    let mut cases: Vec<SignedCase> = vec![
+        ("valid mismatch".into(), pretty(&valid), "valid"),
+        ("valid confirmed".into(), pretty(&confirmed), "valid"),
+        (
+            "valid not_auditable".into(),
+            pretty(&not_auditable),
+            "valid",
+        ),
+        (
+            "valid, 16 fields of 32 bytes and a reason of 512".into(),
+            resigned(
+                "mismatch",
+                json!(vec!["f".repeat(32); 16]),
+                json!("r".repeat(512)),
+            ),
+            "valid",
+        ),
+    ];
+    cases.extend(form_cases(
+        &AUDIT,
+        &valid,
+        vec![
+            ("job_id", json!("0".repeat(64)), "signature"),
+            ("receipt_sha256", json!("f".repeat(64)), "signature"),
+            ("executor", json!(other.peer_id().to_string()), "signature"),
+            ("differs", json!(["output_sha256"]), "signature"),
+            ("reason", json!(""), "signature"),
+            ("at", json!("2026-12-07T12:00:01.000Z"), "signature"),
+        ],
+    ));
+    let mut flipped = not_auditable.clone();
+    flipped["verdict"] = json!("confirmed");
+    let mut to_confirmed = valid.clone();
+    to_confirmed["verdict"] = json!("confirmed");
+    cases.extend([
+        (
+            "not_auditable changed to confirmed".into(),
+            pretty(&flipped),
+            "signature",
+        ),
+        (
+            "mismatch changed to confirmed (differs left)".into(),
+            pretty(&to_confirmed),
+            "malformed",
+        ),
+        (
+            "mismatch with empty differs, re-signed".into(),
+            resigned("mismatch", json!([]), json!("")),
+            "malformed",
+        ),
+        (
+            "confirmed with differs, re-signed".into(),
+            resigned("confirmed", json!(["output_sha256"]), json!("")),
+            "malformed",
+        ),
+        (
+            "not_auditable with differs, re-signed".into(),
+            resigned("not_auditable", json!(["output_sha256"]), json!("")),
+            "malformed",
+        ),
+        (
+            "unknown verdict, re-signed".into(),
+            resigned("maybe", json!([]), json!("")),
+            "malformed",
+        ),
+        (
+            "differs naming an empty field, re-signed".into(),
+            resigned("mismatch", json!([""]), json!("")),
+            "malformed",
+        ),
+        (
+            "differs naming a field of 33 bytes, re-signed".into(),
+            resigned("mismatch", json!(["f".repeat(33)]), json!("")),
+            "malformed",
+        ),
+        (
+            "17 fields differ, re-signed".into(),
+            resigned("mismatch", json!(vec!["f"; 17]), json!("")),
+            "malformed",
+        ),
+        (
+            "differs not an array, re-signed".into(),
+            resigned("mismatch", json!("output_sha256"), json!("")),
+            "malformed",
+        ),
+        (
+            "reason of 513 bytes, re-signed".into(),
+            resigned("confirmed", json!([]), json!("r".repeat(513))),
+            "malformed",
+        ),
+        (
+            "reason not a string, re-signed".into(),
+            resigned("confirmed", json!([]), json!(null)),
+            "malformed",
+        ),
+    ]);
+    signed_vectors(cases)
+}
+
 /// Texts every implementation must refuse when it reads a signed document:
 /// each names a member twice (`member`: the name, unescaped).
 fn duplicate_cases() -> Vec<Value> {
@@ -464,7 +985,7 @@ fn duplicate_cases() -> Vec<Value> {
 fn generate() -> Value {
     let id = Identity::from_seed(SEED);
     json!({
-        "description": "plasm cross-language vectors. canonical: RFC 8785 text of `json`, or the check that refuses it. manifests: canonical form and job_id (hex SHA-256 of the canonical bytes), or the schema path and rule that refuse it. receipts: the bytes the signature covers (`plasm-receipt-v2\\n`, or for version 1 `plasm-receipt-v1\\n`, + canonical receipt without `signature`) and the verdict; checks run in the order malformed, schema, canonical, public_key, peer_id, signature and the first failure is named (a member named twice, at any depth, is malformed). duplicates: texts that name a member twice (`member`, unescaped), which every reader of a signed document refuses. handoffs: a busy node's signed hand-off of a stolen job (`plasm-handoff-v1\\n` + canonical form without `signature`; exactly the members version, job_id, from {peer_id, public_key}, to, requester, at, signature) and the verdict, checks in the order malformed, canonical, public_key, peer_id, signature.",
+        "description": "plasm cross-language vectors. canonical: RFC 8785 text of `json`, or the check that refuses it. manifests: canonical form and job_id (hex SHA-256 of the canonical bytes), or the schema path and rule that refuse it. receipts: the bytes the signature covers (`plasm-receipt-v2\\n`, or for version 1 `plasm-receipt-v1\\n`, + canonical receipt without `signature`) and the verdict; checks run in the order malformed, schema, canonical, public_key, peer_id, signature and the first failure is named (a member named twice, at any depth, is malformed). duplicates: texts that name a member twice (`member`, unescaped), which every reader of a signed document refuses. handoffs: a busy node's signed hand-off of a stolen job (`plasm-handoff-v1\\n` + canonical form without `signature`; exactly the members version, job_id, from {peer_id, public_key}, to, requester, at, signature) and the verdict, checks in the order malformed, canonical, public_key, peer_id, signature. acceptances, publications, audits (decisions 0056, 0057): signed records of closed form, each signed by the peer its signer member names ({peer_id, public_key}: `requester`, `submitter`, `auditor`) over its prefix (`plasm-acceptance-v1\\n`, `plasm-publication-v1\\n`, `plasm-audit-v1\\n`) + the canonical form of every member but `signature` (`signing_bytes_b64`, given for the well-formed cases); the verdict is the first failed check in the order: size (at most 2048, 98304, 4096 bytes) and strict JSON (malformed), exactly the form's members (malformed), version (malformed), member types (malformed: job_id and receipt_sha256 64 lowercase hex, executor 1-64 bytes, at RFC 3339, an audit's verdict confirmed, mismatch or not_auditable with differs 0-16 field names of 1-32 bytes non-empty exactly on a mismatch and reason a string of at most 512 bytes, a publication's manifest a valid manifest whose job id is job_id; the PHP SDK checks the manifest with Job::validate and the job id binding), the signer {peer_id, public_key} with a base64 32-byte key and a base64 64-byte signature (malformed), canonical, public_key (a curve point), peer_id, signature.",
         "key": {
             "seed_hex": hex::encode(SEED),
             "public_key": id.public_key_b64(),
@@ -476,6 +997,9 @@ fn generate() -> Value {
         "receipts": receipt_cases(),
         "duplicates": duplicate_cases(),
         "handoffs": handoff_cases(),
+        "acceptances": acceptance_cases(),
+        "publications": publication_cases(),
+        "audits": audit_cases(),
     })
 }
 
@@ -585,6 +1109,33 @@ fn every_vector_holds() {
             }
         }
         count += 1;
+    }
+    for (list, form) in [
+        ("acceptances", "plasm.acceptance/v1"),
+        ("publications", "plasm.publication/v1"),
+        ("audits", "plasm.audit/v1"),
+    ] {
+        let mut refused = 0;
+        for c in v[list].as_array().expect(list) {
+            let text = c["json"].as_str().expect("json");
+            let name = format!("{list}: {}", c["name"]);
+            match signed::read_any(text) {
+                Ok(r) => {
+                    assert_eq!(c["valid"], json!(true), "{name}");
+                    assert_eq!(r.form, form, "{name}");
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert_eq!(c["valid"], json!(false), "{name}");
+                    assert_eq!(json!(e.check()), c["failed_check"], "{name}");
+                }
+            }
+            if let Some(b) = c.get("signing_bytes_b64") {
+                assert_eq!(*b, json!(B64.encode(record_signing_bytes(text))), "{name}");
+            }
+            count += 1;
+        }
+        assert!(refused >= 15, "the {list} vectors must exercise tampering");
     }
     assert!(
         handoffs_refused >= 5,

@@ -11,10 +11,12 @@ use Plasm\InvalidJsonException;
 use Plasm\InvalidManifestException;
 use Plasm\Handoff;
 use Plasm\InvalidReceiptException;
+use Plasm\InvalidSignedRecordException;
 use Plasm\Job;
 use Plasm\Json;
 use Plasm\PeerId;
 use Plasm\Receipt;
+use Plasm\SignedRecord;
 
 /** Every vector in schemas/test-vectors/vectors.json gives the same bytes, ids and verdicts as in Rust. */
 final class VectorsTest extends TestCase
@@ -127,6 +129,50 @@ final class VectorsTest extends TestCase
             }
         }
         self::assertGreaterThanOrEqual(5, $refused);
+    }
+
+    /** Acceptances, publications and audits (decisions 0056, 0057): the same verdicts and signed bytes as the node. */
+    public function testSignedRecordVerdictsAndSigningBytes(): void
+    {
+        $vectors = self::vectors();
+        foreach (['acceptances' => 'plasm.acceptance/v1', 'publications' => 'plasm.publication/v1', 'audits' => 'plasm.audit/v1'] as $list => $form) {
+            $cases = $vectors[$list] ?? null;
+            self::assertIsArray($cases, "vectors.json has $list");
+            $refused = 0;
+            foreach ($cases as $case) {
+                $name = "$list: {$case['name']}";
+                if (isset($case['signing_bytes_b64'])) {
+                    self::assertSame(base64_decode($case['signing_bytes_b64']), SignedRecord::signingBytes($case['json']), $name);
+                }
+                try {
+                    $r = SignedRecord::verify($case['json']);
+                    self::assertTrue($case['valid'], "$name verified but must not");
+                    self::assertSame($form, $r['form'], $name);
+                    $signer = $r['members'][SignedRecord::FORMS[$form]['signer']];
+                    self::assertSame($signer->peer_id, $r['signer'], $name);
+                    // Read as the form it names, the verdict is the same.
+                    self::assertEquals($r, SignedRecord::verify($case['json'], $form), $name);
+                } catch (InvalidSignedRecordException $e) {
+                    $refused++;
+                    self::assertFalse($case['valid'], "$name: {$e->getMessage()}");
+                    self::assertSame($case['failed_check'], $e->check, "$name: {$e->getMessage()}");
+                }
+            }
+            self::assertGreaterThanOrEqual(15, $refused, $list);
+        }
+    }
+
+    /** An acceptance and an audit name a receipt by the SHA-256 of its canonical form, signature included. */
+    public function testSignedRecordsNameTheReceiptByItsDigest(): void
+    {
+        $vectors = self::vectors();
+        $receipt = array_values(array_filter($vectors['receipts'], fn ($c) => $c['name'] === 'v2 valid'))[0]['json'];
+        $digest = SignedRecord::receiptSha256($receipt);
+        foreach (['acceptances' => 'valid', 'audits' => 'valid mismatch'] as $list => $name) {
+            $case = array_values(array_filter($vectors[$list], fn ($c) => $c['name'] === $name))[0];
+            $r = SignedRecord::verify($case['json']);
+            self::assertSame($digest, $r['members']['receipt_sha256'], $list);
+        }
     }
 
     /** Texts every implementation refuses: an object with two members of one name (RFC 8785, I-JSON). */
