@@ -1,7 +1,8 @@
 //! `plasm receipt verify` (offline, anyone's receipt) and `plasm receipt get`
-//! (a job's receipt from a node's API).
+//! (a job's receipt from a node's API: the node's own, else fetched by the node
+//! from the peers holding the job's replicas).
 
-use super::api::{self, JobIdArgs};
+use super::api::{self, ReceiptGetArgs};
 use crate::receipt::{Receipt, VerifyError};
 use clap::Subcommand;
 use std::io::Read;
@@ -15,15 +16,17 @@ pub enum ReceiptCommand {
         /// Receipt file, or - for stdin.
         file: String,
     },
-    /// Print a job's receipt from a node's API.
-    Get(JobIdArgs),
+    /// Print a job's receipt from a node's API: the node's own, else the one the job's
+    /// submitter accepted, fetched by the node from the peers holding its replicas
+    /// (exit 1 when neither has one).
+    Get(ReceiptGetArgs),
 }
 
 /// Runs a receipt command.
 pub fn receipt(command: ReceiptCommand) -> ExitCode {
     match command {
         ReceiptCommand::Verify { file } => verify(&file),
-        ReceiptCommand::Get(args) => api::job(api::JobCommand::Receipt(args)),
+        ReceiptCommand::Get(args) => api::receipt_get(args),
     }
 }
 
