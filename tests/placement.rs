@@ -406,6 +406,7 @@ async fn swarm_drains_a_busy_queue_onto_idle_peers_that_opted_in() {
                 module: Some(module.clone()),
                 input: Vec::new(),
                 placement: Placement::Any,
+                publish: false,
             })
             .await
             .expect("queued on the busy node");
@@ -648,6 +649,7 @@ async fn a_solo_node_never_sends_a_job_away() {
             module: Some(module.to_vec()),
             input: Vec::new(),
             placement,
+            publish: false,
         }
     };
     let away = service.submit(submit(&hello(), Placement::Remote)).await;

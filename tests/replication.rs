@@ -77,6 +77,7 @@ async fn a_receipt_outlives_its_executor_and_is_fetched_from_any_node() {
             module: Some(module.clone()),
             input: Vec::new(),
             placement: Placement::Remote,
+            publish: false,
         })
         .await
         .expect("submitted");
@@ -222,4 +223,180 @@ async fn a_receipt_outlives_its_executor_and_is_fetched_from_any_node() {
     late.shutdown().await;
     restarted.shutdown().await;
     boot.shutdown().await;
+}
+
+/// The reliability the requester's placement holds for `peer` (`None`: unknown).
+fn reliability(node: &Node, peer: libp2p::PeerId) -> Option<f64> {
+    node.scheduler()
+        .snapshot()
+        .into_iter()
+        .find(|s| s.peer == peer)
+        .map(|s| s.reliability)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_honest_receipt_audits_confirmed_and_a_forged_one_mismatch() {
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let addrs = boot.listen_addrs();
+    let dirs: Vec<_> = (0..5)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut holders = Vec::new();
+    for d in &dirs[..2] {
+        holders.push(start(holder(&addrs, d.path())).await);
+    }
+    let with_api = |d: &std::path::Path| {
+        let mut c = memory_config(Mode::Node, &addrs);
+        c.data_dir = Some(d.to_path_buf());
+        c.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        c
+    };
+    let requester = start(with_api(dirs[2].path())).await;
+    let executor = start(memory_config(Mode::Node, &addrs)).await;
+    let key = plasm::net::remote::capability_key("runtime", "any");
+    eventually(Duration::from_secs(30), || {
+        let (c, key) = (requester.client().clone(), key.clone());
+        async move {
+            let p = c.get_providers(key, 3).await.ok()?;
+            (p.len() >= 3).then_some(())
+        }
+    })
+    .await
+    .expect("every executor found");
+    let service = requester.service().expect("api").clone();
+    let module = hello();
+    // An input, so the audit must fetch a published input too.
+    let m = ManifestBuilder::new()
+        .build(&module, b"private unless published")
+        .expect("manifest");
+    let job_id = service
+        .submit(Submission {
+            manifest: m.as_value().clone(),
+            module: Some(module.clone()),
+            input: b"private unless published".to_vec(),
+            placement: Placement::Remote,
+            publish: true,
+        })
+        .await
+        .expect("submitted");
+    let row = service
+        .wait(&job_id, Duration::from_secs(60))
+        .await
+        .expect("ends");
+    let text = row.receipt.expect("a receipt");
+    let receipt = plasm::receipt::Receipt::from_json(&text).expect("reads");
+    let executor_id: libp2p::PeerId = receipt
+        .verify()
+        .expect("valid")
+        .peer_id
+        .parse()
+        .expect("id");
+
+    // An auditor that never saw the job: given only the receipt, it fetches the
+    // published manifest, module and input, and confirms.
+    let auditor = start(with_api(dirs[3].path())).await;
+    let audit = eventually(Duration::from_secs(20), || {
+        let (s, r) = (auditor.service().expect("api").clone(), receipt.clone());
+        async move {
+            let v = s
+                .audit(plasm::service::audit::AuditRequest {
+                    receipt: r,
+                    manifest: None,
+                    module: None,
+                    input: None,
+                })
+                .await
+                .ok()?;
+            (v["verdict"] != "not_auditable").then_some(v)
+        }
+    })
+    .await
+    .expect("audited");
+    assert_eq!(audit["verdict"], "confirmed", "{audit}");
+    assert_eq!(audit["executor"], executor_id.to_string());
+    let record =
+        plasm::receipt::signed::read_any(&audit.to_string()).expect("a valid audit record");
+    assert_eq!(record.signer, auditor.peer_id().to_string());
+
+    // The audit is stored and replicated: visible from another node.
+    let seen = eventually(Duration::from_secs(20), || {
+        let (s, id) = (service.clone(), job_id.clone());
+        async move {
+            let a = s.audits(&id).await.ok()?;
+            (!a.is_empty()).then_some(a)
+        }
+    })
+    .await
+    .expect("the audit is fetched by job id");
+    assert_eq!(seen[0]["verdict"], "confirmed");
+
+    // A forged receipt: the executor's real key over a wrong output (built here,
+    // by the test; the release binary has no switch that signs one).
+    let mut forged = receipt.clone();
+    forged.as_map_mut().insert(
+        "output".into(),
+        Value::String(format!("sha256:{}", "0".repeat(64))),
+    );
+    let key = std::iter::once(&executor)
+        .chain(holders.iter())
+        .find(|n| n.peer_id() == executor_id)
+        .map(|n| n.identity().clone())
+        .expect("one of ours ran the job");
+    forged.resign(&key).expect("sign");
+    forged
+        .verify()
+        .expect("the forged receipt carries a valid signature");
+    let before = reliability(&requester, executor_id).expect("the requester knows the executor");
+    let verdict = service
+        .audit(plasm::service::audit::AuditRequest {
+            receipt: forged,
+            manifest: None,
+            module: None,
+            input: None,
+        })
+        .await
+        .expect("audited");
+    assert_eq!(verdict["verdict"], "mismatch", "{verdict}");
+    assert_eq!(verdict["differs"], serde_json::json!(["output"]));
+    let after = reliability(&requester, executor_id).expect("still known");
+    assert!(after < before, "reputation drops: {before} -> {after}");
+
+    // A receipt whose job was never published (and not given) is not auditable.
+    let private = ManifestBuilder::new()
+        .build(&module, b"")
+        .expect("manifest");
+    let pid = service
+        .submit(Submission {
+            manifest: private.as_value().clone(),
+            module: Some(module.clone()),
+            input: Vec::new(),
+            placement: Placement::Remote,
+            publish: false,
+        })
+        .await
+        .expect("submitted");
+    let row = service
+        .wait(&pid, Duration::from_secs(60))
+        .await
+        .expect("ends");
+    let r = plasm::receipt::Receipt::from_json(&row.receipt.expect("receipt")).expect("reads");
+    let v = auditor
+        .service()
+        .expect("api")
+        .audit(plasm::service::audit::AuditRequest {
+            receipt: r,
+            manifest: None,
+            module: None,
+            input: None,
+        })
+        .await
+        .expect("answered");
+    assert_eq!(v["verdict"], "not_auditable", "{v}");
+
+    for n in [auditor, requester, executor, boot] {
+        n.shutdown().await;
+    }
+    for h in holders {
+        h.shutdown().await;
+    }
 }

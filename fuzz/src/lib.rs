@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("beat", beat),
     ("steal", steal),
     ("records", records),
+    ("bootstrap", bootstrap),
     ("jcs", jcs),
     ("instrument", instrument),
 ];
@@ -372,7 +373,7 @@ fn signed_record(text: &str) {
     assert_eq!(again.members, r.members, "same members");
 }
 
-/// `/plasm/records/1.0.0` (replicated receipts, decision 0054): what decodes
+/// `/plasm/records/1.0.0` (replicated receipts, decision 0056): what decodes
 /// round-trips, `is_sane` never panics and a sane request re-encodes and decodes
 /// to itself; the bytes as text, and every record a sane put carries, read as a
 /// holder reads signed records (see [`signed_record`]).
@@ -406,6 +407,102 @@ pub fn records(data: &[u8]) {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         signed_record(text);
+    }
+}
+
+/// The publisher key the bootstrap seeds are signed with (and the target trusts).
+pub fn bootstrap_publisher() -> plasm::identity::Identity {
+    plasm::identity::Identity::from_seed([0x55; 32])
+}
+
+/// When the bootstrap target checks lists (inside the seeds' validity).
+pub fn bootstrap_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(1_780_000_000).expect("time")
+}
+
+/// Bootstrap lists and the peer cache file: never a panic; nothing over the byte
+/// bound reads; a list that verifies has 1 to 64 peers of 1 to 8 addresses each
+/// ending in its peer, and re-serialised (in its RFC 8785 form, and with its
+/// peers rebuilt) still verifies to the same peers; a refused list names a known
+/// check; the signer's input parser agrees with the verifier on the peers; a
+/// cache file that reads is bounded and round-trips through its own text.
+pub fn bootstrap(data: &[u8]) {
+    use plasm::net::bootstrap::{self as b, cache::PeerCache};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let trusted = [bootstrap_publisher().public_key_b64()];
+    match b::verify(text, &trusted, bootstrap_now()) {
+        Ok(list) => {
+            assert!(
+                text.len() <= b::MAX_LIST_BYTES,
+                "a list over the cap verified"
+            );
+            assert!(
+                (1..=b::MAX_LIST_PEERS).contains(&list.peers.len()),
+                "{} peers",
+                list.peers.len()
+            );
+            for p in &list.peers {
+                assert!((1..=b::MAX_PEER_ADDRS).contains(&p.addrs.len()));
+                for a in &p.addrs {
+                    assert!(
+                        matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(id)) if id == p.peer_id),
+                        "{a} is not {}'s",
+                        p.peer_id
+                    );
+                }
+            }
+            let value: serde_json::Value = serde_json::from_str(text).expect("verified JSON");
+            let canonical = plasm::jcs::canonicalize(&value).expect("canonical");
+            let again = b::verify(
+                std::str::from_utf8(&canonical).expect("utf-8"),
+                &trusted,
+                bootstrap_now(),
+            )
+            .expect("the canonical form of a verified list verifies");
+            assert_eq!(again, list, "canonical form says the same");
+            let mut rebuilt = value.clone();
+            rebuilt["peers"] = b::peers_json(&list.peers);
+            let again = b::verify(&rebuilt.to_string(), &trusted, bootstrap_now())
+                .expect("a verified list with its peers re-serialised verifies");
+            assert_eq!(again.peers, list.peers);
+            assert_eq!(
+                b::unsigned_peers(text).expect("the signer reads what verifies"),
+                list.peers
+            );
+        }
+        Err(e) => {
+            assert!(
+                [
+                    "malformed",
+                    "unsigned",
+                    "untrusted",
+                    "signature",
+                    "not_yet_valid",
+                    "expired",
+                    "canonical"
+                ]
+                .contains(&e.check()),
+                "unknown check {}",
+                e.check()
+            );
+            if text.len() > b::MAX_LIST_BYTES {
+                assert_eq!(e.check(), "malformed", "an oversized list is malformed");
+            }
+        }
+    }
+    if let Ok(peers) = b::unsigned_peers(text) {
+        assert!((1..=b::MAX_LIST_PEERS).contains(&peers.len()));
+        assert_eq!(
+            b::parse_peers(&b::peers_json(&peers)).expect("peers round-trip"),
+            peers
+        );
+    }
+    if let Ok(c) = PeerCache::from_json(text) {
+        assert!(c.len() <= b::cache::MAX_CACHED_PEERS, "{} cached", c.len());
+        let back = PeerCache::from_json(&c.to_json()).expect("the cache reads its own text");
+        assert_eq!(back, c, "cache round trip");
     }
 }
 

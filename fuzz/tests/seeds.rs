@@ -374,3 +374,57 @@ fn write_records_seeds() {
         put("records", &format!("response-{name}"), &out.into_inner());
     }
 }
+
+#[test]
+#[ignore = "writes the committed seed corpora"]
+fn write_bootstrap_seeds() {
+    use plasm::identity::Identity;
+    use plasm::net::bootstrap::{self, ListedPeer, cache::PeerCache};
+    let peer = |seed: u8, n: u16| {
+        let id = Identity::from_seed([seed; 32]).peer_id();
+        ListedPeer {
+            peer_id: id,
+            addrs: (0..n)
+                .map(|i| {
+                    format!("/ip4/192.0.2.{seed}/udp/{}/quic-v1/p2p/{id}", 4610 + i)
+                        .parse()
+                        .expect("addr")
+                })
+                .collect(),
+        }
+    };
+    let publisher = plasm_fuzz::bootstrap_publisher();
+    // Issued 30 days before the target's "now", valid 90 days.
+    let issued = plasm_fuzz::bootstrap_now() - time::Duration::days(30);
+    let list = bootstrap::sign(&[peer(1, 2), peer(2, 1)], &publisher, issued, 90).expect("sign");
+    bootstrap::verify(
+        &list,
+        &[publisher.public_key_b64()],
+        plasm_fuzz::bootstrap_now(),
+    )
+    .expect("the seed verifies");
+    put("bootstrap", "list", list.as_bytes());
+    let full: Vec<ListedPeer> = (0..bootstrap::MAX_LIST_PEERS as u8)
+        .map(|i| peer(i + 20, 8))
+        .collect();
+    let big = bootstrap::sign(&full, &publisher, issued, 90).expect("sign");
+    put("bootstrap", "list-full", big.as_bytes());
+    let rogue = Identity::from_seed([0x66; 32]);
+    put(
+        "bootstrap",
+        "list-untrusted",
+        bootstrap::sign(&[peer(3, 1)], &rogue, issued, 90)
+            .expect("sign")
+            .as_bytes(),
+    );
+    let expired = bootstrap::sign(&[peer(4, 1)], &publisher, issued, 1).expect("sign");
+    put("bootstrap", "list-expired", expired.as_bytes());
+    let unsigned = format!("{{\"peers\": {}}}", bootstrap::peers_json(&[peer(5, 3)]));
+    put("bootstrap", "unsigned-peers", unsigned.as_bytes());
+    let mut cache = PeerCache::new();
+    for i in 0..4u8 {
+        let p = peer(i + 40, 1);
+        cache.record(p.peer_id, &p.addrs[0], 1_780_000_000 + u64::from(i));
+    }
+    put("bootstrap", "peer-cache", cache.to_json().as_bytes());
+}

@@ -280,6 +280,49 @@ impl Default for NetworkConfig {
     }
 }
 
+/// Audits by re-execution (`[audit]`, decision 0057).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Share of the receipts peers sign for this node's jobs that it runs again (0 to 1).
+    pub sample_rate: f64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { sample_rate: 0.01 }
+    }
+}
+
+/// Receipts replicated on the peers closest to their job (`[replication]`, decision 0056).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// Peers each job's records are stored on.
+    pub replicas: usize,
+    /// Minutes between republishing what this node holds.
+    pub republish_minutes: u64,
+    /// Days a record is kept.
+    pub retention_days: u64,
+    /// Records this node holds at most (oldest go first).
+    pub max_records: u64,
+    /// MiB of published modules and inputs this node holds at most.
+    pub max_blob_mb: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        let r = crate::service::replica::ReplicaConfig::default();
+        Self {
+            replicas: r.k,
+            republish_minutes: r.republish_every.as_secs() / 60,
+            retention_days: r.limits.retention.as_secs() / 86_400,
+            max_records: r.limits.max_records,
+            max_blob_mb: r.limits.max_blob_bytes >> 20,
+        }
+    }
+}
+
 /// Where jobs sent to peers run (`[placement]`, decisions 0050-0052).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -356,6 +399,10 @@ pub struct Config {
     pub listen: Vec<String>,
     /// Bootstrap multiaddrs (ending in /p2p/<peer id>).
     pub bootstrap: Vec<String>,
+    /// A signed bootstrap list file (decision 0055); empty: none. An absent file is no error.
+    pub bootstrap_list: String,
+    /// Publisher keys (base64 Ed25519) whose bootstrap lists are trusted.
+    pub bootstrap_publishers: Vec<String>,
     /// Labels advertised.
     pub labels: Vec<String>,
     /// Seconds running jobs may take to finish after SIGTERM.
@@ -374,6 +421,10 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Placement of jobs sent to peers.
     pub placement: PlacementConfig,
+    /// Audits by re-execution.
+    pub audit: AuditConfig,
+    /// Replicated receipts.
+    pub replication: ReplicationConfig,
 }
 
 impl Default for Config {
@@ -387,6 +438,8 @@ impl Default for Config {
                 format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
             ],
             bootstrap: Vec::new(),
+            bootstrap_list: String::new(),
+            bootstrap_publishers: Vec::new(),
             labels: Vec::new(),
             shutdown_grace_seconds: 30,
             api: ApiConfig::default(),
@@ -396,6 +449,8 @@ impl Default for Config {
             network: NetworkConfig::default(),
             runtime: RuntimeConfig::default(),
             placement: PlacementConfig::default(),
+            audit: AuditConfig::default(),
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -614,6 +669,12 @@ impl Config {
         if let Some(v) = env("PLASM_BOOTSTRAP") {
             self.bootstrap = list(v);
         }
+        if let Some(v) = env("PLASM_BOOTSTRAP_LIST") {
+            self.bootstrap_list = v;
+        }
+        if let Some(v) = env("PLASM_BOOTSTRAP_PUBLISHERS") {
+            self.bootstrap_publishers = list(v);
+        }
         if let Some(v) = env("PLASM_LABELS") {
             self.labels = list(v);
         }
@@ -688,6 +749,21 @@ impl Config {
                 ),
             ));
         }
+        if let Some(k) = self
+            .bootstrap_publishers
+            .iter()
+            .find(|k| crate::net::bootstrap::parse_publisher_key(k).is_none())
+        {
+            return Err(value_err(
+                "bootstrap_publishers",
+                format!(
+                    "{k}: not a base64 Ed25519 public key (`plasm bootstrap keygen` prints one)"
+                ),
+            ));
+        }
+        c.bootstrap_list =
+            (!self.bootstrap_list.is_empty()).then(|| PathBuf::from(&self.bootstrap_list));
+        c.bootstrap_publishers = self.bootstrap_publishers.clone();
         c.net.transport = crate::node::transport_for(&c.listen);
         let n = &self.network;
         let reach = &mut c.net.reach;
@@ -883,6 +959,26 @@ impl Config {
             // A manifest stays fresh for 10 minutes: waiting longer cannot help.
             queue_wait: Duration::from_secs(p.queue_wait_seconds.min(540)),
         };
+        let a = &self.audit;
+        if !(0.0..=1.0).contains(&a.sample_rate) {
+            return Err(value_err("audit.sample_rate", "between 0 and 1"));
+        }
+        c.audit_sample_rate = a.sample_rate;
+        let r = &self.replication;
+        if !(1..=20).contains(&r.replicas) {
+            return Err(value_err("replication.replicas", "1 to 20"));
+        }
+        if r.republish_minutes == 0 || r.retention_days == 0 || r.max_records == 0 {
+            return Err(value_err(
+                "replication",
+                "republish_minutes, retention_days and max_records are at least 1",
+            ));
+        }
+        c.replication.k = r.replicas;
+        c.replication.republish_every = Duration::from_secs(r.republish_minutes * 60);
+        c.replication.limits.retention = Duration::from_secs(r.retention_days * 86_400);
+        c.replication.limits.max_records = r.max_records;
+        c.replication.limits.max_blob_bytes = r.max_blob_mb << 20;
         c.net.detector.interval = Duration::from_secs(p.beat_seconds);
         c.net.detector.probe_timeout =
             (c.net.detector.interval / 5).max(Duration::from_millis(200));
@@ -949,6 +1045,12 @@ fn comment(section: &str, key: &str) -> Option<&'static str> {
         }
         ("", "bootstrap") => {
             "Bootstrap peers: multiaddrs ending in /p2p/<peer id>. One reachable is enough."
+        }
+        ("", "bootstrap_list") => {
+            "A signed bootstrap list (plasm bootstrap sign): its peers are dialed too when its publisher is in bootstrap_publishers, its signature verifies and it has not expired. Empty: none; a missing file is no error."
+        }
+        ("", "bootstrap_publishers") => {
+            "Publisher keys (base64 Ed25519, `plasm bootstrap keygen` prints one) whose bootstrap lists are trusted."
         }
         ("", "labels") => "Labels advertised to requesters, e.g. [\"region=eu\", \"gpu\"].",
         ("", "shutdown_grace_seconds") => {
@@ -1021,6 +1123,22 @@ fn comment(section: &str, key: &str) -> Option<&'static str> {
         }
         ("placement", "consent_timeout_ms") => {
             "Swarm: how long a busy node waits for idle peers to answer its overflow announcement."
+        }
+        ("audit", "sample_rate") => {
+            "Share (0 to 1) of the receipts peers sign for this node's jobs that it runs again and signs a verdict on; a mismatch lowers the executor's reputation here."
+        }
+        ("replication", "replicas") => {
+            "Peers (DHT servers closest to the job id) each receipt and its acceptance are stored on."
+        }
+        ("replication", "republish_minutes") => {
+            "How often this node republishes the records it holds, so they outlive their executor."
+        }
+        ("replication", "retention_days") => "Days a replicated record is kept.",
+        ("replication", "max_records") => {
+            "Records this node holds for the network at most; the oldest go first."
+        }
+        ("replication", "max_blob_mb") => {
+            "MiB of published modules and inputs (auditable jobs) this node holds at most."
         }
         ("placement", "beat_seconds") => {
             "Beats to executors holding this node's jobs: two missed and a probe, and the job is placed again."
@@ -1183,11 +1301,60 @@ mod tests {
     }
 
     #[test]
+    fn bootstrap_list_and_publishers_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("plasm.toml");
+        let key = crate::identity::Identity::from_seed([9; 32]).public_key_b64();
+        std::fs::write(
+            &path,
+            format!("bootstrap_list = \"/etc/plasm/bootstrap.json\"\nbootstrap_publishers = [\"{key}\"]\n"),
+        )
+        .expect("write");
+        let c = Config::from_file(&path).expect("parse");
+        let n = c.to_node_config().expect("node config");
+        assert_eq!(
+            n.bootstrap_list,
+            Some(PathBuf::from("/etc/plasm/bootstrap.json"))
+        );
+        assert_eq!(n.bootstrap_publishers, vec![key.clone()]);
+        assert_eq!(
+            toml::from_str::<Config>(&c.to_commented_toml()).expect("round trip"),
+            c
+        );
+        assert!(c.to_commented_toml().contains("# Publisher keys"));
+        assert_eq!(
+            Config::default()
+                .to_node_config()
+                .expect("defaults")
+                .bootstrap_list,
+            None
+        );
+        let mut e = Config::default();
+        e.apply_env(|k| match k {
+            "PLASM_BOOTSTRAP_LIST" => Some("/tmp/list.json".into()),
+            "PLASM_BOOTSTRAP_PUBLISHERS" => Some(format!("{key}, {key}")),
+            _ => None,
+        })
+        .expect("env");
+        assert_eq!(e.bootstrap_list, "/tmp/list.json");
+        assert_eq!(e.bootstrap_publishers.len(), 2);
+        for bad in ["AAAA", "not base64!", ""] {
+            let mut b = c.clone();
+            b.bootstrap_publishers = vec![bad.into()];
+            let err = b.to_node_config().expect_err("refused").to_string();
+            assert!(err.contains("bootstrap_publishers"), "{err}");
+        }
+    }
+
+    #[test]
     fn the_packaged_file_is_the_defaults() {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/debian/plasm.toml");
         let mut c = Config::from_file(&path).expect("the packaged config parses");
         c.data_dir = Config::default().data_dir;
+        // The package names where its bootstrap list goes (the file may be absent).
+        assert_eq!(c.bootstrap_list, "/etc/plasm/bootstrap.json");
+        c.bootstrap_list = Config::default().bootstrap_list;
         assert_eq!(c, Config::default());
     }
 

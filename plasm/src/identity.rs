@@ -173,6 +173,69 @@ impl Identity {
         }
     }
 
+    /// Loads a key file of the identity's format (libp2p's protobuf keypair
+    /// encoding) anywhere: a publisher key (`plasm bootstrap keygen`), or a data
+    /// dir's `identity.key`. Refused when it is a symlink, not this user's, or
+    /// readable or writable by group or others.
+    pub fn load_key_file(path: &Path) -> Result<Self, IdentityError> {
+        let meta = fs::symlink_metadata(path).map_err(|source| IdentityError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if meta.file_type().is_symlink() {
+            return Err(IdentityError::Permissions {
+                path: path.to_path_buf(),
+                mode: 0o777,
+            });
+        }
+        owned_by_me(path)?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(IdentityError::Permissions {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        let bytes = Zeroizing::new(fs::read(path).map_err(|source| IdentityError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?);
+        Self::from_protobuf(&bytes).ok_or_else(|| IdentityError::Malformed {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Creates a new key file at `path` (mode 0600, written whole, synced); an
+    /// existing file is never overwritten.
+    pub fn create_key_file(path: &Path) -> Result<Self, IdentityError> {
+        let io = |source| IdentityError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if fs::symlink_metadata(path).is_ok() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists; not overwritten",
+            )));
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| io(std::io::Error::other("no file name")))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let id = Self::generate()?;
+        let encoded = Zeroizing::new(id.keypair.to_protobuf_encoding().map_err(|_| {
+            IdentityError::Malformed {
+                path: path.to_path_buf(),
+            }
+        })?);
+        crate::privfile::write(dir, name, &[encoded.as_slice()], true).map_err(io)?;
+        Ok(id)
+    }
+
     fn from_protobuf(bytes: &[u8]) -> Option<Self> {
         let kp = Keypair::from_protobuf_encoding(bytes).ok()?;
         let ed = kp.try_into_ed25519().ok()?;
@@ -250,6 +313,30 @@ mod tests {
         let b = Identity::load_or_create(dir.path()).expect("load");
         assert_eq!(a.peer_id(), b.peer_id());
         assert_eq!(a.sign(b"x"), b.sign(b"x"));
+    }
+
+    #[test]
+    fn key_files_anywhere_are_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("publisher.key");
+        let a = Identity::create_key_file(&path).expect("create");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(
+            Identity::create_key_file(&path).is_err(),
+            "never overwritten"
+        );
+        let b = Identity::load_key_file(&path).expect("load");
+        assert_eq!(a.public_key(), b.public_key());
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
+        assert!(matches!(
+            Identity::load_key_file(&path),
+            Err(IdentityError::Permissions { .. })
+        ));
+        // A data dir's identity key is the same format.
+        let id = Identity::load_or_create(dir.path()).expect("identity");
+        let same = Identity::load_key_file(&dir.path().join(KEY_FILE)).expect("load");
+        assert_eq!(id.peer_id(), same.peer_id());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
+pub mod audit;
 pub mod replica;
 mod swarm;
 
@@ -261,6 +262,9 @@ pub struct Submission {
     pub input: Vec<u8>,
     /// Placement.
     pub placement: Placement,
+    /// Publish the signed manifest, the module and the input beside the receipt,
+    /// so any node can audit the job (decision 0057). Private by default.
+    pub publish: bool,
 }
 
 /// The label of `plasm_jobs_total`: a receipt outcome, or `failed`.
@@ -312,9 +316,19 @@ pub struct Metrics {
     pub over_maximum: Counter,
     /// Jobs cancelled through the API.
     pub cancelled: Counter,
+    /// Audits this node ran, by verdict (`outcome` is the verdict).
+    pub audits: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
+    fn audits(&self, verdict: &str) {
+        self.audits
+            .get_or_create(&OutcomeLabel {
+                outcome: verdict.to_owned(),
+            })
+            .inc();
+    }
+
     fn finished(&self, outcome: &str) {
         self.jobs
             .get_or_create(&OutcomeLabel {
@@ -413,8 +427,10 @@ pub struct Service {
     cancels: Mutex<HashMap<String, Stop>>,
     /// Placement state shared by every job sent to peers.
     sched: Arc<crate::sched::Scheduler>,
-    /// Where receipts are replicated and fetched from (decision 0054).
+    /// Where receipts are replicated and fetched from (decision 0056).
     replicas: Option<Arc<replica::Replicas>>,
+    /// Share of receipts from peers this node audits by running the job again.
+    audit_rate: f64,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -425,6 +441,16 @@ impl std::fmt::Debug for Service {
             .field("peer_id", &self.identity.peer_id())
             .finish_non_exhaustive()
     }
+}
+
+/// A uniform number in [0, 1) from the OS's generator (an executor must not be
+/// able to predict which of its receipts are audited).
+fn unit_random() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 1.0;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 async fn blocking<T: Send + 'static>(
@@ -463,6 +489,7 @@ impl Service {
             cancels: Mutex::default(),
             sched: crate::sched::Scheduler::new(Default::default()),
             replicas: None,
+            audit_rate: 0.0,
             metrics: Metrics::default(),
         }
     }
@@ -476,6 +503,12 @@ impl Service {
     /// Replicates every receipt this node stores, with its acceptance.
     pub fn with_replicas(mut self, replicas: Option<Arc<replica::Replicas>>) -> Self {
         self.replicas = replicas;
+        self
+    }
+
+    /// Audits this share (0 to 1) of the receipts peers sign for this node's jobs.
+    pub fn with_audit_rate(mut self, rate: f64) -> Self {
+        self.audit_rate = rate.clamp(0.0, 1.0);
         self
     }
 
@@ -742,12 +775,16 @@ impl Service {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(ServiceError::ShuttingDown);
         }
+        let publish = sub.publish;
         let mut job = self.validate(sub).await?;
         if job.placement == Placement::Remote {
             // Refused before anything is written.
             job.slot = Some(self.reserve_remote(job_bytes(&job))?);
         }
         self.record(&job).await?;
+        if publish {
+            self.publish_job(&job);
+        }
         let job_id = job.manifest.job_id().to_owned();
         let (tx, _) = broadcast::channel(16);
         if let Ok(mut map) = self.events.lock() {
@@ -1055,6 +1092,15 @@ impl Service {
         };
         // A stolen job keeps its bytes until it has a receipt: it may come back.
         let kept = thief.map(|_| (job.module.clone(), job.input.clone()));
+        // A sampled job keeps them too, to be run again (the executor cannot tell).
+        let sampled = (thief.is_none() && self.audit_rate > 0.0 && unit_random() < self.audit_rate)
+            .then(|| {
+                (
+                    job.manifest.as_value().clone(),
+                    job.module.clone(),
+                    job.input.clone(),
+                )
+            });
         let run = remote::run_remote(&client, &job.manifest, job.module, job.input, &options);
         let r = tokio::select! {
             r = run => r,
@@ -1108,6 +1154,20 @@ impl Service {
                 );
                 if thief.is_some() {
                     self.count_given(true);
+                }
+                if let Some((manifest, module, input)) = sampled {
+                    let request = audit::AuditRequest {
+                        receipt: out.receipt.clone(),
+                        manifest: Some(manifest),
+                        module: Some(module.to_vec()),
+                        input: Some(input),
+                    };
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = this.audit(request).await {
+                            tracing::debug!(error = %e, "sampled audit did not run");
+                        }
+                    });
                 }
                 self.finish(&id, route, out.receipt, out.stdout).await;
             }
@@ -1183,6 +1243,30 @@ impl Service {
                 exit_status,
             }),
         );
+    }
+
+    /// Signs a publication of the job's manifest and stores it, with the module
+    /// and the input, on the peers closest to the job (the submitter opted in).
+    fn publish_job(&self, job: &Accepted) {
+        let Some(replicas) = self.replicas.clone() else {
+            return;
+        };
+        let publication = match crate::receipt::signed::publish(&job.manifest, &self.identity) {
+            Ok(p) => p.to_json(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not sign a publication");
+                return;
+            }
+        };
+        let mut blobs = vec![(job.manifest.module.sha256.clone(), job.module.to_vec())];
+        if let Some(input) = &job.manifest.input {
+            blobs.push((input.sha256.clone(), job.input.clone()));
+        }
+        let id = job.manifest.job_id().to_owned();
+        tokio::spawn(async move {
+            let reached = replicas.publish(&id, vec![publication], blobs).await;
+            tracing::debug!(job_id = id, reached, "manifest published");
+        });
     }
 
     /// Signs this node's acceptance of `receipt` (it submitted the job) and

@@ -6,7 +6,9 @@
 //! names are the ones operators already scrape: `plasm_jobs_total{outcome}`,
 //! `plasm_queue_depth`, `plasm_running_jobs`, `plasm_fuel_consumed_total`,
 //! `plasm_connected_peers`, `plasm_routing_table_size` and
-//! `plasm_http_request_duration_seconds{route}`.
+//! `plasm_http_request_duration_seconds{route}`. Replicated receipts (decision
+//! 0056) are counted as `plasm_records_*` (the records protocol) and
+//! `plasm_replicas_*` (the replica service and its store).
 
 use crate::net::reach::ReachStats;
 use crate::service::Service;

@@ -252,7 +252,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/modules", put(put_module))
         .route("/v1/modules/{sha256}", get(get_module))
         .route("/v1/receipts/verify", post(verify).layer(receipt_limit))
+        .route("/v1/receipts/audit", post(audit))
         .route("/v1/receipts/{job_id}", get(get_receipt))
+        .route("/v1/receipts/{job_id}/audits", get(get_audits))
         .route("/v1/node", get(node))
         .route("/v1/node/capacity", patch(set_capacity))
         .route("/v1/peers", get(peers))
@@ -349,6 +351,9 @@ struct SubmitBody {
     module: Option<String>,
     input: Option<String>,
     placement: Option<String>,
+    /// Publish the manifest and input so anyone can audit the job (decision 0057).
+    #[serde(default)]
+    publish: bool,
 }
 
 fn decode_b64(field: &str, s: Option<String>) -> Result<Option<Vec<u8>>, ApiError> {
@@ -583,6 +588,7 @@ fn decode_submission(body: &[u8]) -> Result<Submission, ApiError> {
         module: decode_b64("module", b.module)?,
         input: decode_b64("input", b.input)?.unwrap_or_default(),
         placement,
+        publish: b.publish,
     })
 }
 
@@ -899,7 +905,7 @@ async fn get_module(
 
 /// A job's receipt: this node's own when it has the job, else the one its
 /// submitter accepted, fetched from the peers holding the job's replicas
-/// (decision 0054). `?all=true` answers every receipt and record held anywhere
+/// (decision 0056). `?all=true` answers every receipt and record held anywhere
 /// asked, with the accepted receipt's digest.
 async fn get_receipt(
     State(state): State<ApiState>,
@@ -928,6 +934,7 @@ async fn get_receipt(
     }
     let valid_id = job_id.len() == 64 && job_id.bytes().all(|b| b.is_ascii_hexdigit());
     let fetched = match (state.service.replicas(), valid_id) {
+        (Some(replicas), true) if all => replicas.fetch_all(&job_id).await.ok(),
         (Some(replicas), true) => replicas.fetch(&job_id).await.ok(),
         _ => None,
     };
@@ -957,6 +964,61 @@ async fn get_receipt(
         Some(r) => Ok(Json(r.clone()).into_response()),
         None => Err(no_receipt(&job_id, row.as_ref())),
     }
+}
+
+/// The body of `POST /v1/receipts/audit`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditBody {
+    receipt: Value,
+    manifest: Option<Value>,
+    module: Option<String>,
+    input: Option<String>,
+}
+
+/// Runs a receipt's job again here and answers the signed verdict (decision 0057).
+async fn audit(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(body_error)?;
+    let malformed = |e: String| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("request body: {e}"),
+        )
+    };
+    let text = std::str::from_utf8(&body).map_err(|e| malformed(e.to_string()))?;
+    let value = crate::jcs::parse_strict(text).map_err(|e| malformed(e.to_string()))?;
+    let b: AuditBody = serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
+    let Value::Object(receipt) = b.receipt else {
+        return Err(malformed("receipt is an object".into()));
+    };
+    let request = crate::service::audit::AuditRequest {
+        receipt: Receipt::from_map(receipt),
+        manifest: b.manifest,
+        module: decode_b64("module", b.module)?,
+        input: decode_b64("input", b.input)?,
+    };
+    Ok(Json(state.service.audit(request).await?))
+}
+
+/// The audits of a job held here or on the peers holding its replicas.
+async fn get_audits(
+    State(state): State<ApiState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let valid_id = job_id.len() == 64 && job_id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !valid_id {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "a job id is 64 hex digits",
+        ));
+    }
+    let audits = state.service.audits(&job_id).await?;
+    Ok(Json(json!({"job_id": job_id, "audits": audits})))
 }
 
 fn no_receipt(job_id: &str, row: Option<&JobRow>) -> ApiError {

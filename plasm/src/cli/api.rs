@@ -79,6 +79,82 @@ pub struct JobIdArgs {
     api: ApiArgs,
 }
 
+/// `plasm receipt audit`.
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// The receipt file, or - for stdin.
+    receipt: String,
+    /// The job's manifest (JSON); else the submitter's publication.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// The module (.wasm); else the node's module store or the published one.
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// The job's input; else the published one.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Asks a node to audit a receipt; the exit status is the verdict.
+pub fn audit(a: AuditArgs) -> ExitCode {
+    call_status(async move {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("HTTP 400 (not sent): {}: {e}", p.display()))
+        };
+        let receipt = if a.receipt == "-" {
+            let mut s = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)
+                .map_err(|e| format!("HTTP 400 (not sent): stdin: {e}"))?;
+            s
+        } else {
+            read(std::path::Path::new(&a.receipt))?
+        };
+        let receipt: Value = serde_json::from_slice(&receipt)
+            .map_err(|e| format!("HTTP 400 (not sent): the receipt is not JSON: {e}"))?;
+        let mut body = serde_json::json!({ "receipt": receipt });
+        if let Some(p) = &a.manifest {
+            let m: Value = serde_json::from_slice(&read(p)?)
+                .map_err(|e| format!("HTTP 400 (not sent): the manifest is not JSON: {e}"))?;
+            body["manifest"] = m;
+        }
+        if let Some(p) = &a.module {
+            body["module"] = b64.encode(read(p)?).into();
+        }
+        if let Some(p) = &a.input {
+            body["input"] = b64.encode(read(p)?).into();
+        }
+        let c = a
+            .api
+            .client()?
+            .with_timeout(std::time::Duration::from_secs(3600));
+        let r = c
+            .call("POST", "/v1/receipts/audit", body.to_string().as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let record = r.json().unwrap_or(Value::Null);
+        outln!("{record}");
+        let verdict = record["verdict"].as_str().unwrap_or("");
+        match verdict {
+            "confirmed" => {
+                eprintln!("confirmed: the job gives what the receipt says");
+                Ok(0)
+            }
+            "mismatch" => {
+                eprintln!("mismatch: {} differ", record["differs"]);
+                Ok(1)
+            }
+            _ => {
+                eprintln!("not auditable: {}", record["reason"].as_str().unwrap_or(""));
+                Ok(2)
+            }
+        }
+    })
+}
+
 /// `plasm job submit`.
 #[derive(Args, Debug)]
 pub struct SubmitArgs {

@@ -10,6 +10,7 @@
 //! people go to stderr, results to stdout.
 
 mod api;
+mod bootstrap;
 mod progress;
 mod receipt;
 mod run;
@@ -66,6 +67,11 @@ enum Command {
     },
     /// List the peers a node is connected to.
     Peers(api::ApiArgs),
+    /// Signed bootstrap lists: make a publisher key, sign a list, verify one.
+    Bootstrap {
+        #[command(subcommand)]
+        command: bootstrap::BootstrapCommand,
+    },
     /// Print the peer id and public key of the data dir's identity (creating it if missing).
     Id {
         #[command(flatten)]
@@ -191,6 +197,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Status(args) => api::job(api::JobCommand::Status(args)),
         Command::Peers(args) => api::peers(args),
         Command::Receipt { command } => receipt::receipt(command),
+        Command::Bootstrap { command } => bootstrap::bootstrap(command),
         Command::Id { data_dir } => report(data_dir.identity().map(|id| {
             outln!("peer_id    {}", id.peer_id());
             outln!("public_key {}", id.public_key_b64());

@@ -20,6 +20,10 @@ pub enum ReceiptCommand {
     /// submitter accepted, fetched by the node from the peers holding its replicas
     /// (exit 1 when neither has one).
     Get(ReceiptGetArgs),
+    /// Run a receipt's job again on a node and print the node's signed verdict:
+    /// exit 0 confirmed, 1 mismatch, 2 not auditable, 121/122 the request failed.
+    /// What is not given is fetched from the network when its submitter published it.
+    Audit(api::AuditArgs),
 }
 
 /// Runs a receipt command.
@@ -27,6 +31,7 @@ pub fn receipt(command: ReceiptCommand) -> ExitCode {
     match command {
         ReceiptCommand::Verify { file } => verify(&file),
         ReceiptCommand::Get(args) => api::receipt_get(args),
+        ReceiptCommand::Audit(args) => api::audit(args),
     }
 }
 

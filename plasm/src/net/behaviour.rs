@@ -76,7 +76,7 @@ pub struct Behaviour {
     pub beat: request_response::cbor::Behaviour<Beat, Beat>,
     /// Swarm mode's consent messages: overflow and idle (decision 0053).
     pub steal: request_response::cbor::Behaviour<Overflow, StealAnswer>,
-    /// Receipts and the records beside them, replicated and fetched (decision 0054).
+    /// Receipts and the records beside them, replicated and fetched (decision 0056).
     pub records: request_response::cbor::Behaviour<RecordsRequest, RecordsResponse>,
     /// Reservations on relays, and dialing through them.
     pub relay_client: relay::client::Behaviour,

@@ -132,7 +132,6 @@ impl EventLoop {
         reach: Reach,
         beats: Beats,
         steal: super::steal::StealDesk,
-        records: super::records::RecordsDesk,
     ) -> Self {
         let mut swarm = swarm;
         for addr in reach.config().external_addresses.clone() {
@@ -163,8 +162,14 @@ impl EventLoop {
             listen_local: true,
             beats,
             steal,
-            records,
+            records: super::records::RecordsDesk::new(Default::default()),
         }
+    }
+
+    /// Counts records traffic into `desk` (shared with the client's stats).
+    pub fn with_records(mut self, desk: super::records::RecordsDesk) -> Self {
+        self.records = desk;
+        self
     }
 
     /// Runs until a `Shutdown` command or until every client is dropped.
@@ -399,6 +404,15 @@ impl EventLoop {
                     .values()
                     .any(|c| c.peer == peer && !reach::is_relayed(&c.remote));
                 let _ = reply.send(direct);
+            }
+            Command::Seen { reply } => {
+                let seen = self
+                    .connections
+                    .values()
+                    .filter(|c| c.dialer && !reach::is_relayed(&c.remote))
+                    .map(|c| (c.peer, c.remote.clone()))
+                    .collect();
+                let _ = reply.send(seen);
             }
             Command::LanPeers { reply } => {
                 let _ = reply.send(self.lan_peers.keys().copied().collect());

@@ -8,6 +8,7 @@
 
 pub mod beat;
 pub mod behaviour;
+pub mod bootstrap;
 pub mod event_loop;
 pub mod executor;
 pub mod profile;
@@ -255,6 +256,11 @@ pub enum Command {
     },
     /// A snapshot of the network state.
     Info { reply: oneshot::Sender<NetInfo> },
+    /// Peers this node dialed and is connected to directly, with the addresses it
+    /// reached them at (what the peer cache keeps).
+    Seen {
+        reply: oneshot::Sender<Vec<(PeerId, Multiaddr)>>,
+    },
     /// Starts (`on`) or ends one watch of a peer: beats go to watched peers.
     Watch { peer: PeerId, on: bool },
     /// Sends a beat to a peer now; replies with its load and the round trip.
@@ -429,6 +435,12 @@ impl Client {
     /// Whether some connection to `peer` is direct (dialed, or hole-punched).
     pub async fn has_direct(&self, peer: PeerId) -> Result<bool, NetError> {
         self.ask(|reply| Command::HasDirect { peer, reply }).await
+    }
+
+    /// Peers this node dialed and is connected to directly, with the address
+    /// each was reached at.
+    pub async fn seen(&self) -> Result<Vec<(PeerId, Multiaddr)>, NetError> {
+        self.ask(|reply| Command::Seen { reply }).await
     }
 
     /// Peers found on the LAN by mDNS.
@@ -699,8 +711,8 @@ pub fn spawn(
         reach::Reach::new(config.reach.clone()),
         beat::Beats::new(config.detector, beat_stats),
         steal::StealDesk::new(gate),
-        records::RecordsDesk::new(record_stats),
-    );
+    )
+    .with_records(records::RecordsDesk::new(record_stats));
     let handle = tokio::spawn(event_loop.run());
     Ok((client, inbound_rx, handle))
 }

@@ -1,5 +1,5 @@
 //! `/plasm/records/1.0.0`: receipts and the records beside them, replicated on
-//! the peers closest to a job id and fetched from any of them (decision 0054).
+//! the peers closest to a job id and fetched from any of them (decision 0056).
 //!
 //! A request-response protocol of its own rather than Kademlia's records: one
 //! job has several records (receipts of re-placed attempts, an acceptance,

@@ -76,6 +76,11 @@ fn restart_only_changes(old: &NodeConfig, new: &NodeConfig) -> Vec<&'static str>
     check("public", old.public != new.public);
     check("listen", old.listen != new.listen);
     check("bootstrap", old.bootstrap != new.bootstrap);
+    check(
+        "bootstrap_list/bootstrap_publishers",
+        old.bootstrap_list != new.bootstrap_list
+            || old.bootstrap_publishers != new.bootstrap_publishers,
+    );
     check("labels and limits", old.policy != new.policy);
     check("network", old.net.reach != new.net.reach);
     check("data_dir", old.data_dir != new.data_dir);

@@ -29,6 +29,15 @@ use tokio::task::JoinHandle;
 /// How often a connected node refreshes its routing table with a DHT bootstrap.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 
+/// How often the peers this node dialed are noted in its peer cache.
+const PEER_CACHE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Most cached addresses dialed when nothing else reaches a peer.
+const FALLBACK_DIALS: usize = 16;
+
+/// The peer cache a node keeps in its data dir.
+type SharedCache = Arc<std::sync::Mutex<crate::net::bootstrap::cache::PeerCache>>;
+
 /// The default port of the HTTP API (bound to 127.0.0.1).
 pub const DEFAULT_API_PORT: u16 = 4611;
 
@@ -64,6 +73,10 @@ pub struct NodeConfig {
     pub listen: Vec<Multiaddr>,
     /// Bootstrap peers (`.../p2p/<id>`).
     pub bootstrap: Vec<Multiaddr>,
+    /// A signed bootstrap list to read at start (decision 0055); absent: none.
+    pub bootstrap_list: Option<PathBuf>,
+    /// Publisher keys (base64) whose bootstrap lists are trusted.
+    pub bootstrap_publishers: Vec<String>,
     /// Role.
     pub mode: Mode,
     /// Whether the node is known to be publicly reachable (Kademlia server mode).
@@ -102,8 +115,10 @@ pub struct NodeConfig {
     pub sandbox: crate::runtime::worker::Settings,
     /// Where jobs sent to peers run: score weights, breakers, queueing.
     pub placement: crate::sched::SchedConfig,
-    /// How receipts and the records beside them are replicated (decision 0054).
+    /// How receipts and the records beside them are replicated (decision 0056).
     pub replication: crate::service::replica::ReplicaConfig,
+    /// Share of peers' receipts this node audits by re-execution (decision 0057).
+    pub audit_sample_rate: f64,
     /// Runs jobs on this runtime instead of worker processes: for simulations
     /// and benchmarks that embed nodes (`plasm bench --placement`); never set by
     /// the CLI or the configuration file.
@@ -147,9 +162,12 @@ impl NodeConfig {
             sandbox: crate::runtime::worker::Settings::default(),
             placement: crate::sched::SchedConfig::default(),
             replication: crate::service::replica::ReplicaConfig::default(),
+            audit_sample_rate: 0.01,
             runtime: None,
             listen,
             bootstrap: Vec::new(),
+            bootstrap_list: None,
+            bootstrap_publishers: Vec::new(),
             mode: Mode::Node,
             public: false,
             net: NetConfig::default(),
@@ -210,6 +228,8 @@ pub struct Node {
     sched: Arc<crate::sched::Scheduler>,
     /// The receipts this node holds for the network (not on short-lived clients).
     replicas: Option<Arc<crate::service::replica::Replicas>>,
+    /// The peers this node has seen (nodes with a data dir).
+    peer_cache: Option<SharedCache>,
 }
 
 impl std::fmt::Debug for Node {
@@ -360,6 +380,7 @@ impl Node {
             event_loop,
             _data_lock: data_lock,
             sched: crate::sched::Scheduler::new(config.placement),
+            peer_cache: None,
         };
         if let (Some(addr), true) = (config.api, config.mode != Mode::Client) {
             node.start_api(&config, addr).await?;
@@ -377,10 +398,57 @@ impl Node {
                 }
             }));
         }
-        node.join(&config.bootstrap, settings.dial_timeout).await;
+        // The configured addresses and a verified bootstrap list's; when none of
+        // them reaches anyone, the peers seen before (decision 0055).
+        let mut first = config.bootstrap.clone();
+        for a in crate::net::bootstrap::configured_addrs(
+            config.bootstrap_list.as_deref(),
+            &config.bootstrap_publishers,
+        ) {
+            if !first.contains(&a) {
+                first.push(a);
+            }
+        }
+        if let Some(dir) = config
+            .data_dir
+            .as_ref()
+            .filter(|d| config.mode != Mode::Client && !d.as_os_str().is_empty())
+        {
+            let dir = dir.clone();
+            let cache = tokio::task::spawn_blocking(move || {
+                crate::net::bootstrap::cache::PeerCache::open(&dir)
+            })
+            .await
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+            let cache = Arc::new(std::sync::Mutex::new(cache));
+            node.tasks
+                .push(tokio::spawn(keep_peers(client.clone(), cache.clone())));
+            node.peer_cache = Some(cache);
+        }
+        let cached: Vec<Multiaddr> = node
+            .peer_cache
+            .as_ref()
+            .map(|c| lock_cache(c).addrs())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| !first.contains(a))
+            .take(FALLBACK_DIALS)
+            .collect();
+        let mut reached = node.join(&first, settings.dial_timeout).await;
+        if reached == 0 && !cached.is_empty() {
+            tracing::info!(
+                addrs = cached.len(),
+                "no bootstrap peer reachable: dialing peers seen before"
+            );
+            reached = node.join(&cached, settings.dial_timeout).await;
+        }
+        if reached == 0 && !(first.is_empty() && cached.is_empty()) {
+            tracing::warn!("no bootstrap peer reachable; retrying in the background");
+        }
         let maintenance = tokio::spawn(maintain(
             client.clone(),
-            config.bootstrap.clone(),
+            first,
+            cached,
             settings.backoff_max,
         ));
         node.tasks.push(maintenance);
@@ -470,6 +538,7 @@ impl Node {
             .with_fuel_counter(self.executor_metrics.node_fuel.clone())
             .with_scheduler(self.sched.clone())
             .with_replicas(self.replicas.clone())
+            .with_audit_rate(config.audit_sample_rate)
             .with_remote_limits(config.remote)
             .with_maxima(crate::service::JobMaxima {
                 fuel: config.policy.max_fuel,
@@ -524,10 +593,11 @@ impl Node {
         self.service.as_ref()
     }
 
-    /// Dials every bootstrap peer (one reachable is enough) and starts a DHT bootstrap.
-    async fn join(&mut self, bootstrap: &[Multiaddr], dial_timeout: Duration) {
+    /// Dials every bootstrap peer (one reachable is enough) and starts a DHT
+    /// bootstrap; returns how many were reached.
+    async fn join(&mut self, bootstrap: &[Multiaddr], dial_timeout: Duration) -> usize {
         if bootstrap.is_empty() {
-            return;
+            return 0;
         }
         let dials = bootstrap.iter().map(|addr| {
             let client = self.client.clone();
@@ -547,8 +617,7 @@ impl Node {
             }
         }
         if reached == 0 {
-            tracing::warn!("no bootstrap peer reachable; retrying in the background");
-            return;
+            return 0;
         }
         let client = self.client.clone();
         // The bootstrap query can hang on a bad peer (rust-libp2p #5432): bound it.
@@ -559,6 +628,7 @@ impl Node {
                 tracing::debug!(error = %e, "DHT bootstrap");
             }
         }));
+        reached
     }
 
     /// The receipts this node holds for the network.
@@ -656,6 +726,9 @@ impl Node {
         }
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(cache) = &self.peer_cache {
+            note_peers(&self.client, cache).await;
         }
         self.client.shutdown().await;
         let _ = self.event_loop.await;
@@ -838,9 +911,56 @@ async fn advertise(client: Client, keys: Vec<libp2p::kad::RecordKey>, republish:
     }
 }
 
-/// Re-dials the bootstrap peers with backoff whenever the node has no connection left.
-async fn maintain(client: Client, bootstrap: Vec<Multiaddr>, backoff_max: Duration) {
-    if bootstrap.is_empty() {
+/// The peer cache, even when a panic poisoned its lock (it holds no invariant a
+/// half-done record breaks).
+fn lock_cache(
+    cache: &SharedCache,
+) -> std::sync::MutexGuard<'_, crate::net::bootstrap::cache::PeerCache> {
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Notes the peers this node dialed in its cache every [`PEER_CACHE_INTERVAL`].
+async fn keep_peers(client: Client, cache: SharedCache) {
+    let mut tick = tokio::time::interval(PEER_CACHE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        note_peers(&client, &cache).await;
+    }
+}
+
+/// Records the peers this node is connected to (dialed, direct) and saves the cache.
+async fn note_peers(client: &Client, cache: &SharedCache) {
+    let Ok(seen) = client.seen().await else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    let cache = cache.clone();
+    let saved = tokio::task::spawn_blocking(move || {
+        let mut c = lock_cache(&cache);
+        for (peer, addr) in &seen {
+            c.record(*peer, addr, now);
+        }
+        c.save()
+    })
+    .await;
+    if let Ok(Err(e)) = saved {
+        tracing::warn!(error = %e, "could not save the peer cache");
+    }
+}
+
+/// Re-dials the bootstrap peers with backoff whenever the node has no connection
+/// left, and the cached peers when none of them answers.
+async fn maintain(
+    client: Client,
+    bootstrap: Vec<Multiaddr>,
+    cached: Vec<Multiaddr>,
+    backoff_max: Duration,
+) {
+    if bootstrap.is_empty() && cached.is_empty() {
         return;
     }
     let mut events = client.events();
@@ -871,10 +991,20 @@ async fn maintain(client: Client, bootstrap: Vec<Multiaddr>, backoff_max: Durati
             continue;
         }
         tokio::time::sleep(backoff).await;
+        let mut reached = false;
         for addr in &bootstrap {
             if client.dial(addr.clone()).await.is_ok() {
                 tracing::info!(%addr, "reconnected to a bootstrap peer");
+                reached = true;
                 let _ = tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await;
+            }
+        }
+        // One peer seen before is enough to find the rest through the DHT.
+        for addr in cached.iter().take(if reached { 0 } else { cached.len() }) {
+            if client.dial(addr.clone()).await.is_ok() {
+                tracing::info!(%addr, "reconnected to a peer seen before");
+                let _ = tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await;
+                break;
             }
         }
         backoff = next_backoff(backoff, backoff_max, entropy());

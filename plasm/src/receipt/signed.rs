@@ -1,4 +1,4 @@
-//! The signed records that travel beside receipts (decision 0054): a
+//! The signed records that travel beside receipts (decisions 0056, 0057): a
 //! submitter's acceptance of one receipt, a submitter's publication of its
 //! manifest (what makes a job auditable), and an auditor's verdict.
 //!
@@ -320,10 +320,9 @@ fn check_members(form: &Form, m: &Map<String, Value>) -> Result<(), SignedError>
                     "a mismatch names the fields that differ, and only a mismatch",
                 ));
             }
-            if !m
-                .get("reason")
+            if m.get("reason")
                 .and_then(Value::as_str)
-                .is_some_and(|r| r.len() <= 512)
+                .is_none_or(|r| r.len() > 512)
             {
                 return Err(bad("reason is a string of at most 512 bytes"));
             }

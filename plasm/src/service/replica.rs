@@ -1,4 +1,4 @@
-//! The replica service (decision 0054): receipts and the records beside them
+//! The replica service (decision 0056): receipts and the records beside them
 //! live on the `k` peers closest to their job id, are verified before they are
 //! stored, are republished so they outlive their executor and submitter, and are
 //! fetched from any node.
@@ -452,6 +452,12 @@ impl Replicas {
         if !held.is_empty() {
             return Ok(held);
         }
+        self.fetch_all(job_id).await
+    }
+
+    /// This job's records here and on the peers closest to it, merged (every
+    /// receipt, acceptance and audit anyone asked holds), verified and kept here.
+    pub async fn fetch_all(self: &Arc<Self>, job_id: &str) -> Result<JobRecords, ReplicaError> {
         let asked = tokio::time::timeout(self.config.fetch_timeout, self.ask_network(job_id)).await;
         if asked.is_ok() {
             self.stats.fetched.fetch_add(1, Ordering::Relaxed);

@@ -1,5 +1,5 @@
 //! Replicas: the receipts, acceptances, publications and audits this node holds
-//! for the network (decision 0054), and the published modules and inputs they
+//! for the network (decision 0056), and the published modules and inputs they
 //! name, in `<data_dir>/replicas.db`.
 //!
 //! Its own file, not the job store: a node without an API (a bootstrap node)
