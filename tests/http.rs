@@ -277,7 +277,10 @@ async fn every_route_answers() {
         "plasm_replicas_blobs ",
         "plasm_replicas_blob_bytes ",
     ] {
-        assert!(metrics.contains(name), "{name} missing from /metrics");
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
     }
     node.shutdown().await;
 }
