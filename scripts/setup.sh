@@ -9,13 +9,14 @@
 #   NAT lab: iptables (MASQUERADE, loss), python3-minimal (the NFQUEUE delayer)
 #   API contract test: python3-venv (schemathesis from PyPI, pinned, in a venv)
 #   fuel-bounds-time check: hyperfine (times whole `plasm run` processes)
+#   multi-process tests: curl (tests/multiprocess.rs asks the nodes' APIs with the real curl)
 # Usage: scripts/setup.sh [demo]     (needs root or sudo when something is missing)
 #   demo: only what building plasm needs; default: everything the tests need.
 set -euo pipefail
 
 packages=(gcc libclang-dev)
 if [ "${1:-}" != "demo" ]; then
-  packages+=(clang lld wasi-libc libclang-rt-14-dev-wasm32 php-cli php-curl phpunit composer php-guzzlehttp-guzzle php-guzzlehttp-psr7 php-psr-http-client php-psr-http-factory chromium chromium-driver python3-selenium lintian debootstrap systemd-container zstd iptables python3-minimal python3-venv hyperfine)
+  packages+=(clang lld wasi-libc libclang-rt-14-dev-wasm32 php-cli php-curl phpunit composer php-guzzlehttp-guzzle php-guzzlehttp-psr7 php-psr-http-client php-psr-http-factory chromium chromium-driver python3-selenium lintian debootstrap systemd-container zstd iptables python3-minimal python3-venv hyperfine curl)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -261,8 +261,26 @@ async fn every_route_answers() {
         "plasm_connected_peers",
         "plasm_routing_table_size",
         "plasm_http_request_duration_seconds_bucket",
+        "plasm_records_served_total 0",
+        "plasm_records_rate_limited_total 0",
+        "plasm_records_malformed_total 0",
+        "plasm_records_busy_total 0",
+        "plasm_records_sent_total",
+        "plasm_records_received_bytes_total",
+        "plasm_records_sent_bytes_total",
+        "plasm_replicas_stored_total",
+        "plasm_replicas_refused_total 0",
+        "plasm_replicas_published_total",
+        "plasm_replicas_fetched_total",
+        "plasm_replicas_records ",
+        "plasm_replicas_record_bytes ",
+        "plasm_replicas_blobs ",
+        "plasm_replicas_blob_bytes ",
     ] {
-        assert!(metrics.contains(name), "{name} missing from /metrics");
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
     }
     node.shutdown().await;
 }

@@ -1,5 +1,6 @@
 //! The bodies of plasm's fuzz targets, one per input surface that takes bytes
-//! from strangers: manifests, receipts, the job protocol's wire codec, RFC 8785
+//! from strangers: manifests, receipts, the job protocol's wire codec, the
+//! records protocol and its signed records, RFC 8785
 //! canonicalisation, the fuel/stack instrumentation and the WASI layer.
 //!
 //! They live in a library, not in the libFuzzer binaries, so that
@@ -29,6 +30,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wire", wire),
     ("beat", beat),
     ("steal", steal),
+    ("records", records),
     ("bootstrap", bootstrap),
     ("jcs", jcs),
     ("instrument", instrument),
@@ -321,6 +323,90 @@ pub fn steal(data: &[u8]) {
         && let Ok(v) = h.verify()
     {
         assert!(v.to.len() <= 64 && v.requester.len() <= 64, "bounded names");
+    }
+}
+
+/// The codec replica holders read `/plasm/records/1.0.0` with (the node's caps).
+pub fn records_codec() -> libp2p::request_response::cbor::codec::Codec<
+    plasm::net::records::RecordsRequest,
+    plasm::net::records::RecordsResponse,
+> {
+    use plasm::net::records::MAX_RECORDS_MESSAGE_BYTES;
+    libp2p::request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(MAX_RECORDS_MESSAGE_BYTES)
+        .set_response_size_maximum(MAX_RECORDS_MESSAGE_BYTES)
+}
+
+/// A signed record (acceptance, publication, audit) as a replica holder reads
+/// it: never a panic; one that reads writes back (`to_json`) as text that reads
+/// again with the same signer and form, within the form's bound and with
+/// exactly its members.
+fn signed_record(text: &str) {
+    use plasm::receipt::signed::{FORMS, read_any};
+    let Ok(r) = read_any(text) else {
+        return;
+    };
+    let form = FORMS
+        .iter()
+        .find(|f| f.version == r.form)
+        .expect("a record reads as one of the forms");
+    assert_eq!(
+        r.members.len(),
+        form.members.len(),
+        "exactly the form's members"
+    );
+    assert!(
+        form.members.iter().all(|k| r.members.contains_key(*k)),
+        "every member of the form"
+    );
+    let json = r.to_json();
+    assert!(
+        json.len() <= form.max_bytes,
+        "{} re-serialised to {} bytes, over {}",
+        r.form,
+        json.len(),
+        form.max_bytes
+    );
+    let again = read_any(&json).expect("a record's own JSON reads again");
+    assert_eq!(again.form, r.form, "same form");
+    assert_eq!(again.signer, r.signer, "same signer");
+    assert_eq!(again.members, r.members, "same members");
+}
+
+/// `/plasm/records/1.0.0` (replicated receipts, decision 0056): what decodes
+/// round-trips, `is_sane` never panics and a sane request re-encodes and decodes
+/// to itself; the bytes as text, and every record a sane put carries, read as a
+/// holder reads signed records (see [`signed_record`]).
+pub fn records(data: &[u8]) {
+    let mut c = records_codec();
+    let p = plasm::net::records::RECORDS_PROTOCOL;
+    if let Ok(req) = block_on(c.read_request(&p, &mut futures::io::Cursor::new(data))) {
+        if req.is_sane() {
+            let _ = req.kind();
+            let mut out = futures::io::Cursor::new(Vec::new());
+            block_on(c.write_request(&p, &mut out, req.clone())).expect("a sane request encodes");
+            let back =
+                block_on(c.read_request(&p, &mut futures::io::Cursor::new(out.into_inner())))
+                    .expect("an encoded request decodes");
+            assert_eq!(req, back, "request round trip");
+            if let plasm::net::records::RecordsRequest::Put { records, .. } = &req {
+                records.iter().for_each(|r| signed_record(r));
+            }
+        }
+        let _ = plasm::net::records::request_bytes(&req);
+    }
+    if let Ok(resp) = block_on(c.read_response(&p, &mut futures::io::Cursor::new(data))) {
+        let sane = resp.is_sane();
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(c.write_response(&p, &mut out, resp.clone())).expect("a decoded answer encodes");
+        let back = block_on(c.read_response(&p, &mut futures::io::Cursor::new(out.into_inner())))
+            .expect("an encoded answer decodes");
+        assert_eq!(resp, back, "answer round trip");
+        assert_eq!(back.is_sane(), sane, "sanity survives the round trip");
+        let _ = plasm::net::records::response_bytes(&resp);
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        signed_record(text);
     }
 }
 

@@ -253,6 +253,130 @@ fn write_steal_seeds() {
 
 #[test]
 #[ignore = "writes the committed seed corpora"]
+fn write_records_seeds() {
+    use plasm::identity::Identity;
+    use plasm::net::records::{RECORDS_PROTOCOL, RecordsRequest, RecordsResponse};
+    use plasm::receipt::signed::{ACCEPTANCE, AUDIT, PUBLICATION, receipt_sha256, sign};
+    use serde_json::{Map, Value, json};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let vectors: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("schemas/test-vectors/vectors.json")).expect("vectors"),
+    )
+    .expect("json");
+    let receipt_text = vectors["receipts"][0]["json"].as_str().expect("json");
+    let receipt = plasm::receipt::Receipt::from_json(receipt_text).expect("receipt");
+    let job_id = receipt.str_field("job_id").expect("job_id").to_owned();
+    let executor = receipt.as_map()["executor"]["peer_id"]
+        .as_str()
+        .expect("executor")
+        .to_owned();
+    let digest = receipt_sha256(&receipt).expect("digest");
+    let submitter = Identity::from_seed([11; 32]);
+    let auditor = Identity::from_seed([12; 32]);
+    let at = "2026-12-07T00:00:00Z";
+    let members = |pairs: Vec<(&str, Value)>| -> Map<String, Value> {
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    };
+    let acceptance = sign(
+        &ACCEPTANCE,
+        members(vec![
+            ("job_id", json!(job_id)),
+            ("receipt_sha256", json!(digest)),
+            ("executor", json!(executor)),
+            ("at", json!(at)),
+        ]),
+        &submitter,
+    )
+    .expect("acceptance")
+    .to_json();
+    let manifest = plasm::manifest::Manifest::from_json(
+        vectors["manifests"][0]["json"].as_str().expect("json"),
+    )
+    .expect("manifest");
+    let publication = sign(
+        &PUBLICATION,
+        members(vec![
+            ("job_id", json!(manifest.job_id())),
+            ("manifest", manifest.as_value().clone()),
+            ("at", json!(at)),
+        ]),
+        &submitter,
+    )
+    .expect("publication")
+    .to_json();
+    let audit = sign(
+        &AUDIT,
+        members(vec![
+            ("job_id", json!(job_id)),
+            ("receipt_sha256", json!(digest)),
+            ("executor", json!(executor)),
+            ("verdict", json!("mismatch")),
+            ("differs", json!(["output_sha256"])),
+            ("reason", json!("the output differs")),
+            ("at", json!(at)),
+        ]),
+        &auditor,
+    )
+    .expect("audit")
+    .to_json();
+    put("records", "acceptance", acceptance.as_bytes());
+    put("records", "publication", publication.as_bytes());
+    put("records", "audit", audit.as_bytes());
+    let mut codec = plasm_fuzz::records_codec();
+    let requests = [
+        RecordsRequest::Put {
+            job_id: job_id.clone(),
+            records: vec![receipt_text.to_owned(), acceptance.clone(), audit],
+        },
+        RecordsRequest::Get {
+            job_id: job_id.clone(),
+        },
+        RecordsRequest::PutBlob {
+            sha256: manifest.as_value()["module"]["sha256"]
+                .as_str()
+                .expect("sha")
+                .to_owned(),
+            bytes: b"\0asm\x01\0\0\0".to_vec(),
+        },
+        RecordsRequest::GetBlob {
+            sha256: "a".repeat(64),
+        },
+    ];
+    for (r, name) in requests
+        .into_iter()
+        .zip(["put", "get", "put-blob", "get-blob"])
+    {
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_request(&RECORDS_PROTOCOL, &mut out, r)).expect("encode");
+        put("records", &format!("request-{name}"), &out.into_inner());
+    }
+    let responses = [
+        RecordsResponse::Stored {
+            stored: 2,
+            refused: vec!["the record's signature does not verify".into()],
+        },
+        RecordsResponse::Records {
+            records: vec![receipt_text.to_owned(), acceptance, publication],
+        },
+        RecordsResponse::Blob {
+            bytes: Some(b"\0asm\x01\0\0\0".to_vec()),
+        },
+        RecordsResponse::Refused {
+            reason: "rate-limited".into(),
+        },
+    ];
+    for (r, name) in responses
+        .into_iter()
+        .zip(["stored", "records", "blob", "refused"])
+    {
+        let mut out = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_response(&RECORDS_PROTOCOL, &mut out, r)).expect("encode");
+        put("records", &format!("response-{name}"), &out.into_inner());
+    }
+}
+
+#[test]
+#[ignore = "writes the committed seed corpora"]
 fn write_bootstrap_seeds() {
     use plasm::identity::Identity;
     use plasm::net::bootstrap::{self, ListedPeer, cache::PeerCache};

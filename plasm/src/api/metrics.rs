@@ -6,7 +6,9 @@
 //! names are the ones operators already scrape: `plasm_jobs_total{outcome}`,
 //! `plasm_queue_depth`, `plasm_running_jobs`, `plasm_fuel_consumed_total`,
 //! `plasm_connected_peers`, `plasm_routing_table_size` and
-//! `plasm_http_request_duration_seconds{route}`.
+//! `plasm_http_request_duration_seconds{route}`. Replicated receipts (decision
+//! 0056) are counted as `plasm_records_*` (the records protocol) and
+//! `plasm_replicas_*` (the replica service and its store).
 
 use crate::net::reach::ReachStats;
 use crate::service::Service;
@@ -65,6 +67,12 @@ pub struct ApiMetrics {
     beats: Vec<Counter>,
     /// Swarm counters mirrored from the steal gate, in the order of [`steal_counters`].
     steals: Vec<Counter>,
+    /// Records-protocol counters mirrored from the event loop, in the order of [`records_counters`].
+    records: Vec<Counter>,
+    /// Replica-service counters, in the order of [`replica_counters`].
+    replicas: Vec<Counter>,
+    /// The replica store's usage, read at scrape time, in the order of [`REPLICA_USAGE`].
+    replica_usage: Vec<Gauge>,
 }
 
 /// The label of the breaker gauge.
@@ -181,6 +189,110 @@ fn steal_counters() -> [StealCounter; 9] {
         ),
     ]
 }
+
+/// Name, help, and the value in the records protocol's counters.
+type RecordsCounter = (
+    &'static str,
+    &'static str,
+    fn(&crate::net::records::RecordStats) -> u64,
+);
+
+/// The records protocol's counters exported (prometheus-client appends `_total`).
+fn records_counters() -> [RecordsCounter; 7] {
+    use std::sync::atomic::Ordering::Relaxed;
+    [
+        (
+            "plasm_records_served",
+            "Records requests from peers handed to the replica service",
+            |s| s.served.load(Relaxed),
+        ),
+        (
+            "plasm_records_rate_limited",
+            "Records requests from peers refused by the per-peer rate limit",
+            |s| s.rate_limited.load(Relaxed),
+        ),
+        (
+            "plasm_records_malformed",
+            "Records requests or answers out of bounds or undecodable",
+            |s| s.malformed.load(Relaxed),
+        ),
+        (
+            "plasm_records_busy",
+            "Records requests from peers refused because the replica service was full or absent",
+            |s| s.busy.load(Relaxed),
+        ),
+        (
+            "plasm_records_sent",
+            "Records requests this node sent",
+            |s| s.sent.load(Relaxed),
+        ),
+        (
+            "plasm_records_received_bytes",
+            "Bytes of records and blobs received in records requests and answers",
+            |s| s.bytes_in.load(Relaxed),
+        ),
+        (
+            "plasm_records_sent_bytes",
+            "Bytes of records and blobs sent in records requests and answers",
+            |s| s.bytes_out.load(Relaxed),
+        ),
+    ]
+}
+
+/// Name, help, and the value in the replica service's counters.
+type ReplicaCounter = (
+    &'static str,
+    &'static str,
+    fn(&crate::service::replica::ReplicaStats) -> u64,
+);
+
+/// The replica service's counters exported (prometheus-client appends `_total`).
+fn replica_counters() -> [ReplicaCounter; 4] {
+    use std::sync::atomic::Ordering::Relaxed;
+    [
+        (
+            "plasm_replicas_stored",
+            "Records (receipts, acceptances, publications, audits) newly stored in this node's replica store",
+            |s| s.stored.load(Relaxed),
+        ),
+        (
+            "plasm_replicas_refused",
+            "Records refused at ingestion (malformed, bad signature, another job, naming a receipt not held)",
+            |s| s.refused.load(Relaxed),
+        ),
+        (
+            "plasm_replicas_published",
+            "Jobs whose records this node published or republished to the peers closest to them",
+            |s| s.published.load(Relaxed),
+        ),
+        (
+            "plasm_replicas_fetched",
+            "Jobs whose records this node asked the network for (no copy here)",
+            |s| s.fetched.load(Relaxed),
+        ),
+    ]
+}
+
+/// The replica store's usage gauges: name and help, in the order of
+/// [`crate::store::replicas::ReplicaStore::usage`].
+const REPLICA_USAGE: [(&str, &str); 4] = [
+    (
+        "plasm_replicas_records",
+        "Records held in this node's replica store",
+    ),
+    (
+        "plasm_replicas_record_bytes",
+        "Bytes of record bodies held in this node's replica store",
+    ),
+    (
+        "plasm_replicas_blobs",
+        "Published modules and inputs held in this node's replica store",
+    ),
+    (
+        "plasm_replicas_blob_bytes",
+        "Bytes of published modules and inputs held in this node's replica store",
+    ),
+];
 
 /// Name, help, and the value in the event loop's counters.
 type ReachCounter = (&'static str, &'static str, fn(&ReachStats) -> u64);
@@ -400,6 +512,32 @@ impl ApiMetrics {
                 c
             })
             .collect();
+        let counters = |registry: &mut Registry, names: &[(&str, &str)]| -> Vec<Counter> {
+            names
+                .iter()
+                .map(|(name, help)| {
+                    let c = Counter::default();
+                    registry.register(*name, *help, c.clone());
+                    c
+                })
+                .collect()
+        };
+        let records = counters(
+            &mut registry,
+            &records_counters().map(|(name, help, _)| (name, help)),
+        );
+        let replicas = counters(
+            &mut registry,
+            &replica_counters().map(|(name, help, _)| (name, help)),
+        );
+        let replica_usage = REPLICA_USAGE
+            .iter()
+            .map(|(name, help)| {
+                let g = Gauge::default();
+                registry.register(*name, *help, g.clone());
+                g
+            })
+            .collect();
         registry.register(
             "plasm_http_request_duration_seconds",
             "HTTP request durations by route",
@@ -420,6 +558,9 @@ impl ApiMetrics {
             breakers,
             beats,
             steals,
+            records,
+            replicas,
+            replica_usage,
         }
     }
 
@@ -473,6 +614,28 @@ impl ApiMetrics {
             let gate = c.steal_gate();
             for (c, (_, _, value)) in self.steals.iter().zip(steal_counters()) {
                 c.inc_by(value(&gate.stats).saturating_sub(c.get()));
+            }
+            let stats = c.records_stats();
+            for (c, (_, _, value)) in self.records.iter().zip(records_counters()) {
+                c.inc_by(value(&stats).saturating_sub(c.get()));
+            }
+        }
+        if let Some(r) = service.replicas() {
+            for (c, (_, _, value)) in self.replicas.iter().zip(replica_counters()) {
+                c.inc_by(value(&r.stats).saturating_sub(c.get()));
+            }
+            // SQLite: off the async threads; a failed read leaves the last value.
+            let store = r.store().clone();
+            if let Ok(Ok((records, bytes, blobs, blob_bytes))) =
+                tokio::task::spawn_blocking(move || store.usage()).await
+            {
+                for (g, v) in self
+                    .replica_usage
+                    .iter()
+                    .zip([records, bytes, blobs, blob_bytes])
+                {
+                    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+                }
             }
         }
         let mut out = String::new();

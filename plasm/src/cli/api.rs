@@ -42,6 +42,34 @@ impl ApiArgs {
     }
 }
 
+/// `plasm receipt get`: a job id, whether every record is wanted, and the node asked.
+#[derive(Args, Clone, Debug)]
+pub struct ReceiptGetArgs {
+    /// Job id.
+    job_id: String,
+    /// Print every receipt, acceptance, publication and audit of the job held by the
+    /// node or the peers it asks, with the digest of the accepted receipt (`?all=true`).
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Prints a job's receipt: the node's own, else the one its submitter accepted,
+/// fetched by the node from the peers holding the job's replicas.
+pub fn receipt_get(a: ReceiptGetArgs) -> ExitCode {
+    call(async move {
+        let c = a.api.client()?;
+        let query = if a.all { "?all=true" } else { "" };
+        let r = c
+            .call("GET", &format!("/v1/receipts/{}{query}", a.job_id), b"")
+            .await
+            .map_err(|e| e.to_string())?;
+        outln!("{}", String::from_utf8_lossy(&r.body));
+        Ok(())
+    })
+}
+
 /// A job id and the node that holds it.
 #[derive(Args, Clone, Debug)]
 pub struct JobIdArgs {

@@ -1,7 +1,8 @@
 //! `plasm receipt verify` (offline, anyone's receipt) and `plasm receipt get`
-//! (a job's receipt from a node's API).
+//! (a job's receipt from a node's API: the node's own, else fetched by the node
+//! from the peers holding the job's replicas).
 
-use super::api::{self, JobIdArgs};
+use super::api::{self, ReceiptGetArgs};
 use crate::receipt::{Receipt, VerifyError};
 use clap::Subcommand;
 use std::io::Read;
@@ -15,9 +16,10 @@ pub enum ReceiptCommand {
         /// Receipt file, or - for stdin.
         file: String,
     },
-    /// Print a job's receipt from a node's API: the node's own, else the one its
-    /// submitter accepted, fetched from the peers holding the job's replicas.
-    Get(JobIdArgs),
+    /// Print a job's receipt from a node's API: the node's own, else the one the job's
+    /// submitter accepted, fetched by the node from the peers holding its replicas
+    /// (exit 1 when neither has one).
+    Get(ReceiptGetArgs),
     /// Run a receipt's job again on a node and print the node's signed verdict:
     /// exit 0 confirmed, 1 mismatch, 2 not auditable, 121/122 the request failed.
     /// What is not given is fetched from the network when its submitter published it.
@@ -28,7 +30,7 @@ pub enum ReceiptCommand {
 pub fn receipt(command: ReceiptCommand) -> ExitCode {
     match command {
         ReceiptCommand::Verify { file } => verify(&file),
-        ReceiptCommand::Get(args) => api::job(api::JobCommand::Receipt(args)),
+        ReceiptCommand::Get(args) => api::receipt_get(args),
         ReceiptCommand::Audit(args) => api::audit(args),
     }
 }

@@ -164,7 +164,7 @@ pub struct Replicas {
     store: Arc<ReplicaStore>,
     client: Client,
     config: ReplicaConfig,
-    /// Counters (`plasm_replica_*`).
+    /// Counters (`plasm_replicas_*`).
     pub stats: ReplicaStats,
 }
 
