@@ -400,3 +400,112 @@ async fn an_honest_receipt_audits_confirmed_and_a_forged_one_mismatch() {
         h.shutdown().await;
     }
 }
+
+/// Records outlive every node that first held them: holders republish to the
+/// peers now closest to the job (the republish interval is shortened here from
+/// its hour), so once the first holders and the submitter are gone, nodes that
+/// joined later still serve the receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn republishing_moves_records_to_the_nodes_that_joined_later() {
+    let fast = |c: &mut NodeConfig| c.replication.republish_every = Duration::from_secs(1);
+    let mut c = memory_config(Mode::Bootstrap, &[]);
+    fast(&mut c);
+    let boot = start(c).await;
+    let addrs = boot.listen_addrs();
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut first = Vec::new();
+    for d in &dirs[..2] {
+        let mut c = holder(&addrs, d.path());
+        fast(&mut c);
+        first.push(start(c).await);
+    }
+    let mut c = memory_config(Mode::Node, &addrs);
+    c.data_dir = Some(dirs[2].path().to_path_buf());
+    c.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    fast(&mut c);
+    let requester = start(c).await;
+    let key = plasm::net::remote::capability_key("runtime", "any");
+    eventually(Duration::from_secs(30), || {
+        let (c, key) = (requester.client().clone(), key.clone());
+        async move {
+            let p = c.get_providers(key, 2).await.ok()?;
+            (p.len() >= 2).then_some(())
+        }
+    })
+    .await
+    .expect("the executors found");
+    let service = requester.service().expect("api").clone();
+    let module = hello();
+    let m = ManifestBuilder::new()
+        .build(&module, b"")
+        .expect("manifest");
+    let job_id = service
+        .submit(Submission {
+            manifest: m.as_value().clone(),
+            module: Some(module.clone()),
+            input: Vec::new(),
+            placement: Placement::Remote,
+            publish: false,
+        })
+        .await
+        .expect("submitted");
+    let row = service
+        .wait(&job_id, Duration::from_secs(60))
+        .await
+        .expect("ends");
+    let own: Value =
+        serde_json::from_str(row.receipt.as_deref().expect("a receipt")).expect("json");
+    eventually(Duration::from_secs(20), || {
+        let (b, id) = (&boot, job_id.clone());
+        async move { holds(b, &id).await.then_some(()) }
+    })
+    .await
+    .expect("the bootstrap node holds it");
+    // Four reachable nodes join; republishing reaches at least one of them (the
+    // fourth closest of all is a newcomer whenever the three closest are not).
+    let mut later = Vec::new();
+    for _ in 0..4 {
+        let mut c = memory_config(Mode::Node, &addrs);
+        c.public = true;
+        fast(&mut c);
+        later.push(start(c).await);
+    }
+    let spread = eventually(Duration::from_secs(30), || {
+        let (later, id) = (&later, job_id.clone());
+        async move {
+            let mut n = 0;
+            for node in later {
+                n += usize::from(holds(node, &id).await);
+            }
+            (n >= 1).then_some(n)
+        }
+    })
+    .await
+    .expect("republished to a node that joined later");
+    eprintln!("{spread} of the 4 later nodes hold the receipt");
+    // Everything that held it first goes away: the submitter, the first holders
+    // and the bootstrap node.
+    requester.shutdown().await;
+    for n in first {
+        n.shutdown().await;
+    }
+    let late_addrs: Vec<_> = later[0].listen_addrs();
+    boot.shutdown().await;
+    let fetcher = start(memory_config(Mode::Node, &late_addrs)).await;
+    let got = eventually(Duration::from_secs(30), || {
+        let (r, id) = (
+            fetcher.replicas().expect("replicas").clone(),
+            job_id.clone(),
+        );
+        async move { r.fetch(&id).await.ok() }
+    })
+    .await
+    .expect("fetched from the nodes that joined later");
+    assert_eq!(got.answer(), Some(&own));
+    fetcher.shutdown().await;
+    for n in later {
+        n.shutdown().await;
+    }
+}
