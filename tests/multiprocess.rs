@@ -836,8 +836,18 @@ fn a_killed_executors_receipt_is_served_by_a_node_that_never_saw_the_job() {
     );
     let all: Value = serde_json::from_slice(&all.stdout).expect("json");
     assert_eq!(all["receipts"][0], own, "{all}");
-    assert!(
-        all["accepted"].as_str().is_some_and(|s| s.len() == 64),
+    let digest = plasm::receipt::signed::receipt_sha256(
+        &plasm::receipt::Receipt::from_json(&own.to_string()).expect("the receipt reads"),
+    )
+    .expect("digest");
+    assert_eq!(
+        all["accepted"],
+        digest.as_str(),
+        "the submitter's receipt is the accepted one: {all}"
+    );
+    assert_eq!(
+        all["acceptances"][0]["receipt_sha256"],
+        digest.as_str(),
         "{all}"
     );
     assert_eq!(

@@ -186,7 +186,69 @@ async fn a_receipt_outlives_its_executor_and_is_fetched_from_any_node() {
         records.iter().all(|r| !r.contains(&"0".repeat(64))),
         "the forged receipt is not served"
     );
+
+    // A forgery that verifies: an attacker signs its own receipt of this job id
+    // and its own acceptance of it (anyone can: keys are free) and plants both
+    // on a holder. No node then claims either receipt is the accepted one: a
+    // fetcher that sees both acceptances answers a conflict, never the forgery.
+    let attacker = plasm::identity::Identity::generate().expect("key");
+    let mut planted =
+        plasm::receipt::Receipt::from_json(&own.to_string()).expect("the receipt reads");
+    planted.as_map_mut().insert(
+        "output".into(),
+        Value::String(format!("sha256:{}", "e".repeat(64))),
+    );
+    planted.as_map_mut().insert(
+        "executor".into(),
+        serde_json::json!({"peer_id": attacker.peer_id().to_string(), "public_key": attacker.public_key_b64()}),
+    );
+    planted.resign(&attacker).expect("sign");
+    planted
+        .verify()
+        .expect("the planted receipt verifies on its own");
+    let planted_acceptance = plasm::receipt::signed::accept(&planted, &attacker).expect("accept");
+    let answer = fresh
+        .client()
+        .records_request(
+            target,
+            RecordsRequest::Put {
+                job_id: job_id.clone(),
+                records: vec![
+                    serde_json::to_string(planted.as_map()).expect("json"),
+                    planted_acceptance.to_json(),
+                ],
+            },
+        )
+        .await
+        .expect("answered");
+    assert!(
+        matches!(answer, RecordsResponse::Stored { stored: 2, .. }),
+        "a self-consistent forgery is stored (it verifies): {answer:?}"
+    );
     fresh.shutdown().await;
+    let witness = start(memory_config(Mode::Node, &addrs)).await;
+    let seen = eventually(Duration::from_secs(20), || {
+        let (r, id) = (
+            witness.replicas().expect("replicas").clone(),
+            job_id.clone(),
+        );
+        async move {
+            let f = r.fetch(&id).await.ok()?;
+            (f.acceptances.len() == 2).then_some(f)
+        }
+    })
+    .await
+    .expect("both acceptances reach a fetcher");
+    assert!(
+        seen.conflicting(),
+        "two acceptances, no publication: a conflict"
+    );
+    assert_eq!(
+        seen.answer(),
+        None,
+        "neither receipt is answered as accepted"
+    );
+    witness.shutdown().await;
 
     // A holder restarts; with every other holder and the submitter gone, a new
     // node still fetches the receipt from it.
@@ -219,7 +281,14 @@ async fn a_receipt_outlives_its_executor_and_is_fetched_from_any_node() {
     })
     .await
     .expect("fetched from the restarted holder");
-    assert_eq!(got.answer(), Some(&own));
+    assert!(got.receipts.contains(&own), "the honest receipt survived");
+    // The holder that kept the planted forgery answers the conflict; any other,
+    // the honest receipt.
+    assert!(
+        got.answer() == Some(&own) || got.conflicting(),
+        "never the forgery: {:?}",
+        got.answer()
+    );
     late.shutdown().await;
     restarted.shutdown().await;
     boot.shutdown().await;

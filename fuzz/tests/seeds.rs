@@ -332,6 +332,7 @@ fn write_records_seeds() {
             job_id: job_id.clone(),
         },
         RecordsRequest::PutBlob {
+            job_id: job_id.clone(),
             sha256: manifest.as_value()["module"]["sha256"]
                 .as_str()
                 .expect("sha")

@@ -960,6 +960,15 @@ async fn get_receipt(
         }))
         .into_response());
     }
+    if fetched.as_ref().is_some_and(|f| f.conflicting()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "job {job_id}: acceptances signed by different keys name different receipts and no publication says which submitter is real; ?all=true lists them"
+            ),
+        ));
+    }
     match fetched.as_ref().and_then(|f| f.answer()) {
         Some(r) => Ok(Json(r.clone()).into_response()),
         None => Err(no_receipt(&job_id, row.as_ref())),

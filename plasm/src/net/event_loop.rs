@@ -1051,11 +1051,10 @@ impl EventLoop {
                     stats
                         .bytes_in
                         .fetch_add(super::records::request_bytes(&request), Ordering::Relaxed);
-                    // Puts and blobs cost a holder a verification and a write.
-                    let cost = match request {
-                        super::records::RecordsRequest::Get { .. } => 1.0,
-                        _ => 2.0,
-                    };
+                    // Puts cost a holder a verification and a write; blobs cost by
+                    // size (a 32 MiB blob is 130 tokens: a burst of 100 cannot pay
+                    // for one at once, so a peer sends at most about 5 MiB/s).
+                    let cost = super::records::cost(&request);
                     let refuse = |this: &mut Self, reason: &str, channel| {
                         let _ = this.swarm.behaviour_mut().records.send_response(
                             channel,
@@ -1076,6 +1075,16 @@ impl EventLoop {
                     if !request.is_sane() {
                         stats.malformed.fetch_add(1, Ordering::Relaxed);
                         refuse(self, "malformed", channel);
+                        return;
+                    }
+                    // Only the peers closest to a job hold its records: a put sent to
+                    // any other node is refused, so nobody can plant records on a
+                    // node a fetcher trusts for its local copy.
+                    if let Some(key) = request.put_key()
+                        && !self.is_close(&key)
+                    {
+                        stats.not_close.fetch_add(1, Ordering::Relaxed);
+                        refuse(self, "not among the peers closest to this key", channel);
                         return;
                     }
                     let Some(tx) = self.records.inbound.as_ref() else {
@@ -1128,6 +1137,23 @@ impl EventLoop {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+
+    /// Whether this node is among the [`super::records::CLOSE_ENOUGH`] peers its
+    /// routing table knows closest to `key` (itself included).
+    fn is_close(&mut self, key: &[u8]) -> bool {
+        let target = kad::KBucketKey::new(key.to_vec());
+        let me = kad::KBucketKey::from(*self.swarm.local_peer_id());
+        let mine = me.distance(&target);
+        let closer = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_closest_local_peers(&target)
+            .take(super::records::CLOSE_ENOUGH)
+            .filter(|p| p.distance(&target) < mine)
+            .count();
+        closer < super::records::CLOSE_ENOUGH
     }
 
     /// Kademlia serves exactly when the node is reachable; relay listeners follow need.

@@ -605,9 +605,8 @@ fn reoffer(
 }
 
 /// Why the bundle of a job that already ran here is refused, if it is: it must
-/// be its first submitter's re-placement under a higher attempt (decision 0050),
-/// or a stolen job (decision 0053; that its sender is `stolen_from` and this
-/// node consents is checked with every stolen job).
+/// be its first submitter's re-placement under a higher attempt (decision 0050);
+/// a stolen copy never runs again (any peer can claim to be `stolen_from`).
 fn rerun_refusal(
     again: Option<(PeerId, u32)>,
     peer: PeerId,
@@ -624,7 +623,10 @@ fn rerun_refusal(
     } else if !stolen {
         Some("replayed job: this job already ran here for another requester".to_owned())
     } else {
-        None
+        // Any peer may claim a bundle is stolen from itself: consent is node-wide,
+        // not per job, so a stolen job that already ran here is never run again
+        // (given back, it runs in its busy node's queue).
+        Some("replayed job: this job already ran here; a stolen copy is not run again".to_owned())
     }
 }
 
@@ -1072,9 +1074,8 @@ impl Executor {
             attempt: attempt.unwrap_or(1),
             ran: false,
         };
-        // A job that already ran here (decision 0054): a re-placement by its
-        // first submitter under a higher attempt, or a job stolen with consent
-        // (the sender is `stolen_from` and this node admits it: checked below).
+        // A job that already ran here (decision 0054): only a re-placement by its
+        // first submitter under a higher attempt, never a stolen copy.
         if let Some(why) = rerun_refusal(reservation.again, peer, attempt, stolen.is_some()) {
             self.metrics.refused("replayed_job");
             self.on_report(nonce);
@@ -1512,7 +1513,7 @@ mod tests {
     }
 
     #[test]
-    fn a_job_that_ran_is_offered_again_only_by_its_submitter_or_a_thief() {
+    fn a_job_that_ran_is_run_again_only_for_its_submitters_next_attempt() {
         let (a, b) = (PeerId::random(), PeerId::random());
         let seen = Seen {
             at: Instant::now(),
@@ -1545,9 +1546,10 @@ mod tests {
             let why = rerun_refusal(Some((a, 2)), a, attempt, false).expect("refused");
             assert!(why.contains("replayed job"), "{why}");
         }
-        // Another peer: only a stolen job (its sender and consent are checked as
-        // for every stolen job).
-        assert_eq!(rerun_refusal(Some((a, 2)), b, Some(1), true), None);
+        // Another peer: never, not even a bundle claiming to be stolen (any peer can
+        // claim that; the review found a third peer replaying through it).
+        assert!(rerun_refusal(Some((a, 2)), b, Some(1), true).is_some());
+        assert!(rerun_refusal(Some((a, 2)), a, Some(1), true).is_some());
         assert!(rerun_refusal(Some((a, 2)), b, Some(3), false).is_some());
     }
 

@@ -47,6 +47,8 @@ pub enum RecordsRequest {
     },
     /// Store a published module or input (its hash is checked).
     PutBlob {
+        /// The job whose publication names the blob.
+        job_id: String,
         /// Hex SHA-256 of the bytes.
         sha256: String,
         /// The bytes.
@@ -103,7 +105,18 @@ impl RecordsRequest {
                     && records.iter().all(|r| r.len() <= MAX_RECORD_BYTES)
             }
             Self::Get { job_id } => is_hex64(job_id),
-            Self::PutBlob { sha256, .. } | Self::GetBlob { sha256 } => is_hex64(sha256),
+            Self::PutBlob { job_id, sha256, .. } => is_hex64(job_id) && is_hex64(sha256),
+            Self::GetBlob { sha256 } => is_hex64(sha256),
+        }
+    }
+
+    /// The record key a put is for (`None` for gets). A blob is put under the
+    /// job key of the publication that names it, which the holder checks.
+    pub fn put_key(&self) -> Option<Vec<u8>> {
+        match self {
+            Self::Put { job_id, .. } => Some(record_key(job_id)),
+            Self::PutBlob { job_id, .. } => Some(record_key(job_id)),
+            _ => None,
         }
     }
 
@@ -132,6 +145,22 @@ impl RecordsResponse {
             Self::Blob { .. } => true,
             Self::Refused { reason } => reason.len() <= 512,
         }
+    }
+}
+
+/// A node takes puts for a key only when fewer than this many peers in its
+/// routing table are closer to it: twice the fetch fan-out of the default `k`,
+/// so holders still take records while routing tables differ a little.
+pub const CLOSE_ENOUGH: usize = 8;
+
+/// Tokens an inbound request costs (see [`RecordBuckets`]).
+pub fn cost(request: &RecordsRequest) -> f64 {
+    match request {
+        RecordsRequest::Get { .. } => 1.0,
+        RecordsRequest::Put { .. } => 2.0,
+        // An answer may be a 32 MiB blob.
+        RecordsRequest::GetBlob { .. } => 16.0,
+        RecordsRequest::PutBlob { bytes, .. } => 2.0 + bytes.len() as f64 / 262_144.0,
     }
 }
 
@@ -214,6 +243,8 @@ pub struct RecordStats {
     pub rate_limited: std::sync::atomic::AtomicU64,
     /// Inbound requests or answers out of bounds or undecodable.
     pub malformed: std::sync::atomic::AtomicU64,
+    /// Inbound puts refused because this node is not among the closest to the key.
+    pub not_close: std::sync::atomic::AtomicU64,
     /// Inbound requests refused because the replica service was full or absent.
     pub busy: std::sync::atomic::AtomicU64,
     /// Requests sent.

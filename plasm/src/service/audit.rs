@@ -164,6 +164,8 @@ impl Service {
                 }
             },
         };
+        // An audit runs a job here like any other: within this node's maxima.
+        self.maxima.check(&manifest.limits)?;
         if manifest.job_id() != job_id {
             return Err(ServiceError::Unprocessable(
                 "the manifest is not the receipt's job".into(),

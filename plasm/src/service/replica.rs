@@ -25,6 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// How long a fetch waits for the other holders once one answered.
+pub const FETCH_GRACE: Duration = Duration::from_millis(300);
+
 /// Largest receipt text taken from a peer (the API's verify route takes the same).
 pub const MAX_RECEIPT_TEXT: usize = 16 * 1024;
 
@@ -133,11 +136,32 @@ impl JobRecords {
                 .and_then(Value::as_str)
                 == submitter
         };
-        let acceptance = self
-            .acceptances
-            .iter()
-            .find(by)
-            .or_else(|| self.acceptances.first())?;
+        let named = |a: &&Value| {
+            a.get("receipt_sha256")
+                .and_then(Value::as_str)
+                .is_some_and(|d| self.digests.iter().any(|h| h == d))
+        };
+        // A publication proves its signer knows the manifest (its hash is the job
+        // id): that submitter's acceptance decides. Without one, acceptances that
+        // name different receipts are a conflict nobody here can settle (anyone
+        // can sign an acceptance), so none is the accepted one.
+        let acceptance = match self.acceptances.iter().filter(named).find(by) {
+            Some(a) if submitter.is_some() => a,
+            _ => {
+                let mut named_digests = self
+                    .acceptances
+                    .iter()
+                    .filter(named)
+                    .filter_map(|a| a.get("receipt_sha256").and_then(Value::as_str));
+                let first = named_digests.next()?;
+                if named_digests.any(|d| d != first) {
+                    return None;
+                }
+                self.acceptances
+                    .iter()
+                    .find(|a| a.get("receipt_sha256").and_then(Value::as_str) == Some(first))?
+            }
+        };
         let digest = acceptance.get("receipt_sha256").and_then(Value::as_str)?;
         self.digests
             .iter()
@@ -145,8 +169,17 @@ impl JobRecords {
             .and_then(|i| self.receipts.get(i))
     }
 
-    /// The receipt to answer with: the accepted one, else the first held.
+    /// Whether acceptances name different receipts and no publication settles it.
+    pub fn conflicting(&self) -> bool {
+        self.accepted().is_none() && self.acceptances.len() > 1
+    }
+
+    /// The receipt to answer with: the accepted one, else (no acceptance at all)
+    /// the first held; `None` on a conflict.
     pub fn answer(&self) -> Option<&Value> {
+        if self.conflicting() {
+            return None;
+        }
         self.accepted().or_else(|| self.receipts.first())
     }
 
@@ -241,10 +274,6 @@ impl Replicas {
         match request {
             RecordsRequest::Put { job_id, records } => {
                 let (stored, refused) = self.ingest(&job_id, &records);
-                if stored == 0 && refused.is_empty() {
-                    // All held already: another holder republished them.
-                    let _ = self.store.refreshed(&job_id);
-                }
                 RecordsResponse::Stored {
                     stored: stored as u32,
                     refused,
@@ -260,7 +289,11 @@ impl Replicas {
                 },
                 Err(e) => failed(e),
             },
-            RecordsRequest::PutBlob { sha256, bytes } => match self.ingest_blob(&sha256, &bytes) {
+            RecordsRequest::PutBlob {
+                job_id,
+                sha256,
+                bytes,
+            } => match self.ingest_blob(&job_id, &sha256, &bytes) {
                 Ok(new) => RecordsResponse::Stored {
                     stored: u32::from(new),
                     refused: Vec::new(),
@@ -280,7 +313,7 @@ impl Replicas {
     /// Verifies and stores the records of one job: receipts first (the others
     /// name one). Returns how many were new and why any were refused.
     pub fn ingest(&self, job_id: &str, texts: &[String]) -> (usize, Vec<String>) {
-        let is_receipt = |t: &String| t.contains("\"plasm.receipt/");
+        let is_receipt = |t: &String| version_of(t).starts_with("plasm.receipt/");
         let mut ordered: Vec<&String> = texts.iter().filter(|t| is_receipt(t)).collect();
         ordered.extend(texts.iter().filter(|t| !is_receipt(t)));
         let (mut stored, mut refused) = (0, Vec::new());
@@ -309,7 +342,7 @@ impl Replicas {
                     e => e.to_string(),
                 })
         };
-        if text.contains("\"plasm.receipt/") && !text.contains("\"plasm.audit/") {
+        if version_of(text).starts_with("plasm.receipt/") {
             if text.len() > MAX_RECEIPT_TEXT {
                 return Err("a receipt over the size limit".into());
             }
@@ -352,18 +385,24 @@ impl Replicas {
             }
         }
         let value = Value::Object(record.members.clone());
-        put(kind, &record.signer, &digest_of(&value), &value.to_string())
+        let new = put(kind, &record.signer, &digest_of(&value), &value.to_string())?;
+        if kind == Kind::Publication {
+            self.store
+                .put_blob_refs(job_id, &blob_names(&value))
+                .map_err(|_| "store unavailable".to_owned())?;
+        }
+        Ok(new)
     }
 
     /// Stores a published module or input: its hash must match and a publication
     /// held here must name it, so blobs nobody published never enter the store.
-    fn ingest_blob(&self, sha256: &str, bytes: &[u8]) -> Result<bool, String> {
+    fn ingest_blob(&self, job_id: &str, sha256: &str, bytes: &[u8]) -> Result<bool, String> {
         if hex::encode(Sha256::digest(bytes)) != sha256 {
             return Err("the bytes do not hash to the name".into());
         }
         let named = self
             .store
-            .publication_names(sha256)
+            .publication_names(job_id, sha256)
             .map_err(|_| "store unavailable".to_owned())?;
         if !named {
             return Err("no publication held here names this blob".into());
@@ -394,8 +433,9 @@ impl Replicas {
         let (id, texts) = (job_id.to_owned(), records.clone());
         let _ = blocking(move || this.ingest(&id, &texts)).await;
         for (sha, bytes) in &blobs {
-            let (this, sha, bytes) = (self.clone(), sha.clone(), bytes.clone());
-            let _ = blocking(move || this.ingest_blob(&sha, &bytes)).await;
+            let (this, id, sha, bytes) =
+                (self.clone(), job_id.to_owned(), sha.clone(), bytes.clone());
+            let _ = blocking(move || this.ingest_blob(&id, &sha, &bytes)).await;
         }
         self.push(job_id, records, blobs).await
     }
@@ -424,15 +464,19 @@ impl Replicas {
                 blobs.clone(),
             );
             puts.spawn(async move {
+                let job_id_for_blobs = job_id.clone();
                 let put = RecordsRequest::Put { job_id, records };
                 let ok = matches!(
                     client.records_request(peer, put).await,
                     Ok(RecordsResponse::Stored { .. })
                 );
                 for (sha256, bytes) in blobs {
-                    let _ = client
-                        .records_request(peer, RecordsRequest::PutBlob { sha256, bytes })
-                        .await;
+                    let put = RecordsRequest::PutBlob {
+                        job_id: job_id_for_blobs.clone(),
+                        sha256,
+                        bytes,
+                    };
+                    let _ = client.records_request(peer, put).await;
                 }
                 ok
             });
@@ -501,18 +545,30 @@ impl Replicas {
                     .await
             });
         }
-        while let Some(answer) = gets.join_next().await {
+        // With `first`, once one answer leaves an accepted receipt here the others
+        // get a short grace (a fast holder must not decide alone: a conflicting
+        // acceptance from an honest holder still arrives), then are dropped.
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, gets.join_next()).await {
+                    Ok(n) => n,
+                    Err(_) => return,
+                },
+                None => gets.join_next().await,
+            };
+            let Some(answer) = next else { return };
             if let Ok(Ok(RecordsResponse::Records { records })) = answer
                 && !records.is_empty()
             {
                 let (this, id) = (self.clone(), job_id.to_owned());
                 let _ = blocking(move || this.ingest(&id, &records)).await;
                 if first
+                    && deadline.is_none()
                     && let Ok(held) = self.local(job_id).await
                     && held.accepted().is_some()
                 {
-                    // The rest of the asks are dropped with the set.
-                    return;
+                    deadline = Some(tokio::time::Instant::now() + FETCH_GRACE);
                 }
             }
         }
@@ -560,6 +616,8 @@ impl Replicas {
             else {
                 continue;
             };
+            // A blob named by several publications goes out once a round.
+            let mut sent_blobs = std::collections::HashSet::new();
             for job_id in due {
                 let Ok(held) = self.local(&job_id).await else {
                     continue;
@@ -575,6 +633,9 @@ impl Replicas {
                 let mut blobs = Vec::new();
                 for p in &held.publications {
                     for sha in blob_names(p) {
+                        if !sent_blobs.insert(sha.clone()) {
+                            continue;
+                        }
                         let (store, s) = (self.store.clone(), sha.clone());
                         if let Some(Ok(Some(b))) = blocking(move || store.blob(&s)).await {
                             blobs.push((sha, b));
@@ -585,6 +646,15 @@ impl Replicas {
             }
         }
     }
+}
+
+/// The top-level `version` of a record's text (empty when there is none); the
+/// strict readers check the rest.
+fn version_of(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The module and input hashes a publication names.

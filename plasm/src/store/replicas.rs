@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS blobs (
     stored_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blobs_age ON blobs(stored_at);
+CREATE TABLE IF NOT EXISTS blob_refs (
+    sha256 TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (sha256, job_id)
+);
 ";
 
 /// What a record is.
@@ -91,6 +96,9 @@ impl Kind {
 pub struct ReplicaLimits {
     /// Records in all; the oldest go first.
     pub max_records: u64,
+    /// Bytes of record text in all; the oldest go first (a publication may be
+    /// 96 KiB, so the count alone does not bound the disk).
+    pub max_record_bytes: u64,
     /// Bytes of published modules and inputs in all; the oldest go first.
     pub max_blob_bytes: u64,
     /// Largest single blob.
@@ -102,8 +110,9 @@ pub struct ReplicaLimits {
 impl Default for ReplicaLimits {
     fn default() -> Self {
         Self {
-            // About 2 KiB each: at most about 200 MiB of records.
+            // A receipt and its acceptance are about 1.7 KiB each.
             max_records: 100_000,
+            max_record_bytes: 256 * 1024 * 1024,
             max_blob_bytes: 256 * 1024 * 1024,
             max_blob: 32 * 1024 * 1024,
             retention: Duration::from_secs(30 * 24 * 3600),
@@ -149,6 +158,8 @@ impl From<rusqlite::Error> for PutError {
 pub struct ReplicaStore {
     conn: Mutex<Connection>,
     limits: ReplicaLimits,
+    /// Bytes of record text stored, kept under the connection's lock.
+    bytes: std::sync::atomic::AtomicI64,
 }
 
 fn now() -> i64 {
@@ -181,9 +192,15 @@ impl ReplicaStore {
         }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", REPLICA_SCHEMA_VERSION)?;
+        let bytes: i64 = conn.query_row(
+            "SELECT COALESCE(SUM(LENGTH(body)), 0) FROM records",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(Self {
             conn: Mutex::new(conn),
             limits,
+            bytes: std::sync::atomic::AtomicI64::new(bytes),
         })
     }
 
@@ -228,12 +245,33 @@ impl ReplicaStore {
         }
         let total: i64 = tx.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))?;
         let total = total as u64;
-        if total >= self.limits.max_records {
+        let mut freed = 0i64;
+        let evict = |tx: &rusqlite::Transaction<'_>, n: u64| -> rusqlite::Result<i64> {
+            let gone: i64 = tx.query_row(
+                "SELECT COALESCE(SUM(LENGTH(body)), 0) FROM
+                 (SELECT body FROM records ORDER BY stored_at, rowid LIMIT ?1)",
+                params![n as i64],
+                |r| r.get(0),
+            )?;
             tx.execute(
                 "DELETE FROM records WHERE rowid IN
-                 (SELECT rowid FROM records ORDER BY stored_at LIMIT ?1)",
-                params![(total + 1 - self.limits.max_records) as i64],
+                 (SELECT rowid FROM records ORDER BY stored_at, rowid LIMIT ?1)",
+                params![n as i64],
             )?;
+            Ok(gone)
+        };
+        if total >= self.limits.max_records {
+            freed += evict(&tx, total + 1 - self.limits.max_records)?;
+        }
+        let used = self.bytes.load(std::sync::atomic::Ordering::Relaxed) - freed;
+        let mut over = used + body.len() as i64 - self.limits.max_record_bytes as i64;
+        while over > 0 {
+            let gone = evict(&tx, 1)?;
+            if gone == 0 {
+                break;
+            }
+            freed += gone;
+            over -= gone;
         }
         let t = now();
         tx.execute(
@@ -242,6 +280,10 @@ impl ReplicaStore {
             params![job_id, kind.as_str(), signer, digest, body, t],
         )?;
         tx.commit()?;
+        self.bytes.fetch_add(
+            body.len() as i64 - freed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(true)
     }
 
@@ -287,14 +329,26 @@ impl ReplicaStore {
             .unwrap_or(false))
     }
 
-    /// Whether a publication held here names `sha256` (hex, checked by the caller)
-    /// as its module or input.
-    pub fn publication_names(&self, sha256: &str) -> Result<bool, StoreError> {
+    /// Records that the publication of `job_id` held here names these blobs.
+    pub fn put_blob_refs(&self, job_id: &str, shas: &[String]) -> Result<(), StoreError> {
+        let conn = self.conn();
+        for sha in shas {
+            conn.execute(
+                "INSERT OR IGNORE INTO blob_refs (sha256, job_id) VALUES (?1, ?2)",
+                params![sha, job_id],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Whether the publication of `job_id` held here names `sha256` as its
+    /// module or input.
+    pub fn publication_names(&self, job_id: &str, sha256: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT 1 FROM records WHERE kind='publication' AND instr(body, ?1) > 0 LIMIT 1",
-                params![format!("\"sha256\":\"{sha256}\"")],
+                "SELECT 1 FROM blob_refs WHERE sha256=?1 AND job_id=?2",
+                params![sha256, job_id],
                 |_| Ok(true),
             )
             .optional()?
@@ -382,22 +436,23 @@ impl ReplicaStore {
         Ok(jobs)
     }
 
-    /// Marks a job's records as just republished (a holder heard them from another
-    /// holder: it need not republish them itself this round).
-    pub fn refreshed(&self, job_id: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE records SET republished_at=?1 WHERE job_id=?2",
-            params![now(), job_id],
-        )?;
-        Ok(())
-    }
-
     /// Deletes records and blobs older than the retention; returns how many went.
     pub fn expire(&self) -> Result<usize, StoreError> {
         let before = now() - self.limits.retention.as_secs() as i64;
         let conn = self.conn();
+        let gone: i64 = conn.query_row(
+            "SELECT COALESCE(SUM(LENGTH(body)), 0) FROM records WHERE stored_at < ?1",
+            params![before],
+            |r| r.get(0),
+        )?;
         let n = conn.execute("DELETE FROM records WHERE stored_at < ?1", params![before])?;
+        self.bytes
+            .fetch_sub(gone, std::sync::atomic::Ordering::Relaxed);
         let b = conn.execute("DELETE FROM blobs WHERE stored_at < ?1", params![before])?;
+        conn.execute(
+            "DELETE FROM blob_refs WHERE job_id NOT IN (SELECT job_id FROM records)",
+            [],
+        )?;
         Ok(n + b)
     }
 
@@ -425,6 +480,7 @@ mod tests {
     fn small() -> ReplicaLimits {
         ReplicaLimits {
             max_records: 5,
+            max_record_bytes: 1 << 20,
             max_blob_bytes: 100,
             max_blob: 60,
             retention: Duration::from_secs(3600),
@@ -454,6 +510,25 @@ mod tests {
             "oldest evicted"
         );
         assert_eq!(s.records("k5").expect("records").len(), 1);
+    }
+
+    #[test]
+    fn record_bytes_are_bounded_too() {
+        let s = ReplicaStore::in_memory(ReplicaLimits {
+            max_records: 1000,
+            max_record_bytes: 1000,
+            ..small()
+        })
+        .expect("open");
+        let body = "x".repeat(300);
+        for i in 0..10 {
+            s.put(&format!("j{i}"), Kind::Publication, "p", "d", &body)
+                .expect("put");
+        }
+        let (n, bytes, _, _) = s.usage().expect("usage");
+        assert!(bytes <= 1000, "{bytes} bytes kept");
+        assert_eq!(n, 3, "the oldest went");
+        assert!(s.records("j9").expect("records").len() == 1);
     }
 
     #[test]
