@@ -578,3 +578,106 @@ async fn republishing_moves_records_to_the_nodes_that_joined_later() {
         n.shutdown().await;
     }
 }
+
+/// XOR distance of `a` and `b` (hex SHA-256 of each side's bytes, as Kademlia
+/// hashes keys and peer ids), comparable as bytes.
+fn distance(key: &[u8], peer: &libp2p::PeerId) -> Vec<u8> {
+    let h = |b: &[u8]| {
+        let hex = plasm::job::sha256_hex(b);
+        (0..32)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect::<Vec<u8>>()
+    };
+    h(key)
+        .iter()
+        .zip(h(&peer.to_bytes()))
+        .map(|(a, b)| a ^ b)
+        .collect()
+}
+
+/// A valid receipt of `job_id` signed by `key` (records a holder verifies).
+fn synthetic_receipt(job_id: &str, key: &plasm::identity::Identity) -> String {
+    let r = plasm::receipt::Receipt::sign(
+        &plasm::receipt::ReceiptBody {
+            job_id: job_id.to_owned(),
+            module_sha256: "2".repeat(64),
+            input_sha256: "3".repeat(64),
+            output_sha256: "4".repeat(64),
+            outcome: plasm::runtime::Outcome::Exited,
+            exit_code: Some(0),
+            detail: None,
+            fuel_used: 1,
+            fuel_limit: 10,
+            runtime: plasm::runtime::RuntimeInfo {
+                name: "wasmtime".into(),
+                version: "48.0.8".into(),
+                metering: "plasm-fuel/4".into(),
+                config_sha256: "5".repeat(64),
+            },
+            started_at: "2026-12-07T12:00:00.000Z".into(),
+            finished_at: "2026-12-07T12:00:00.001Z".into(),
+            stderr_sha256: "6".repeat(64),
+            memory_limit_hit: false,
+            queued_at: "2026-12-07T12:00:00.000Z".into(),
+            placement: plasm::receipt::ReceiptPlacement::local(),
+        },
+        key,
+    )
+    .expect("sign");
+    serde_json::to_string(r.as_map()).expect("json")
+}
+
+/// Only the peers closest to a job hold its records: a put sent to a node that
+/// knows eight or more peers closer to the key is refused, so nobody can plant
+/// records on any node they like; the closest node takes the same put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_put_to_a_node_far_from_the_key_is_refused() {
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let addrs = boot.listen_addrs();
+    let mut nodes = vec![boot];
+    for _ in 0..13 {
+        nodes.push(start(memory_config(Mode::Bootstrap, &addrs)).await);
+    }
+    // Every node learns the others (two rounds of Kademlia bootstrap).
+    for _ in 0..2 {
+        for n in &nodes {
+            let _ = tokio::time::timeout(Duration::from_secs(10), n.client().bootstrap()).await;
+        }
+    }
+    let job_id = plasm::job::sha256_hex(b"a job nobody ran");
+    let key = plasm::net::records::record_key(&job_id);
+    let mut by_distance: Vec<&Node> = nodes.iter().collect();
+    by_distance.sort_by_key(|n| distance(&key, &n.peer_id()));
+    let (closest, farthest) = (by_distance[0], by_distance[by_distance.len() - 1]);
+    let sender = by_distance[1];
+    let signer = plasm::identity::Identity::generate().expect("key");
+    let put = || RecordsRequest::Put {
+        job_id: job_id.clone(),
+        records: vec![synthetic_receipt(&job_id, &signer)],
+    };
+    let far = sender
+        .client()
+        .records_request(farthest.peer_id(), put())
+        .await
+        .expect("answered");
+    match &far {
+        RecordsResponse::Refused { reason } => {
+            assert!(reason.contains("closest"), "{reason}");
+        }
+        other => panic!("the farthest node took a put: {other:?}"),
+    }
+    assert!(!holds(farthest, &job_id).await, "nothing stored far away");
+    let near = sender
+        .client()
+        .records_request(closest.peer_id(), put())
+        .await
+        .expect("answered");
+    assert!(
+        matches!(near, RecordsResponse::Stored { stored: 1, .. }),
+        "the closest node takes it: {near:?}"
+    );
+    assert!(holds(closest, &job_id).await);
+    for n in nodes {
+        n.shutdown().await;
+    }
+}

@@ -176,6 +176,10 @@ pub struct SubmitArgs {
     /// Engine a module's job asks for (wasmtime, wasm3; default: any).
     #[arg(long, value_parser = ["wasmtime", "wasm3", "any"], conflicts_with = "module")]
     runtime: Option<String>,
+    /// Publish the signed manifest, the module and the input beside the receipt,
+    /// so anyone can audit the job with only its receipt (inputs are private otherwise).
+    #[arg(long)]
+    publish: bool,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -498,6 +502,9 @@ fn prepare(a: &SubmitArgs) -> Result<Prepared, String> {
 async fn submit(a: SubmitArgs, (manifest, module, input): Prepared) -> Result<u8, String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut body = serde_json::json!({"manifest": manifest.as_value(), "placement": a.placement});
+    if a.publish {
+        body["publish"] = true.into();
+    }
     if let Some(m) = &module {
         body["module"] = b64.encode(m).into();
     }
