@@ -17,6 +17,7 @@
 //! counted for `/metrics` ([`ExecutorMetrics`]).
 
 use super::protocol::{DeclineReason, FailureReason, JobRequest, JobResponse};
+use super::replay::{ReplayEntry, ReplayStore, ReplayWriter};
 use super::steal::{Handed, Listed, Origin};
 use super::{Client, InboundJob};
 use crate::identity::Identity;
@@ -26,7 +27,6 @@ use crate::manifest::Manifest;
 use crate::runtime::CancelToken;
 use crate::runtime::engines::EngineChoice;
 use crate::runtime::pool::WorkerPool;
-use crate::store::{ReplayEntry, ReplayStore, ReplayWriter};
 use libp2p::PeerId;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -423,11 +423,11 @@ impl NonceGuard {
     /// Takes back the window persisted before a restart (oldest first), each
     /// entry expiring when it would have. Entries beyond the bound are evicted
     /// as usual (raising the floor).
-    fn restore(&mut self, window: crate::store::ReplayWindow, now: Instant) {
+    fn restore(&mut self, window: super::replay::ReplayWindow, now: Instant) {
         if let Some(f) = window.floor {
             self.raise_floor(f);
         }
-        let now_ms = crate::store::replay::now_ms();
+        let now_ms = super::replay::now_ms();
         for e in window.entries {
             let Ok(peer) = e.peer.parse::<PeerId>() else {
                 // Unreadable: refuse its manifest by the floor rather than forget it.
@@ -1173,7 +1173,7 @@ impl Executor {
                     let recorded = match &replay {
                         None => true,
                         Some((w, entry)) => {
-                            let now = crate::store::replay::now_ms();
+                            let now = super::replay::now_ms();
                             let entry = ReplayEntry {
                                 recorded_ms: now,
                                 expires_ms: now.saturating_add(entry.expires_ms),
@@ -1566,7 +1566,7 @@ mod tests {
             let (_, writer) = ReplayStore::open(dir.path(), false, 100)
                 .expect("open")
                 .into_parts();
-            let now = crate::store::replay::now_ms();
+            let now = crate::net::replay::now_ms();
             rt.block_on(async {
                 for (n, p) in [("n1", a), ("n2", b)] {
                     assert!(

@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod reach;
 pub mod records;
 pub mod remote;
+pub mod replay;
 pub mod steal;
 
 use behaviour::{Behaviour, WireLimits};

@@ -318,7 +318,8 @@ impl Node {
                     let (dir, fsync, max) = (dir.clone(), config.fsync, policy.max_nonces);
                     Some(
                         tokio::task::spawn_blocking(move || {
-                            crate::store::ReplayStore::open(&dir, fsync, max)
+                            crate::net::replay::ReplayStore::open(&dir, fsync, max)
+                                .map_err(|e| std::io::Error::other(e.to_string()))
                         })
                         .await
                         .map_err(|e| std::io::Error::other(e.to_string()))??,

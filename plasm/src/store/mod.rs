@@ -8,11 +8,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 mod modules;
-pub mod replay;
 pub mod replicas;
 mod retention;
 mod served;
-pub use replay::{ReplayEntry, ReplayStore, ReplayWindow, ReplayWriter};
 pub use retention::PRUNE_BATCH;
 pub use served::MAX_SERVED;
 

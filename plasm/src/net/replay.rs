@@ -15,7 +15,17 @@
 //! executor task. Opening reads the unexpired rows (at most `max`, newest kept,
 //! the floor raised past the rest) and is blocking: call it off the async threads.
 
-use super::StoreError;
+/// Errors of the replay file (its own, so the network layer does not depend on
+/// the job store: `net` and `store` sit side by side in the layers).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("replay database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The data dir could not be created or read.
+    #[error("replay file: {0}")]
+    Io(#[from] std::io::Error),
+}
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::time::Duration;
