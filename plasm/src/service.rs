@@ -1217,7 +1217,6 @@ impl Service {
             self.fail(job_id, why).await;
             return;
         }
-        self.replicate(job_id, &receipt);
         self.metrics.finished(&outcome);
         self.metrics
             .by_path
@@ -1243,6 +1242,9 @@ impl Service {
                 exit_status,
             }),
         );
+        // After the counters and the event: a waiter sees the job finished before
+        // its acceptance is signed and sent.
+        self.replicate(job_id, &receipt);
     }
 
     /// Signs a publication of the job's manifest and stores it, with the module
