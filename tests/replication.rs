@@ -35,6 +35,46 @@ async fn holds(node: &Node, job_id: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Waits until `node` finds `n` executors through the DHT.
+async fn executors_found(node: &Node, n: usize) {
+    let key = plasm::net::remote::capability_key("runtime", "any");
+    eventually(Duration::from_secs(30), || {
+        let (c, key) = (node.client().clone(), key.clone());
+        async move {
+            let p = c.get_providers(key, n).await.ok()?;
+            (p.len() >= n).then_some(())
+        }
+    })
+    .await
+    .expect("the executors are found");
+}
+
+/// Submits the hello job with `input` on a peer through `node`'s service, the way
+/// `plasm job submit --placement remote` does, and waits for it: its job id and
+/// receipt text.
+async fn run_on_a_peer(node: &Node, input: &[u8], publish: bool) -> (String, String) {
+    let service = node.service().expect("api").clone();
+    let module = hello();
+    let m = ManifestBuilder::new()
+        .build(&module, input)
+        .expect("manifest");
+    let job_id = service
+        .submit(Submission {
+            manifest: m.as_value().clone(),
+            module: Some(module),
+            input: input.to_vec(),
+            placement: Placement::Remote,
+            publish,
+        })
+        .await
+        .expect("submitted");
+    let row = service
+        .wait(&job_id, Duration::from_secs(60))
+        .await
+        .expect("ends");
+    (job_id, row.receipt.expect("a receipt"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_receipt_outlives_its_executor_and_is_fetched_from_any_node() {
     let boot = start(memory_config(Mode::Bootstrap, &[])).await;
@@ -56,37 +96,9 @@ async fn a_receipt_outlives_its_executor_and_is_fetched_from_any_node() {
     c.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     let requester = start(c).await;
     let executor = start(memory_config(Mode::Node, &addrs)).await;
-    let key = plasm::net::remote::capability_key("runtime", "any");
-    eventually(Duration::from_secs(30), || {
-        let (c, key) = (requester.client().clone(), key.clone());
-        async move {
-            let p = c.get_providers(key, 4).await.ok()?;
-            (p.len() >= 4).then_some(())
-        }
-    })
-    .await
-    .expect("every executor found");
-    let service = requester.service().expect("api").clone();
-    let module = hello();
-    let m = ManifestBuilder::new()
-        .build(&module, b"")
-        .expect("manifest");
-    let job_id = service
-        .submit(Submission {
-            manifest: m.as_value().clone(),
-            module: Some(module.clone()),
-            input: Vec::new(),
-            placement: Placement::Remote,
-            publish: false,
-        })
-        .await
-        .expect("submitted");
-    let row = service
-        .wait(&job_id, Duration::from_secs(60))
-        .await
-        .expect("ends");
-    let own: Value =
-        serde_json::from_str(row.receipt.as_deref().expect("a receipt")).expect("json");
+    executors_found(&requester, 4).await;
+    let (job_id, text) = run_on_a_peer(&requester, b"", false).await;
+    let own: Value = serde_json::from_str(&text).expect("json");
     let ran_on = own["executor"]["peer_id"]
         .as_str()
         .expect("executor")
@@ -322,37 +334,10 @@ async fn an_honest_receipt_audits_confirmed_and_a_forged_one_mismatch() {
     };
     let requester = start(with_api(dirs[2].path())).await;
     let executor = start(memory_config(Mode::Node, &addrs)).await;
-    let key = plasm::net::remote::capability_key("runtime", "any");
-    eventually(Duration::from_secs(30), || {
-        let (c, key) = (requester.client().clone(), key.clone());
-        async move {
-            let p = c.get_providers(key, 3).await.ok()?;
-            (p.len() >= 3).then_some(())
-        }
-    })
-    .await
-    .expect("every executor found");
+    executors_found(&requester, 3).await;
     let service = requester.service().expect("api").clone();
-    let module = hello();
     // An input, so the audit must fetch a published input too.
-    let m = ManifestBuilder::new()
-        .build(&module, b"private unless published")
-        .expect("manifest");
-    let job_id = service
-        .submit(Submission {
-            manifest: m.as_value().clone(),
-            module: Some(module.clone()),
-            input: b"private unless published".to_vec(),
-            placement: Placement::Remote,
-            publish: true,
-        })
-        .await
-        .expect("submitted");
-    let row = service
-        .wait(&job_id, Duration::from_secs(60))
-        .await
-        .expect("ends");
-    let text = row.receipt.expect("a receipt");
+    let (job_id, text) = run_on_a_peer(&requester, b"private unless published", true).await;
     let receipt = plasm::receipt::Receipt::from_json(&text).expect("reads");
     let executor_id: libp2p::PeerId = receipt
         .verify()
@@ -431,24 +416,8 @@ async fn an_honest_receipt_audits_confirmed_and_a_forged_one_mismatch() {
     assert!(after < before, "reputation drops: {before} -> {after}");
 
     // A receipt whose job was never published (and not given) is not auditable.
-    let private = ManifestBuilder::new()
-        .build(&module, b"")
-        .expect("manifest");
-    let pid = service
-        .submit(Submission {
-            manifest: private.as_value().clone(),
-            module: Some(module.clone()),
-            input: Vec::new(),
-            placement: Placement::Remote,
-            publish: false,
-        })
-        .await
-        .expect("submitted");
-    let row = service
-        .wait(&pid, Duration::from_secs(60))
-        .await
-        .expect("ends");
-    let r = plasm::receipt::Receipt::from_json(&row.receipt.expect("receipt")).expect("reads");
+    let (_, private) = run_on_a_peer(&requester, b"", false).await;
+    let r = plasm::receipt::Receipt::from_json(&private).expect("reads");
     let v = auditor
         .service()
         .expect("api")
@@ -495,37 +464,9 @@ async fn republishing_moves_records_to_the_nodes_that_joined_later() {
     c.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     fast(&mut c);
     let requester = start(c).await;
-    let key = plasm::net::remote::capability_key("runtime", "any");
-    eventually(Duration::from_secs(30), || {
-        let (c, key) = (requester.client().clone(), key.clone());
-        async move {
-            let p = c.get_providers(key, 2).await.ok()?;
-            (p.len() >= 2).then_some(())
-        }
-    })
-    .await
-    .expect("the executors found");
-    let service = requester.service().expect("api").clone();
-    let module = hello();
-    let m = ManifestBuilder::new()
-        .build(&module, b"")
-        .expect("manifest");
-    let job_id = service
-        .submit(Submission {
-            manifest: m.as_value().clone(),
-            module: Some(module.clone()),
-            input: Vec::new(),
-            placement: Placement::Remote,
-            publish: false,
-        })
-        .await
-        .expect("submitted");
-    let row = service
-        .wait(&job_id, Duration::from_secs(60))
-        .await
-        .expect("ends");
-    let own: Value =
-        serde_json::from_str(row.receipt.as_deref().expect("a receipt")).expect("json");
+    executors_found(&requester, 2).await;
+    let (job_id, text) = run_on_a_peer(&requester, b"", false).await;
+    let own: Value = serde_json::from_str(&text).expect("json");
     eventually(Duration::from_secs(20), || {
         let (b, id) = (&boot, job_id.clone());
         async move { holds(b, &id).await.then_some(()) }

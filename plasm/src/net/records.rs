@@ -326,6 +326,8 @@ mod tests {
             records: vec!["r".repeat(len); n],
         };
         assert!(put(1, 10).is_sane());
+        // The peer that stays just inside every bound is served.
+        assert!(put(MAX_RECORDS_PER_MESSAGE, MAX_RECORD_BYTES).is_sane());
         assert!(!put(0, 10).is_sane());
         assert!(!put(MAX_RECORDS_PER_MESSAGE + 1, 10).is_sane());
         assert!(!put(1, MAX_RECORD_BYTES + 1).is_sane());

@@ -313,9 +313,9 @@ impl Replicas {
     /// Verifies and stores the records of one job: receipts first (the others
     /// name one). Returns how many were new and why any were refused.
     pub fn ingest(&self, job_id: &str, texts: &[String]) -> (usize, Vec<String>) {
-        let is_receipt = |t: &String| version_of(t).starts_with("plasm.receipt/");
-        let mut ordered: Vec<&String> = texts.iter().filter(|t| is_receipt(t)).collect();
-        ordered.extend(texts.iter().filter(|t| !is_receipt(t)));
+        // Receipts first (a stable sort keeps the rest in order).
+        let mut ordered: Vec<&String> = texts.iter().collect();
+        ordered.sort_by_key(|t| !version_of(t).starts_with("plasm.receipt/"));
         let (mut stored, mut refused) = (0, Vec::new());
         for text in ordered.into_iter().take(MAX_RECORDS_PER_MESSAGE) {
             match self.ingest_one(job_id, text) {
