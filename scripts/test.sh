@@ -46,6 +46,9 @@ step build-deb env CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN
 # Fuel bounds time: every operation mix in scripts/bench/fuel/ at 1e8 fuel, both engines,
 # on the release binary the package was built from (goal 5 ns per unit; fails above 15).
 step fuel-bounds-time scripts/bench-isolation.sh --check 15 target/release/plasm
+# The network at scale, bounded: 100 real nodes in one process for 30 s with churn, and
+# the negative control that must fail (issue 25), on the release binary built above.
+step sim env PLASM_SIM_BIN=target/release/plasm cargo test -p plasm-e2e --test sim -- --ignored
 step lintian lintian --fail-on error target/debian/plasm_*_amd64.deb
 if [ "$(id -u)" -eq 0 ]; then
   step deb tests/deb/run.sh

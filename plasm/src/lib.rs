@@ -38,5 +38,6 @@ pub mod receipt;
 pub mod runtime;
 pub mod sched;
 pub mod service;
+pub mod sim;
 pub mod store;
 pub mod time;

@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["api"],
     &["node", "apiclient"],
     &["config"],
-    &["demo", "bench"],
+    &["demo", "bench", "sim"],
     &["cli"],
 ];
 

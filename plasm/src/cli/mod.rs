@@ -121,6 +121,9 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         watch: Vec<libp2p::Multiaddr>,
     },
+    /// Run N real nodes in this process on the memory transport, with churn and a
+    /// workload of lookups and jobs, and print what the network did.
+    Sim(Box<SimArgs>),
     /// Alias of `plasm job submit`, kept for one release.
     Submit(Box<api::SubmitArgs>),
     /// Alias of `plasm job status`, kept for one release.
@@ -197,6 +200,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Worker { .. } => ExitCode::from(2),
         Command::Run(args) => run::run(*args),
         Command::Start(args) => report(start::start(*args)),
+        Command::Sim(args) => report(sim(*args)),
         Command::Config(args) => report(start::print_config(&args)),
         Command::Node { command } => api::node(command),
         Command::Job { command } => api::job(command),
@@ -317,6 +321,100 @@ fn write_stdout(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// A tokio runtime for one command (multi-threaded for nodes, one thread for API calls).
+/// Arguments of `plasm sim` (see [`crate::sim`]).
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    /// Executors in the simulation (bootstrap nodes come on top).
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// Percent of the executors replaced per minute.
+    #[arg(long, default_value_t = 10.0)]
+    pub churn: f64,
+    /// How long the workload runs once the nodes have joined (`90`, `30s`, `5m`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: std::time::Duration,
+    /// Seed of identities and choices (a failing run is run again with it).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Provider lookups per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub lookups: f64,
+    /// Capability lookups per second.
+    #[arg(long, default_value_t = 1.0)]
+    pub capability_lookups: f64,
+    /// Jobs per second.
+    #[arg(long, default_value_t = 1.0)]
+    pub jobs: f64,
+    /// Divides Kademlia's hour-long timers (record TTL, republish).
+    #[arg(long, default_value_t = 60)]
+    pub time_scale: u32,
+    /// Bootstrap nodes (0: one per 250 executors, at least 2).
+    #[arg(long, default_value_t = 0)]
+    pub bootstraps: usize,
+    /// Nodes starting at once.
+    #[arg(long, default_value_t = 16)]
+    pub join_parallelism: usize,
+    /// Negative control: nodes store no provider records from peers (lookups must fail).
+    #[arg(long)]
+    pub control_no_records: bool,
+    /// Nodes join nobody: what a node costs with no connection at all.
+    #[arg(long)]
+    pub isolated: bool,
+    /// Stop starting nodes once the process's RSS passes this many MiB (0: no limit).
+    #[arg(long, default_value_t = 20 * 1024)]
+    pub max_rss_mib: u64,
+    /// Print the figures as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `30`, `30s`, `5m` or `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = n.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("not a duration: {s:?} (use s, m or h)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+fn sim(a: SimArgs) -> Result<(), String> {
+    let config = crate::sim::SimConfig {
+        nodes: a.nodes,
+        churn: a.churn,
+        duration: a.duration,
+        seed: a.seed,
+        lookup_rate: a.lookups,
+        capability_rate: a.capability_lookups,
+        job_rate: a.jobs,
+        time_scale: a.time_scale,
+        bootstraps: a.bootstraps,
+        join_parallelism: a.join_parallelism,
+        control_no_records: a.control_no_records,
+        isolated: a.isolated,
+        max_rss_bytes: a.max_rss_mib.saturating_mul(1 << 20),
+    };
+    let report = runtime(true)?
+        .block_on(crate::sim::run(config))
+        .map_err(|e| e.to_string())?;
+    let out = if a.json {
+        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n"
+    } else {
+        report.table()
+    };
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .unwrap_or_else(|e| stdout_failed(e));
+    Ok(())
+}
+
 fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, String> {
     let mut b = if multi_thread {
         tokio::runtime::Builder::new_multi_thread()

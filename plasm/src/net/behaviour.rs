@@ -125,13 +125,18 @@ impl Behaviour {
         key: &Keypair,
         limits: WireLimits,
         reach: &ReachConfig,
+        timers: super::KadSettings,
         relay_client: relay::client::Behaviour,
     ) -> Result<Self, std::io::Error> {
         let peer_id = PeerId::from(key.public());
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-        kad_config.set_query_timeout(Duration::from_secs(20));
-        kad_config.set_provider_record_ttl(Some(Duration::from_secs(3600)));
-        kad_config.set_provider_publication_interval(Some(Duration::from_secs(1200)));
+        kad_config.set_query_timeout(timers.query_timeout);
+        kad_config.set_provider_record_ttl(Some(timers.provider_ttl));
+        kad_config.set_provider_publication_interval(Some(timers.provider_republish));
+        if !timers.store_provider_records {
+            // Inbound provider records reach the event loop, which drops them.
+            kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+        }
         // The node runs its own bounded bootstrap and refresh (node.rs), also when it has no peers yet.
         kad_config.set_periodic_bootstrap_interval(None);
         let kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);

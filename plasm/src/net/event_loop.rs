@@ -36,7 +36,13 @@ struct ProviderQuery {
     settle: Duration,
     /// The settle timer is running.
     settling: bool,
-    reply: Reply<HashSet<PeerId>>,
+    /// When the query started, and how far it had gone when the first provider
+    /// answered (the simulation's hop figure).
+    started: std::time::Instant,
+    requests_to_first: Option<u32>,
+    first_after: Option<Duration>,
+    requests: u32,
+    reply: Reply<super::ProviderLookup>,
 }
 
 /// A settle timer: fires with the query it belongs to.
@@ -290,6 +296,10 @@ impl EventLoop {
                         want: want.max(1),
                         settle,
                         settling: false,
+                        started: std::time::Instant::now(),
+                        requests_to_first: None,
+                        first_after: None,
+                        requests: 0,
                         reply,
                     },
                 );
@@ -418,6 +428,13 @@ impl EventLoop {
             }
             Command::LanPeers { reply } => {
                 let _ = reply.send(self.lan_peers.keys().copied().collect());
+            }
+            Command::RoutingPeers { reply } => {
+                let mut peers = Vec::new();
+                for bucket in swarm.behaviour_mut().kad.kbuckets() {
+                    peers.extend(bucket.iter().map(|e| *e.node.key.preimage()));
+                }
+                let _ = reply.send(peers);
             }
             Command::Info { reply } => {
                 let mut routing_table_size = 0;
@@ -598,6 +615,7 @@ impl EventLoop {
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        count_message(&event);
         match event {
             // Only peers that serve plasm's DHT belong in the routing table.
             BehaviourEvent::Identify(identify::Event::Received {
@@ -726,10 +744,15 @@ impl EventLoop {
                 self.rtts.insert(peer, rtt);
             }
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
+                id,
+                result,
+                step,
+                stats,
             }) => {
-                self.on_query(id, result, step.last);
+                self.on_query(id, result, step.last, &stats);
             }
+            // Only the simulation's negative control filters records: dropped here.
+            BehaviourEvent::Kad(kad::Event::InboundRequest { .. }) => {}
             BehaviourEvent::Job(event) => self.on_job_event(event),
             BehaviourEvent::Beat(event) => self.on_beat_event(event),
             BehaviourEvent::Steal(event) => self.on_steal_event(event),
@@ -738,7 +761,14 @@ impl EventLoop {
         }
     }
 
-    fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool) {
+    fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool, stats: &kad::QueryStats) {
+        if last {
+            tracing::trace!(
+                kind = query_kind(&result),
+                requests = stats.num_requests(),
+                "kad query ended"
+            );
+        }
         match result {
             QueryResult::GetClosestPeers(r) => {
                 if let Some(reply) = self.records.closest.remove(&id) {
@@ -763,9 +793,19 @@ impl EventLoop {
                 let me = *self.swarm.local_peer_id();
                 let mut dial = Vec::new();
                 let mut settle_from_now = None;
+                if let Some(q) = self.pending_providers.get_mut(&id) {
+                    q.requests = stats.num_requests();
+                }
                 if let Some(q) = self.pending_providers.get_mut(&id)
                     && let Ok(GetProvidersOk::FoundProviders { providers, .. }) = r
                 {
+                    // Requests answered when the first provider is known: an upper
+                    // bound of the hops (parallel requests count too); 0 when this
+                    // node's own store held the record.
+                    if q.requests_to_first.is_none() && providers.iter().any(|p| *p != me) {
+                        q.requests_to_first = Some(stats.num_successes() + stats.num_failures());
+                        q.first_after = Some(q.started.elapsed());
+                    }
                     for peer in providers {
                         if q.found.len() >= q.want || peer == me {
                             continue;
@@ -813,7 +853,12 @@ impl EventLoop {
     /// when it was answered already).
     fn answer_providers(&mut self, id: QueryId) {
         if let Some(q) = self.pending_providers.remove(&id) {
-            let _ = q.reply.send(q.found);
+            let _ = q.reply.send(super::ProviderLookup {
+                providers: q.found,
+                requests_to_first: q.requests_to_first,
+                first_after: q.first_after,
+                requests: q.requests,
+            });
             if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
                 query.finish();
             }
@@ -1360,4 +1405,51 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
         Protocol::P2p(peer) => Some(peer),
         _ => None,
     })
+}
+
+/// Counts an inbound protocol message for the process's traffic figures
+/// ([`super::traffic`]).
+fn count_message(event: &BehaviourEvent) {
+    use request_response::{Event as Rr, Message as M};
+    let (counted, kad) = match event {
+        BehaviourEvent::Kad(kad::Event::InboundRequest { request }) => {
+            tracing::trace!(?request, "kad request");
+            (true, true)
+        }
+        BehaviourEvent::Job(Rr::Message {
+            message: M::Request { .. },
+            ..
+        })
+        | BehaviourEvent::Beat(Rr::Message {
+            message: M::Request { .. },
+            ..
+        })
+        | BehaviourEvent::Steal(Rr::Message {
+            message: M::Request { .. },
+            ..
+        })
+        | BehaviourEvent::Records(Rr::Message {
+            message: M::Request { .. },
+            ..
+        })
+        | BehaviourEvent::Identify(identify::Event::Received { .. })
+        | BehaviourEvent::Ping(ping::Event { result: Ok(_), .. }) => (true, false),
+        _ => (false, false),
+    };
+    if counted {
+        super::traffic::message(kad);
+    }
+}
+
+fn query_kind(r: &QueryResult) -> &'static str {
+    match r {
+        QueryResult::Bootstrap(_) => "bootstrap",
+        QueryResult::GetClosestPeers(_) => "closest",
+        QueryResult::GetProviders(_) => "providers",
+        QueryResult::StartProviding(_) => "start_providing",
+        QueryResult::RepublishProvider(_) => "republish_provider",
+        QueryResult::GetRecord(_) => "get_record",
+        QueryResult::PutRecord(_) => "put_record",
+        QueryResult::RepublishRecord(_) => "republish_record",
+    }
 }

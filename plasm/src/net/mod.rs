@@ -18,6 +18,7 @@ pub mod records;
 pub mod remote;
 pub mod replay;
 pub mod steal;
+pub mod traffic;
 
 use behaviour::{Behaviour, WireLimits};
 use libp2p::request_response::ResponseChannel;
@@ -230,8 +231,10 @@ pub enum Command {
         key: kad::RecordKey,
         want: usize,
         settle: Duration,
-        reply: oneshot::Sender<HashSet<PeerId>>,
+        reply: oneshot::Sender<ProviderLookup>,
     },
+    /// The peers in the Kademlia routing table.
+    RoutingPeers { reply: oneshot::Sender<Vec<PeerId>> },
     /// Send a job request and wait for its response (and the path it took).
     Request {
         peer: PeerId,
@@ -402,6 +405,16 @@ impl Client {
         key: kad::RecordKey,
         want: usize,
     ) -> Result<HashSet<PeerId>, NetError> {
+        Ok(self.lookup_providers(key, want).await?.providers)
+    }
+
+    /// Like [`Self::get_providers`], with how far the query went to find the first
+    /// provider.
+    pub async fn lookup_providers(
+        &self,
+        key: kad::RecordKey,
+        want: usize,
+    ) -> Result<ProviderLookup, NetError> {
         self.ask(|reply| Command::GetProviders {
             key,
             want,
@@ -409,6 +422,11 @@ impl Client {
             reply,
         })
         .await
+    }
+
+    /// The peers in this node's Kademlia routing table.
+    pub async fn routing_peers(&self) -> Result<Vec<PeerId>, NetError> {
+        self.ask(|reply| Command::RoutingPeers { reply }).await
     }
 
     /// Sends a job request and waits for the response.
@@ -598,6 +616,21 @@ impl Client {
     }
 }
 
+/// What a provider lookup found, and how far it went to find the first provider.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderLookup {
+    /// The providers found (never this node).
+    pub providers: HashSet<PeerId>,
+    /// Requests answered (successes and failures) when the first provider was
+    /// known: an upper bound of the lookup's hops, since Kademlia's parallel
+    /// requests count too; 0 when this node's own store held the record.
+    pub requests_to_first: Option<u32>,
+    /// Time from the start of the query to the first provider.
+    pub first_after: Option<Duration>,
+    /// Requests the query had sent when it answered.
+    pub requests: u32,
+}
+
 /// Network settings of a node.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -611,6 +644,35 @@ pub struct NetConfig {
     pub detector: crate::sched::detector::DetectorConfig,
     /// Whether and how much this node takes other nodes' queued work (swarm mode).
     pub steal: steal::StealPolicy,
+    /// Kademlia's timers and record policy.
+    pub kad: KadSettings,
+}
+
+/// Kademlia's timers and record policy. Not configuration-file keys: the
+/// simulation scales them (`plasm sim --time-scale`), nodes keep the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KadSettings {
+    /// A query gives up after this long.
+    pub query_timeout: Duration,
+    /// A provider record expires this long after it was stored.
+    pub provider_ttl: Duration,
+    /// A provider republishes its records this often (Kademlia's own timer; plasm's
+    /// advertisement also republishes on its profile's interval).
+    pub provider_republish: Duration,
+    /// Store provider records peers send. Off only in the simulation's negative
+    /// control, where the DHT keeps nothing and lookups must fail.
+    pub store_provider_records: bool,
+}
+
+impl Default for KadSettings {
+    fn default() -> Self {
+        Self {
+            query_timeout: Duration::from_secs(20),
+            provider_ttl: Duration::from_secs(3600),
+            provider_republish: Duration::from_secs(1200),
+            store_provider_records: true,
+        }
+    }
 }
 
 impl Default for NetConfig {
@@ -621,6 +683,7 @@ impl Default for NetConfig {
             reach: reach::ReachConfig::default(),
             detector: Default::default(),
             steal: steal::StealPolicy::default(),
+            kad: KadSettings::default(),
         }
     }
 }
@@ -630,8 +693,9 @@ fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Ne
     let err = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
     let limits = config.limits;
     let reach = config.reach.clone();
+    let kad = config.kad;
     let behaviour = move |key: &Keypair, relay| {
-        Behaviour::new(key, limits, &reach, relay)
+        Behaviour::new(key, limits, &reach, kad, relay)
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     };
     let keep_alive = config.reach.settings.keep_alive;
@@ -659,7 +723,9 @@ fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Ne
             .with_other_transport(|key| {
                 use libp2p::Transport;
                 use libp2p::core::{transport::MemoryTransport, upgrade::Version};
+                // Bytes are counted below Noise and Yamux (the simulation's figures).
                 Ok(MemoryTransport::default()
+                    .map(|c, _| traffic::Counted::new(c))
                     .upgrade(Version::V1)
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default())

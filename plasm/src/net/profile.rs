@@ -52,7 +52,7 @@ impl Profile {
         match self {
             Self::Lan => ProfileSettings {
                 keep_alive: s(60),
-                advertise_interval: s(60),
+                advertise_interval: s(600),
                 dial_timeout: s(5),
                 offer_timeout: s(5),
                 backoff_max: s(30),
@@ -62,7 +62,7 @@ impl Profile {
             },
             Self::Wan => ProfileSettings {
                 keep_alive: s(120),
-                advertise_interval: s(120),
+                advertise_interval: s(1200),
                 dial_timeout: s(10),
                 offer_timeout: s(10),
                 backoff_max: s(60),
@@ -72,7 +72,7 @@ impl Profile {
             },
             Self::Mobile => ProfileSettings {
                 keep_alive: s(300),
-                advertise_interval: s(300),
+                advertise_interval: s(1200),
                 dial_timeout: s(20),
                 offer_timeout: s(20),
                 backoff_max: s(120),
@@ -82,7 +82,7 @@ impl Profile {
             },
             Self::Hostile => ProfileSettings {
                 keep_alive: s(600),
-                advertise_interval: s(600),
+                advertise_interval: s(1200),
                 dial_timeout: s(30),
                 offer_timeout: s(30),
                 backoff_max: s(300),
@@ -147,7 +147,8 @@ mod tests {
                 Profile::Hostile
             ]
             .map(secs),
-            [60, 120, 300, 600]
+            // Decision 0058: at most Kademlia's own republish (20 min).
+            [600, 1200, 1200, 1200]
         );
         assert!(!Profile::Mobile.settings().execute_for_others);
         assert!(!Profile::Hostile.settings().relay_for_others);

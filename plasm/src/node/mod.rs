@@ -34,6 +34,8 @@ const PEER_CACHE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Most cached addresses dialed when nothing else reaches a peer.
 const FALLBACK_DIALS: usize = 16;
+/// Idle connections on a bootstrap node close after this (decision 0060).
+pub const BOOTSTRAP_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// The peer cache a node keeps in its data dir.
 type SharedCache = Arc<std::sync::Mutex<crate::net::bootstrap::cache::PeerCache>>;
@@ -123,6 +125,10 @@ pub struct NodeConfig {
     /// and benchmarks that embed nodes (`plasm bench --placement`); never set by
     /// the CLI or the configuration file.
     pub runtime: Option<RuntimeOverride>,
+    /// Runs jobs on this pool (and its runtime) instead of one of the node's own:
+    /// the simulation's nodes share one (`plasm sim`); never set by the CLI or
+    /// the configuration file.
+    pub pool: Option<Arc<WorkerPool>>,
 }
 
 /// A runtime given to [`NodeConfig::runtime`].
@@ -164,6 +170,7 @@ impl NodeConfig {
             replication: crate::service::replica::ReplicaConfig::default(),
             audit_sample_rate: 0.01,
             runtime: None,
+            pool: None,
             listen,
             bootstrap: Vec::new(),
             bootstrap_list: None,
@@ -258,6 +265,12 @@ impl Node {
         // Bootstrap nodes are public by definition: an entry point must be reachable.
         let public = config.mode == Mode::Bootstrap || config.public;
         net_config.reach.public = public;
+        // An entry point serves each joiner one lookup: its idle connections close
+        // soon, or a wave of joiners fills its connection limit (decision 0060).
+        if config.mode == Mode::Bootstrap {
+            let k = &mut net_config.reach.settings.keep_alive;
+            *k = (*k).min(BOOTSTRAP_KEEP_ALIVE);
+        }
         let settings = net_config.reach.settings;
         // Reachable nodes relay for others, within the configured limits (not on
         // links whose profile says never).
@@ -290,23 +303,27 @@ impl Node {
         let executor_metrics = ExecutorMetrics::default();
         let mut served = None;
         let pool = if executes {
-            // A node never runs a job in its own process (decision 0033).
-            let engines: Arc<dyn crate::runtime::Runtime> = match &config.runtime {
-                Some(r) => r.0.clone(),
-                None => {
-                    let choice = config.policy.engines.clone();
-                    let (sandbox, prespawn) = (config.sandbox.clone(), config.workers);
-                    Arc::new(
-                        tokio::task::spawn_blocking(move || {
-                            ProcessRuntime::new(choice, sandbox, prespawn)
-                        })
-                        .await
-                        .map_err(|e| std::io::Error::other(e.to_string()))?
-                        .map_err(|e| std::io::Error::other(e.to_string()))?,
-                    )
-                }
+            let pool = if let Some(shared) = &config.pool {
+                shared.clone()
+            } else {
+                // A node never runs a job in its own process (decision 0033).
+                let engines: Arc<dyn crate::runtime::Runtime> = match &config.runtime {
+                    Some(r) => r.0.clone(),
+                    None => {
+                        let choice = config.policy.engines.clone();
+                        let (sandbox, prespawn) = (config.sandbox.clone(), config.workers);
+                        Arc::new(
+                            tokio::task::spawn_blocking(move || {
+                                ProcessRuntime::new(choice, sandbox, prespawn)
+                            })
+                            .await
+                            .map_err(|e| std::io::Error::other(e.to_string()))?
+                            .map_err(|e| std::io::Error::other(e.to_string()))?,
+                        )
+                    }
+                };
+                Arc::new(WorkerPool::new(engines, config.workers, config.queue)?)
             };
-            let pool = Arc::new(WorkerPool::new(engines, config.workers, config.queue)?);
             let mut policy = config.policy.clone();
             policy.max_bundle_bytes = policy.max_bundle_bytes.min(settings.max_bundle_bytes);
             let (tx, rx) = tokio::sync::mpsc::channel(crate::net::executor::SERVED_QUEUE);
@@ -594,27 +611,23 @@ impl Node {
         self.service.as_ref()
     }
 
-    /// Dials every bootstrap peer (one reachable is enough) and starts a DHT
-    /// bootstrap; returns how many were reached.
+    /// Dials the bootstrap peers in a random order, one at a time, until one
+    /// answers, and starts a DHT bootstrap; returns how many were reached (0 or 1).
+    /// One is enough to find the rest through the DHT, and a joiner that dialed
+    /// every entry point held a connection on each of them (decision 0060).
     async fn join(&mut self, bootstrap: &[Multiaddr], dial_timeout: Duration) -> usize {
         if bootstrap.is_empty() {
             return 0;
         }
-        let dials = bootstrap.iter().map(|addr| {
-            let client = self.client.clone();
-            let addr = addr.clone();
-            async move {
-                tokio::time::timeout(dial_timeout, client.dial(addr.clone()))
-                    .await
-                    .map_err(|_| (addr, "timed out".to_owned()))
-            }
-        });
         let mut reached = 0;
-        for r in futures::future::join_all(dials).await {
-            match r {
-                Ok(Ok(_)) => reached += 1,
+        for addr in shuffled(bootstrap) {
+            match tokio::time::timeout(dial_timeout, self.client.dial(addr.clone())).await {
+                Ok(Ok(_)) => {
+                    reached = 1;
+                    break;
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "bootstrap peer unreachable"),
-                Err((addr, why)) => tracing::warn!(%addr, why, "bootstrap peer unreachable"),
+                Err(_) => tracing::warn!(%addr, why = "timed out", "bootstrap peer unreachable"),
             }
         }
         if reached == 0 {
@@ -993,11 +1006,13 @@ async fn maintain(
         }
         tokio::time::sleep(backoff).await;
         let mut reached = false;
-        for addr in &bootstrap {
+        // One entry point is enough (decision 0060): a random one first.
+        for addr in shuffled(&bootstrap) {
             if client.dial(addr.clone()).await.is_ok() {
                 tracing::info!(%addr, "reconnected to a bootstrap peer");
                 reached = true;
                 let _ = tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await;
+                break;
             }
         }
         // One peer seen before is enough to find the rest through the DHT.
@@ -1010,6 +1025,17 @@ async fn maintain(
         }
         backoff = next_backoff(backoff, backoff_max, entropy());
     }
+}
+
+/// `addrs` in a random order (Fisher-Yates on the OS's random bits), so joiners
+/// spread over the entry points instead of all trying the first.
+fn shuffled(addrs: &[Multiaddr]) -> Vec<Multiaddr> {
+    let mut out = addrs.to_vec();
+    for i in (1..out.len()).rev() {
+        let j = (entropy() % (i as u64 + 1)) as usize;
+        out.swap(i, j);
+    }
+    out
 }
 
 /// A few random bits for jitter (a fixed value if the OS cannot give any).
