@@ -391,3 +391,29 @@ async fn relay_limits_refuse_abuse_and_the_relay_keeps_serving() {
     }
     boot.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_leaving_does_not_close_a_pool_it_shares() {
+    // `plasm sim` gives every node one pool (NodeConfig::pool): the first node
+    // to leave once closed it for all of them, and every later job failed.
+    let engines = plasm::runtime::engines::Engines::new(Default::default()).expect("engines");
+    let pool =
+        std::sync::Arc::new(plasm::runtime::pool::WorkerPool::new(engines, 1, 8).expect("pool"));
+    let boot = start(memory_config(Mode::Bootstrap, &[])).await;
+    let mut a = memory_config(Mode::Node, &boot.listen_addrs());
+    a.pool = Some(pool.clone());
+    let mut b = memory_config(Mode::Node, &boot.listen_addrs());
+    b.pool = Some(pool.clone());
+    let (a, b) = (start(a).await, start(b).await);
+    a.shutdown().await;
+    assert!(!pool.is_closed(), "the pool outlives a node that shares it");
+    let client = start(memory_config(Mode::Client, &boot.listen_addrs())).await;
+    let out = run_hello(&client, None, &only(&b))
+        .await
+        .expect("the node left behind still runs jobs on the shared pool");
+    assert_eq!(out.stdout, b"hello from plasm\n");
+    for n in [client, b, boot] {
+        n.shutdown().await;
+    }
+    assert!(!pool.is_closed(), "nobody closed a pool none of them owns");
+}

@@ -83,4 +83,11 @@ fn a_hundred_nodes_with_churn_find_every_live_provider_and_the_control_does_not(
     assert_eq!(control["control_no_records"], true);
     let missed = verdict(&control).expect_err("the negative control fails the goals");
     assert!(missed.contains("lookup success"), "{missed}");
+    // ...by looking up as much and finding little (a target that is itself among
+    // the peers a lookup asks still answers for its own record).
+    assert!(
+        f(&control, "lookups") >= 100.0,
+        "the control looked up: {control}"
+    );
+    assert!(f(&control, "lookup_success") < 0.5, "{control}");
 }

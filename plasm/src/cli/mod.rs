@@ -320,7 +320,6 @@ fn write_stdout(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-/// A tokio runtime for one command (multi-threaded for nodes, one thread for API calls).
 /// Arguments of `plasm sim` (see [`crate::sim`]).
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
@@ -385,6 +384,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn sim(a: SimArgs) -> Result<(), String> {
+    if a.duration.is_zero() || a.time_scale == 0 || a.join_parallelism == 0 {
+        return Err("--duration, --time-scale and --join-parallelism must be above zero".into());
+    }
+    if a.bootstraps > 64 || a.join_parallelism > 1024 || a.time_scale > 3600 {
+        return Err(
+            "at most 64 bootstrap nodes, 1024 joins at once and a time scale of 3600".into(),
+        );
+    }
     let config = crate::sim::SimConfig {
         nodes: a.nodes,
         churn: a.churn,
@@ -415,6 +422,7 @@ fn sim(a: SimArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// A tokio runtime for one command (multi-threaded for nodes, one thread for API calls).
 fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, String> {
     let mut b = if multi_thread {
         tokio::runtime::Builder::new_multi_thread()

@@ -429,6 +429,13 @@ impl EventLoop {
             Command::LanPeers { reply } => {
                 let _ = reply.send(self.lan_peers.keys().copied().collect());
             }
+            Command::Remember { addr, reply } => {
+                let peer = peer_of(&addr);
+                if let Some(peer) = peer {
+                    swarm.behaviour_mut().kad.add_address(&peer, addr);
+                }
+                let _ = reply.send(peer.is_some());
+            }
             Command::RoutingPeers { reply } => {
                 let mut peers = Vec::new();
                 for bucket in swarm.behaviour_mut().kad.kbuckets() {

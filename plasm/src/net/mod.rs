@@ -235,6 +235,11 @@ pub enum Command {
     },
     /// The peers in the Kademlia routing table.
     RoutingPeers { reply: oneshot::Sender<Vec<PeerId>> },
+    /// Put an address ending in `/p2p/<id>` in the routing table without dialing.
+    Remember {
+        addr: Multiaddr,
+        reply: oneshot::Sender<bool>,
+    },
     /// Send a job request and wait for its response (and the path it took).
     Request {
         peer: PeerId,
@@ -422,6 +427,12 @@ impl Client {
             reply,
         })
         .await
+    }
+
+    /// Puts a DHT server's address (ending in `/p2p/<id>`) in the routing table
+    /// without dialing it; false when the address names no peer.
+    pub async fn remember(&self, addr: Multiaddr) -> Result<bool, NetError> {
+        self.ask(|reply| Command::Remember { addr, reply }).await
     }
 
     /// The peers in this node's Kademlia routing table.

@@ -34,6 +34,8 @@ const PEER_CACHE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Most cached addresses dialed when nothing else reaches a peer.
 const FALLBACK_DIALS: usize = 16;
+/// How long a joiner waits on one bootstrap peer before dialing the next too.
+const DIAL_STAGGER: Duration = Duration::from_secs(1);
 /// Idle connections on a bootstrap node close after this (decision 0060).
 pub const BOOTSTRAP_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
@@ -619,17 +621,13 @@ impl Node {
         if bootstrap.is_empty() {
             return 0;
         }
-        let mut reached = 0;
-        for addr in shuffled(bootstrap) {
-            match tokio::time::timeout(dial_timeout, self.client.dial(addr.clone())).await {
-                Ok(Ok(_)) => {
-                    reached = 1;
-                    break;
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "bootstrap peer unreachable"),
-                Err(_) => tracing::warn!(%addr, why = "timed out", "bootstrap peer unreachable"),
-            }
+        let reached = first_answer(&self.client, &shuffled(bootstrap), dial_timeout).await;
+        // The entry points not dialed still go in the routing table: the DHT's
+        // lookups reach them, so islands around separate entry points merge.
+        for addr in bootstrap.iter().filter(|a| Some(*a) != reached.as_ref()) {
+            let _ = self.client.remember(addr.clone()).await;
         }
+        let reached = usize::from(reached.is_some());
         if reached == 0 {
             return 0;
         }
@@ -707,7 +705,10 @@ impl Node {
         if let Some(service) = &self.service {
             service.begin_shutdown();
         }
-        if let Some(pool) = self.pool.clone() {
+        // A pool given in `NodeConfig::pool` is shared with other nodes: it is not
+        // this node's to close, wait for, or kill.
+        let own_pool = self.pool.clone().filter(|_| self.config.pool.is_none());
+        if let Some(pool) = own_pool.clone() {
             // `close` may wait on a worker's 100 ms receive: not on an async thread.
             let dropped = tokio::task::spawn_blocking(move || pool.close())
                 .await
@@ -718,7 +719,7 @@ impl Node {
         }
         let busy = |node: &Self| {
             node.service.as_ref().is_some_and(|s| s.in_flight() > 0)
-                || node.pool.as_ref().is_some_and(|p| p.stats().running > 0)
+                || own_pool.as_ref().is_some_and(|p| p.stats().running > 0)
         };
         while busy(&self) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -727,7 +728,7 @@ impl Node {
             flush_reputation(service.store(), &self.sched).await;
         }
         // The grace is over: jobs still running lose their worker processes.
-        if let Some(pool) = &self.pool {
+        if let Some(pool) = &own_pool {
             pool.runtime().kill_running();
         }
         if let Some(service) = &self.service {
@@ -876,6 +877,9 @@ async fn advertise(client: Client, keys: Vec<libp2p::kad::RecordKey>, republish:
     let mut events = client.events();
     let mut backoff = Duration::from_secs(1);
     let mut published: Option<(Vec<Multiaddr>, tokio::time::Instant)> = None;
+    // A node that lost every connection advertises again when it rejoins: the
+    // holders may have changed meanwhile (decision 0059).
+    let mut isolated = false;
     loop {
         let (connected, mut external) = client
             .info()
@@ -883,9 +887,13 @@ async fn advertise(client: Client, keys: Vec<libp2p::kad::RecordKey>, republish:
             .map(|i| (!i.connected.is_empty(), i.external_addrs))
             .unwrap_or_default();
         external.sort();
+        let rejoined = connected && isolated;
+        if !connected && published.is_some() {
+            isolated = true;
+        }
         let due = match &published {
             None => true,
-            Some((addrs, at)) => *addrs != external || at.elapsed() >= republish,
+            Some((addrs, at)) => *addrs != external || at.elapsed() >= republish || rejoined,
         };
         if connected && !external.is_empty() && due {
             let mut failed = None;
@@ -904,6 +912,7 @@ async fn advertise(client: Client, keys: Vec<libp2p::kad::RecordKey>, republish:
                 None => {
                     tracing::info!(addrs = ?external, "capabilities published");
                     backoff = Duration::from_secs(1);
+                    isolated = false;
                     published = Some((external, tokio::time::Instant::now()));
                 }
             }
@@ -1007,13 +1016,12 @@ async fn maintain(
         tokio::time::sleep(backoff).await;
         let mut reached = false;
         // One entry point is enough (decision 0060): a random one first.
-        for addr in shuffled(&bootstrap) {
-            if client.dial(addr.clone()).await.is_ok() {
-                tracing::info!(%addr, "reconnected to a bootstrap peer");
-                reached = true;
-                let _ = tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await;
-                break;
-            }
+        if let Some(addr) =
+            first_answer(&client, &shuffled(&bootstrap), Duration::from_secs(10)).await
+        {
+            tracing::info!(%addr, "reconnected to a bootstrap peer");
+            reached = true;
+            let _ = tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await;
         }
         // One peer seen before is enough to find the rest through the DHT.
         for addr in cached.iter().take(if reached { 0 } else { cached.len() }) {
@@ -1024,6 +1032,55 @@ async fn maintain(
             }
         }
         backoff = next_backoff(backoff, backoff_max, entropy());
+    }
+}
+
+/// Dials `addrs` in order, starting the next one when the last has failed or
+/// has not answered within [`DIAL_STAGGER`] (as Happy Eyeballs does), and stops
+/// at the first that answers: the address it reached, if any did within
+/// `timeout` each. A joiner connects to one entry point, not to all of them.
+async fn first_answer(
+    client: &Client,
+    addrs: &[Multiaddr],
+    timeout: Duration,
+) -> Option<Multiaddr> {
+    use futures::StreamExt;
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut next = addrs.iter();
+    let dial = |addr: Multiaddr| {
+        let client = client.clone();
+        async move {
+            let r = tokio::time::timeout(timeout, client.dial(addr.clone())).await;
+            (addr, r)
+        }
+    };
+    if let Some(a) = next.next() {
+        pending.push(dial(a.clone()));
+    }
+    loop {
+        let stagger = tokio::time::sleep(DIAL_STAGGER);
+        tokio::select! {
+            done = pending.next() => match done {
+                Some((addr, Ok(Ok(_)))) => return Some(addr),
+                Some((addr, failed)) => {
+                    match failed {
+                        Ok(Err(e)) => tracing::warn!(%addr, error = %e, "bootstrap peer unreachable"),
+                        _ => tracing::warn!(%addr, why = "timed out", "bootstrap peer unreachable"),
+                    }
+                    match next.next() {
+                        Some(a) => pending.push(dial(a.clone())),
+                        None if pending.is_empty() => return None,
+                        None => {}
+                    }
+                }
+                None => return None,
+            },
+            () = stagger => {
+                if let Some(a) = next.next() {
+                    pending.push(dial(a.clone()));
+                }
+            }
+        }
     }
 }
 

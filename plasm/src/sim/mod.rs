@@ -444,8 +444,13 @@ pub async fn run(config: SimConfig) -> Result<SimReport, SimError> {
     // Wait (bounded) until most executors have provided their key.
     let ready_deadline = Instant::now() + Duration::from_secs(60 + config.nodes as u64 / 20);
     loop {
-        let ready = lock(&world.members).values().filter(|m| m.ready).count();
-        if ready * 100 >= config.nodes * 95 || Instant::now() > ready_deadline {
+        // Of the executors running: the memory guard may have stopped some starting.
+        let (ready, running) = {
+            let members = lock(&world.members);
+            let running = members.values().filter(|m| !m.bootstrap).count();
+            (members.values().filter(|m| m.ready).count(), running)
+        };
+        if ready * 100 >= running * 95 || Instant::now() > ready_deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -515,10 +520,7 @@ pub async fn run(config: SimConfig) -> Result<SimReport, SimError> {
                 continue;
             };
             let (w, out) = (world.clone(), outcomes.clone());
-            let key = crate::node::capabilities(&Default::default())
-                .into_iter()
-                .next();
-            let Some(key) = key else { continue };
+            let key = crate::net::remote::capability_key("runtime", crate::runtime::engines::ANY);
             tasks.spawn(async move {
                 let res =
                     tokio::time::timeout(Duration::from_secs(30), client.get_providers(key, 8))
