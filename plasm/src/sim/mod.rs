@@ -472,6 +472,7 @@ pub async fn run(config: SimConfig) -> Result<SimReport, SimError> {
     let mut due = report::Due::default();
     let mut tasks = tokio::task::JoinSet::new();
     let mut next_sample = Instant::now();
+    let mut sampling: Option<tokio::task::JoinHandle<()>> = None;
     while start.elapsed() < config.duration {
         tokio::time::sleep(tick).await;
         let secs = tick.as_secs_f64();
@@ -564,12 +565,12 @@ pub async fn run(config: SimConfig) -> Result<SimReport, SimError> {
                 lock(&out).job(ok);
             });
         }
-        if Instant::now() >= next_sample {
+        if Instant::now() >= next_sample && sampling.as_ref().is_none_or(|t| t.is_finished()) {
             next_sample = Instant::now() + Duration::from_secs(5);
             let w = world.clone();
-            tasks.spawn(async move {
+            sampling = Some(tokio::spawn(async move {
                 w.sample().await;
-            });
+            }));
         }
         // Reap finished tasks so the set stays small.
         while tasks.try_join_next().is_some() {}
@@ -583,6 +584,9 @@ pub async fn run(config: SimConfig) -> Result<SimReport, SimError> {
     })
     .await;
     tasks.abort_all();
+    if let Some(t) = sampling {
+        t.abort();
+    }
     let final_sample = world.sample().await;
     let rss_end = report::rss_bytes();
     let live_nodes = lock(&world.members).len();
@@ -648,17 +652,19 @@ impl World {
             (live, clients, boots)
         };
         let mut s = Sample::default();
-        for c in clients {
-            let Ok(Ok(table)) =
-                tokio::time::timeout(Duration::from_secs(5), c.routing_peers()).await
-            else {
-                continue;
-            };
+        // All sampled nodes at once, the whole bounded: an overloaded process
+        // must not pile up samples (one runs at a time, see `run`).
+        let asks = clients.into_iter().map(|c| async move {
+            let table = c.routing_peers().await.ok()?;
+            let connections = c.info().await.map(|i| i.connected.len()).unwrap_or(0);
+            Some((table, connections))
+        });
+        let answers =
+            tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(asks))
+                .await
+                .unwrap_or_default();
+        for (table, connections) in answers.into_iter().flatten() {
             let dead = table.iter().filter(|p| !live.contains(p)).count();
-            let connections = match tokio::time::timeout(Duration::from_secs(5), c.info()).await {
-                Ok(Ok(i)) => i.connected.len(),
-                _ => 0,
-            };
             s.nodes += 1;
             s.table_entries += table.len();
             s.dead_entries += dead;

@@ -97,7 +97,7 @@ impl Outcomes {
 }
 
 /// Routing tables and connections of the nodes sampled at one moment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Sample {
     pub nodes: usize,
     pub table_entries: usize,
@@ -108,18 +108,6 @@ pub(crate) struct Sample {
     pub rss: u64,
 }
 
-impl Default for Sample {
-    fn default() -> Self {
-        Self {
-            nodes: 0,
-            table_entries: 0,
-            dead_entries: 0,
-            connections: 0,
-            bootstrap_connections: 0,
-            rss: 0,
-        }
-    }
-}
 
 pub(crate) struct Inputs<'a> {
     pub config: &'a SimConfig,
