@@ -108,7 +108,6 @@ pub(crate) struct Sample {
     pub rss: u64,
 }
 
-
 pub(crate) struct Inputs<'a> {
     pub config: &'a SimConfig,
     pub bootstraps: usize,
