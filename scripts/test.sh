@@ -48,7 +48,7 @@ step build-deb env CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN
 step fuel-bounds-time scripts/bench-isolation.sh --check 15 target/release/plasm
 # The network at scale, bounded: 100 real nodes in one process for 30 s with churn, and
 # the negative control that must fail (issue 25), on the release binary built above.
-step sim env PLASM_SIM_BIN=target/release/plasm cargo test -p plasm-e2e --test sim -- --ignored
+step sim env PLASM_SIM_BIN="$PWD/target/release/plasm" cargo test -p plasm-e2e --test sim -- --ignored
 step lintian lintian --fail-on error target/debian/plasm_*_amd64.deb
 if [ "$(id -u)" -eq 0 ]; then
   step deb tests/deb/run.sh

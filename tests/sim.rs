@@ -7,7 +7,7 @@
 //!
 //! The runs are `#[ignore]`d in `cargo test` (a debug build is four times
 //! slower) and run by `scripts/test.sh` against the release binary the package
-//! step built: `PLASM_SIM_BIN=target/release/plasm cargo test -p plasm-e2e
+//! step built: `PLASM_SIM_BIN=$PWD/target/release/plasm cargo test -p plasm-e2e
 //! --test sim -- --ignored`.
 
 mod common;
