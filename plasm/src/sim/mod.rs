@@ -290,12 +290,7 @@ impl World {
     /// Two distinct ready executors, chosen by `rng`: who asks, and for whom.
     fn pick_pair(&self, rng: &mut Rng) -> Option<(crate::net::Client, PeerId)> {
         let members = lock(&self.members);
-        let mut ready: Vec<&PeerId> = members
-            .iter()
-            .filter(|(_, m)| m.ready && !m.bootstrap)
-            .map(|(p, _)| p)
-            .collect();
-        ready.sort();
+        let ready = ready_executors(&members);
         if ready.len() < 2 {
             return None;
         }
@@ -304,23 +299,18 @@ impl World {
         if b >= a {
             b += 1;
         }
-        let client = members.get(ready[a])?.node.client().clone();
-        Some((client, *ready[b]))
+        let client = members.get(&ready[a])?.node.client().clone();
+        Some((client, ready[b]))
     }
 
     fn pick_one(&self, rng: &mut Rng) -> Option<crate::net::Client> {
         let members = lock(&self.members);
-        let mut ready: Vec<&PeerId> = members
-            .iter()
-            .filter(|(_, m)| m.ready && !m.bootstrap)
-            .map(|(p, _)| p)
-            .collect();
-        ready.sort();
+        let ready = ready_executors(&members);
         if ready.is_empty() {
             return None;
         }
         let a = rng.below(ready.len());
-        Some(members.get(ready[a])?.node.client().clone())
+        Some(members.get(&ready[a])?.node.client().clone())
     }
 
     /// Removes a random executor (chosen by `rng`) and shuts it down.
@@ -348,25 +338,20 @@ impl World {
     }
 }
 
-fn seed_bytes(seed: u64, index: u64) -> [u8; 32] {
-    let mut h = crate::job::sha256_hex(format!("plasm-sim {seed} {index}").as_bytes())
-        .into_bytes()
-        .into_iter();
-    let mut out = [0u8; 32];
-    for b in &mut out {
-        let hi = h.next().unwrap_or(b'0');
-        let lo = h.next().unwrap_or(b'0');
-        *b = (hex_val(hi) << 4) | hex_val(lo);
-    }
-    out
+/// The ready executors, sorted (so a seed picks the same ranks).
+fn ready_executors(members: &HashMap<PeerId, Member>) -> Vec<PeerId> {
+    let mut ready: Vec<PeerId> = members
+        .iter()
+        .filter(|(_, m)| m.ready && !m.bootstrap)
+        .map(|(p, _)| *p)
+        .collect();
+    ready.sort();
+    ready
 }
 
-fn hex_val(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        _ => 0,
-    }
+fn seed_bytes(seed: u64, index: u64) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(format!("plasm-sim {seed} {index}").as_bytes()).into()
 }
 
 /// Runs a simulation and reports what it measured.
