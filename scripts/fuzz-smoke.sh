@@ -19,8 +19,9 @@ export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$PWD/target/fuzz}
 # The worker target runs jobs in `plasm worker` processes of this binary (built by scripts/test.sh).
 PLASM_WORKER_EXE=${PLASM_WORKER_EXE:-$PWD/target/debug/plasm}
 export PLASM_WORKER_EXE
-if [ -z "$BUILD_ONLY" ]; then
+if [ -z "$BUILD_ONLY" ] && [ -z "${FUZZ_CORPORA_REPLAYED:-}" ]; then
   # The corpora replay as a test of the workspace's own target dir (built by cargo test).
+  # scripts/test.sh sets FUZZ_CORPORA_REPLAYED: its `cargo test --workspace` ran this test.
   CARGO_TARGET_DIR=$PWD/target cargo test -p plasm-fuzz --test corpus -- --nocapture 2>&1 | grep -E "replayed|test result"
 fi
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -43,7 +44,8 @@ FEATURES=(--no-default-features --features libfuzzer)
 # seconds per target (wasm3's C stays at opt-level 3: Cargo.toml). -s none: no sanitizer
 # (the code is safe Rust); debug assertions stay on. No debug info: a crash names its
 # input, which the stable replay then keeps.
-export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=0
+export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
+  CARGO_PROFILE_RELEASE_DEBUG=false
 t0=$(date +%s)
 for t in $targets; do
   cargo +nightly fuzz build "${FEATURES[@]}" -s none --fuzz-dir fuzz "$t" 2>&1 | tail -n 1

@@ -16,39 +16,48 @@ step setup scripts/setup.sh
 step examples examples/build.sh
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
-step build cargo build --workspace --bins
-step test env PLASM_EXAMPLES_REQUIRED=1 cargo test --workspace
+# One build for everything (decision 0062): the tests, the labs, the package, the fuel
+# check and the simulation all use the release profile at opt-level 1, without the
+# release profile's thin LTO, in 16 codegen units, with debug assertions and overflow
+# checks on. A debug build beside the package's release build compiled the whole
+# dependency tree twice. wasm3's C stays at opt-level 3 (Cargo.toml); jobs run
+# Cranelift's code, which no Rust opt-level changes. A release for users is built with
+# `packaging/build-deb.sh` as is (decision 0044).
+export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
+  CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true
+plasm=$PWD/target/release/plasm
+# The labs, the PHP SDK and the browser test take the binary from here.
+export PLASM_BIN=$plasm
+step build cargo build --workspace --bins --release
+step test env PLASM_EXAMPLES_REQUIRED=1 cargo test --workspace --release
 # The fuzz targets (instrumented, their own target dir) build in the background at the
 # lowest priority while the steps that mostly wait (network labs, browsers, the package
 # under systemd) run; the fuzzing itself runs at the end.
 mkdir -p target
-nice -n 19 scripts/fuzz-smoke.sh --build-only > target/fuzz-build.log 2>&1 &
+PLASM_WORKER_EXE=$plasm nice -n 19 scripts/fuzz-smoke.sh --build-only > target/fuzz-build.log 2>&1 &
 fuzz_build=$!
 trap 'kill "$fuzz_build" 2>/dev/null || true' EXIT
 # The API is what schemas/openapi.yaml says: schemathesis, all checks and phases, two passes.
-step contract scripts/contract.sh target/debug/plasm
+step contract scripts/contract.sh "$plasm"
 # The README's runnable blocks, as written (the single-host recipe starts three nodes).
-step readme tests/readme/run.sh
+step readme tests/readme/run.sh "$plasm"
 # NAT lab: real processes in network namespaces behind NAT routers (needs root).
 step netns tests/netns/run.sh
-# The PHP SDK: its composer.json, then the shared vectors and real nodes (uses target/debug/plasm).
+# The PHP SDK: its composer.json, then the shared vectors and real nodes (PLASM_BIN).
 step php-validate env COMPOSER_ALLOW_SUPERUSER=1 composer validate --strict --no-interaction --working-dir=sdk-php
 step php phpunit -c sdk-php/phpunit.xml
 # The dashboard in headless chromium against real nodes (Selenium).
 step browser tests/browser/run.sh
 # The Debian package: build it, lint it, install it under a real systemd (needs root).
-# CI builds it at opt-level 1 without the release profile's thin LTO, in 16 codegen
-# units (the opt-level 3 + LTO build took 12 of CI's 25 minutes; wasm3's C stays at
-# opt-level 3, and jobs run Cranelift's code, which no Rust opt-level changes); a
-# release for users is built with `packaging/build-deb.sh` as is (decision 0044).
-step build-deb env CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 packaging/build-deb.sh
+# Its `cargo build --release` finds the binary built above (same profile settings).
+step build-deb packaging/build-deb.sh
 # Fuel bounds time: every operation mix in scripts/bench/fuel/ at 1e8 fuel, both engines,
-# on the release binary the package was built from (goal 5 ns per unit; fails above 15).
-step fuel-bounds-time scripts/bench-isolation.sh --check 15 target/release/plasm
+# on the binary the package was built from (goal 5 ns per unit; fails above 15).
+step fuel-bounds-time scripts/bench-isolation.sh --check 15 "$plasm"
 # The network at scale, bounded: 100 real nodes in one process for 30 s with churn, and
-# the negative control that must fail (issue 25), on the release binary built above.
-step sim env PLASM_SIM_BIN="$PWD/target/release/plasm" cargo test -p plasm-e2e --test sim -- --ignored
+# the negative control that must fail (issue 25), on the binary built above.
+step sim env PLASM_SIM_BIN="$plasm" cargo test --release --workspace --test sim -- --ignored
 step lintian lintian --fail-on error target/debian/plasm_*_amd64.deb
 if [ "$(id -u)" -eq 0 ]; then
   step deb tests/deb/run.sh
@@ -63,5 +72,6 @@ if ! wait "$fuzz_build"; then
 fi
 trap - EXIT
 cat target/fuzz-build.log
-step fuzz scripts/fuzz-smoke.sh 5
+# The corpora replayed in the test step (fuzz/tests/corpus.rs); this fuzzes from them.
+step fuzz env FUZZ_CORPORA_REPLAYED=1 PLASM_WORKER_EXE="$plasm" scripts/fuzz-smoke.sh 5
 echo "== the whole suite: $(( $(date +%s) - t_all )) s"

@@ -602,14 +602,23 @@ async fn swarm_hands_another_requesters_job_to_an_idle_peer() {
     );
     let stats = &busy.client().steal_gate().stats;
     let relaxed = std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(
-        (
-            stats.given.load(relaxed) as usize,
-            stats.given_back.load(relaxed)
-        ),
-        (by[&them], 0),
-        "each stolen job counted once, none given back"
+    let (given, given_back) = (
+        stats.given.load(relaxed) as usize,
+        stats.given_back.load(relaxed) as usize,
     );
+    eprintln!("given {given}, given back {given_back}");
+    // Idle answers reserve nothing (decision 0053): a second round may send the
+    // thief a job its policy then declines; that job comes back and runs here.
+    // Either way each stolen job is counted once, as given or as given back.
+    assert_eq!(
+        given, by[&them],
+        "each job the thief ran counted once as given"
+    );
+    assert!(
+        given_back <= by.get(&me).copied().unwrap_or(0),
+        "a job given back ran here: given back {given_back}, {by:?}"
+    );
+    assert_eq!(by.values().sum::<usize>(), 6, "every job ran once: {by:?}");
     assert_eq!(
         busy.pool().expect("pool").stats().queued,
         0,

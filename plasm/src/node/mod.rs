@@ -988,27 +988,20 @@ async fn maintain(
     }
     let mut events = client.events();
     let mut backoff = Duration::from_secs(1);
+    let mut refresh_at = tokio::time::Instant::now() + REFRESH_INTERVAL;
     loop {
         let connected = client.info().await.map(|i| i.connected.len()).unwrap_or(0);
         if connected > 0 {
             backoff = Duration::from_secs(1);
-            // Sleep until something disconnects, refreshing the routing table now and then.
-            let disconnected = tokio::time::timeout(REFRESH_INTERVAL, async {
-                loop {
-                    match events.recv().await {
-                        Ok(NetEvent::PeerDisconnected(_)) => return true,
-                        Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
-                        Err(_) => return false,
-                    }
-                }
-            })
-            .await;
-            match disconnected {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(_) => {
+            // Sleep until something disconnects or the refresh is due. The deadline
+            // stays put across disconnects (decision 0061): a timer restarted by each
+            // one never fired on a node with churn around it.
+            match next_wake(&mut events, refresh_at).await {
+                Wake::Disconnected => {}
+                Wake::Closed => return,
+                Wake::RefreshDue => {
                     let _ = tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await;
+                    refresh_at = tokio::time::Instant::now() + REFRESH_INTERVAL;
                 }
             }
             continue;
@@ -1022,6 +1015,7 @@ async fn maintain(
             tracing::info!(%addr, "reconnected to a bootstrap peer");
             reached = true;
             let _ = tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await;
+            refresh_at = tokio::time::Instant::now() + REFRESH_INTERVAL;
         }
         // One peer seen before is enough to find the rest through the DHT.
         for addr in cached.iter().take(if reached { 0 } else { cached.len() }) {
@@ -1033,6 +1027,40 @@ async fn maintain(
         }
         backoff = next_backoff(backoff, backoff_max, entropy());
     }
+}
+
+/// Why the maintenance loop woke up.
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    /// A peer disconnected (or events were missed): check the connections.
+    Disconnected,
+    /// The routing table's refresh is due.
+    RefreshDue,
+    /// The network task is gone.
+    Closed,
+}
+
+/// Waits for a disconnect or for `refresh_at`, whichever comes first. The
+/// deadline is the caller's, so events before it never postpone the refresh.
+async fn next_wake(
+    events: &mut tokio::sync::broadcast::Receiver<NetEvent>,
+    refresh_at: tokio::time::Instant,
+) -> Wake {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(NetEvent::PeerDisconnected(_)) => return Wake::Disconnected,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    return Wake::Disconnected;
+                }
+                Err(_) => return Wake::Closed,
+            }
+        }
+    };
+    tokio::time::timeout_at(refresh_at, wait)
+        .await
+        .unwrap_or(Wake::RefreshDue)
 }
 
 /// Dials `addrs` in order, starting the next one when the last has failed or
@@ -1143,5 +1171,44 @@ fn with_peer(addr: Multiaddr, me: PeerId) -> Multiaddr {
         addr
     } else {
         addr.with(Protocol::P2p(me))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decision 0061: a node whose peers keep disconnecting still refreshes its
+    /// routing table on time. Before, each disconnect restarted the refresh timer,
+    /// so with disconnects more often than the interval the refresh never came.
+    /// Here the deadline is 1 s away and a peer disconnects every 100 ms.
+    #[tokio::test]
+    async fn disconnects_do_not_postpone_the_refresh() {
+        let (tx, mut rx) = tokio::sync::broadcast::channel(16);
+        let start = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if tx
+                    .send(NetEvent::PeerDisconnected(PeerId::random()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let interval = Duration::from_secs(1);
+        let refresh_at = start + interval;
+        let mut disconnects = 0;
+        loop {
+            match next_wake(&mut rx, refresh_at).await {
+                Wake::Disconnected => disconnects += 1,
+                Wake::RefreshDue => break,
+                Wake::Closed => panic!("the sender lives"),
+            }
+            assert!(start.elapsed() < 3 * interval, "the refresh never came");
+        }
+        assert!(start.elapsed() >= interval, "the refresh came early");
+        assert!(disconnects >= 3, "the disconnects woke it: {disconnects}");
     }
 }
