@@ -25,11 +25,11 @@ if [ -z "$BUILD_ONLY" ] && [ -z "${FUZZ_CORPORA_REPLAYED:-}" ]; then
   CARGO_TARGET_DIR=$PWD/target cargo test -p plasm-fuzz --test corpus -- --nocapture 2>&1 | grep -E "replayed|test result"
 fi
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-  echo "fuzz smoke: no nightly toolchain here; the corpus replay above is the whole smoke"
+  echo "fuzz smoke: no nightly toolchain here; the corpus replay (above, or in cargo test) is the whole smoke"
   exit 0
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-  echo "fuzz smoke: cargo-fuzz is not installed; the corpus replay above is the whole smoke"
+  echo "fuzz smoke: cargo-fuzz is not installed; the corpus replay (above, or in cargo test) is the whole smoke"
   exit 0
 fi
 # The targets that need no wasmtime (decision 0044): manifest, receipt, wire, jcs and

@@ -6,8 +6,9 @@
 //! are shown able to fail.
 //!
 //! The runs are `#[ignore]`d in `cargo test` (a debug build is four times
-//! slower) and run by `scripts/test.sh` against the release binary the package
-//! step built: `PLASM_SIM_BIN=$PWD/target/release/plasm cargo test -p plasm-e2e
+//! slower) and run by `scripts/test.sh` against the binary its build step made
+//! (the release profile at opt-level 1, decision 0062):
+//! `PLASM_SIM_BIN=$PWD/target/release/plasm cargo test --release --workspace
 //! --test sim -- --ignored`.
 
 mod common;

@@ -1022,6 +1022,7 @@ async fn maintain(
             if client.dial(addr.clone()).await.is_ok() {
                 tracing::info!(%addr, "reconnected to a peer seen before");
                 let _ = tokio::time::timeout(Duration::from_secs(30), client.bootstrap()).await;
+                refresh_at = tokio::time::Instant::now() + REFRESH_INTERVAL;
                 break;
             }
         }
@@ -1058,9 +1059,13 @@ async fn next_wake(
             }
         }
     };
-    tokio::time::timeout_at(refresh_at, wait)
-        .await
-        .unwrap_or(Wake::RefreshDue)
+    // The deadline first: a node whose peers disconnect faster than this loop
+    // reads the events would otherwise always find one waiting.
+    tokio::select! {
+        biased;
+        () = tokio::time::sleep_until(refresh_at) => Wake::RefreshDue,
+        wake = wait => wake,
+    }
 }
 
 /// Dials `addrs` in order, starting the next one when the last has failed or
@@ -1210,5 +1215,21 @@ mod tests {
         }
         assert!(start.elapsed() >= interval, "the refresh came early");
         assert!(disconnects >= 3, "the disconnects woke it: {disconnects}");
+    }
+
+    /// A deadline already passed wins over disconnects already waiting: a loop
+    /// that reads events slower than peers disconnect still refreshes.
+    #[tokio::test]
+    async fn a_passed_deadline_wins_over_waiting_disconnects() {
+        let (tx, mut rx) = tokio::sync::broadcast::channel(16);
+        for _ in 0..8 {
+            tx.send(NetEvent::PeerDisconnected(PeerId::random()))
+                .expect("a receiver");
+        }
+        let passed = tokio::time::Instant::now() - Duration::from_secs(1);
+        assert_eq!(next_wake(&mut rx, passed).await, Wake::RefreshDue);
+        // Before the deadline the waiting disconnect is what wakes it.
+        let later = tokio::time::Instant::now() + Duration::from_secs(60);
+        assert_eq!(next_wake(&mut rx, later).await, Wake::Disconnected);
     }
 }
