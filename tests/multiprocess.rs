@@ -46,6 +46,34 @@ fn wait_for_providers(dir: &Path, module: &Path, bootstrap: &str) {
     }
 }
 
+/// Waits until a remote run's placement lists every one of `peers` as a
+/// candidate (`--explain` prints each with its score).
+fn wait_for_executors(dir: &Path, module: &Path, bootstrap: &str, peers: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(plasm_bin())
+            .args(["run", "--remote", "--explain", "--bootstrap", bootstrap])
+            .arg(module)
+            .arg("--data-dir")
+            .arg(dir.join("client"))
+            .output()
+            .expect("plasm run --remote --explain");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success()
+            && peers
+                .iter()
+                .all(|p| stderr.contains(&format!("{p}  score")))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every executor was found: {stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// A loopback QUIC mesh started the README's way: a bootstrap node, default nodes
 /// called `names` that bootstrap from it, and `hello.wat`, returned once a remote run
 /// finds an executor.
@@ -189,8 +217,15 @@ fn fresh_remote_runs_do_not_stall_and_print_the_signed_path() {
 /// it took over from. Returns the seconds from the signal to the end.
 fn falls_over_after(signal: &str, transport: &str) -> f64 {
     let d = tempfile::tempdir().expect("tmp");
-    let (boot, nodes, _hello) = mesh_over(d.path(), &["e1", "e2"], transport);
+    let (boot, nodes, hello) = mesh_over(d.path(), &["e1", "e2"], transport);
     let [e1, e2]: [Proc; 2] = nodes.try_into().ok().expect("two executors");
+    // A failover needs the other executor known, not only the first found.
+    wait_for_executors(
+        d.path(),
+        &hello,
+        &boot.addr(transport),
+        &[e1.peer_id(), e2.peer_id()],
+    );
     let before = (
         e1.log().matches("running job").count(),
         e2.log().matches("running job").count(),
