@@ -30,14 +30,15 @@ plasm=$PWD/target/release/plasm
 # The labs, the PHP SDK and the browser test take the binary from here.
 export PLASM_BIN=$plasm
 step build cargo build --workspace --bins --release
-step test env PLASM_EXAMPLES_REQUIRED=1 cargo test --workspace --release
 # The fuzz targets (instrumented, their own target dir) build in the background at the
-# lowest priority while the steps that mostly wait (network labs, browsers, the package
-# under systemd) run; the fuzzing itself runs at the end.
+# lowest priority from here on, using what the tests (many of them waiting on processes
+# and timers), the labs, the browser and the package under systemd leave idle; the
+# fuzzing itself runs at the end.
 mkdir -p target
 PLASM_WORKER_EXE=$plasm nice -n 19 scripts/fuzz-smoke.sh --build-only > target/fuzz-build.log 2>&1 &
 fuzz_build=$!
 trap 'kill "$fuzz_build" 2>/dev/null || true' EXIT
+step test env PLASM_EXAMPLES_REQUIRED=1 cargo test --workspace --release
 # The API is what schemas/openapi.yaml says: schemathesis, all checks and phases, two passes.
 step contract scripts/contract.sh "$plasm"
 # The README's runnable blocks, as written (the single-host recipe starts three nodes).
