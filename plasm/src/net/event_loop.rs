@@ -1417,12 +1417,14 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 /// Counts an inbound protocol message for the process's traffic figures
 /// ([`super::traffic`]).
 fn count_message(event: &BehaviourEvent) {
+    use super::traffic::Kind;
     use request_response::{Event as Rr, Message as M};
-    let (counted, kad) = match event {
+    let kind = match event {
         BehaviourEvent::Kad(kad::Event::InboundRequest { request }) => {
             tracing::trace!(?request, "kad request");
-            (true, true)
+            Kind::Kad
         }
+        BehaviourEvent::Ping(ping::Event { result: Ok(_), .. }) => Kind::Ping,
         BehaviourEvent::Job(Rr::Message {
             message: M::Request { .. },
             ..
@@ -1439,13 +1441,10 @@ fn count_message(event: &BehaviourEvent) {
             message: M::Request { .. },
             ..
         })
-        | BehaviourEvent::Identify(identify::Event::Received { .. })
-        | BehaviourEvent::Ping(ping::Event { result: Ok(_), .. }) => (true, false),
-        _ => (false, false),
+        | BehaviourEvent::Identify(identify::Event::Received { .. }) => Kind::Other,
+        _ => return,
     };
-    if counted {
-        super::traffic::message(kad);
-    }
+    super::traffic::message(kind);
 }
 
 fn query_kind(r: &QueryResult) -> &'static str {

@@ -24,6 +24,8 @@ pub static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
 pub static MESSAGES: AtomicU64 = AtomicU64::new(0);
 /// Kademlia requests among [`MESSAGES`].
 pub static KAD_MESSAGES: AtomicU64 = AtomicU64::new(0);
+/// Pings among [`MESSAGES`] (each a round trip this node started and saw answered).
+pub static PING_MESSAGES: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub struct Traffic {
     pub messages: u64,
     /// Kademlia requests among them.
     pub kad_messages: u64,
+    /// Pings among them.
+    pub ping_messages: u64,
 }
 
 /// The counters now.
@@ -42,15 +46,29 @@ pub fn snapshot() -> Traffic {
         bytes: BYTES_OUT.load(Ordering::Relaxed),
         messages: MESSAGES.load(Ordering::Relaxed),
         kad_messages: KAD_MESSAGES.load(Ordering::Relaxed),
+        ping_messages: PING_MESSAGES.load(Ordering::Relaxed),
     }
 }
 
-/// Counts one inbound message (and whether it was a Kademlia request).
-pub(crate) fn message(kad: bool) {
+/// What a counted message was, for the counters apart from the total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A Kademlia request.
+    Kad,
+    /// A ping answered.
+    Ping,
+    /// Anything else counted (job, beat, steal, records, identify).
+    Other,
+}
+
+/// Counts one inbound message of `kind`.
+pub(crate) fn message(kind: Kind) {
     MESSAGES.fetch_add(1, Ordering::Relaxed);
-    if kad {
-        KAD_MESSAGES.fetch_add(1, Ordering::Relaxed);
-    }
+    match kind {
+        Kind::Kad => KAD_MESSAGES.fetch_add(1, Ordering::Relaxed),
+        Kind::Ping => PING_MESSAGES.fetch_add(1, Ordering::Relaxed),
+        Kind::Other => 0,
+    };
 }
 
 /// A connection whose bytes are counted.

@@ -224,6 +224,8 @@ pub struct SimReport {
     pub messages_per_node_minute: f64,
     /// Of them, Kademlia requests.
     pub kad_messages_per_node_minute: f64,
+    /// Of them, pings (libp2p's, every 15 s on every connection).
+    pub ping_messages_per_node_minute: f64,
     /// Bytes sent per node per minute.
     pub bytes_per_node_minute: f64,
     /// Process RSS over the nodes running, at the end.
@@ -311,6 +313,10 @@ impl SimReport {
             kad_messages_per_node_minute: per_node_minute(
                 i.traffic_end.kad_messages,
                 i.traffic_start.kad_messages,
+            ),
+            ping_messages_per_node_minute: per_node_minute(
+                i.traffic_end.ping_messages,
+                i.traffic_start.ping_messages,
             ),
             bytes_per_node_minute: per_node_minute(i.traffic_end.bytes, i.traffic_start.bytes),
             memory_per_node_bytes: i.rss_end as f64 / live,
@@ -422,9 +428,10 @@ impl SimReport {
         row(
             "traffic per node per minute",
             format!(
-                "{:.0} messages ({:.0} Kademlia), {:.1} KiB",
+                "{:.0} messages ({:.0} Kademlia, {:.0} pings), {:.1} KiB",
                 self.messages_per_node_minute,
                 self.kad_messages_per_node_minute,
+                self.ping_messages_per_node_minute,
                 kib(self.bytes_per_node_minute)
             ),
         );
