@@ -1045,7 +1045,12 @@ impl EventLoop {
                     }
                     stats.answered.fetch_add(1, Ordering::Relaxed);
                     let own = self.beats.own();
-                    let answer = self.steal.gate.answer(&request, own.load.as_ref());
+                    let answer = self.steal.gate.answer_to(
+                        peer,
+                        &request,
+                        own.load.as_ref(),
+                        std::time::Instant::now(),
+                    );
                     let _ = self
                         .swarm
                         .behaviour_mut()

@@ -1056,7 +1056,10 @@ impl Executor {
             }
         }
         let Ok(permit) = self.checks.clone().try_acquire_owned() else {
-            // The reservation stays: the requester may send the bundle again.
+            // The reservation goes, and its nonce with it: a requester retries a
+            // busy answer with a new offer (as it does a busy decline), which a
+            // nonce still reserved would decline as a replay. Nothing ran.
+            self.remove_reservation(job_id);
             return Err(failure(
                 FailureReason::Busy,
                 "too many bundles are being checked; retry",
@@ -1096,7 +1099,7 @@ impl Executor {
             Some(_) => match self
                 .client
                 .steal_gate()
-                .admit(&super::steal::Need::of(&reservation.manifest))
+                .admit(&peer, &super::steal::Need::of(&reservation.manifest))
             {
                 Ok(slot) => Some(slot),
                 Err(why) => {

@@ -38,6 +38,12 @@ pub const MAX_STEAL_NAMES: usize = 4;
 pub const OVERFLOW_RATE: f64 = 2.0;
 /// See [`OVERFLOW_RATE`].
 pub const OVERFLOW_BURST: f64 = 5.0;
+/// How long the slots an `Idle` answer offered stay promised to the node that
+/// asked (decision 0063). A busy node waits at most its consent timeout (1 s by
+/// default) for all its answers and then offers at once; the offer, the accept and
+/// a bundle fit in the rest on the links swarm mode is for. Slots a busy node does
+/// not use (fewer of its jobs fit) are kept from others this long at most.
+pub const PROMISE_HOLD: Duration = Duration::from_secs(5);
 /// Peers whose announcement rate is remembered.
 pub const MAX_STEAL_PEERS: usize = 4096;
 
@@ -233,6 +239,9 @@ pub struct StealGate {
     /// The policy.
     pub policy: StealPolicy,
     running: AtomicUsize,
+    /// Slots offered in `Idle` answers whose bundles have not come yet: one
+    /// entry (asker, until) per slot, at most `max_concurrent`.
+    promised: std::sync::Mutex<std::collections::VecDeque<(PeerId, Instant)>>,
     /// Counters.
     pub stats: StealStats,
     /// Queued jobs idle peers may take (the busy side).
@@ -258,6 +267,7 @@ impl StealGate {
         Self {
             policy,
             running: AtomicUsize::new(0),
+            promised: Default::default(),
             stats: StealStats::default(),
             list: StealList::default(),
             giving: std::sync::atomic::AtomicBool::new(false),
@@ -269,9 +279,21 @@ impl StealGate {
         self.running.load(Ordering::SeqCst)
     }
 
-    /// Admits one stolen bundle needing `need`, or says why not (the executor
-    /// fails the bundle with it): the thief's consent, checked again on the bytes.
-    pub fn admit(self: &Arc<Self>, need: &Need) -> Result<StolenSlot, String> {
+    fn promises(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(PeerId, Instant)>> {
+        self.promised.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Slots promised now (answers not yet followed by their bundles).
+    pub fn promised(&self, now: Instant) -> usize {
+        let mut promised = self.promises();
+        promised.retain(|(_, until)| *until > now);
+        promised.len()
+    }
+
+    /// Admits one stolen bundle from `from` needing `need`, or says why not (the
+    /// executor fails the bundle with it): the thief's consent, checked again on
+    /// the bytes. An admitted bundle uses up one slot promised to `from`.
+    pub fn admit(self: &Arc<Self>, from: &PeerId, need: &Need) -> Result<StolenSlot, String> {
         let p = &self.policy;
         let refuse = |why: String| {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -304,11 +326,44 @@ impl StealGate {
             ));
         }
         self.stats.taken.fetch_add(1, Ordering::Relaxed);
+        let mut promised = self.promises();
+        if let Some(i) = promised.iter().position(|(p, _)| p == from) {
+            promised.remove(i);
+        }
         Ok(StolenSlot(self.clone()))
     }
 
-    /// The answer to an overflow announcement, given this node's own load.
+    /// The answer to `peer`'s overflow announcement, given this node's own load,
+    /// less the slots already promised: an `Idle` answer promises its free slots
+    /// to `peer` for [`PROMISE_HOLD`] (or until its bundles come), so a second
+    /// announcement, from it or another, while those bundles travel is not
+    /// offered the same slots again. Without this a busy node asking every 0.5 s
+    /// was told the same slots were free again, sent jobs the thief then had to
+    /// refuse, and those ran at home (decision 0063).
+    pub fn answer_to(
+        &self,
+        peer: PeerId,
+        overflow: &Overflow,
+        load: Option<&Load>,
+        now: Instant,
+    ) -> StealAnswer {
+        let mut promised = self.promises();
+        promised.retain(|(_, until)| *until > now);
+        let answer = self.answer_holding(overflow, load, promised.len());
+        if let StealAnswer::Idle { free_slots, .. } = &answer {
+            let until = now + PROMISE_HOLD;
+            promised.extend(std::iter::repeat_n((peer, until), *free_slots as usize));
+        }
+        answer
+    }
+
+    /// The answer to an overflow announcement, given this node's own load, with
+    /// nothing promised.
     pub fn answer(&self, overflow: &Overflow, load: Option<&Load>) -> StealAnswer {
+        self.answer_holding(overflow, load, 0)
+    }
+
+    fn answer_holding(&self, overflow: &Overflow, load: Option<&Load>, held: usize) -> StealAnswer {
         let p = &self.policy;
         let no = |reason: &str| StealAnswer::NotStealing {
             reason: reason.into(),
@@ -323,10 +378,12 @@ impl StealGate {
             return no("short of memory for its steal policy");
         }
         // Idle: nothing waits here and a worker is free.
+        let held = u32::try_from(held).unwrap_or(u32::MAX);
         let free_workers = load
             .slots
-            .saturating_sub(load.running.saturating_add(load.queued));
-        let room = p.max_concurrent.saturating_sub(self.running()) as u32;
+            .saturating_sub(load.running.saturating_add(load.queued))
+            .saturating_sub(held);
+        let room = (p.max_concurrent.saturating_sub(self.running()) as u32).saturating_sub(held);
         let free_slots = free_workers.min(room).min(overflow.queued);
         if load.queued > 0 || free_slots == 0 {
             return no("busy");
@@ -643,25 +700,80 @@ mod tests {
             bundle_bytes: 10,
             ..Need::default()
         };
-        assert!(g.admit(&Need::default()).is_err(), "label required");
+        let from = PeerId::random();
+        assert!(g.admit(&from, &Need::default()).is_err(), "label required");
         assert!(
-            g.admit(&Need {
-                bundle_bytes: 1001,
-                ..gpu.clone()
-            })
+            g.admit(
+                &from,
+                &Need {
+                    bundle_bytes: 1001,
+                    ..gpu.clone()
+                }
+            )
             .is_err(),
             "bundle over the cap"
         );
-        let a = g.admit(&gpu).expect("first");
-        let _b = g.admit(&gpu).expect("second");
+        let a = g.admit(&from, &gpu).expect("first");
+        let _b = g.admit(&from, &gpu).expect("second");
         assert!(
-            g.admit(&gpu).is_err(),
+            g.admit(&from, &gpu).is_err(),
             "a third at once is over max_concurrent"
         );
         drop(a);
-        assert!(g.admit(&gpu).is_ok(), "a slot given back is taken again");
-        assert!(gate(false).admit(&gpu).is_err(), "not opted in");
+        assert!(
+            g.admit(&from, &gpu).is_ok(),
+            "a slot given back is taken again"
+        );
+        assert!(gate(false).admit(&from, &gpu).is_err(), "not opted in");
         assert_eq!(g.stats.refused.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn idle_slots_are_promised_until_their_bundles_come_or_the_hold_ends() {
+        let g = gate(true);
+        let load = idle_load();
+        let (busy, other) = (PeerId::random(), PeerId::random());
+        let t0 = Instant::now();
+        let slots = |a: &StealAnswer| match a {
+            StealAnswer::Idle { free_slots, .. } => *free_slots,
+            StealAnswer::NotStealing { .. } => 0,
+        };
+        // Four free workers, two stolen at most: both promised to the first asker.
+        assert_eq!(slots(&g.answer_to(busy, &overflow(), Some(&load), t0)), 2);
+        assert_eq!(g.promised(t0), 2);
+        // Asked again before the bundles come (the load it reports has not
+        // changed): nothing is offered twice, to it or to another.
+        let again = g.answer_to(busy, &overflow(), Some(&load), t0);
+        assert!(
+            matches!(again, StealAnswer::NotStealing { .. }),
+            "{again:?}"
+        );
+        assert_eq!(slots(&g.answer_to(other, &overflow(), Some(&load), t0)), 0);
+        // A bundle from the asker uses one of its promised slots, not another's.
+        let _a = g.admit(&other, &Need::default()).expect("admitted");
+        assert_eq!(g.promised(t0), 2, "other was promised nothing");
+        drop(_a);
+        let a = g.admit(&busy, &Need::default()).expect("admitted");
+        assert_eq!(g.promised(t0), 1);
+        // One running, one promised: nothing left to offer.
+        assert_eq!(slots(&g.answer_to(other, &overflow(), Some(&load), t0)), 0);
+        drop(a);
+        // A promise not used is let go after the hold.
+        let later = t0 + PROMISE_HOLD + Duration::from_millis(1);
+        assert_eq!(g.promised(later), 0);
+        assert_eq!(
+            slots(&g.answer_to(other, &overflow(), Some(&load), later)),
+            2
+        );
+        // Fewer jobs announced than slots free: only those are promised.
+        let g = gate(true);
+        let one = Overflow {
+            queued: 1,
+            ..overflow()
+        };
+        assert_eq!(slots(&g.answer_to(busy, &one, Some(&load), t0)), 1);
+        assert_eq!(slots(&g.answer_to(other, &overflow(), Some(&load), t0)), 1);
+        assert_eq!(g.promised(t0), 2, "never more than max_concurrent promised");
     }
 
     #[test]
