@@ -510,105 +510,97 @@ async fn a_restarted_executor_refuses_a_replayed_job() {
     ));
 }
 
-/// `module` with a custom section of `extra` bytes appended (custom sections may
-/// come anywhere), so checking its bundle takes a while.
-fn padded(module: &[u8], extra: usize) -> Vec<u8> {
-    let name = b"padding";
-    let mut body = vec![name.len() as u8];
-    body.extend_from_slice(name);
-    body.resize(body.len() + extra, 0xAB);
-    let mut out = module.to_vec();
-    out.push(0); // custom section
-    let mut n = body.len();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(&body);
-    out
-}
-
 /// A bundle refused `busy` because too many are being checked at once lets go of
 /// its reservation and nonce: a requester retries a busy answer with a new offer
 /// (as it does a busy decline), and that offer is accepted and runs. It was once
 /// declined as a replayed nonce, so a burst of jobs to one executor failed some of
-/// them outright (CI, stop 32: twelve jobs to one swarm-mode executor).
+/// them outright (CI, stop 32: twelve jobs to one swarm-mode executor). The checks
+/// are held at a closed gate, so the ninth bundle meets eight being checked on
+/// any machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_refused_busy_is_accepted_when_offered_again() {
-    // A data dir, as the package runs it: each bundle's nonce is committed to
-    // replay.db while its check permit is held, as on a real node.
+    let gate = plasm::net::executor::CheckGate::closed(0);
+    // Opened however the test ends: a panic with bundles still held would
+    // otherwise leave the runtime waiting on their blocking threads for ever.
+    struct OpenOnDrop(plasm::net::executor::CheckGate);
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            self.0.open();
+        }
+    }
+    let _opened = OpenOnDrop(gate.clone());
+    // A data dir, as the package runs it (the replay window on disk).
     let dir = tempfile::tempdir().expect("data dir");
     let mut c = memory_config(Mode::Node, &[]);
     c.data_dir = Some(dir.path().to_path_buf());
     c.queue = 32;
+    c.policy.check_gate = gate.clone();
     let exec = start(c).await;
-    let mut clients = Vec::new();
-    for _ in 0..3 {
-        let client = start(memory_config(Mode::Client, &[])).await;
-        client
-            .client()
-            .dial(exec.listen_addrs()[0].clone())
-            .await
-            .expect("dial");
-        clients.push(client);
-    }
-    let module = padded(&hello(), 4 << 20);
-    // Far more bundles at once (three requesters, 16 reservations each) than the
-    // executor checks at once (8), each hashing 4 MiB: some are refused busy.
-    let mut busy = Vec::new();
-    for _burst in 0..10 {
-        let mut ms = Vec::new();
-        for client in &clients {
-            for _ in 0..16 {
-                let m = manifest(&module, ManifestBuilder::new());
-                match offer(client, &exec, m.as_value().to_string()).await {
-                    JobResponse::Accept { .. } => {}
-                    r => panic!("{r:?}"),
-                }
-                ms.push((client, m));
-            }
-        }
-        let answers = futures::future::join_all(
-            ms.iter()
-                .map(|(client, m)| bundle(client, &exec, m.job_id(), &module, None)),
-        )
-        .await;
-        for ((client, m), answer) in ms.iter().zip(answers) {
-            match answer {
-                JobResponse::Result { stdout, .. } => assert_eq!(stdout, b"hello from plasm\n"),
-                JobResponse::Failure {
-                    reason: FailureReason::Busy,
-                    message,
-                } if message.contains("being checked") => busy.push((*client, m.clone())),
-                r => panic!("{r:?}"),
-            }
-        }
-        if !busy.is_empty() {
-            break;
-        }
-    }
-    assert!(
-        !busy.is_empty(),
-        "no burst overflowed the bundle checks: this test shows nothing"
-    );
-    eprintln!("{} bundles refused busy, offered again", busy.len());
-    for (client, m) in &busy {
-        match offer(client, &exec, m.as_value().to_string()).await {
+    let client = start(memory_config(Mode::Client, &[])).await;
+    client
+        .client()
+        .dial(exec.listen_addrs()[0].clone())
+        .await
+        .expect("dial");
+    let module = hello();
+    let ms: Vec<_> = (0..9)
+        .map(|_| manifest(&module, ManifestBuilder::new()))
+        .collect();
+    for m in &ms {
+        match offer(&client, &exec, m.as_value().to_string()).await {
             JobResponse::Accept { .. } => {}
-            r => panic!("a bundle refused busy may be offered again: {r:?}"),
+            r => panic!("{r:?}"),
         }
-        match bundle(client, &exec, m.job_id(), &module, None).await {
+    }
+    let send = |m: &plasm::manifest::Manifest| {
+        let (c, peer, module) = (client.client().clone(), exec.peer_id(), module.clone());
+        let job_id = m.job_id().to_owned();
+        async move {
+            c.request(
+                peer,
+                JobRequest::Bundle {
+                    job_id,
+                    module: Some(module),
+                    input: vec![],
+                    placement: None,
+                },
+            )
+            .await
+            .expect("answer")
+        }
+    };
+    // Eight bundles are held in their checks (the executor checks 8 at once).
+    let held: Vec<_> = ms[..8].iter().map(|m| tokio::spawn(send(m))).collect();
+    eventually(Duration::from_secs(30), || {
+        let arrived = gate.arrived();
+        async move { (arrived >= 8).then_some(()) }
+    })
+    .await
+    .expect("eight bundles held at the check");
+    // The ninth is refused busy...
+    match send(&ms[8]).await {
+        JobResponse::Failure {
+            reason: FailureReason::Busy,
+            message,
+        } => assert!(message.contains("being checked"), "{message}"),
+        r => panic!("{r:?}"),
+    }
+    // ...and its retry, a new offer of the same signed manifest, is accepted.
+    match offer(&client, &exec, ms[8].as_value().to_string()).await {
+        JobResponse::Accept { .. } => {}
+        r => panic!("a bundle refused busy may be offered again: {r:?}"),
+    }
+    gate.open();
+    for h in held {
+        match h.await.expect("task") {
             JobResponse::Result { stdout, .. } => assert_eq!(stdout, b"hello from plasm\n"),
             r => panic!("{r:?}"),
         }
     }
-    for client in clients {
-        client.shutdown().await;
+    match send(&ms[8]).await {
+        JobResponse::Result { stdout, .. } => assert_eq!(stdout, b"hello from plasm\n"),
+        r => panic!("{r:?}"),
     }
+    client.shutdown().await;
     exec.shutdown().await;
 }

@@ -1058,8 +1058,13 @@ impl Executor {
         let Ok(permit) = self.checks.clone().try_acquire_owned() else {
             // The reservation goes, and its nonce with it: a requester retries a
             // busy answer with a new offer (as it does a busy decline), which a
-            // nonce still reserved would decline as a replay. Nothing ran.
+            // nonce still reserved would decline as a replay. Nothing ran. A
+            // stolen job goes home instead (never retried), so the slot its thief
+            // promised is let go (decision 0063).
             self.remove_reservation(job_id);
+            if stolen.is_some() {
+                steal_gate.release(&peer);
+            }
             return Err(failure(
                 FailureReason::Busy,
                 "too many bundles are being checked; retry",
@@ -1081,6 +1086,9 @@ impl Executor {
         // first submitter under a higher attempt, never a stolen copy.
         if let Some(why) = rerun_refusal(reservation.again, peer, attempt, stolen.is_some()) {
             self.metrics.refused("replayed_job");
+            if stolen.is_some() {
+                steal_gate.release(&peer);
+            }
             self.on_report(nonce);
             return Err(failure(FailureReason::UnknownJob, why));
         }
@@ -1090,6 +1098,7 @@ impl Executor {
         let stolen_slot = match &stolen {
             None => None,
             Some(from) if *from != peer.to_string() => {
+                steal_gate.release(&peer);
                 self.on_report(nonce);
                 return Err(failure(
                     FailureReason::Busy,

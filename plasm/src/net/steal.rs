@@ -44,6 +44,48 @@ pub const OVERFLOW_BURST: f64 = 5.0;
 /// a bundle fit in the rest on the links swarm mode is for. Slots a busy node does
 /// not use (fewer of its jobs fit) are kept from others this long at most.
 pub const PROMISE_HOLD: Duration = Duration::from_secs(5);
+/// How long a node whose promise ran out unused is promised nothing more (its
+/// answers are still `Idle` when slots are free, as before promises). Without it
+/// one peer announcing every 5 s, and never sending a bundle, would keep every
+/// slot promised to itself for free.
+pub const UNKEPT_COOLDOWN: Duration = Duration::from_secs(30);
+/// Most peers remembered as having let a promise run out.
+pub const MAX_UNKEPT: usize = 1024;
+
+/// Slots promised by `Idle` answers, and the peers that let one run out.
+#[derive(Debug, Default)]
+struct Promises {
+    /// One entry (asker, until) per slot, at most `max_concurrent`.
+    slots: std::collections::VecDeque<(PeerId, Instant)>,
+    /// Peers promised nothing until the instant (bounded by [`MAX_UNKEPT`]).
+    unkept: HashMap<PeerId, Instant>,
+}
+
+impl Promises {
+    /// Drops the promises that ran out, marking their askers.
+    fn expire(&mut self, now: Instant) {
+        let unkept = &mut self.unkept;
+        self.slots.retain(|(peer, until)| {
+            if *until > now {
+                return true;
+            }
+            if unkept.len() >= MAX_UNKEPT {
+                unkept.retain(|_, t| *t > now);
+            }
+            if unkept.len() < MAX_UNKEPT || unkept.contains_key(peer) {
+                unkept.insert(*peer, now + UNKEPT_COOLDOWN);
+            }
+            false
+        });
+    }
+
+    /// Uses up (or lets go of) one slot promised to `peer`.
+    fn take(&mut self, peer: &PeerId) {
+        if let Some(i) = self.slots.iter().position(|(p, _)| p == peer) {
+            self.slots.remove(i);
+        }
+    }
+}
 /// Peers whose announcement rate is remembered.
 pub const MAX_STEAL_PEERS: usize = 4096;
 
@@ -239,9 +281,8 @@ pub struct StealGate {
     /// The policy.
     pub policy: StealPolicy,
     running: AtomicUsize,
-    /// Slots offered in `Idle` answers whose bundles have not come yet: one
-    /// entry (asker, until) per slot, at most `max_concurrent`.
-    promised: std::sync::Mutex<std::collections::VecDeque<(PeerId, Instant)>>,
+    /// Slots offered in `Idle` answers whose bundles have not come yet.
+    promised: std::sync::Mutex<Promises>,
     /// Counters.
     pub stats: StealStats,
     /// Queued jobs idle peers may take (the busy side).
@@ -279,22 +320,30 @@ impl StealGate {
         self.running.load(Ordering::SeqCst)
     }
 
-    fn promises(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(PeerId, Instant)>> {
+    fn promises(&self) -> std::sync::MutexGuard<'_, Promises> {
         self.promised.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Slots promised now (answers not yet followed by their bundles).
     pub fn promised(&self, now: Instant) -> usize {
         let mut promised = self.promises();
-        promised.retain(|(_, until)| *until > now);
-        promised.len()
+        promised.expire(now);
+        promised.slots.len()
+    }
+
+    /// Lets go of one slot promised to `from`: its stolen bundle was refused
+    /// before [`Self::admit`] (busy checks, a replay), so the job went home.
+    pub fn release(&self, from: &PeerId) {
+        self.promises().take(from);
     }
 
     /// Admits one stolen bundle from `from` needing `need`, or says why not (the
     /// executor fails the bundle with it): the thief's consent, checked again on
-    /// the bytes. An admitted bundle uses up one slot promised to `from`.
+    /// the bytes. The bundle, admitted or not, ends one slot promised to `from`.
     pub fn admit(self: &Arc<Self>, from: &PeerId, need: &Need) -> Result<StolenSlot, String> {
         let p = &self.policy;
+        // Refused or admitted, the bundle ends a slot promised to its sender.
+        self.promises().take(from);
         let refuse = |why: String| {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             Err(why)
@@ -326,10 +375,6 @@ impl StealGate {
             ));
         }
         self.stats.taken.fetch_add(1, Ordering::Relaxed);
-        let mut promised = self.promises();
-        if let Some(i) = promised.iter().position(|(p, _)| p == from) {
-            promised.remove(i);
-        }
         Ok(StolenSlot(self.clone()))
     }
 
@@ -348,11 +393,15 @@ impl StealGate {
         now: Instant,
     ) -> StealAnswer {
         let mut promised = self.promises();
-        promised.retain(|(_, until)| *until > now);
-        let answer = self.answer_holding(overflow, load, promised.len());
-        if let StealAnswer::Idle { free_slots, .. } = &answer {
+        promised.expire(now);
+        let answer = self.answer_holding(overflow, load, promised.slots.len());
+        let trusted = promised.unkept.get(&peer).is_none_or(|t| *t <= now);
+        if let (StealAnswer::Idle { free_slots, .. }, true) = (&answer, trusted) {
             let until = now + PROMISE_HOLD;
-            promised.extend(std::iter::repeat_n((peer, until), *free_slots as usize));
+            let entry = (peer, until);
+            promised
+                .slots
+                .extend(std::iter::repeat_n(entry, *free_slots as usize));
         }
         answer
     }
@@ -774,6 +823,43 @@ mod tests {
         assert_eq!(slots(&g.answer_to(busy, &one, Some(&load), t0)), 1);
         assert_eq!(slots(&g.answer_to(other, &overflow(), Some(&load), t0)), 1);
         assert_eq!(g.promised(t0), 2, "never more than max_concurrent promised");
+    }
+
+    #[test]
+    fn a_peer_that_lets_its_promise_run_out_is_promised_nothing_for_a_while() {
+        let g = gate(true);
+        let load = idle_load();
+        let (idler, honest) = (PeerId::random(), PeerId::random());
+        let t0 = Instant::now();
+        let idle = |a: &StealAnswer| matches!(a, StealAnswer::Idle { .. });
+        // It announces, is promised both slots, and never sends a bundle.
+        assert!(idle(&g.answer_to(idler, &overflow(), Some(&load), t0)));
+        let t1 = t0 + PROMISE_HOLD + Duration::from_millis(1);
+        // Asked again after the hold: still told the slots are free, but they
+        // are no longer held for it, so another busy node is offered them too.
+        assert!(idle(&g.answer_to(idler, &overflow(), Some(&load), t1)));
+        assert_eq!(
+            g.promised(t1),
+            0,
+            "no promise for a peer that let one run out"
+        );
+        assert!(idle(&g.answer_to(honest, &overflow(), Some(&load), t1)));
+        assert_eq!(g.promised(t1), 2);
+        // After the cool-down it is promised slots again.
+        let t2 = t1 + UNKEPT_COOLDOWN + PROMISE_HOLD + Duration::from_millis(2);
+        assert!(idle(&g.answer_to(idler, &overflow(), Some(&load), t2)));
+        assert_eq!(g.promised(t2), 2);
+        // A refused stolen bundle lets go of its slot.
+        g.release(&idler);
+        assert_eq!(g.promised(t2), 1);
+        // The peers remembered are bounded.
+        let g = gate(true);
+        for i in 0..(MAX_UNKEPT + 10) {
+            let at = t0 + Duration::from_millis(i as u64);
+            g.answer_to(PeerId::random(), &overflow(), Some(&load), at);
+            g.promised(at + PROMISE_HOLD + Duration::from_millis(1));
+        }
+        assert!(g.promises().unkept.len() <= MAX_UNKEPT);
     }
 
     #[test]
