@@ -38,18 +38,24 @@ async fn hello_runs(client: &Node, exec: &Node) {
     assert_eq!(out.stdout, b"hello from plasm\n");
 }
 
-async fn pair(max_request_bytes: u64) -> (Node, Node) {
-    let mut c = memory_config(Mode::Node, &[]);
-    c.net.limits.max_request_bytes = max_request_bytes;
-    // A host that forbids W+X memory: wasm3 only, so a wasmtime job is declined.
-    c.policy.engines = EngineChoice::only(EngineName::Wasm3);
-    let exec = start(c).await;
+/// A client node connected to `exec`.
+async fn client_of(exec: &Node) -> Node {
     let client = start(memory_config(Mode::Client, &[])).await;
     client
         .client()
         .dial(exec.listen_addrs()[0].clone())
         .await
         .expect("dial");
+    client
+}
+
+async fn pair(max_request_bytes: u64) -> (Node, Node) {
+    let mut c = memory_config(Mode::Node, &[]);
+    c.net.limits.max_request_bytes = max_request_bytes;
+    // A host that forbids W+X memory: wasm3 only, so a wasmtime job is declined.
+    c.policy.engines = EngineChoice::only(EngineName::Wasm3);
+    let exec = start(c).await;
+    let client = client_of(&exec).await;
     (exec, client)
 }
 
@@ -385,13 +391,30 @@ async fn bundle(
         stolen_from: None,
         handoff: false,
     });
+    send_bundle(
+        client.client().clone(),
+        exec.peer_id(),
+        job_id.into(),
+        module.to_vec(),
+        placement,
+    )
+    .await
+}
+
+/// Sends one bundle (owned arguments, so it can be spawned) and returns the answer.
+async fn send_bundle(
+    client: plasm::net::Client,
+    exec: libp2p::PeerId,
+    job_id: String,
+    module: Vec<u8>,
+    placement: Option<plasm::net::protocol::BundlePlacement>,
+) -> JobResponse {
     client
-        .client()
         .request(
-            exec.peer_id(),
+            exec,
             JobRequest::Bundle {
-                job_id: job_id.into(),
-                module: Some(module.to_vec()),
+                job_id,
+                module: Some(module),
                 input: vec![],
                 placement,
             },
@@ -423,12 +446,7 @@ async fn a_restarted_executor_refuses_a_replayed_job() {
         c
     };
     let exec = start(config()).await;
-    let client = start(memory_config(Mode::Client, &[])).await;
-    client
-        .client()
-        .dial(exec.listen_addrs()[0].clone())
-        .await
-        .expect("dial");
+    let client = client_of(&exec).await;
     let module = hello();
     let m = manifest(&module, ManifestBuilder::new());
     let out = remote::run_remote(
@@ -454,12 +472,7 @@ async fn a_restarted_executor_refuses_a_replayed_job() {
     let text = m.as_value().to_string();
 
     // Another peer replays the signed manifest: declined at the offer.
-    let other = start(memory_config(Mode::Client, &[])).await;
-    other
-        .client()
-        .dial(exec.listen_addrs()[0].clone())
-        .await
-        .expect("dial");
+    let other = client_of(&exec).await;
     match offer(&other, &exec, text.clone()).await {
         JobResponse::Decline {
             reason: DeclineReason::ReplayedNonce,
@@ -536,12 +549,7 @@ async fn a_bundle_refused_busy_is_accepted_when_offered_again() {
     c.queue = 32;
     c.policy.check_gate = gate.clone();
     let exec = start(c).await;
-    let client = start(memory_config(Mode::Client, &[])).await;
-    client
-        .client()
-        .dial(exec.listen_addrs()[0].clone())
-        .await
-        .expect("dial");
+    let client = client_of(&exec).await;
     let module = hello();
     let ms: Vec<_> = (0..9)
         .map(|_| manifest(&module, ManifestBuilder::new()))
@@ -553,21 +561,8 @@ async fn a_bundle_refused_busy_is_accepted_when_offered_again() {
         }
     }
     let send = |m: &plasm::manifest::Manifest| {
-        let (c, peer, module) = (client.client().clone(), exec.peer_id(), module.clone());
-        let job_id = m.job_id().to_owned();
-        async move {
-            c.request(
-                peer,
-                JobRequest::Bundle {
-                    job_id,
-                    module: Some(module),
-                    input: vec![],
-                    placement: None,
-                },
-            )
-            .await
-            .expect("answer")
-        }
+        let (c, peer) = (client.client().clone(), exec.peer_id());
+        send_bundle(c, peer, m.job_id().to_owned(), module.clone(), None)
     };
     // Eight bundles are held in their checks (the executor checks 8 at once).
     let held: Vec<_> = ms[..8].iter().map(|m| tokio::spawn(send(m))).collect();

@@ -303,7 +303,9 @@ pub fn steal(data: &[u8]) {
                 profile: "wan".into(),
                 accepting: true,
             };
-            if let StealAnswer::Idle { free_slots, .. } = gate.answer(&o, Some(&load)) {
+            let (peer, now) = (libp2p::PeerId::random(), std::time::Instant::now());
+            if let StealAnswer::Idle { free_slots, .. } = gate.answer_to(peer, &o, Some(&load), now)
+            {
                 assert!(
                     free_slots >= 1 && free_slots <= o.queued,
                     "idle for {free_slots}"

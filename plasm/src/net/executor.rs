@@ -1055,16 +1055,16 @@ impl Executor {
                 ));
             }
         }
+        // A stolen bundle, admitted below or refused, ends one slot its sender was
+        // promised (decision 0063): a refused one goes home, never sent again.
+        if stolen.is_some() {
+            steal_gate.release(&peer);
+        }
         let Ok(permit) = self.checks.clone().try_acquire_owned() else {
             // The reservation goes, and its nonce with it: a requester retries a
             // busy answer with a new offer (as it does a busy decline), which a
-            // nonce still reserved would decline as a replay. Nothing ran. A
-            // stolen job goes home instead (never retried), so the slot its thief
-            // promised is let go (decision 0063).
+            // nonce still reserved would decline as a replay. Nothing ran.
             self.remove_reservation(job_id);
-            if stolen.is_some() {
-                steal_gate.release(&peer);
-            }
             return Err(failure(
                 FailureReason::Busy,
                 "too many bundles are being checked; retry",
@@ -1086,9 +1086,6 @@ impl Executor {
         // first submitter under a higher attempt, never a stolen copy.
         if let Some(why) = rerun_refusal(reservation.again, peer, attempt, stolen.is_some()) {
             self.metrics.refused("replayed_job");
-            if stolen.is_some() {
-                steal_gate.release(&peer);
-            }
             self.on_report(nonce);
             return Err(failure(FailureReason::UnknownJob, why));
         }
@@ -1098,7 +1095,6 @@ impl Executor {
         let stolen_slot = match &stolen {
             None => None,
             Some(from) if *from != peer.to_string() => {
-                steal_gate.release(&peer);
                 self.on_report(nonce);
                 return Err(failure(
                     FailureReason::Busy,
@@ -1108,7 +1104,7 @@ impl Executor {
             Some(_) => match self
                 .client
                 .steal_gate()
-                .admit(&peer, &super::steal::Need::of(&reservation.manifest))
+                .admit(&super::steal::Need::of(&reservation.manifest))
             {
                 Ok(slot) => Some(slot),
                 Err(why) => {

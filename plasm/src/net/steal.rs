@@ -325,25 +325,23 @@ impl StealGate {
     }
 
     /// Slots promised now (answers not yet followed by their bundles).
-    pub fn promised(&self, now: Instant) -> usize {
+    #[cfg(test)]
+    fn promised(&self, now: Instant) -> usize {
         let mut promised = self.promises();
         promised.expire(now);
         promised.slots.len()
     }
 
-    /// Lets go of one slot promised to `from`: its stolen bundle was refused
-    /// before [`Self::admit`] (busy checks, a replay), so the job went home.
+    /// Ends one slot promised to `from`: a stolen bundle of its came (the
+    /// executor calls this for every one, admitted or refused).
     pub fn release(&self, from: &PeerId) {
         self.promises().take(from);
     }
 
-    /// Admits one stolen bundle from `from` needing `need`, or says why not (the
-    /// executor fails the bundle with it): the thief's consent, checked again on
-    /// the bytes. The bundle, admitted or not, ends one slot promised to `from`.
-    pub fn admit(self: &Arc<Self>, from: &PeerId, need: &Need) -> Result<StolenSlot, String> {
+    /// Admits one stolen bundle needing `need`, or says why not (the executor
+    /// fails the bundle with it): the thief's consent, checked again on the bytes.
+    pub fn admit(self: &Arc<Self>, need: &Need) -> Result<StolenSlot, String> {
         let p = &self.policy;
-        // Refused or admitted, the bundle ends a slot promised to its sender.
-        self.promises().take(from);
         let refuse = |why: String| {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             Err(why)
@@ -406,9 +404,9 @@ impl StealGate {
         answer
     }
 
-    /// The answer to an overflow announcement, given this node's own load, with
-    /// nothing promised.
-    pub fn answer(&self, overflow: &Overflow, load: Option<&Load>) -> StealAnswer {
+    /// The answer to a first announcement, with nothing promised (tests).
+    #[cfg(test)]
+    fn answer(&self, overflow: &Overflow, load: Option<&Load>) -> StealAnswer {
         self.answer_holding(overflow, load, 0)
     }
 
@@ -749,31 +747,24 @@ mod tests {
             bundle_bytes: 10,
             ..Need::default()
         };
-        let from = PeerId::random();
-        assert!(g.admit(&from, &Need::default()).is_err(), "label required");
+        assert!(g.admit(&Need::default()).is_err(), "label required");
         assert!(
-            g.admit(
-                &from,
-                &Need {
-                    bundle_bytes: 1001,
-                    ..gpu.clone()
-                }
-            )
+            g.admit(&Need {
+                bundle_bytes: 1001,
+                ..gpu.clone()
+            })
             .is_err(),
             "bundle over the cap"
         );
-        let a = g.admit(&from, &gpu).expect("first");
-        let _b = g.admit(&from, &gpu).expect("second");
+        let a = g.admit(&gpu).expect("first");
+        let _b = g.admit(&gpu).expect("second");
         assert!(
-            g.admit(&from, &gpu).is_err(),
+            g.admit(&gpu).is_err(),
             "a third at once is over max_concurrent"
         );
         drop(a);
-        assert!(
-            g.admit(&from, &gpu).is_ok(),
-            "a slot given back is taken again"
-        );
-        assert!(gate(false).admit(&from, &gpu).is_err(), "not opted in");
+        assert!(g.admit(&gpu).is_ok(), "a slot given back is taken again");
+        assert!(gate(false).admit(&gpu).is_err(), "not opted in");
         assert_eq!(g.stats.refused.load(Ordering::Relaxed), 3);
     }
 
@@ -799,10 +790,12 @@ mod tests {
         );
         assert_eq!(slots(&g.answer_to(other, &overflow(), Some(&load), t0)), 0);
         // A bundle from the asker uses one of its promised slots, not another's.
-        let _a = g.admit(&other, &Need::default()).expect("admitted");
+        g.release(&other);
+        let _a = g.admit(&Need::default()).expect("admitted");
         assert_eq!(g.promised(t0), 2, "other was promised nothing");
         drop(_a);
-        let a = g.admit(&busy, &Need::default()).expect("admitted");
+        g.release(&busy);
+        let a = g.admit(&Need::default()).expect("admitted");
         assert_eq!(g.promised(t0), 1);
         // One running, one promised: nothing left to offer.
         assert_eq!(slots(&g.answer_to(other, &overflow(), Some(&load), t0)), 0);
